@@ -1,0 +1,33 @@
+//! `control`: relays Calico policy to the Envoy wasm filter, and the operator's CLI.
+
+mod check;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "control", version, about = "Calico application layer policy for Envoy: relay and operator tools")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Explain how the policy decides requests, offline.
+    Check(check::CheckArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Check(args) => check::run(&args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("control: {err:#}");
+            ExitCode::from(2)
+        }
+    }
+}
