@@ -3,9 +3,10 @@
 use crate::compile::{Action, CompiledPolicy, CompiledRule, DefaultAction, HttpClause, NamespaceClause, PathClause, SideClause, Step};
 use crate::decision::{Cause, Decision, Origin, Verdict};
 use crate::identity::parse_principal_ref;
+use crate::index::Candidates;
 use crate::ipset::IpSetLookup;
 use crate::path;
-use crate::protocol::{l4_clause, proto_name};
+use crate::protocol::l4_clause;
 use crate::request::{Peer, Request};
 use crate::snapshot::{Labels, PortRange};
 use std::cell::OnceCell;
@@ -22,8 +23,6 @@ struct PeerView<'a> {
     address: Option<IpAddr>,
     port: u16,
     protocol: u8,
-    /// `<ip>,<proto>:<port>`, built on first use.
-    port_key: OnceCell<Option<String>>,
 }
 
 impl<'a> PeerView<'a> {
@@ -43,18 +42,7 @@ impl<'a> PeerView<'a> {
             address: peer.address,
             port: peer.port,
             protocol,
-            port_key: OnceCell::new(),
         }
-    }
-
-    fn port_key(&self) -> Option<&str> {
-        self.port_key
-            .get_or_init(|| {
-                let ip = self.address?;
-                let proto = proto_name(i32::from(self.protocol))?;
-                Some(format!("{},{}:{}", crate::address::canonical(ip), proto, self.port))
-            })
-            .as_deref()
     }
 }
 
@@ -87,7 +75,28 @@ impl CompiledPolicy {
             dst: PeerView::new(self, dst_ns, dst_sa, &request.destination, request.protocol),
             path: OnceCell::new(),
         };
-        eval.run()
+        eval.run(self.index.candidates(src_sa, request.http.as_ref().map(|h| h.method)))
+    }
+
+    /// The same decision without the candidate index: every step is visited (tests compare).
+    #[cfg(test)]
+    pub(crate) fn evaluate_unindexed(&self, request: &Request<'_>) -> Decision {
+        if !self.has_endpoint {
+            return Decision::precheck(Verdict::NoEndpoint);
+        }
+        let (Ok((src_ns, src_sa)), Ok((dst_ns, dst_sa))) =
+            (parse_principal_ref(request.source.principal), parse_principal_ref(request.destination.principal))
+        else {
+            return Decision::precheck(Verdict::InvalidPeerIdentity);
+        };
+        let eval = Evaluation {
+            policy: self,
+            request,
+            src: PeerView::new(self, src_ns, src_sa, &request.source, request.protocol),
+            dst: PeerView::new(self, dst_ns, dst_sa, &request.destination, request.protocol),
+            path: OnceCell::new(),
+        };
+        eval.run(self.index.every_step())
     }
 }
 
@@ -96,10 +105,8 @@ fn decided(verdict: Verdict, origin: Origin, cause: Cause) -> Decision {
 }
 
 impl Evaluation<'_> {
-    fn run(&self) -> Decision {
+    fn run(&self, candidates: Candidates<'_>) -> Decision {
         let steps = &self.policy.steps;
-        let candidates =
-            self.policy.index.candidates(self.src.service_account, self.request.http.as_ref().map(|h| h.method));
         let mut pos = 0;
         while let Some(i) = candidates.next_from(pos) {
             pos = i + 1;
@@ -189,8 +196,8 @@ impl Evaluation<'_> {
     }
 
     fn port_key_in(&self, set: u32, peer: &PeerView<'_>) -> bool {
-        match (self.set(set), peer.port_key()) {
-            (Some(s), Some(key)) => s.contains_key(key),
+        match (self.set(set), peer.address) {
+            (Some(s), Some(ip)) => s.contains_ip_port(ip, peer.protocol, peer.port),
             _ => false,
         }
     }
@@ -297,3 +304,7 @@ fn not_nets_match(nets: &[Option<crate::address::Cidr>], address: Option<IpAddr>
     }
     true
 }
+
+#[cfg(test)]
+#[path = "evaluate_tests.rs"]
+mod tests;

@@ -85,6 +85,14 @@ impl CandidateIndex {
     }
 }
 
+impl CandidateIndex {
+    /// Every step, unfiltered.
+    #[cfg(test)]
+    pub(crate) fn every_step(&self) -> Candidates<'_> {
+        Candidates { a: &self.all, b: &self.all }
+    }
+}
+
 /// The intersection of two step sets, walked in program order without allocating.
 pub(crate) struct Candidates<'a> {
     a: &'a [u64],
