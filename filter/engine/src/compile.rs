@@ -149,7 +149,7 @@ pub(crate) struct TierInfo {
 }
 
 /// Everything needed to decide requests for one snapshot version.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct CompiledPolicy {
     pub(crate) has_endpoint: bool,
     pub(crate) tiers: Vec<TierInfo>,

@@ -75,7 +75,12 @@ impl CompiledPolicy {
             dst: PeerView::new(self, dst_ns, dst_sa, &request.destination, request.protocol),
             path: OnceCell::new(),
         };
-        eval.run(self.index.candidates(src_sa, request.http.as_ref().map(|h| h.method)))
+        let identity = if src_sa.is_empty() {
+            None
+        } else {
+            self.index.identity_steps(src_ns, src_sa, |i| eval.identity_may_match(i))
+        };
+        eval.run(self.index.candidates(src_sa, identity, request.http.as_ref().map(|h| h.method)))
     }
 
     /// The same decision without the candidate index: every step is visited (tests compare).
@@ -202,7 +207,21 @@ impl Evaluation<'_> {
         }
     }
 
-    fn side_matches(&self, side: &SideClause, peer: &PeerView<'_>) -> bool {
+    /// Whether step `i` could match the source identity: its source service-account and
+    /// namespace clauses (steps other than rules always could).
+    fn identity_may_match(&self, i: usize) -> bool {
+        let rule = match self.policy.steps.get(i) {
+            Some(Step::PolicyRule { rule, .. } | Step::ProfileRule { rule, .. }) => self.policy.rules.get(*rule as usize),
+            _ => None,
+        };
+        match rule {
+            Some(r) if r.missing_ip_set.is_none() => self.identity_matches(&r.src, &self.src),
+            _ => true,
+        }
+    }
+
+    /// The service-account and namespace clauses of one side.
+    fn identity_matches(&self, side: &SideClause, peer: &PeerView<'_>) -> bool {
         if let Some(sa) = &side.service_account {
             if !peer.service_account.is_empty() {
                 if !sa.names.is_empty() && !sa.names.iter().any(|n| n == peer.service_account) {
@@ -222,6 +241,13 @@ impl Evaluation<'_> {
             if !ok {
                 return false;
             }
+        }
+        true
+    }
+
+    fn side_matches(&self, side: &SideClause, peer: &PeerView<'_>) -> bool {
+        if !self.identity_matches(side, peer) {
+            return false;
         }
         if !side.ip_sets.iter().all(|&s| self.ip_in(s, peer)) || side.not_ip_sets.iter().any(|&s| self.ip_in(s, peer)) {
             return false;

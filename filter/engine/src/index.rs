@@ -1,16 +1,36 @@
 //! A candidate filter over the flattened program, so a request with many rules visits only the
-//! steps that could match it. Two cheap request facts are indexed: the source service-account
-//! name and the HTTP method (or its absence). Every step that is not a plain rule, and every rule
-//! that fails closed when reached (missing IP set), is a candidate for every request, so the
-//! filter never changes a decision, only skips rules that cannot match.
+//! steps that could match it. Two request facts are indexed: the source identity and the HTTP
+//! method (or its absence). Every step that is not a plain rule, and every rule that fails closed
+//! when reached (missing IP set), is a candidate for every request, so the filter never changes a
+//! decision, only skips rules that cannot match.
+//!
+//! The source identity `(namespace, service account)` decides a rule's service-account and
+//! namespace clauses on its own (labels come from the store, never from the request), so the set
+//! of rules an identity can match is computed on its first request and cached for the version.
+//! Until an identity is cached (or when the cache is full) the service-account names index
+//! stands in.
 
 use crate::compile::{CompiledRule, Step};
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
-#[derive(Debug, Clone, Default)]
+/// Identities whose candidate sets are cached per compiled version.
+const IDENTITY_CACHE_ENTRIES: usize = 1024;
+
+pub(crate) type StepSet = Arc<[u64]>;
+
+#[derive(Debug, Default)]
+struct IdentityCache {
+    entries: usize,
+    by_namespace: HashMap<Box<str>, HashMap<Box<str>, StepSet>>,
+}
+
+#[derive(Debug, Default)]
 pub(crate) struct CandidateIndex {
     /// Every step.
-    all: Vec<u64>,
+    all: StepSet,
+    /// namespace -> service account -> candidate steps, filled on first use.
+    identities: Mutex<IdentityCache>,
     /// Steps possible for a source with a service account not named by any rule.
     sa_other: Vec<u64>,
     sa_by_name: HashMap<String, Vec<u64>>,
@@ -70,13 +90,53 @@ impl CandidateIndex {
         };
         let sa_by_name = sa_named.into_iter().map(|(k, v)| (k, with(&sa_other, v))).collect();
         let method_by_name = method_named.into_iter().map(|(k, v)| (k, with(&method_other, v))).collect();
-        CandidateIndex { all, sa_other, sa_by_name, no_http, method_other, method_by_name }
+        CandidateIndex {
+            all: all.into(),
+            identities: Mutex::new(IdentityCache::default()),
+            sa_other,
+            sa_by_name,
+            no_http,
+            method_other,
+            method_by_name,
+        }
+    }
+
+    /// The cached candidate set of a source identity, computing it with `passes(step)` (which
+    /// says whether the step's identity clauses can hold) on first use.
+    pub(crate) fn identity_steps(
+        &self,
+        namespace: &str,
+        service_account: &str,
+        passes: impl Fn(usize) -> bool,
+    ) -> Option<StepSet> {
+        let mut cache = self.identities.lock().ok()?;
+        if let Some(bits) = cache.by_namespace.get(namespace).and_then(|m| m.get(service_account)) {
+            return Some(bits.clone());
+        }
+        if cache.entries >= IDENTITY_CACHE_ENTRIES {
+            return None;
+        }
+        let mut bits = vec![0u64; self.all.len()];
+        for i in 0..self.all.len() * 64 {
+            if self.all.get(i / 64).is_some_and(|w| w & (1 << (i % 64)) != 0) && passes(i) {
+                set(&mut bits, i);
+            }
+        }
+        let bits: StepSet = bits.into();
+        cache.entries += 1;
+        cache.by_namespace.entry(Box::from(namespace)).or_default().insert(Box::from(service_account), bits.clone());
+        Some(bits)
     }
 
     /// Steps that could apply to a request from service account `sa` (`""`: plaintext, which
     /// passes every service-account clause) with HTTP method `method` (`None`: no HTTP).
-    pub(crate) fn candidates(&self, sa: &str, method: Option<&str>) -> Candidates<'_> {
-        let by_sa = if sa.is_empty() { &self.all } else { self.sa_by_name.get(sa).unwrap_or(&self.sa_other) };
+    /// `identity` is the source identity's cached set, when there is one.
+    pub(crate) fn candidates(&self, sa: &str, identity: Option<StepSet>, method: Option<&str>) -> Candidates<'_> {
+        let by_sa = match identity {
+            Some(bits) => Bits::Shared(bits),
+            None if sa.is_empty() => Bits::Shared(self.all.clone()),
+            None => Bits::Borrowed(self.sa_by_name.get(sa).unwrap_or(&self.sa_other)),
+        };
         let by_method = match method {
             None => &self.no_http,
             Some(m) => self.method_by_name.get(m).unwrap_or(&self.method_other),
@@ -89,14 +149,28 @@ impl CandidateIndex {
     /// Every step, unfiltered.
     #[cfg(test)]
     pub(crate) fn every_step(&self) -> Candidates<'_> {
-        Candidates { a: &self.all, b: &self.all }
+        Candidates { a: Bits::Shared(self.all.clone()), b: &self.all }
     }
 }
 
 /// The intersection of two step sets, walked in program order without allocating.
 pub(crate) struct Candidates<'a> {
-    a: &'a [u64],
+    a: Bits<'a>,
     b: &'a [u64],
+}
+
+enum Bits<'a> {
+    Borrowed(&'a [u64]),
+    Shared(StepSet),
+}
+
+impl Bits<'_> {
+    fn words(&self) -> &[u64] {
+        match self {
+            Bits::Borrowed(b) => b,
+            Bits::Shared(b) => b,
+        }
+    }
 }
 
 impl Candidates<'_> {
@@ -104,7 +178,8 @@ impl Candidates<'_> {
     pub(crate) fn next_from(&self, from: usize) -> Option<usize> {
         let mut w = from / 64;
         let mut mask = u64::MAX.checked_shl((from % 64) as u32).unwrap_or(0);
-        while let (Some(a), Some(b)) = (self.a.get(w), self.b.get(w)) {
+        let a_words = self.a.words();
+        while let (Some(a), Some(b)) = (a_words.get(w), self.b.get(w)) {
             let bits = a & b & mask;
             if bits != 0 {
                 return Some(w * 64 + bits.trailing_zeros() as usize);

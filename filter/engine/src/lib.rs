@@ -21,6 +21,8 @@ pub mod request;
 pub mod compile;
 mod evaluate;
 mod index;
+#[doc(hidden)]
+pub mod synthetic;
 
 pub use compile::CompiledPolicy;
 pub use decision::{Decision, Explanation, Verdict};
