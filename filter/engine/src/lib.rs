@@ -8,6 +8,8 @@
 //!   lookups built once per version.
 //! * [`evaluate`]: request -> [`Decision`](decision::Decision).
 
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
 pub mod snapshot;
 pub mod path;
 pub mod address;

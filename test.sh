@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Runs every test of the project: lints, native unit and integration tests, the engine's and the
+# Felix model's tests compiled to wasm32-wasip1 under wasmtime, and the end-to-end tests against
+# a real Envoy. Installs what it needs first (tools/setup.sh). `.ci/run` runs exactly this.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+tools/setup.sh
+
+echo "== build (once: native workspace, release wasm module)"
+cargo build --workspace --all-targets --locked
+./wasm-bundle.sh
+
+echo "== clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+echo "== wasm32-wasip1 tests (wasmtime)"
+cargo test --locked --target wasm32-wasip1 -p alp-engine -p alp-felix
+
+echo "== native tests, including end-to-end against Envoy"
+cargo test --workspace --locked

