@@ -46,8 +46,10 @@ pub fn parse_requests(name: &str, text: &str) -> Result<Vec<RequestSpec>> {
         if line.trim().is_empty() {
             continue;
         }
-        let request = serde_json::from_str::<RequestSpec>(line)
-            .with_context(|| format!("{name}:{}: not a valid request", n + 1))?;
+        let mut de = serde_json::Deserializer::from_str(line);
+        let request = serde_path_to_error::deserialize::<_, RequestSpec>(&mut de).map_err(|e| {
+            anyhow::anyhow!("{name}:{}: not a valid request: field `{}`: {}", n + 1, e.path(), e.inner())
+        })?;
         requests.push(request);
     }
     if requests.is_empty() {

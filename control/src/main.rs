@@ -1,6 +1,7 @@
 //! `control`: relays Calico policy to the Envoy wasm filter, and the operator's CLI.
 
 mod check;
+mod serve;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -16,12 +17,15 @@ struct Cli {
 enum Command {
     /// Explain how the policy decides requests, offline.
     Check(check::CheckArgs),
+    /// Serve the current policy snapshot to the Envoy filters (HTTP long-poll).
+    Serve(serve::ServeArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Check(args) => check::run(&args),
+        Command::Serve(args) => serve::run(&args),
     };
     match result {
         Ok(code) => code,

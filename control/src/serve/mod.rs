@@ -1,0 +1,173 @@
+//! `control serve`: keeps the current policy snapshot and hands it to the Envoy filters over an
+//! HTTP long-poll.
+//!
+//! ```text
+//! source (updates file, later Felix / YAML) --watch<Policy>--> publish (versions, envelope)
+//!     --watch<Option<Arc<Published>>>--> http (GET /v1/snapshot long-poll, /healthz, /readyz)
+//! ```
+//!
+//! * [`source`]: the [`Source`](source::Source) trait and the sources.
+//! * [`publish`]: versioning and encoding, one new version per actual change.
+//! * [`http`]: the endpoints and the long-poll.
+//! * [`listen`]: `HOST:PORT` or `unix:PATH`.
+
+pub mod http;
+pub mod listen;
+pub mod publish;
+pub mod source;
+
+#[cfg(test)]
+mod tests;
+
+use anyhow::{Context, Result};
+use clap::{ArgGroup, Args};
+use listen::Listen;
+use source::Source;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+use tokio::sync::watch;
+use tracing::{error, info};
+
+#[derive(Args, Debug)]
+#[command(group(ArgGroup::new("source").required(true).args(["updates"])))]
+pub struct ServeArgs {
+    /// Where to serve: HOST:PORT (e.g. 127.0.0.1:9400, [::1]:9400) or unix:PATH (a stale socket
+    /// file is replaced).
+    #[arg(
+        long,
+        value_name = "ADDR",
+        default_value = "127.0.0.1:9400",
+        env = "ALP_LISTEN"
+    )]
+    pub listen: Listen,
+    /// Source: Felix `ToDataplane` messages (protobuf JSON; JSON Lines or one array), replayed
+    /// as one stream. Re-read whenever the file changes; a file that does not parse is
+    /// reported and the last good snapshot stays.
+    #[arg(long, value_name = "FILE")]
+    pub updates: Option<PathBuf>,
+    /// How often file sources check for changes.
+    #[arg(long, value_name = "MS", default_value_t = 250)]
+    pub watch_interval_ms: u64,
+}
+
+/// Runs the server until SIGINT or SIGTERM.
+pub fn run(args: &ServeArgs) -> Result<ExitCode> {
+    init_tracing();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(serve(args))
+}
+
+fn init_tracing() {
+    use std::io::IsTerminal;
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .try_init();
+}
+
+fn source_from_args(args: &ServeArgs) -> Result<Box<dyn Source>> {
+    let interval = Duration::from_millis(args.watch_interval_ms.max(10));
+    match &args.updates {
+        Some(path) => Ok(Box::new(source::updates_file::UpdatesFile::new(
+            path.clone(),
+            interval,
+        ))),
+        None => anyhow::bail!("no policy source given (use --updates FILE)"),
+    }
+}
+
+async fn serve(args: &ServeArgs) -> Result<ExitCode> {
+    let source = source_from_args(args)?;
+    let running = start(&args.listen, source).await?;
+    info!(listen = %running.address, "control serving");
+    let shutdown = running.shutdown.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        info!("shutting down");
+        let _ = shutdown.send(true);
+    });
+    running.finished().await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+/// A started server: its tasks and the switch that stops it.
+pub struct Running {
+    /// The address actually bound (the port of `:0` resolved).
+    pub address: String,
+    pub shutdown: watch::Sender<bool>,
+    server: tokio::task::JoinHandle<Result<()>>,
+    source: tokio::task::JoinHandle<Result<()>>,
+    publisher: tokio::task::JoinHandle<()>,
+}
+
+/// Binds `listen` and starts the source, the publisher and the HTTP server.
+pub async fn start(listen: &Listen, source: Box<dyn Source>) -> Result<Running> {
+    let bound = listen.bind().await?;
+    let address = bound.address();
+    info!(source = %source.describe(), "policy source");
+    let (policy_tx, policy_rx) = watch::channel(None);
+    let (published_tx, published_rx) = watch::channel(None);
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let source = tokio::spawn(source.run(policy_tx));
+    let publisher = tokio::spawn(publish::run(policy_rx, published_tx, publish::unix_micros));
+    let state = http::AppState {
+        published: published_rx,
+        shutdown: shutdown_rx.clone(),
+    };
+    let server = tokio::spawn(bound.serve(http::router(state), shutdown_rx));
+    Ok(Running {
+        address,
+        shutdown: shutdown_tx,
+        server,
+        source,
+        publisher,
+    })
+}
+
+impl Running {
+    /// Waits until the server stops (after `shutdown`), or fails if the source or publisher
+    /// stops first: without them the filters would never hear of a change again.
+    pub async fn finished(mut self) -> Result<()> {
+        let outcome = tokio::select! {
+            r = &mut self.server => r.context("server task")?,
+            r = &mut self.source => match r.context("source task")? {
+                Ok(()) => Err(anyhow::anyhow!("the policy source stopped")),
+                Err(e) => Err(e.context("the policy source failed")),
+            },
+            r = &mut self.publisher => {
+                r.context("publisher task")?;
+                Err(anyhow::anyhow!("the publisher stopped"))
+            }
+        };
+        if let Err(e) = &outcome {
+            error!("{e:#}");
+            let _ = self.shutdown.send(true);
+        }
+        self.source.abort();
+        self.publisher.abort();
+        outcome
+    }
+}

@@ -1,0 +1,162 @@
+//! The plugin configuration: a JSON object, every key optional (an empty configuration means
+//! all defaults). Unknown keys are refused so a misspelt key is not silently ignored.
+//!
+//! ```json
+//! {"control_cluster":"alp_control","control_authority":"alp-control",
+//!  "poll_timeout_ms":20000,"retry_interval_ms":500,"tick_ms":100}
+//! ```
+
+use serde::Deserialize;
+use std::fmt;
+
+/// Longest long-poll control is asked to hold (control caps `x-alp-wait-ms` at 60 s too).
+const MAX_POLL_TIMEOUT_MS: u64 = 60_000;
+/// Added to the poll timeout to get the callout's own timeout, so control answers first.
+pub const CALL_GRACE_MS: u64 = 5_000;
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// The Envoy cluster that reaches `control serve`.
+    pub control_cluster: String,
+    /// `:authority` of the requests to control.
+    pub control_authority: String,
+    /// How long control may hold a poll open (`x-alp-wait-ms`).
+    pub poll_timeout_ms: u64,
+    /// Wait after a failed poll before the next one.
+    pub retry_interval_ms: u64,
+    /// Root context tick: lease renewal, poll scheduling, snapshot pick-up.
+    pub tick_ms: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            control_cluster: "alp_control".to_string(),
+            control_authority: "alp-control".to_string(),
+            poll_timeout_ms: 20_000,
+            retry_interval_ms: 500,
+            tick_ms: 100,
+        }
+    }
+}
+
+/// Why a configuration was refused; the text is what Envoy's log shows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigError {
+    NotUtf8,
+    Json(String),
+    Invalid {
+        key: &'static str,
+        problem: &'static str,
+    },
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::NotUtf8 => write!(f, "plugin configuration is not UTF-8"),
+            ConfigError::Json(e) => write!(f, "plugin configuration is not valid: {e}"),
+            ConfigError::Invalid { key, problem } => {
+                write!(f, "plugin configuration key {key:?} {problem}")
+            }
+        }
+    }
+}
+
+impl Config {
+    /// Parses the plugin configuration; absent or blank means every default.
+    pub fn parse(bytes: Option<&[u8]>) -> Result<Config, ConfigError> {
+        let text = match bytes {
+            None => return Ok(Config::default()),
+            Some(b) => std::str::from_utf8(b).map_err(|_| ConfigError::NotUtf8)?,
+        };
+        if text.trim().is_empty() {
+            return Ok(Config::default());
+        }
+        let config: Config =
+            serde_json::from_str(text).map_err(|e| ConfigError::Json(e.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key, problem| Err(ConfigError::Invalid { key, problem });
+        if self.control_cluster.is_empty() {
+            return invalid("control_cluster", "must not be empty");
+        }
+        if self.control_authority.is_empty() {
+            return invalid("control_authority", "must not be empty");
+        }
+        if self.poll_timeout_ms == 0 || self.poll_timeout_ms > MAX_POLL_TIMEOUT_MS {
+            return invalid("poll_timeout_ms", "must be between 1 and 60000");
+        }
+        if self.retry_interval_ms == 0 || self.retry_interval_ms > 3_600_000 {
+            return invalid("retry_interval_ms", "must be between 1 and 3600000");
+        }
+        if self.tick_ms == 0 || self.tick_ms > 60_000 {
+            return invalid("tick_ms", "must be between 1 and 60000");
+        }
+        Ok(())
+    }
+
+    /// The callout's timeout: control's wait plus a grace period.
+    pub fn call_timeout_ms(&self) -> u64 {
+        self.poll_timeout_ms + CALL_GRACE_MS
+    }
+
+    /// A lease not renewed for about three ticks expires.
+    pub fn lease_ms(&self) -> u64 {
+        self.tick_ms * 3
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_means_defaults() {
+        assert_eq!(Config::parse(None), Ok(Config::default()));
+        assert_eq!(Config::parse(Some(b"")), Ok(Config::default()));
+        assert_eq!(Config::parse(Some(b" \n")), Ok(Config::default()));
+        assert_eq!(Config::parse(Some(b"{}")), Ok(Config::default()));
+    }
+
+    #[test]
+    fn documented_defaults() {
+        let c = Config::default();
+        assert_eq!(c.control_cluster, "alp_control");
+        assert_eq!(c.control_authority, "alp-control");
+        assert_eq!(
+            (c.poll_timeout_ms, c.retry_interval_ms, c.tick_ms),
+            (20_000, 500, 100)
+        );
+        assert_eq!(c.call_timeout_ms(), 25_000);
+        assert_eq!(c.lease_ms(), 300);
+    }
+
+    #[test]
+    fn partial_overrides() {
+        let c = Config::parse(Some(br#"{"control_cluster":"ctl","tick_ms":50}"#)).unwrap();
+        assert_eq!(c.control_cluster, "ctl");
+        assert_eq!(c.tick_ms, 50);
+        assert_eq!(c.poll_timeout_ms, 20_000);
+    }
+
+    #[test]
+    fn refuses_bad_configuration() {
+        let err = |s: &str| Config::parse(Some(s.as_bytes())).unwrap_err().to_string();
+        assert!(
+            err(r#"{"tick":5}"#).contains("unknown field `tick`"),
+            "{}",
+            err(r#"{"tick":5}"#)
+        );
+        assert!(err(r#"{"tick_ms":"5"}"#).contains("invalid type"));
+        assert!(err("not json").contains("not valid"));
+        assert!(err(r#"{"tick_ms":0}"#).contains("\"tick_ms\""));
+        assert!(err(r#"{"control_cluster":""}"#).contains("\"control_cluster\""));
+        assert!(err(r#"{"poll_timeout_ms":70000}"#).contains("\"poll_timeout_ms\""));
+        assert_eq!(Config::parse(Some(&[0xff])), Err(ConfigError::NotUtf8));
+    }
+}

@@ -1,0 +1,141 @@
+//! proxy-wasm contexts: the root context (configuration, tick, callouts) and one HTTP context
+//! per request, delegating to [`Relay`] and [`Filter`] with the real host.
+
+use crate::config::Config;
+use crate::decide::{Action as FilterAction, Filter, Metrics};
+use crate::host::{Host, Level, ProxyHost};
+use crate::relay::Relay;
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{Action, ContextType};
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
+use std::rc::Rc;
+use std::time::Duration;
+
+/// Ticks between reads of Envoy's log level.
+const LOG_LEVEL_EVERY: u32 = 10;
+
+pub struct Root {
+    host: ProxyHost,
+    filter: Filter,
+    relay: Option<Relay>,
+    owner: u64,
+    ticks: u32,
+}
+
+impl Root {
+    pub fn new() -> Self {
+        let host = ProxyHost;
+        host.refresh_log_level();
+        Root {
+            host,
+            filter: Filter::default(),
+            relay: None,
+            owner: owner_id(&host),
+            ticks: 0,
+        }
+    }
+}
+
+/// A lease owner id unique to this root context: random, mixed with the time.
+fn owner_id(host: &ProxyHost) -> u64 {
+    let mut hasher = RandomState::new().build_hasher();
+    hasher.write_u64(host.now_ms());
+    hasher.finish() | 1
+}
+
+impl Context for Root {
+    fn on_http_call_response(
+        &mut self,
+        token_id: u32,
+        _num_headers: usize,
+        body_size: usize,
+        _num_trailers: usize,
+    ) {
+        let Some(relay) = self.relay.as_mut() else {
+            return;
+        };
+        match self.filter.cache.try_borrow_mut() {
+            Ok(mut cache) => relay.on_response(&self.host, &mut cache, token_id, body_size),
+            Err(_) => self
+                .host
+                .log(Level::Error, "snapshot cache busy; response dropped"),
+        }
+    }
+}
+
+impl RootContext for Root {
+    fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
+        self.host.refresh_log_level();
+        let bytes = self.get_plugin_configuration();
+        let config = match Config::parse(bytes.as_deref()) {
+            Ok(config) => config,
+            Err(err) => {
+                self.host.log(
+                    Level::Error,
+                    &format!(
+                        "{err}; expected a JSON object with optional keys control_cluster, \
+                         control_authority, poll_timeout_ms, retry_interval_ms, tick_ms"
+                    ),
+                );
+                return false;
+            }
+        };
+        if proxy_wasm::hostcalls::set_tick_period(Duration::from_millis(config.tick_ms)).is_err() {
+            self.host.log(Level::Error, "could not set the tick period");
+            return false;
+        }
+        self.filter.metrics = Rc::new(Metrics::define(&self.host));
+        self.host.log(
+            Level::Info,
+            &format!(
+                "configured: control cluster {:?}, authority {:?}, poll {} ms, retry {} ms, tick {} ms",
+                config.control_cluster, config.control_authority, config.poll_timeout_ms, config.retry_interval_ms, config.tick_ms
+            ),
+        );
+        self.relay = Some(Relay::new(config, self.owner));
+        true
+    }
+
+    fn on_tick(&mut self) {
+        self.ticks += 1;
+        if self.ticks >= LOG_LEVEL_EVERY {
+            self.ticks = 0;
+            self.host.refresh_log_level();
+        }
+        self.filter.metrics.flush(&self.host);
+        let Some(relay) = self.relay.as_mut() else {
+            return;
+        };
+        if let Ok(mut cache) = self.filter.cache.try_borrow_mut() {
+            relay.on_tick(&self.host, &mut cache);
+        }
+    }
+
+    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        Some(Box::new(Http {
+            host: self.host,
+            filter: self.filter.clone(),
+        }))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+pub struct Http {
+    host: ProxyHost,
+    filter: Filter,
+}
+
+impl Context for Http {}
+
+impl HttpContext for Http {
+    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        match self.filter.on_request_headers(&self.host) {
+            FilterAction::Continue => Action::Continue,
+            FilterAction::Replied => Action::Pause,
+        }
+    }
+}

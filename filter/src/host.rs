@@ -1,0 +1,435 @@
+//! Everything the filter needs from Envoy, behind one trait: [`Host`]. [`ProxyHost`] is the real
+//! proxy-wasm implementation; tests use `fake::FakeHost`, which can share one shared-data map
+//! between several fake VMs.
+
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::Duration;
+
+/// Log levels, as Envoy orders them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    Trace = 0,
+    Debug = 1,
+    Info = 2,
+    Warn = 3,
+    Error = 4,
+}
+
+/// `set_shared_data` refused the write because the value changed since it was read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CasMismatch;
+
+/// The host calls the filter makes. Every method is infallible from the caller's view: a host
+/// error reads as "absent" (a property, header, shared value) or is reported in the result.
+pub trait Host {
+    /// An Envoy attribute (`["source", "address"]`), raw bytes; `None` when absent.
+    fn property(&self, path: &[&str]) -> Option<Vec<u8>>;
+    /// A request header of the current HTTP stream (pseudo-headers included).
+    fn request_header(&self, name: &str) -> Option<Vec<u8>>;
+    /// A shared-data value and its CAS token; `(None, None)` when the key does not exist.
+    fn shared_data(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>);
+    /// Writes a shared-data value; with `cas`, only if the value is still the one read with it.
+    /// (Envoy cannot make "create if absent" conditional: `cas: None` always writes.)
+    fn set_shared_data(&self, key: &str, value: &[u8], cas: Option<u32>)
+        -> Result<(), CasMismatch>;
+    /// Answers the current HTTP stream locally.
+    fn send_local_reply(&self, status: u16, headers: &[(&str, &str)], body: &str);
+    /// Starts an HTTP callout to `cluster`; the token identifies its response.
+    fn dispatch_call(
+        &self,
+        cluster: &str,
+        headers: &[(&str, &str)],
+        timeout: Duration,
+    ) -> Result<u32, String>;
+    /// A header of the callout response being delivered (`:status` included).
+    fn call_response_header(&self, name: &str) -> Option<String>;
+    /// The body of the callout response being delivered.
+    fn call_response_body(&self, size: usize) -> Option<Vec<u8>>;
+    fn log(&self, level: Level, message: &str);
+    /// Whether a line at `level` would be logged: check before formatting a costly one.
+    fn log_enabled(&self, level: Level) -> bool;
+    /// Wall-clock time, milliseconds since the Unix epoch (the same clock in every VM).
+    fn now_ms(&self) -> u64;
+    /// Defines (or finds) a counter metric.
+    fn define_counter(&self, name: &str) -> Option<u32>;
+    fn increment_counter(&self, id: u32, by: u64);
+}
+
+/// Envoy's log level as last read from the host (shared by every context of this VM).
+static LOG_LEVEL: AtomicU8 = AtomicU8::new(Level::Info as u8);
+
+/// The real host: proxy-wasm host calls.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ProxyHost;
+
+impl ProxyHost {
+    /// Reads Envoy's current log level for the wasm logger, so disabled lines cost nothing.
+    pub fn refresh_log_level(&self) {
+        use proxy_wasm::types::LogLevel;
+        if let Ok(level) = proxy_wasm::hostcalls::get_log_level() {
+            let ours = match level {
+                LogLevel::Trace => Level::Trace,
+                LogLevel::Debug => Level::Debug,
+                LogLevel::Info => Level::Info,
+                LogLevel::Warn => Level::Warn,
+                LogLevel::Error | LogLevel::Critical => Level::Error,
+            };
+            LOG_LEVEL.store(ours as u8, Ordering::Relaxed);
+        }
+    }
+}
+
+impl Host for ProxyHost {
+    fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
+        proxy_wasm::hostcalls::get_property(path.to_vec())
+            .ok()
+            .flatten()
+    }
+
+    fn request_header(&self, name: &str) -> Option<Vec<u8>> {
+        proxy_wasm::hostcalls::get_map_value_bytes(
+            proxy_wasm::types::MapType::HttpRequestHeaders,
+            name,
+        )
+        .ok()
+        .flatten()
+    }
+
+    fn shared_data(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
+        proxy_wasm::hostcalls::get_shared_data(key).unwrap_or((None, None))
+    }
+
+    fn set_shared_data(
+        &self,
+        key: &str,
+        value: &[u8],
+        cas: Option<u32>,
+    ) -> Result<(), CasMismatch> {
+        proxy_wasm::hostcalls::set_shared_data(key, Some(value), cas).map_err(|_| CasMismatch)
+    }
+
+    fn send_local_reply(&self, status: u16, headers: &[(&str, &str)], body: &str) {
+        let _ = proxy_wasm::hostcalls::send_http_response(
+            u32::from(status),
+            headers.to_vec(),
+            Some(body.as_bytes()),
+        );
+    }
+
+    fn dispatch_call(
+        &self,
+        cluster: &str,
+        headers: &[(&str, &str)],
+        timeout: Duration,
+    ) -> Result<u32, String> {
+        proxy_wasm::hostcalls::dispatch_http_call(cluster, headers.to_vec(), None, vec![], timeout)
+            .map_err(|status| format!("{status:?}"))
+    }
+
+    fn call_response_header(&self, name: &str) -> Option<String> {
+        proxy_wasm::hostcalls::get_map_value_bytes(
+            proxy_wasm::types::MapType::HttpCallResponseHeaders,
+            name,
+        )
+        .ok()
+        .flatten()
+        .map(|v| String::from_utf8_lossy(&v).into_owned())
+    }
+
+    fn call_response_body(&self, size: usize) -> Option<Vec<u8>> {
+        proxy_wasm::hostcalls::get_buffer(
+            proxy_wasm::types::BufferType::HttpCallResponseBody,
+            0,
+            size,
+        )
+        .ok()
+        .flatten()
+    }
+
+    fn log(&self, level: Level, message: &str) {
+        use proxy_wasm::types::LogLevel;
+        if !self.log_enabled(level) {
+            return;
+        }
+        let level = match level {
+            Level::Trace => LogLevel::Trace,
+            Level::Debug => LogLevel::Debug,
+            Level::Info => LogLevel::Info,
+            Level::Warn => LogLevel::Warn,
+            Level::Error => LogLevel::Error,
+        };
+        let _ = proxy_wasm::hostcalls::log(level, message);
+    }
+
+    fn log_enabled(&self, level: Level) -> bool {
+        level as u8 >= LOG_LEVEL.load(Ordering::Relaxed)
+    }
+
+    fn now_ms(&self) -> u64 {
+        proxy_wasm::hostcalls::get_current_time()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    }
+
+    fn define_counter(&self, name: &str) -> Option<u32> {
+        proxy_wasm::hostcalls::define_metric(proxy_wasm::types::MetricType::Counter, name).ok()
+    }
+
+    fn increment_counter(&self, id: u32, by: u64) {
+        let _ = proxy_wasm::hostcalls::increment_metric(id, i64::try_from(by).unwrap_or(i64::MAX));
+    }
+}
+
+#[cfg(test)]
+pub mod fake {
+    //! A host for tests: properties, headers and callouts are set by the test; shared data is
+    //! an `Rc` map that several `FakeHost`s (several "VMs") can share.
+
+    use super::*;
+    use std::cell::{Cell, RefCell};
+    use std::collections::HashMap;
+    use std::rc::Rc;
+
+    #[derive(Debug, Default)]
+    pub struct SharedData {
+        map: HashMap<String, (Vec<u8>, u32)>,
+        next_cas: u32,
+    }
+
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct Call {
+        pub token: u32,
+        pub cluster: String,
+        pub headers: Vec<(String, String)>,
+        pub timeout: Duration,
+    }
+
+    impl Call {
+        pub fn header(&self, name: &str) -> Option<&str> {
+            self.headers
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.as_str())
+        }
+    }
+
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct Reply {
+        pub status: u16,
+        pub headers: Vec<(String, String)>,
+        pub body: String,
+    }
+
+    /// Headers and body of a callout response.
+    pub type Response = (Vec<(String, String)>, Vec<u8>);
+
+    #[derive(Debug, Default)]
+    pub struct FakeHost {
+        pub shared: Rc<RefCell<SharedData>>,
+        pub properties: RefCell<HashMap<String, Vec<u8>>>,
+        pub headers: RefCell<HashMap<String, Vec<u8>>>,
+        pub now: Cell<u64>,
+        pub calls: RefCell<Vec<Call>>,
+        pub next_token: Cell<u32>,
+        pub fail_dispatch: Cell<bool>,
+        /// Headers and body of the callout response being delivered.
+        pub response: RefCell<Response>,
+        pub replies: RefCell<Vec<Reply>>,
+        pub logs: RefCell<Vec<(Level, String)>>,
+        pub counters: RefCell<Vec<(String, u64)>>,
+        pub property_reads: Cell<usize>,
+        pub shared_reads: RefCell<Vec<String>>,
+    }
+
+    impl FakeHost {
+        pub fn new() -> Self {
+            FakeHost {
+                now: Cell::new(1_000_000),
+                ..Default::default()
+            }
+        }
+
+        /// Another VM of the same process: shares this host's shared data and clock value.
+        pub fn sibling(&self) -> Self {
+            FakeHost {
+                shared: Rc::clone(&self.shared),
+                now: Cell::new(self.now.get()),
+                ..Default::default()
+            }
+        }
+
+        pub fn set_property(&self, path: &str, value: &str) {
+            self.properties
+                .borrow_mut()
+                .insert(path.to_string(), value.as_bytes().to_vec());
+        }
+
+        pub fn set_property_bytes(&self, path: &str, value: &[u8]) {
+            self.properties
+                .borrow_mut()
+                .insert(path.to_string(), value.to_vec());
+        }
+
+        pub fn set_header(&self, name: &str, value: &str) {
+            self.headers
+                .borrow_mut()
+                .insert(name.to_string(), value.as_bytes().to_vec());
+        }
+
+        pub fn advance(&self, ms: u64) {
+            self.now.set(self.now.get() + ms);
+        }
+
+        pub fn respond(&self, status: u16, body: &[u8]) {
+            *self.response.borrow_mut() = (
+                vec![(":status".to_string(), status.to_string())],
+                body.to_vec(),
+            );
+        }
+
+        pub fn respond_failure(&self) {
+            *self.response.borrow_mut() = (vec![], vec![]);
+        }
+
+        pub fn last_call(&self) -> Option<Call> {
+            self.calls.borrow().last().cloned()
+        }
+
+        pub fn logged(&self, level: Level, needle: &str) -> bool {
+            self.logs
+                .borrow()
+                .iter()
+                .any(|(l, m)| *l == level && m.contains(needle))
+        }
+
+        pub fn counter(&self, name: &str) -> u64 {
+            self.counters
+                .borrow()
+                .iter()
+                .find(|(n, _)| n == name)
+                .map_or(0, |(_, v)| *v)
+        }
+
+        pub fn shared_value(&self, key: &str) -> Option<Vec<u8>> {
+            self.shared.borrow().map.get(key).map(|(v, _)| v.clone())
+        }
+
+        /// Writes shared data as another party would (no CAS).
+        pub fn put_shared(&self, key: &str, value: &[u8]) {
+            let _ = self.set_shared_data(key, value, None);
+        }
+    }
+
+    impl Host for FakeHost {
+        fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
+            self.property_reads.set(self.property_reads.get() + 1);
+            self.properties.borrow().get(&path.join(".")).cloned()
+        }
+
+        fn request_header(&self, name: &str) -> Option<Vec<u8>> {
+            self.headers.borrow().get(name).cloned()
+        }
+
+        fn shared_data(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
+            self.shared_reads.borrow_mut().push(key.to_string());
+            match self.shared.borrow().map.get(key) {
+                Some((v, cas)) => (Some(v.clone()), Some(*cas)),
+                None => (None, None),
+            }
+        }
+
+        fn set_shared_data(
+            &self,
+            key: &str,
+            value: &[u8],
+            cas: Option<u32>,
+        ) -> Result<(), CasMismatch> {
+            let mut shared = self.shared.borrow_mut();
+            shared.next_cas += 1;
+            let next = shared.next_cas;
+            if let (Some(cas), Some((_, current))) = (cas, shared.map.get(key)) {
+                if cas != *current {
+                    return Err(CasMismatch);
+                }
+            }
+            shared.map.insert(key.to_string(), (value.to_vec(), next));
+            Ok(())
+        }
+
+        fn send_local_reply(&self, status: u16, headers: &[(&str, &str)], body: &str) {
+            self.replies.borrow_mut().push(Reply {
+                status,
+                headers: headers
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+                body: body.to_string(),
+            });
+        }
+
+        fn dispatch_call(
+            &self,
+            cluster: &str,
+            headers: &[(&str, &str)],
+            timeout: Duration,
+        ) -> Result<u32, String> {
+            if self.fail_dispatch.get() {
+                return Err("BadArgument".to_string());
+            }
+            let token = self.next_token.get() + 1;
+            self.next_token.set(token);
+            self.calls.borrow_mut().push(Call {
+                token,
+                cluster: cluster.to_string(),
+                headers: headers
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+                timeout,
+            });
+            Ok(token)
+        }
+
+        fn call_response_header(&self, name: &str) -> Option<String> {
+            self.response
+                .borrow()
+                .0
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+        }
+
+        fn call_response_body(&self, size: usize) -> Option<Vec<u8>> {
+            let body = &self.response.borrow().1;
+            Some(body[..size.min(body.len())].to_vec())
+        }
+
+        fn log(&self, level: Level, message: &str) {
+            self.logs.borrow_mut().push((level, message.to_string()));
+        }
+
+        fn log_enabled(&self, _level: Level) -> bool {
+            true
+        }
+
+        fn now_ms(&self) -> u64 {
+            self.now.get()
+        }
+
+        fn define_counter(&self, name: &str) -> Option<u32> {
+            let mut counters = self.counters.borrow_mut();
+            if let Some(i) = counters.iter().position(|(n, _)| n == name) {
+                return u32::try_from(i).ok();
+            }
+            counters.push((name.to_string(), 0));
+            u32::try_from(counters.len() - 1).ok()
+        }
+
+        fn increment_counter(&self, id: u32, by: u64) {
+            if let Some((_, v)) = self.counters.borrow_mut().get_mut(id as usize) {
+                *v += by;
+            }
+        }
+    }
+}

@@ -1,0 +1,35 @@
+//! Calico application layer policy as a proxy-wasm HTTP filter: thin glue around `alp-engine`.
+//!
+//! * [`config`]: the plugin configuration (JSON, every key optional).
+//! * [`host`]: everything the filter needs from Envoy, behind one trait (real and fake hosts).
+//! * [`attributes`]: request attributes from Envoy properties (spec section 3).
+//! * [`cache`]: the VM's compiled snapshot, picked up from shared data once per version.
+//! * [`lease`]: which VM of the process fetches from control.
+//! * [`relay`]: the lease holder's long-poll to control and publication into shared data.
+//! * [`decide`]: request -> engine -> continue or local reply (spec section 7).
+//! * `context`: the proxy-wasm root and HTTP contexts wiring the above to the real host.
+//!
+//! Relay protocol and shared-data layout: see `relay` and `cache`.
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+
+pub mod attributes;
+pub mod cache;
+pub mod config;
+pub mod decide;
+pub mod host;
+pub mod lease;
+pub mod relay;
+
+mod context;
+
+proxy_wasm::main! {{
+    // Installs proxy-wasm's panic hook (a panic is logged before the VM aborts); our own log
+    // lines go through `host::Host::log` with Envoy's level.
+    proxy_wasm::set_log_level(proxy_wasm::types::LogLevel::Info);
+    proxy_wasm::set_root_context(|_| -> Box<dyn proxy_wasm::traits::RootContext> {
+        Box::new(context::Root::new())
+    });
+}}
