@@ -2,16 +2,24 @@
 
 use alp_engine::{Engine, RequestSpec};
 use anyhow::{bail, Context, Result};
-use clap::{Args, ValueEnum};
+use clap::{ArgGroup, Args, ValueEnum};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 #[derive(Args)]
+#[command(group(ArgGroup::new("source").required(true).args(["updates", "policy"])))]
 pub struct CheckArgs {
     /// Felix `ToDataplane` messages in protobuf JSON mapping: JSON Lines or one JSON array.
     #[arg(long, value_name = "FILE")]
-    updates: PathBuf,
+    updates: Option<PathBuf>,
+    /// Calico v3 resource YAML (a file or a directory; repeatable), compiled for `--workload`
+    /// into the messages Felix would send.
+    #[arg(long, value_name = "PATH", requires = "workload")]
+    policy: Vec<PathBuf>,
+    /// With `--policy`: the workload the requests go to, NAMESPACE/NAME.
+    #[arg(long, value_name = "NAMESPACE/NAME", requires = "policy")]
+    workload: Option<String>,
     /// One request object, or JSON Lines of requests; `-` reads standard input.
     #[arg(long, value_name = "FILE")]
     request: PathBuf,
@@ -64,8 +72,18 @@ pub fn load_engine(updates: &Path) -> Result<Engine> {
     Ok(alp_felix::engine_from_updates(&messages))
 }
 
+/// The engine Felix's messages for `workload` build from Calico YAML.
+pub fn load_policy_engine(paths: &[PathBuf], workload: &str) -> Result<Engine> {
+    let messages = alp_calico::updates_for(paths, workload).map_err(anyhow::Error::msg)?;
+    Ok(alp_felix::engine_from_updates(&messages))
+}
+
 pub fn run(args: &CheckArgs) -> Result<ExitCode> {
-    let engine = load_engine(&args.updates)?;
+    let engine = match (&args.updates, &args.workload) {
+        (Some(updates), _) => load_engine(updates)?,
+        (None, Some(workload)) => load_policy_engine(&args.policy, workload)?,
+        (None, None) => bail!("give --updates FILE or --policy PATH --workload NAMESPACE/NAME"),
+    };
     let name = args.request.display().to_string();
     let requests = parse_requests(&name, &read_input(&args.request)?)?;
     let stdout = std::io::stdout();

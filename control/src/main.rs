@@ -1,7 +1,9 @@
 //! `control`: relays Calico policy to the Envoy wasm filter, and the operator's CLI.
 
 mod check;
+mod health;
 mod serve;
+mod validate;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -19,6 +21,10 @@ enum Command {
     Check(check::CheckArgs),
     /// Serve the current policy snapshot to the Envoy filters (HTTP long-poll).
     Serve(serve::ServeArgs),
+    /// Probe a running `control serve` (exit 0: healthy/ready, 1: not), for exec probes.
+    Health(health::HealthArgs),
+    /// Check Calico v3 policy YAML (exit 0: valid; 1: every problem printed).
+    Validate(validate::ValidateArgs),
 }
 
 fn main() -> ExitCode {
@@ -26,6 +32,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Check(args) => check::run(&args),
         Command::Serve(args) => serve::run(&args),
+        Command::Health(args) => return health::run(&args),
+        Command::Validate(args) => return validate::run(&args),
     };
     match result {
         Ok(code) => code,

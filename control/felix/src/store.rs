@@ -172,14 +172,21 @@ impl Store {
         let Some(set) = self.ip_sets.get_mut(&u.id) else {
             return Applied::Malformed(Malformed::UnknownIpSet { id: u.id.clone() });
         };
-        let before = set.to_strings();
+        // The set can only change at the members the delta names: compare their membership
+        // before and after (O(delta), not O(set): sets can hold 100 k members).
+        let touched: Vec<&String> = u.added_members.iter().chain(&u.removed_members).collect();
+        let before: Vec<bool> = touched.iter().map(|m| set.has_member(m)).collect();
         for member in &u.added_members {
             add_member(set, &u.id, member);
         }
         for member in &u.removed_members {
             set.remove(member);
         }
-        Applied::changed_if(set.to_strings() != before)
+        let changed = touched
+            .iter()
+            .zip(before)
+            .any(|(m, was)| set.has_member(m) != was);
+        Applied::changed_if(changed)
     }
 
     fn ipset_remove(&mut self, u: &IpSetRemove) -> Applied {

@@ -6,7 +6,9 @@
 //!   published snapshot's version differs from the caller's; `204` when none did within the
 //!   wait (or the server is shutting down); `400` for an unreadable header.
 //! * `GET /healthz`: `200` while the process serves.
-//! * `GET /readyz`: `200` once a snapshot is published (the source is in sync), else `503`.
+//! * `GET /readyz`: `200` while the source is in sync and its snapshot is published, else
+//!   `503` (before the first sync, and while a Felix stream is reconnecting: the last in-sync
+//!   snapshot is still served then, but control is not following Felix).
 
 use super::publish::Published;
 use axum::extract::State;
@@ -30,6 +32,8 @@ pub struct AppState {
     pub published: watch::Receiver<Option<Arc<Published>>>,
     /// Turns true when the server stops: pending polls answer 204 at once.
     pub shutdown: watch::Receiver<bool>,
+    /// Whether the source is in sync now (readiness).
+    pub in_sync: watch::Receiver<bool>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -129,9 +133,16 @@ async fn snapshot(State(state): State<AppState>, headers: HeaderMap) -> Response
 }
 
 async fn readyz(State(state): State<AppState>) -> Response {
-    match state.published.borrow().as_ref() {
-        Some(p) => (StatusCode::OK, format!("ready: version {}\n", p.version)).into_response(),
-        None => (
+    let in_sync = *state.in_sync.borrow();
+    let version = state.published.borrow().as_ref().map(|p| p.version);
+    match (in_sync, version) {
+        (true, Some(v)) => (StatusCode::OK, format!("ready: version {v}\n")).into_response(),
+        (false, Some(v)) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: source not in sync (serving the last in-sync version {v})\n"),
+        )
+            .into_response(),
+        (_, None) => (
             StatusCode::SERVICE_UNAVAILABLE,
             "not ready: no in-sync policy\n",
         )

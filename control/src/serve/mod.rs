@@ -2,8 +2,9 @@
 //! HTTP long-poll.
 //!
 //! ```text
-//! source (updates file, later Felix / YAML) --watch<Policy>--> publish (versions, envelope)
+//! source (Felix Policy Sync, updates file) --watch<Policy>--> publish (versions, envelope)
 //!     --watch<Option<Arc<Published>>>--> http (GET /v1/snapshot long-poll, /healthz, /readyz)
+//! source --watch<bool> (in sync)--> http (/readyz)
 //! ```
 //!
 //! * [`source`]: the [`Source`](source::Source) trait and the sources.
@@ -30,7 +31,7 @@ use tokio::sync::watch;
 use tracing::{error, info};
 
 #[derive(Args, Debug)]
-#[command(group(ArgGroup::new("source").required(true).args(["updates"])))]
+#[command(group(ArgGroup::new("source").required(true).args(["updates", "felix_socket", "policy"])))]
 pub struct ServeArgs {
     /// Where to serve: HOST:PORT (e.g. 127.0.0.1:9400, [::1]:9400) or unix:PATH (a stale socket
     /// file is replaced).
@@ -46,6 +47,20 @@ pub struct ServeArgs {
     /// reported and the last good snapshot stays.
     #[arg(long, value_name = "FILE")]
     pub updates: Option<PathBuf>,
+    /// Source: Felix's Policy Sync API on this Unix socket (in a pod with the Calico CSI
+    /// volume mounted at /var/run/felix: /var/run/felix/nodeagent/socket). Reconnects with
+    /// backoff; the last in-sync policy stays served while disconnected.
+    #[arg(long, value_name = "PATH")]
+    pub felix_socket: Option<PathBuf>,
+    /// Source: Calico v3 resource YAML (a file or a directory; repeatable) compiled for
+    /// `--workload` as Felix would. Reloaded on change; an invalid edit is reported and the
+    /// last good policy stays.
+    #[arg(long, value_name = "PATH", requires = "workload")]
+    pub policy: Vec<PathBuf>,
+    /// With `--policy`: the workload to enforce for, NAMESPACE/NAME (a WorkloadEndpoint of the
+    /// inventory).
+    #[arg(long, value_name = "NAMESPACE/NAME", requires = "policy")]
+    pub workload: Option<String>,
     /// How often file sources check for changes.
     #[arg(long, value_name = "MS", default_value_t = 250)]
     pub watch_interval_ms: u64,
@@ -75,12 +90,17 @@ fn init_tracing() {
 
 fn source_from_args(args: &ServeArgs) -> Result<Box<dyn Source>> {
     let interval = Duration::from_millis(args.watch_interval_ms.max(10));
-    match &args.updates {
-        Some(path) => Ok(Box::new(source::updates_file::UpdatesFile::new(
+    if let (false, Some(workload)) = (args.policy.is_empty(), &args.workload) {
+        alp_calico::parse_workload(workload).map_err(anyhow::Error::msg)?;
+        return Ok(Box::new(source::calico_yaml::CalicoYaml::new(args.policy.clone(), workload.clone(), interval)));
+    }
+    match (&args.updates, &args.felix_socket) {
+        (Some(path), None) => Ok(Box::new(source::updates_file::UpdatesFile::new(
             path.clone(),
             interval,
         ))),
-        None => anyhow::bail!("no policy source given (use --updates FILE)"),
+        (None, Some(socket)) => Ok(Box::new(source::felix::Felix::new(socket.clone()))),
+        _ => anyhow::bail!("give one policy source: --felix-socket PATH or --updates FILE"),
     }
 }
 
@@ -128,14 +148,15 @@ pub async fn start(listen: &Listen, source: Box<dyn Source>) -> Result<Running> 
     let bound = listen.bind().await?;
     let address = bound.address();
     info!(source = %source.describe(), "policy source");
-    let (policy_tx, policy_rx) = watch::channel(None);
+    let (outputs, policy_rx, in_sync_rx) = source::Outputs::new();
     let (published_tx, published_rx) = watch::channel(None);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let source = tokio::spawn(source.run(policy_tx));
+    let source = tokio::spawn(source.run(outputs));
     let publisher = tokio::spawn(publish::run(policy_rx, published_tx, publish::unix_micros));
     let state = http::AppState {
         published: published_rx,
         shutdown: shutdown_rx.clone(),
+        in_sync: in_sync_rx,
     };
     let server = tokio::spawn(bound.serve(http::router(state), shutdown_rx));
     Ok(Running {

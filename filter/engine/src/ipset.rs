@@ -99,6 +99,17 @@ impl Members {
         }
     }
 
+    /// Whether `member` itself is in the set, as [`Members::remove`] would find it: the exact
+    /// string for `IP` / `IP_AND_PORT`; for `NET`, a member with the same masked address and
+    /// prefix length (an unparsable member: false). Unlike [`Members::contains`], a `NET` member
+    /// inside a larger block is not in the set.
+    pub fn has_member(&self, member: &str) -> bool {
+        match &self.repr {
+            MembersRepr::Strings(set) => set.contains(member),
+            MembersRepr::Nets(table) => parse_net_member(member).is_some_and(|c| table.has(c)),
+        }
+    }
+
     /// The members as strings, sorted: verbatim for `IP` / `IP_AND_PORT`, canonical
     /// `<addr>/<len>` (masked) for `NET`. [`IpSetLookup::build`] on these gives the same answers.
     pub fn to_strings(&self) -> Vec<String> {
@@ -283,6 +294,13 @@ impl NetTable {
         }
     }
 
+    fn has(&self, cidr: Cidr) -> bool {
+        match cidr.addr() {
+            IpAddr::V4(a) => self.v4.has(cidr.prefix_len(), u32::from(a)),
+            IpAddr::V6(a) => self.v6.has(cidr.prefix_len(), u128::from(a)),
+        }
+    }
+
     fn contains(&self, ip: IpAddr) -> bool {
         match unmap(ip) {
             IpAddr::V4(a) => self.v4.contains(u32::from(a)),
@@ -372,6 +390,13 @@ impl<T: Bits> PrefixTable<T> {
             self.by_len.remove(i);
         }
         removed
+    }
+
+    fn has(&self, len: u8, net: T) -> bool {
+        self.position(len)
+            .ok()
+            .and_then(|i| self.by_len.get(i))
+            .is_some_and(|(_, nets)| nets.contains(&net.masked(len)))
     }
 
     fn contains(&self, addr: T) -> bool {
@@ -547,6 +572,31 @@ mod tests {
         set.remove("absent");
         assert!(!set.contains("10.0.0.1"));
         assert_eq!(set.len(), 3);
+    }
+
+    #[test]
+    fn has_member_is_exact_membership() {
+        let mut ips = Members::new(IpSetKind::Ip);
+        ips.add("10.0.0.1").expect("ok");
+        assert!(ips.has_member("10.0.0.1"));
+        assert!(!ips.has_member("10.0.0.1/32"));
+        let mut nets = Members::new(IpSetKind::Net);
+        nets.add("10.0.0.0/8").expect("ok");
+        nets.add("10.1.2.3").expect("ok");
+        nets.add("2001:db8::/32").expect("ok");
+        // Same masked address and length, whatever the spelling.
+        assert!(nets.has_member("10.9.9.9/8"));
+        assert!(nets.has_member("10.1.2.3/32"));
+        assert!(nets.has_member("10.1.2.3"));
+        assert!(nets.has_member("2001:db8:1::/32"));
+        // Inside a member block, but not a member; unparsable; other lengths.
+        assert!(nets.contains("10.2.0.0"));
+        assert!(!nets.has_member("10.2.0.0/16"));
+        assert!(!nets.has_member("10.1.2.3/31"));
+        assert!(!nets.has_member("10.0.0.0/9"));
+        assert!(!nets.has_member("junk"));
+        nets.remove("10.0.0.0/8");
+        assert!(!nets.has_member("10.0.0.0/8"));
     }
 
     #[test]

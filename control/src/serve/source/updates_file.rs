@@ -2,16 +2,15 @@
 //! replayed as one Policy Sync stream each time it changes: checked every `interval` by
 //! modification time, size and inode. A replay that reaches `inSync` replaces the policy; one
 //! that does not (or a file that cannot be read or parsed) is reported and the last good
-//! snapshot stays.
+//! snapshot stays. The source is in sync (ready) from its first good replay on.
 
-use super::{Policy, Source, SourceFuture};
+use super::{Outputs, Source, SourceFuture};
 use alp_felix::store::Applied;
 use alp_felix::sync::SyncState;
 use alp_felix::updates::parse_updates;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
-use tokio::sync::watch;
 use tracing::{error, info, warn};
 
 pub struct UpdatesFile {
@@ -30,7 +29,7 @@ impl Source for UpdatesFile {
         format!("updates file {}", self.path.display())
     }
 
-    fn run(self: Box<Self>, policy: watch::Sender<Policy>) -> SourceFuture {
+    fn run(self: Box<Self>, out: Outputs) -> SourceFuture {
         Box::pin(async move {
             let mut last: Option<Stamp> = None;
             let mut stat_error: Option<String> = None;
@@ -43,7 +42,10 @@ impl Source for UpdatesFile {
                         if last.as_ref() != Some(&now) {
                             last = Some(now);
                             if let Some(snapshot) = load(&self.path).await {
-                                policy.send_replace(Some(Arc::new(snapshot)));
+                                out.policy.send_replace(Some(Arc::new(snapshot)));
+                                // In sync from the first good replay on: a later bad file
+                                // keeps the last good snapshot, which stays in force.
+                                out.set_in_sync(true);
                             }
                         }
                     }
