@@ -432,10 +432,12 @@ fn convert_rule(r: &Rule, p: &Policy, rule_id: String, sets: &mut IpSets, eps: &
                 .paths
                 .iter()
                 .filter_map(|p| {
-                    let m = match (&p.exact, &p.prefix) {
-                        (Some(e), _) => Pm::Exact(e.clone()),
-                        (None, Some(x)) => Pm::Prefix(x.clone()),
-                        (None, None) => return None,
+                    let m = match (&p.exact, &p.prefix, &p.glob, &p.template) {
+                        (Some(e), ..) => Pm::Exact(e.clone()),
+                        (None, Some(x), ..) => Pm::Prefix(x.clone()),
+                        (None, None, Some(g), _) => Pm::Glob(g.clone()),
+                        (None, None, None, Some(t)) => Pm::Template(t.clone()),
+                        (None, None, None, None) => return None,
                     };
                     Some(PathMatch { path_match: Some(m) })
                 })

@@ -154,6 +154,10 @@ pub struct Http {
 pub struct HttpPath {
     pub exact: Option<String>,
     pub prefix: Option<String>,
+    /// Extension: a segment-aware glob (`alp_engine::path_pattern`).
+    pub glob: Option<String>,
+    /// Extension: a route template such as `/accounts/{id}/summary`.
+    pub template: Option<String>,
 }
 
 /// A port, protocol or similar YAML scalar that may be a number or a string.

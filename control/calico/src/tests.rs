@@ -227,6 +227,22 @@ fn service_accounts_protocols_and_http() {
 }
 
 #[test]
+fn glob_and_template_paths_extension() {
+    let yaml = gnp("paths", "  selector: all()\n  ingress:\n    - action: Allow\n      http:\n        paths:\n          - glob: /api/*/items/**\n          - template: /accounts/{id}/summary\n");
+    let msgs = compile_for(&yaml, "prod/web");
+    let request = |path: &str| format!(r#"{{"http":{{"method":"GET","path":"{path}"}}}}"#);
+    for (path, want) in [
+        ("/api/v1/items/7/x", "allow paths"),
+        ("/api/v1/extra/items/7", "policy_denied "),
+        ("/accounts/42/summary?x=1", "allow paths"),
+        ("/accounts/42/../43/summary", "allow paths"),
+        ("/accounts/42/detail", "policy_denied "),
+    ] {
+        assert_eq!(decide(&msgs, &request(path)), want, "{path}");
+    }
+}
+
+#[test]
 fn validation_errors_name_file_line_resource_and_field() {
     let cases: &[(&str, &str)] = &[
         (
@@ -244,6 +260,18 @@ fn validation_errors_name_file_line_resource_and_field() {
         (
             "apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata:\n  name: p\nspec:\n  ingress:\n    - action: Allow\n      http:\n        paths:\n          - exact: foo\n",
             "f.yaml:10: GlobalNetworkPolicy p: spec.ingress[0].http.paths[0]: path \"foo\" must start with '/'",
+        ),
+        (
+            "apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata:\n  name: p\nspec:\n  ingress:\n    - action: Allow\n      http:\n        paths:\n          - glob: /api/[v\n",
+            "f.yaml:10: GlobalNetworkPolicy p: spec.ingress[0].http.paths[0].glob: bad glob \"/api/[v\"",
+        ),
+        (
+            "apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata:\n  name: p\nspec:\n  ingress:\n    - action: Allow\n      http:\n        paths:\n          - template: /accounts/{id\n",
+            "f.yaml:10: GlobalNetworkPolicy p: spec.ingress[0].http.paths[0].template: bad route template \"/accounts/{id\"",
+        ),
+        (
+            "apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata:\n  name: p\nspec:\n  ingress:\n    - action: Allow\n      http:\n        paths:\n          - {glob: /a/*, prefix: /a}\n",
+            "GlobalNetworkPolicy p: spec.ingress[0].http.paths[0]: exactly one of exact, prefix, glob or template is required",
         ),
         (
             "apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata:\n  name: p\nspec:\n  ingress:\n    - action: Allow\n      http:\n        methods: [GET, POST, GET]\n",

@@ -101,13 +101,27 @@ fn check_rule(found: &mut Found, doc: &Document<'_>, at: &str, ingress: bool, r:
         }
         for (i, p) in http.paths.iter().enumerate() {
             let field = format!("{at}.http.paths[{i}]");
-            match (&p.exact, &p.prefix) {
-                (Some(v), None) | (None, Some(v)) => {
+            match (&p.exact, &p.prefix, &p.glob, &p.template) {
+                (Some(v), None, None, None) | (None, Some(v), None, None) => {
                     if !v.starts_with('/') {
                         found.push((line_of(doc, v), field, format!("path {v:?} must start with '/'")));
                     }
                 }
-                _ => found.push((doc.start_line, field, "exactly one of exact or prefix is required".into())),
+                (None, None, Some(v), None) => {
+                    if let Err(e) = alp_engine::path_pattern::compile_glob(v) {
+                        found.push((line_of(doc, v), format!("{field}.glob"), e.to_string()));
+                    }
+                }
+                (None, None, None, Some(v)) => {
+                    if let Err(e) = alp_engine::path_pattern::compile_template(v) {
+                        found.push((line_of(doc, v), format!("{field}.template"), e.to_string()));
+                    }
+                }
+                _ => found.push((
+                    doc.start_line,
+                    field,
+                    "exactly one of exact, prefix, glob or template is required".into(),
+                )),
             }
         }
     }

@@ -213,6 +213,8 @@ fn http_match(m: &wire::HttpMatch) -> HttpMatch {
             .map(|p| match &p.path_match {
                 Some(WirePathMatch::Exact(s)) => PathMatch::Exact(s.clone()),
                 Some(WirePathMatch::Prefix(s)) => PathMatch::Prefix(s.clone()),
+                Some(WirePathMatch::Glob(s)) => PathMatch::Glob(s.clone()),
+                Some(WirePathMatch::Template(s)) => PathMatch::Template(s.clone()),
                 None => PathMatch::Unset,
             })
             .collect(),

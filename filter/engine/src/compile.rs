@@ -7,7 +7,7 @@ use crate::address::{parse_cidr, Cidr};
 use crate::decision::{Cause, Decision, Explanation, Origin, PolicyRef, Verdict};
 use crate::index::CandidateIndex;
 use crate::ipset::IpSetLookup;
-use crate::path;
+use crate::{path, path_pattern};
 use crate::selector::Selector;
 use crate::snapshot::{self, Labels, PathMatch, PolicyId, PortRange, Protocol, Snapshot};
 use std::collections::HashMap;
@@ -15,6 +15,54 @@ use std::collections::HashMap;
 /// Policy kinds that are stored but never enforced.
 const STAGED_KINDS: [&str; 3] =
     ["StagedNetworkPolicy", "StagedGlobalNetworkPolicy", "StagedKubernetesNetworkPolicy"];
+
+/// Whether `kind` is a staged policy kind (never enforced; see [`Program::StagedAsEnforced`]).
+pub fn is_staged_kind(kind: &str) -> bool {
+    STAGED_KINDS.contains(&kind)
+}
+
+/// Whether the snapshot's endpoint lists any staged policy (so a staged program would differ).
+pub fn has_staged_policies(snapshot: &Snapshot) -> bool {
+    snapshot
+        .endpoint
+        .iter()
+        .flat_map(|e| &e.tiers)
+        .flat_map(|t| &t.ingress_policies)
+        .any(|id| is_staged_kind(&id.kind))
+}
+
+/// Which policies a compiled program evaluates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Program {
+    /// What is enforced (spec section 4): staged kinds are left out of their tiers.
+    #[default]
+    Enforced,
+    /// The rehearsal of promoting every staged policy: staged kinds are evaluated in their place
+    /// in the tier as if enforced, and a staged policy replaces the enforced policy it stages
+    /// (same name and namespace, kind without the `Staged` prefix) in the same tier. A tier
+    /// holding only staged policies is no longer skipped: its default action applies.
+    StagedAsEnforced,
+}
+
+impl Program {
+    /// The ingress policies of `tier` this program evaluates, in order.
+    fn policies<'s>(self, tier: &'s snapshot::Tier) -> Vec<&'s PolicyId> {
+        match self {
+            Program::Enforced => tier.ingress_policies.iter().filter(|id| !is_staged_kind(&id.kind)).collect(),
+            Program::StagedAsEnforced => {
+                let staged_for = |id: &PolicyId| {
+                    tier.ingress_policies.iter().any(|s| {
+                        is_staged_kind(&s.kind)
+                            && s.name == id.name
+                            && s.namespace == id.namespace
+                            && s.kind.strip_prefix("Staged") == Some(id.kind.as_str())
+                    })
+                };
+                tier.ingress_policies.iter().filter(|id| is_staged_kind(&id.kind) || !staged_for(id)).collect()
+            }
+        }
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Action {
@@ -81,6 +129,8 @@ pub(crate) struct SideClause {
 pub(crate) enum PathClause {
     Exact(Vec<u8>),
     Prefix(Vec<u8>),
+    Glob(globset::GlobMatcher),
+    Template(matchit::Router<()>),
     /// An unset entry or one whose value fails normalisation.
     Nothing,
 }
@@ -249,6 +299,10 @@ fn compile_http(m: &snapshot::HttpMatch) -> HttpClause {
                 PathMatch::Exact(v) => path::normalize(v).map_or(PathClause::Nothing, PathClause::Exact),
                 PathMatch::Prefix(v) => path::normalize(v).map_or(PathClause::Nothing, PathClause::Prefix),
                 PathMatch::Unset => PathClause::Nothing,
+                PathMatch::Glob(g) => path_pattern::compile_glob(g).map_or(PathClause::Nothing, PathClause::Glob),
+                PathMatch::Template(t) => {
+                    path_pattern::compile_template(t).map_or(PathClause::Nothing, PathClause::Template)
+                }
             })
             .collect(),
     }
@@ -285,7 +339,13 @@ fn compile_rule<'s>(rule: &'s snapshot::Rule, policy_namespace: &str, sets: &mut
 }
 
 impl CompiledPolicy {
+    /// The enforced program.
     pub fn compile(snapshot: &Snapshot) -> CompiledPolicy {
+        Self::compile_program(snapshot, Program::Enforced)
+    }
+
+    /// The enforced program, or the rehearsal of the staged policies ([`Program`]).
+    pub fn compile_program(snapshot: &Snapshot, program: Program) -> CompiledPolicy {
         let mut sets = IpSetTable::new(snapshot);
         let mut tiers = Vec::new();
         let mut policies = Vec::new();
@@ -300,8 +360,7 @@ impl CompiledPolicy {
 
         if let Some(endpoint) = &snapshot.endpoint {
             for tier in &endpoint.tiers {
-                let enforced: Vec<&PolicyId> =
-                    tier.ingress_policies.iter().filter(|id| !STAGED_KINDS.contains(&id.kind.as_str())).collect();
+                let enforced = program.policies(tier);
                 if enforced.is_empty() {
                     continue; // skipped without applying its default action
                 }
@@ -381,6 +440,42 @@ impl CompiledPolicy {
     /// Number of rules (policy and profile) compiled.
     pub fn rule_count(&self) -> usize {
         self.rules.len()
+    }
+
+    /// Names of the tiers evaluated, by the index decisions use ([`Origin`]).
+    pub fn tier_name(&self, tier: u32) -> Option<&str> {
+        self.tiers.get(tier as usize).map(|t| t.name.as_str())
+    }
+
+    /// The policies evaluated, by the index decisions use (one entry per tier occurrence).
+    pub fn policy_id(&self, policy: u32) -> Option<&PolicyId> {
+        self.policies.get(policy as usize)
+    }
+
+    /// The profiles evaluated, by the index decisions use.
+    pub fn profile_name(&self, profile: u32) -> Option<&str> {
+        self.profiles.get(profile as usize).map(String::as_str)
+    }
+
+    pub fn tier_count(&self) -> usize {
+        self.tiers.len()
+    }
+
+    pub fn policy_count(&self) -> usize {
+        self.policies.len()
+    }
+
+    pub fn profile_count(&self) -> usize {
+        self.profiles.len()
+    }
+
+    /// The tier a policy index was compiled in (`None` for a policy with no step, which never
+    /// decides anything).
+    pub fn policy_tier(&self, policy: u32) -> Option<u32> {
+        self.steps.iter().find_map(|s| match *s {
+            Step::PolicyRule { tier, policy: p, .. } | Step::MissingPolicy { tier, policy: p } if p == policy => Some(tier),
+            _ => None,
+        })
     }
 
     fn rule_id(&self, step_rule: u32) -> Option<String> {

@@ -5,7 +5,7 @@ use crate::decision::{Cause, Decision, Origin, Verdict};
 use crate::identity::parse_principal_ref;
 use crate::index::Candidates;
 use crate::ipset::IpSetLookup;
-use crate::path;
+use crate::{path, path_pattern};
 use crate::protocol::l4_clause;
 use crate::request::{Peer, Request};
 use crate::snapshot::{Labels, PortRange};
@@ -297,6 +297,8 @@ impl Evaluation<'_> {
         Ok(http.paths.iter().any(|entry| match entry {
             PathClause::Exact(v) => v == p,
             PathClause::Prefix(prefix) => path::prefix_matches(prefix, p),
+            PathClause::Glob(g) => path_pattern::glob_matches(g, p),
+            PathClause::Template(t) => path_pattern::template_matches(t, p),
             PathClause::Nothing => false,
         }))
     }

@@ -174,6 +174,12 @@ fn rule_clauses() {
         ("relative path 400", with("allow", |r| r.http_match = http(&[], vec![PathMatch::Prefix("/".into())])), Req { http: Some(("GET", "\\a")), ..GET }, BadRequestPath),
         ("bad path, method excludes first", with("allow", |r| r.http_match = http(&["POST"], vec![PathMatch::Prefix("/".into())])), Req { http: Some(("GET", "/a%252fb")), ..GET }, PolicyDenied),
         ("bad path, no paths", with("allow", |r| r.http_match = http(&["GET"], vec![])), Req { http: Some(("GET", "/a%252fb")), ..GET }, Allow),
+        ("glob", with("allow", |r| r.http_match = http(&[], vec![PathMatch::Glob("/accounts/*".into())])), GET, Allow),
+        ("glob segment-aware", with("allow", |r| r.http_match = http(&[], vec![PathMatch::Glob("/*".into())])), GET, PolicyDenied),
+        ("glob after normalisation", with("allow", |r| r.http_match = http(&[], vec![PathMatch::Glob("/accounts/*".into())])), Req { http: Some(("GET", "/x/../accounts//7")), ..GET }, Allow),
+        ("template", with("allow", |r| r.http_match = http(&[], vec![PathMatch::Template("/accounts/{id}".into())])), GET, Allow),
+        ("template no", with("allow", |r| r.http_match = http(&[], vec![PathMatch::Template("/accounts/{id}/summary".into())])), GET, PolicyDenied),
+        ("bad glob matches nothing", with("allow", |r| r.http_match = http(&[], vec![PathMatch::Glob("/[".into())])), GET, PolicyDenied),
         ("unset path entry", with("allow", |r| r.http_match = http(&[], vec![PathMatch::Unset])), GET, PolicyDenied),
         ("protocol", with("allow", |r| r.protocol = Some(Protocol::Name("TCP".into()))), GET, Allow),
         ("protocol udp", with("allow", |r| r.protocol = Some(Protocol::Number(17))), GET, PolicyDenied),
@@ -305,5 +311,126 @@ proptest! {
         let compiled = CompiledPolicy::compile(&s);
         let req = Req { src, http, ..GET }.request();
         prop_assert_eq!(compiled.evaluate(&req), compiled.evaluate_unindexed(&req));
+    }
+}
+
+// The staged rehearsal: staged kinds evaluated as if enforced, in a second program.
+
+fn staged_id(name: &str, kind: &str) -> PolicyId {
+    PolicyId { kind: kind.into(), ..pid(name) }
+}
+
+/// Tier "t": enforced "p" (allow GET), staged "s" (deny DELETE and GET /admin) before it.
+fn with_staged(staged: Vec<Rule>) -> Snapshot {
+    Snapshot {
+        endpoint: Some(Endpoint {
+            tiers: vec![Tier {
+                name: "t".into(),
+                ingress_policies: vec![staged_id("s", "StagedGlobalNetworkPolicy"), pid("p")],
+                default_action: "Deny".into(),
+            }],
+            profile_ids: vec![],
+        }),
+        policies: vec![
+            Policy { id: staged_id("s", "StagedGlobalNetworkPolicy"), namespace: String::new(), inbound_rules: staged },
+            policy("p", vec![with("allow", |r| r.http_match = http(&["GET"], vec![]))]),
+        ],
+        ..Default::default()
+    }
+}
+
+#[test]
+fn staged_program_only_when_asked() {
+    let s = with_staged(vec![with("deny", |r| r.http_match = http(&["GET"], vec![PathMatch::Prefix("/admin".into())]))]);
+    let admin = Req { http: Some(("GET", "/admin/x")), ..GET }.request();
+    // Default: no rehearsal at all.
+    let plain = Engine::from_snapshot(1, &s);
+    let d = plain.decide(&admin);
+    assert_eq!(d.verdict, Allow, "staged policies are never enforced");
+    assert_eq!(plain.decide_staged(&admin, &d), None);
+    assert!(!plain.staged_requested());
+
+    let engine = Engine::from_snapshot_with(1, &s, true);
+    let d = engine.decide(&admin);
+    assert_eq!(d.verdict, Allow, "the enforced decision does not change");
+    let staged = engine.decide_staged(&admin, &d).unwrap();
+    assert_eq!(staged.verdict, PolicyDenied);
+    let e = engine.explain_staged(&staged);
+    assert_eq!(e.tier.as_deref(), Some("t"));
+    let p = e.policy.unwrap();
+    assert_eq!((p.name.as_str(), p.kind.as_str()), ("s", "StagedGlobalNetworkPolicy"));
+    // Where the staged policy does not match, the enforced policies decide as before.
+    let get = GET.request();
+    let d = engine.decide(&get);
+    let staged = engine.decide_staged(&get, &d).unwrap();
+    assert_eq!(staged.verdict, Allow);
+    assert_eq!(engine.explain_staged(&staged).policy, engine.explain(&d).policy, "indices differ, names agree");
+    let del = Req { http: Some(("DELETE", "/x")), ..GET }.request();
+    let d = engine.decide(&del);
+    assert_eq!((d.verdict, engine.decide_staged(&del, &d).map(|s| s.verdict)), (PolicyDenied, Some(PolicyDenied)));
+}
+
+#[test]
+fn no_staged_policies_means_no_second_program() {
+    let s = one_policy(vec![deny_first(), allow()]);
+    let engine = Engine::from_snapshot_with(1, &s, true);
+    assert!(engine.staged_requested());
+    let req = Req { http: Some(("DELETE", "/x")), ..GET }.request();
+    let d = engine.decide(&req);
+    assert_eq!(engine.decide_staged(&req, &d), Some(d), "the enforced decision, not evaluated twice");
+    assert!(std::ptr::eq(engine.staged_policy().unwrap(), engine.policy().unwrap()));
+}
+
+#[test]
+fn staged_program_semantics() {
+    let deny_all = || vec![with("deny", |_| {})];
+    let staged_tier = |ids: Vec<PolicyId>, default: &str| Tier { name: "t".into(), ingress_policies: ids, default_action: default.into() };
+    let snapshot = |tiers: Vec<Tier>, policies: Vec<Policy>| Snapshot {
+        endpoint: Some(Endpoint { tiers, profile_ids: vec!["allow-all".into()] }),
+        policies,
+        profiles: vec![Profile { name: "allow-all".into(), inbound_rules: vec![allow()] }],
+        ..Default::default()
+    };
+    let body = |id: PolicyId, rules: Vec<Rule>| Policy { id, namespace: String::new(), inbound_rules: rules };
+    let cases: Vec<(&str, Snapshot, Verdict, Verdict)> = vec![
+        (
+            "a staged-only tier applies its default action",
+            snapshot(vec![staged_tier(vec![staged_id("s", "StagedGlobalNetworkPolicy")], "Deny")], vec![body(staged_id("s", "StagedGlobalNetworkPolicy"), vec![with("allow", |r| r.dst.ports = ports(1, 1))])]),
+            Allow,
+            PolicyDenied,
+        ),
+        (
+            "a staged policy replaces the enforced one it stages",
+            snapshot(
+                vec![staged_tier(vec![pid("p"), staged_id("p", "StagedGlobalNetworkPolicy")], "Deny")],
+                vec![policy("p", deny_all()), body(staged_id("p", "StagedGlobalNetworkPolicy"), vec![allow()])],
+            ),
+            PolicyDenied,
+            Allow,
+        ),
+        (
+            "a staged namespaced policy does not replace a global one of the same name",
+            snapshot(
+                vec![staged_tier(vec![pid("p"), staged_id("p", "StagedNetworkPolicy")], "Deny")],
+                vec![policy("p", deny_all()), body(staged_id("p", "StagedNetworkPolicy"), vec![allow()])],
+            ),
+            PolicyDenied,
+            PolicyDenied,
+        ),
+        (
+            "a staged policy the store lacks fails closed only in the rehearsal",
+            snapshot(vec![staged_tier(vec![staged_id("gone", "StagedKubernetesNetworkPolicy"), pid("p")], "Deny")], vec![policy("p", vec![allow()])]),
+            Allow,
+            InconsistentStore,
+        ),
+    ];
+    for (name, s, enforced, staged) in cases {
+        let engine = Engine::from_snapshot_with(1, &s, true);
+        let req = GET.request();
+        let d = engine.decide(&req);
+        assert_eq!(d.verdict, enforced, "{name}: enforced");
+        assert_eq!(engine.decide_staged(&req, &d).map(|d| d.verdict), Some(staged), "{name}: staged");
+        let program = CompiledPolicy::compile_program(&s, crate::Program::StagedAsEnforced);
+        assert_eq!(program.evaluate(&req), program.evaluate_unindexed(&req), "{name}: index");
     }
 }

@@ -132,6 +132,10 @@ pub enum PathMatch {
     Prefix(String),
     /// A `PathMatch` with neither member set: matches nothing.
     Unset,
+    /// Extension (YAML source only): a segment-aware glob, see [`crate::path_pattern`].
+    Glob(String),
+    /// Extension (YAML source only): a route template, see [`crate::path_pattern`].
+    Template(String),
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
