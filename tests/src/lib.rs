@@ -1,0 +1,32 @@
+//! alp-e2e: the local harness for Calico application layer policy in Envoy, and the library its
+//! end-to-end tests (`tests/tests/*.rs`) and the `local-stack` demo are built on.
+//!
+//! Everything runs as real processes on 127.0.0.1: one Envoy (rendered from
+//! `envoy/bootstrap.yaml`) protecting one inbound listener per workload with the wasm filter, one
+//! `control serve` per workload fed from a Felix `ToDataplane` JSON Lines file, and clients that
+//! are `curl` (TLS/mTLS with SPIFFE certificates from a throw-away CA) or a small HTTP/1.1 client,
+//! bound to chosen 127.x source addresses.
+
+pub mod artifacts;
+pub mod certs;
+pub mod client;
+pub mod compose;
+pub mod control;
+pub mod demo;
+pub mod envoy;
+pub mod http;
+pub mod policy;
+pub mod process;
+pub mod stack;
+pub mod template;
+
+pub use client::{Outcome, Request, Transport};
+pub use envoy::PathMode;
+pub use stack::{Stack, StackOptions, Updates, WorkloadSpec};
+
+/// Prints a result line that `cargo test` does not capture (it writes to the stderr handle, not
+/// through `eprintln!`), so measurements show in every run.
+pub fn report(line: String) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "alp-e2e: {line}");
+}

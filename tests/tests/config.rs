@@ -1,0 +1,144 @@
+//! The Envoy bootstrap template renders for every user of it and Envoy accepts the result
+//! (`envoy --mode validate`), and docker-compose.yaml stays in step with it.
+
+use alp_e2e::artifacts;
+use alp_e2e::certs::Ca;
+use alp_e2e::envoy::{validate, BootstrapParams, PathMode, WorkloadParams};
+use alp_e2e::stack::{RunDir, YAOBANK};
+use std::path::Path;
+
+fn params(run: &Path, ca: &Ca, wasm: &Path, mode: PathMode, names: &[&str]) -> BootstrapParams {
+    BootstrapParams {
+        admin_address: "127.0.0.1".into(),
+        admin_port: 0,
+        wasm_file: wasm.to_path_buf(),
+        ca_file: ca.cert_file.clone(),
+        trust_domain: "cluster.local".into(),
+        access_log: run.join("access.log"),
+        path_mode: mode,
+        run_dir: run.to_path_buf(),
+        wasm_filter: true,
+        direct_response: false,
+        workloads: names
+            .iter()
+            .map(|n| {
+                let c = ca.issue(&format!("server-{n}"), n, true).unwrap();
+                WorkloadParams {
+                    name: n.to_string(),
+                    listen_address: "127.0.0.1".into(),
+                    listen_port: 0,
+                    server_cert: c.cert,
+                    server_key: c.key,
+                    control_socket: run.join(format!("control-{n}.sock")),
+                }
+            })
+            .collect(),
+    }
+}
+
+#[test]
+fn bootstrap_validates_for_the_harness_in_both_path_modes() {
+    let envoy = artifacts::envoy().expect("envoy is required for this test");
+    let wasm = artifacts::wasm().expect("the filter module is required for this test");
+    let dir = RunDir::create("alp-config").unwrap();
+    let ca = Ca::create(&dir.path.join("certs")).unwrap();
+    for (mode, names) in [
+        (PathMode::EnvoyNormalises, &YAOBANK[..]),
+        (PathMode::Raw, &["app"][..]),
+    ] {
+        let yaml = params(&dir.path, &ca, &wasm, mode, names).render().unwrap();
+        for n in names {
+            assert!(
+                yaml.contains(&format!("vm_id: alp_{n}")),
+                "one vm_id per workload"
+            );
+            assert!(yaml.contains(&format!("\"control_cluster\":\"alp_control_{n}\"")));
+        }
+        assert!(yaml.contains("failure_policy: FAIL_CLOSED"));
+        assert!(yaml.contains("use_remote_address: true"));
+        let file = dir.path.join(format!("envoy-{mode:?}.yaml"));
+        std::fs::write(&file, yaml).unwrap();
+        validate(&envoy, &file).unwrap();
+    }
+    // The benchmark's variant: no wasm filter, direct responses.
+    let mut bench = params(&dir.path, &ca, &wasm, PathMode::EnvoyNormalises, &["app"]);
+    bench.wasm_filter = false;
+    bench.direct_response = true;
+    let yaml = bench.render().unwrap();
+    assert!(
+        !yaml.contains("envoy.filters.http.wasm")
+            && yaml.contains("direct_response: { status: 200")
+    );
+    let file = dir.path.join("envoy-bench.yaml");
+    std::fs::write(&file, yaml).unwrap();
+    validate(&envoy, &file).unwrap();
+}
+
+#[test]
+fn compose_uses_the_same_template_and_names() {
+    let root = artifacts::workspace_root();
+    let compose = std::fs::read_to_string(root.join("envoy/docker-compose.yaml"))
+        .expect("envoy/docker-compose.yaml");
+    // The compose file runs what `local-stack prepare-compose` renders from envoy/bootstrap.yaml.
+    assert!(
+        compose.contains("envoy/compose/envoy.yaml") || compose.contains("./compose/envoy.yaml"),
+        "compose must mount the rendered template"
+    );
+    for w in YAOBANK {
+        assert!(
+            compose.contains(&format!("control-{w}:")),
+            "compose service control-{w}"
+        );
+        assert!(
+            compose.contains(&format!("/run/alp/control-{w}.sock")),
+            "control-{w} listens where the template's cluster points"
+        );
+        assert!(
+            compose.contains(&format!("yaobank/{w}.jsonl")),
+            "control-{w} reads envoy/yaobank/{w}.jsonl"
+        );
+    }
+    assert!(
+        compose.contains("envoyproxy/envoy:v1.40"),
+        "compose pins the Envoy version the tests use"
+    );
+}
+
+#[test]
+fn compose_variant_renders_and_validates() {
+    let envoy = artifacts::envoy().expect("envoy is required for this test");
+    let wasm = artifacts::wasm().expect("the filter module is required for this test");
+    let dir = RunDir::create("alp-compose").unwrap();
+    // Stand-ins for the containers' /etc/alp and /run/alp, filled as the compose mounts fill them.
+    let (etc, run) = (dir.path.join("etc/alp"), dir.path.join("run/alp"));
+    std::fs::create_dir_all(&run).unwrap();
+    alp_e2e::compose::prepare(&etc).unwrap();
+    std::fs::copy(&wasm, etc.join("calico-alp.wasm")).unwrap();
+    let yaml = alp_e2e::compose::compose_params(&etc, &run)
+        .render()
+        .unwrap();
+    let file = dir.path.join("envoy-compose.yaml");
+    std::fs::write(&file, &yaml).unwrap();
+    validate(&envoy, &file).unwrap();
+
+    // What prepare-compose writes for the containers is the same rendering with the real paths.
+    let written = std::fs::read_to_string(etc.join("envoy.yaml")).unwrap();
+    let mapped = written
+        .replace("/etc/alp", &etc.display().to_string())
+        .replace("/run/alp", &run.display().to_string());
+    assert_eq!(mapped, yaml);
+    let compose =
+        std::fs::read_to_string(artifacts::workspace_root().join("envoy/docker-compose.yaml"))
+            .unwrap();
+    for (i, _) in YAOBANK.iter().enumerate() {
+        let port = alp_e2e::compose::BASE_PORT + i as u16;
+        assert!(
+            compose.contains(&format!("\"{port}:{port}\"")),
+            "compose publishes port {port}"
+        );
+        assert!(
+            written.contains(&format!("port_value: {port}")),
+            "the rendered config listens on {port}"
+        );
+    }
+}
