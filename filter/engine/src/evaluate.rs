@@ -60,48 +60,44 @@ struct Evaluation<'a> {
 
 impl CompiledPolicy {
     pub fn evaluate(&self, request: &Request<'_>) -> Decision {
-        if !self.has_endpoint {
-            return Decision::precheck(Verdict::NoEndpoint);
+        match self.prepare(request) {
+            Ok(eval) => {
+                let (ns, sa) = (eval.src.namespace, eval.src.service_account);
+                let identity =
+                    if sa.is_empty() { None } else { self.index.identity_steps(ns, sa, |i| eval.identity_may_match(i)) };
+                eval.run(self.index.candidates(sa, identity, request.http.as_ref().map(|h| h.method)))
+            }
+            Err(decision) => decision,
         }
-        let (Ok((src_ns, src_sa)), Ok((dst_ns, dst_sa))) =
-            (parse_principal_ref(request.source.principal), parse_principal_ref(request.destination.principal))
-        else {
-            return Decision::precheck(Verdict::InvalidPeerIdentity);
-        };
-        let eval = Evaluation {
-            policy: self,
-            request,
-            src: PeerView::new(self, src_ns, src_sa, &request.source, request.protocol),
-            dst: PeerView::new(self, dst_ns, dst_sa, &request.destination, request.protocol),
-            path: OnceCell::new(),
-        };
-        let identity = if src_sa.is_empty() {
-            None
-        } else {
-            self.index.identity_steps(src_ns, src_sa, |i| eval.identity_may_match(i))
-        };
-        eval.run(self.index.candidates(src_sa, identity, request.http.as_ref().map(|h| h.method)))
     }
 
     /// The same decision without the candidate index: every step is visited (tests compare).
     #[cfg(test)]
     pub(crate) fn evaluate_unindexed(&self, request: &Request<'_>) -> Decision {
+        match self.prepare(request) {
+            Ok(eval) => eval.run(self.index.every_step()),
+            Err(decision) => decision,
+        }
+    }
+
+    /// The checks before any policy (spec 4, steps 2 and 3), then the request resolved against
+    /// the store.
+    fn prepare<'a>(&'a self, request: &'a Request<'a>) -> Result<Evaluation<'a>, Decision> {
         if !self.has_endpoint {
-            return Decision::precheck(Verdict::NoEndpoint);
+            return Err(Decision::precheck(Verdict::NoEndpoint));
         }
         let (Ok((src_ns, src_sa)), Ok((dst_ns, dst_sa))) =
             (parse_principal_ref(request.source.principal), parse_principal_ref(request.destination.principal))
         else {
-            return Decision::precheck(Verdict::InvalidPeerIdentity);
+            return Err(Decision::precheck(Verdict::InvalidPeerIdentity));
         };
-        let eval = Evaluation {
+        Ok(Evaluation {
             policy: self,
             request,
             src: PeerView::new(self, src_ns, src_sa, &request.source, request.protocol),
             dst: PeerView::new(self, dst_ns, dst_sa, &request.destination, request.protocol),
             path: OnceCell::new(),
-        };
-        eval.run(self.index.every_step())
+        })
     }
 }
 
