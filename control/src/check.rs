@@ -1,6 +1,12 @@
 //! `control check`: decide requests offline against a policy source and explain each decision.
+//!
+//! `--dry-run` reports what the filter does with `enforce: false` (the decision is unchanged;
+//! `"enforced": false` and `"would_block"` say that nothing is refused); `--staged` adds the
+//! decision the staged policies would make if they were enforced (`"staged"`, with
+//! `"differs"`), as the filter's `staged: true` does.
 
-use alp_engine::{Engine, RequestSpec};
+use alp_engine::{Decision, Engine, Explanation, RequestSpec};
+use alp_felix::{SyncState, ToDataplane};
 use anyhow::{bail, Context, Result};
 use clap::{ArgGroup, Args, ValueEnum};
 use std::io::{Read, Write};
@@ -25,6 +31,60 @@ pub struct CheckArgs {
     request: PathBuf,
     #[arg(long, value_enum, default_value_t = Format::Json)]
     format: Format,
+    /// Explain as the filter's dry run (`enforce: false`) does: nothing is refused; each answer
+    /// says `"enforced": false` and whether the policy `"would_block"` the request.
+    #[arg(long)]
+    dry_run: bool,
+    /// Also decide as if every staged policy were enforced, and add that explanation
+    /// (`"staged"`, with `"differs"` when its verdict is not the enforced one).
+    #[arg(long)]
+    staged: bool,
+}
+
+/// One answer: the explanation, and what `--dry-run` and `--staged` add.
+#[derive(serde::Serialize)]
+struct Checked {
+    #[serde(flatten)]
+    decision: Explanation,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    enforced: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    would_block: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    staged: Option<StagedCheck>,
+}
+
+#[derive(serde::Serialize)]
+struct StagedCheck {
+    #[serde(flatten)]
+    decision: Explanation,
+    differs: bool,
+}
+
+impl Checked {
+    fn new(engine: &Engine, decision: &Decision, staged: Option<&Decision>, dry_run: bool) -> Self {
+        Checked {
+            decision: engine.explain(decision),
+            enforced: dry_run.then_some(false),
+            would_block: dry_run.then_some(!decision.verdict.is_allowed()),
+            staged: staged.map(|s| StagedCheck {
+                decision: engine.explain_staged(s),
+                differs: s.verdict != decision.verdict,
+            }),
+        }
+    }
+
+    fn to_text(&self) -> String {
+        let mut out = self.decision.to_text();
+        if let Some(block) = self.would_block {
+            out.push_str(if block { " [dry run: would block]" } else { " [dry run: would not block]" });
+        }
+        if let Some(s) = &self.staged {
+            out.push_str(if s.differs { " | staged (DIFFERS): " } else { " | staged: " });
+            out.push_str(&s.decision.to_text());
+        }
+        out
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -66,22 +126,37 @@ pub fn parse_requests(name: &str, text: &str) -> Result<Vec<RequestSpec>> {
     Ok(requests)
 }
 
-pub fn load_engine(updates: &Path) -> Result<Engine> {
+pub fn load_engine(updates: &Path, staged: bool) -> Result<Engine> {
     let text = std::fs::read_to_string(updates).with_context(|| format!("{}: cannot read", updates.display()))?;
     let messages = alp_felix::updates::parse_updates(&text).with_context(|| format!("{}", updates.display()))?;
-    Ok(alp_felix::engine_from_updates(&messages))
+    Ok(engine_from(&messages, staged))
 }
 
 /// The engine Felix's messages for `workload` build from Calico YAML.
-pub fn load_policy_engine(paths: &[PathBuf], workload: &str) -> Result<Engine> {
+pub fn load_policy_engine(paths: &[PathBuf], workload: &str, staged: bool) -> Result<Engine> {
     let messages = alp_calico::updates_for(paths, workload).map_err(anyhow::Error::msg)?;
-    Ok(alp_felix::engine_from_updates(&messages))
+    Ok(engine_from(&messages, staged))
+}
+
+/// `messages` applied as one stream; with `staged`, the engine also holds the staged rehearsal.
+fn engine_from(messages: &[ToDataplane], staged: bool) -> Engine {
+    if !staged {
+        return alp_felix::engine_from_updates(messages);
+    }
+    let mut state = SyncState::new();
+    for msg in messages {
+        state.apply(msg);
+    }
+    match state.snapshot() {
+        Some((version, snapshot)) => Engine::from_snapshot_with(version, &snapshot, true),
+        None => Engine::not_in_sync(),
+    }
 }
 
 pub fn run(args: &CheckArgs) -> Result<ExitCode> {
     let engine = match (&args.updates, &args.workload) {
-        (Some(updates), _) => load_engine(updates)?,
-        (None, Some(workload)) => load_policy_engine(&args.policy, workload)?,
+        (Some(updates), _) => load_engine(updates, args.staged)?,
+        (None, Some(workload)) => load_policy_engine(&args.policy, workload, args.staged)?,
         (None, None) => bail!("give --updates FILE or --policy PATH --workload NAMESPACE/NAME"),
     };
     let name = args.request.display().to_string();
@@ -89,11 +164,13 @@ pub fn run(args: &CheckArgs) -> Result<ExitCode> {
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     for spec in &requests {
-        let decision = engine.decide(&spec.request());
-        let explanation = engine.explain(&decision);
+        let request = spec.request();
+        let decision = engine.decide(&request);
+        let staged = engine.decide_staged(&request, &decision);
+        let checked = Checked::new(&engine, &decision, staged.as_ref(), args.dry_run);
         match args.format {
-            Format::Json => writeln!(out, "{}", serde_json::to_string(&explanation)?)?,
-            Format::Text => writeln!(out, "{}", explanation.to_text())?,
+            Format::Json => writeln!(out, "{}", serde_json::to_string(&checked)?)?,
+            Format::Text => writeln!(out, "{}", checked.to_text())?,
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -105,8 +105,7 @@ pub fn probe(listen: &Listen, path: &str, timeout: Duration) -> Result<(u16, Str
         }
     };
     conn.write_all(
-        format!("GET {path} HTTP/1.1\r\nhost: alp-control\r\nconnection: close\r\n\r\n")
-            .as_bytes(),
+        format!("GET {path} HTTP/1.1\r\nhost: alp-control\r\nconnection: close\r\n\r\n").as_bytes(),
     )
     .context("sending the request")?;
     let mut raw = Vec::new();

@@ -1,6 +1,7 @@
 //! `control`: relays Calico policy to the Envoy wasm filter, and the operator's CLI.
 
 mod check;
+mod ext_authz;
 mod health;
 mod serve;
 mod validate;
@@ -25,6 +26,8 @@ enum Command {
     Health(health::HealthArgs),
     /// Check Calico v3 policy YAML (exit 0: valid; 1: every problem printed).
     Validate(validate::ValidateArgs),
+    /// Serve Envoy's ext_authz gRPC API (Authorization/Check) with the same engine.
+    ExtAuthz(ext_authz::ExtAuthzArgs),
 }
 
 fn main() -> ExitCode {
@@ -32,6 +35,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Check(args) => check::run(&args),
         Command::Serve(args) => serve::run(&args),
+        Command::ExtAuthz(args) => ext_authz::run(&args),
         Command::Health(args) => return health::run(&args),
         Command::Validate(args) => return validate::run(&args),
     };

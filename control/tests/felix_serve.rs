@@ -66,22 +66,31 @@ impl Control {
         match out.status.code() {
             Some(0) => true,
             Some(1) => false,
-            other => panic!("control health {probe} exited {other:?}: {}", String::from_utf8_lossy(&out.stderr)),
+            other => panic!(
+                "control health {probe} exited {other:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ),
         }
     }
 
     fn wait_until(&self, what: &str, mut f: impl FnMut() -> bool) {
         let deadline = Instant::now() + WAIT;
         while !f() {
-            assert!(Instant::now() < deadline, "{what}: not within {WAIT:?}; control log:\n{}", self.log());
+            assert!(
+                Instant::now() < deadline,
+                "{what}: not within {WAIT:?}; control log:\n{}",
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
 
     /// `GET /v1/snapshot` long-poll: the snapshot newer than `have`, if one comes within `wait`.
     fn poll(&self, have: u64, wait: Duration) -> Option<(u64, Snapshot)> {
-        let mut s = std::os::unix::net::UnixStream::connect(&self.listen).expect("connect to control");
-        s.set_read_timeout(Some(wait + Duration::from_secs(30))).unwrap();
+        let mut s =
+            std::os::unix::net::UnixStream::connect(&self.listen).expect("connect to control");
+        s.set_read_timeout(Some(wait + Duration::from_secs(30)))
+            .unwrap();
         write!(
             s,
             "GET /v1/snapshot HTTP/1.1\r\nhost: c\r\nconnection: close\r\nx-alp-have-version: {have}\r\nx-alp-wait-ms: {}\r\n\r\n",
@@ -90,7 +99,10 @@ impl Control {
         .unwrap();
         let mut raw = vec![];
         s.read_to_end(&mut raw).unwrap();
-        let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("response head");
+        let split = raw
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .expect("response head");
         let head = String::from_utf8_lossy(&raw[..split]);
         match head.split(' ').nth(1) {
             Some("200") => Some(envelope::decode(&raw[split + 4..]).expect("envelope")),
@@ -100,7 +112,12 @@ impl Control {
     }
 
     /// Polls until a published snapshot satisfies `pred`; its version.
-    fn snapshot_where(&self, what: &str, mut have: u64, pred: impl Fn(&Snapshot) -> bool) -> (u64, Snapshot) {
+    fn snapshot_where(
+        &self,
+        what: &str,
+        mut have: u64,
+        pred: impl Fn(&Snapshot) -> bool,
+    ) -> (u64, Snapshot) {
         let deadline = Instant::now() + WAIT;
         loop {
             if let Some((version, snapshot)) = self.poll(have, Duration::from_secs(5)) {
@@ -109,13 +126,18 @@ impl Control {
                 }
                 have = version;
             }
-            assert!(Instant::now() < deadline, "no snapshot with {what} within {WAIT:?}; log:\n{}", self.log());
+            assert!(
+                Instant::now() < deadline,
+                "no snapshot with {what} within {WAIT:?}; log:\n{}",
+                self.log()
+            );
         }
     }
 
     /// Resident and peak memory of the control process (kB), from /proc.
     fn memory_kb(&self) -> (u64, u64) {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
         let field = |name: &str| {
             status
                 .lines()
@@ -136,19 +158,27 @@ impl Drop for Control {
 }
 
 fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap()
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
 fn accept(rt: &tokio::runtime::Runtime, sim: &mut FelixSim) -> Session {
-    rt.block_on(sim.accept_within(WAIT)).expect("control calls Sync")
+    rt.block_on(sim.accept_within(WAIT))
+        .expect("control calls Sync")
 }
 
 fn send(rt: &tokio::runtime::Runtime, session: &Session, msgs: Vec<ToDataplane>) {
-    rt.block_on(session.send_all(msgs)).expect("control reads the stream");
+    rt.block_on(session.send_all(msgs))
+        .expect("control reads the stream");
 }
 
 fn ns(name: &str) -> ToDataplane {
-    msg(&format!(r#"{{"namespaceUpdate": {{"id": {{"name": "{name}"}}}}}}"#))
+    msg(&format!(
+        r#"{{"namespaceUpdate": {{"id": {{"name": "{name}"}}}}}}"#
+    ))
 }
 
 fn names(s: &Snapshot) -> Vec<&str> {
@@ -176,7 +206,10 @@ fn readiness_and_health_probes_follow_the_felix_stream() {
     std::thread::sleep(Duration::from_millis(300));
     assert!(control.health("liveness"));
     assert!(!control.health("readiness"), "not ready before inSync");
-    assert!(control.poll(0, Duration::from_millis(200)).is_none(), "nothing published before inSync");
+    assert!(
+        control.poll(0, Duration::from_millis(200)).is_none(),
+        "nothing published before inSync"
+    );
 
     send(&rt, &first, vec![msg(r#"{"inSync": {}}"#)]);
     control.wait_until("ready after inSync", || control.health("readiness"));
@@ -184,9 +217,13 @@ fn readiness_and_health_probes_follow_the_felix_stream() {
 
     // Felix dies: not ready, but the last in-sync snapshot is still served (D8).
     rt.block_on(sim.crash());
-    control.wait_until("not ready once the stream is gone", || !control.health("readiness"));
+    control.wait_until("not ready once the stream is gone", || {
+        !control.health("readiness")
+    });
     assert!(control.health("liveness"));
-    let (v, again) = control.poll(0, Duration::from_secs(1)).expect("still served");
+    let (v, again) = control
+        .poll(0, Duration::from_secs(1))
+        .expect("still served");
     assert_eq!((v, names(&again)), (v1, names(&s)));
 
     // Felix is back; ready again once the new stream is in sync, with its state only.
@@ -200,7 +237,10 @@ fn readiness_and_health_probes_follow_the_felix_stream() {
     let (v2, _) = control.snapshot_where("namespace b only", v1, |s| names(s) == ["b"]);
     assert!(v2 > v1);
     let log = control.log();
-    assert!(log.contains("in sync with Felix") && log.contains("reconnecting in"), "{log}");
+    assert!(
+        log.contains("in sync with Felix") && log.contains("reconnecting in"),
+        "{log}"
+    );
 }
 
 fn ip(i: u32) -> String {
@@ -229,15 +269,25 @@ fn a_100k_member_ip_set_with_deltas() {
     );
     let big = ToDataplane {
         sequence_number: 1,
-        payload: Some(felix_sim::felix::to_dataplane::Payload::IpsetUpdate(IpSetUpdate {
-            id: "big".into(),
-            members: (0..MEMBERS).map(ip).collect(),
-            r#type: 0,
-        })),
+        payload: Some(felix_sim::felix::to_dataplane::Payload::IpsetUpdate(
+            IpSetUpdate {
+                id: "big".into(),
+                members: (0..MEMBERS).map(ip).collect(),
+                r#type: 0,
+            },
+        )),
     };
     let started = Instant::now();
-    send(&rt, &session, vec![endpoint, profile, big, msg(r#"{"inSync": {}}"#)]);
-    let (v1, s) = control.snapshot_where("the full set", 0, |s| s.ip_sets.first().is_some_and(|set| set.members.len() == MEMBERS as usize));
+    send(
+        &rt,
+        &session,
+        vec![endpoint, profile, big, msg(r#"{"inSync": {}}"#)],
+    );
+    let (v1, s) = control.snapshot_where("the full set", 0, |s| {
+        s.ip_sets
+            .first()
+            .is_some_and(|set| set.members.len() == MEMBERS as usize)
+    });
     let initial = started.elapsed();
     assert!(s.ip_sets[0].members.binary_search(&ip(MEMBERS - 1)).is_ok());
     let (rss_synced, _) = control.memory_kb();
@@ -246,11 +296,15 @@ fn a_100k_member_ip_set_with_deltas() {
     let deltas: Vec<ToDataplane> = (0..DELTAS)
         .map(|d| ToDataplane {
             sequence_number: 2 + u64::from(d),
-            payload: Some(felix_sim::felix::to_dataplane::Payload::IpsetDeltaUpdate(IpSetDeltaUpdate {
-                id: "big".into(),
-                added_members: (0..PER_DELTA).map(|k| ip(MEMBERS + d * PER_DELTA + k)).collect(),
-                removed_members: (0..PER_DELTA).map(|k| ip(d * PER_DELTA + k)).collect(),
-            })),
+            payload: Some(felix_sim::felix::to_dataplane::Payload::IpsetDeltaUpdate(
+                IpSetDeltaUpdate {
+                    id: "big".into(),
+                    added_members: (0..PER_DELTA)
+                        .map(|k| ip(MEMBERS + d * PER_DELTA + k))
+                        .collect(),
+                    removed_members: (0..PER_DELTA).map(|k| ip(d * PER_DELTA + k)).collect(),
+                },
+            )),
         })
         .collect();
     let started = Instant::now();
@@ -263,12 +317,16 @@ fn a_100k_member_ip_set_with_deltas() {
     });
     let deltas_took = started.elapsed();
     assert_eq!(s.ip_sets[0].members.len(), MEMBERS as usize);
-    assert!(s.ip_sets[0].members.binary_search(&ip(DELTAS * PER_DELTA)).is_ok());
+    assert!(s.ip_sets[0]
+        .members
+        .binary_search(&ip(DELTAS * PER_DELTA))
+        .is_ok());
     let (rss_end, hwm) = control.memory_kb();
+    let versions = control.log().matches("publishing snapshot").count();
     report(format!(
         "100k-member IP set ({} build of control): ipsetUpdate + inSync to published snapshot {:.0} ms; \
-         {DELTAS} deltas of +{PER_DELTA}/-{PER_DELTA} to published snapshot {:.0} ms; control RSS idle {} MB, \
-         in sync {} MB, after deltas {} MB, peak {} MB",
+         {DELTAS} deltas of +{PER_DELTA}/-{PER_DELTA} to published snapshot {:.0} ms ({versions} versions published \
+         in all); control RSS idle {} MB, in sync {} MB, after deltas {} MB, peak {} MB",
         if cfg!(debug_assertions) { "debug" } else { "release" },
         initial.as_secs_f64() * 1000.0,
         deltas_took.as_secs_f64() * 1000.0,

@@ -49,6 +49,9 @@ pub struct BootstrapParams {
     pub wasm_filter: bool,
     /// The inbound route answers itself instead of proxying to the backend (benchmark).
     pub direct_response: bool,
+    /// Extra members of every filter's plugin configuration JSON object, e.g.
+    /// `"enforce":false,"decision_log":"all"` (empty: the filter's defaults).
+    pub plugin_options: String,
 }
 
 impl BootstrapParams {
@@ -66,7 +69,8 @@ impl BootstrapParams {
             .var("ACCESS_LOG", self.access_log.display())
             .var("NORMALIZE_PATH", normalize)
             .var("ESCAPED_SLASHES", escaped)
-            .var("RUN_DIR", self.run_dir.display());
+            .var("RUN_DIR", self.run_dir.display())
+            .var("PLUGIN_OPTIONS", plugin_options(&self.plugin_options));
         scope.lists.insert("workload".into(), vec![]);
         let flag = |on: bool| if on { vec![Scope::new()] } else { vec![] };
         scope
@@ -100,6 +104,17 @@ impl BootstrapParams {
             .with_context(|| format!("reading {}", template_path.display()))?;
         render(&template, &self.scope())
             .with_context(|| format!("rendering {}", template_path.display()))
+    }
+}
+
+/// `,<members>` for the template's plugin configuration (inside a YAML single-quoted string,
+/// so `'` is doubled); empty stays empty.
+fn plugin_options(members: &str) -> String {
+    let members = members.trim().trim_start_matches(',');
+    if members.is_empty() {
+        String::new()
+    } else {
+        format!(",{}", members.replace('\'', "''"))
     }
 }
 

@@ -82,6 +82,8 @@ pub struct StackOptions {
     pub access_log: Option<PathBuf>,
     /// Inbound listeners answer themselves instead of proxying to their backend (benchmark).
     pub direct_response: bool,
+    /// Extra members of the filter's plugin configuration (`BootstrapParams::plugin_options`).
+    pub plugin_options: String,
 }
 
 impl Default for StackOptions {
@@ -99,6 +101,7 @@ impl Default for StackOptions {
             envoy_wrapper: vec![],
             access_log: None,
             direct_response: false,
+            plugin_options: String::new(),
         }
     }
 }
@@ -203,6 +206,7 @@ impl Stack {
             workloads: vec![],
             wasm_filter: opts.filter != Filter::Off,
             direct_response: opts.direct_response,
+            plugin_options: opts.plugin_options.clone(),
         };
         let mut pending = vec![];
         for spec in &opts.workloads {

@@ -19,6 +19,7 @@ fn params(run: &Path, ca: &Ca, wasm: &Path, mode: PathMode, names: &[&str]) -> B
         run_dir: run.to_path_buf(),
         wasm_filter: true,
         direct_response: false,
+        plugin_options: String::new(),
         workloads: names
             .iter()
             .map(|n| {

@@ -61,7 +61,8 @@ fn state(probe_allowed: bool, extra: Option<&str>) -> Vec<ToDataplane> {
 }
 
 fn send(rt: &Runtime, session: &Session, msgs: Vec<ToDataplane>) {
-    rt.block_on(session.send_all(msgs)).expect("control reads the stream");
+    rt.block_on(session.send_all(msgs))
+        .expect("control reads the stream");
 }
 
 fn accept(rt: &Runtime, sim: &mut FelixSim, stack: &Stack) -> Session {
@@ -83,7 +84,11 @@ struct Tally {
 
 /// Background requests on keep-alive connections (a fresh one now and then): `/denied` must
 /// always be 403 and `/allowed` always 200, whatever happens to Felix and control.
-fn start_load(addr: SocketAddr, stop: Arc<AtomicBool>, tally: Arc<Mutex<Tally>>) -> Vec<std::thread::JoinHandle<()>> {
+fn start_load(
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    tally: Arc<Mutex<Tally>>,
+) -> Vec<std::thread::JoinHandle<()>> {
     (0..2)
         .map(|n| {
             let (stop, tally) = (stop.clone(), tally.clone());
@@ -92,15 +97,23 @@ fn start_load(addr: SocketAddr, stop: Arc<AtomicBool>, tally: Arc<Mutex<Tally>>)
                 let mut i = 0u64;
                 while !stop.load(Ordering::Relaxed) {
                     i += 1;
-                    if conn.as_ref().is_none_or(|c| c.is_closed()) || i % 50 == 0 {
+                    if conn.as_ref().is_none_or(|c| c.is_closed()) || i.is_multiple_of(50) {
                         conn = Conn::tcp(addr, None, Duration::from_secs(10)).ok();
                     }
                     let Some(c) = conn.as_mut() else {
-                        tally.lock().unwrap().violations.push("cannot connect".into());
+                        tally
+                            .lock()
+                            .unwrap()
+                            .violations
+                            .push("cannot connect".into());
                         std::thread::sleep(Duration::from_millis(10));
                         continue;
                     };
-                    let (path, want) = if i % 2 == n % 2 { ("/denied/x", 403) } else { ("/allowed/x", 200) };
+                    let (path, want) = if i % 2 == n % 2 {
+                        ("/denied/x", 403)
+                    } else {
+                        ("/allowed/x", 200)
+                    };
                     let outcome = c.request("GET", path, &[]);
                     let mut t = tally.lock().unwrap();
                     match outcome {
@@ -131,7 +144,10 @@ fn connections_on_every_worker(stack: &Stack, addr: SocketAddr) -> Vec<Conn> {
         c.request("GET", "/warm", &[]).unwrap();
         conns.push(c);
         if conns.len() >= PROBE_CONNECTIONS {
-            let per_worker = stack.envoy.worker_connections("inbound_app", stack.concurrency).unwrap();
+            let per_worker = stack
+                .envoy
+                .worker_connections("inbound_app", stack.concurrency)
+                .unwrap();
             if per_worker.iter().all(|&n| n > 0) {
                 return conns;
             }
@@ -142,7 +158,13 @@ fn connections_on_every_worker(stack: &Stack, addr: SocketAddr) -> Vec<Conn> {
 
 /// Flips `/probe` TRIALS times through the stream; per change, ms from the message leaving the
 /// test Felix until every probe connection answers the new decision.
-fn measure_series(rt: &Runtime, session: &Session, stack: &Stack, conns: &mut [Conn], allowed: &mut bool) -> Vec<f64> {
+fn measure_series(
+    rt: &Runtime,
+    session: &Session,
+    stack: &Stack,
+    conns: &mut [Conn],
+    allowed: &mut bool,
+) -> Vec<f64> {
     let addr = stack.addr("app");
     let mut samples = vec![];
     for trial in 0..TRIALS {
@@ -152,7 +174,8 @@ fn measure_series(rt: &Runtime, session: &Session, stack: &Stack, conns: &mut [C
         std::thread::sleep(Duration::from_millis(60 + (trial as u64 * 37) % 120));
         let msg = policy_update(*allowed, None);
         let start = Instant::now();
-        rt.block_on(session.send(msg)).expect("control reads the stream");
+        rt.block_on(session.send(msg))
+            .expect("control reads the stream");
         let mut seen = vec![false; conns.len()];
         let deadline = start + Duration::from_secs(10);
         while seen.iter().any(|s| !s) && Instant::now() < deadline {
@@ -164,27 +187,78 @@ fn measure_series(rt: &Runtime, session: &Session, stack: &Stack, conns: &mut [C
                     *c = Conn::tcp(addr, None, Duration::from_secs(10)).unwrap();
                 }
                 let r = c.request("GET", "/probe", &[]).unwrap();
-                assert!(r.status == 200 || r.status == 403, "probe got {}", r.summary());
+                assert!(
+                    r.status == 200 || r.status == 403,
+                    "probe got {}",
+                    r.summary()
+                );
                 seen[i] = r.status == want;
             }
         }
         let took = start.elapsed();
-        assert!(seen.iter().all(|s| *s), "trial {trial}: not every connection saw the change in 10 s; {}", stack.diagnostics("app"));
+        assert!(
+            seen.iter().all(|s| *s),
+            "trial {trial}: not every connection saw the change in 10 s; {}",
+            stack.diagnostics("app")
+        );
         samples.push(took.as_secs_f64() * 1000.0);
         for c in conns.iter_mut().filter(|c| !c.is_closed()) {
-            assert_eq!(c.request("GET", "/probe", &[]).unwrap().status, want, "trial {trial}: decision flapped");
+            assert_eq!(
+                c.request("GET", "/probe", &[]).unwrap().status,
+                want,
+                "trial {trial}: decision flapped"
+            );
         }
     }
     samples
 }
 
+/// For `d`, asks every probe connection (every worker holds some) for `/denied` and
+/// `/allowed`, tallying the answers: the invariants hold on every worker, not just where the
+/// load threads' connections happen to land.
+fn check_every_worker(conns: &mut [Conn], addr: SocketAddr, d: Duration, tally: &Mutex<Tally>) {
+    let until = Instant::now() + d;
+    while Instant::now() < until {
+        for c in conns.iter_mut() {
+            if c.is_closed() {
+                *c = Conn::tcp(addr, None, Duration::from_secs(10)).unwrap();
+            }
+            for (path, want) in [("/denied/w", 403), ("/allowed/w", 200)] {
+                let outcome = c.request("GET", path, &[]);
+                let mut t = tally.lock().unwrap();
+                match outcome {
+                    Ok(r) if r.status == want => {
+                        if want == 403 {
+                            t.denied_ok += 1
+                        } else {
+                            t.allowed_ok += 1
+                        }
+                    }
+                    Ok(r) => t
+                        .violations
+                        .push(format!("probe connection {path}: {}", r.summary())),
+                    Err(e) => t.violations.push(format!("probe connection {path}: {e:#}")),
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 #[test]
 fn felix_stream_drives_envoy_enforcement() {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
     let socket = std::env::temp_dir().join(format!("alp-felix-e2e-{}.sock", std::process::id()));
     let mut sim = rt.block_on(FelixSim::start(&socket)).expect("test Felix");
     let mut stack = Stack::start(StackOptions {
-        workloads: vec![WorkloadSpec::new("app", Updates::FelixSocket(socket.clone()))],
+        workloads: vec![WorkloadSpec::new(
+            "app",
+            Updates::FelixSocket(socket.clone()),
+        )],
         concurrency: 2,
         wait_synced: false,
         ..StackOptions::default()
@@ -200,17 +274,35 @@ fn felix_stream_drives_envoy_enforcement() {
     while Instant::now() < until {
         for path in ["/allowed/x", "/denied/x", "/probe"] {
             let o = stack.send("app", &Request::get(path)).unwrap();
-            assert_eq!(o.summary(), "503 policy not synchronised", "{path} before inSync; {}", stack.diagnostics("app"));
+            assert_eq!(
+                o.summary(),
+                "503 policy not synchronised",
+                "{path} before inSync; {}",
+                stack.diagnostics("app")
+            );
             refused += 1;
         }
     }
-    assert!(!stack.control("app").unwrap().ready(), "control must not be ready before inSync");
+    assert!(
+        !stack.control("app").unwrap().ready(),
+        "control must not be ready before inSync"
+    );
     let sent = Instant::now();
     send(&rt, &first, vec![message(&in_sync())]);
-    let o = stack.eventually("app", &Request::get("/allowed/x"), WAIT, |o| o.status() != Some(503)).unwrap();
+    let o = stack
+        .eventually("app", &Request::get("/allowed/x"), WAIT, |o| {
+            o.status() != Some(503)
+        })
+        .unwrap();
     let enforced = sent.elapsed();
     assert_eq!(o.summary(), "200 app: ok", "{}", stack.diagnostics("app"));
-    assert_eq!(stack.send("app", &Request::get("/denied/x")).unwrap().summary(), "403 denied by policy");
+    assert_eq!(
+        stack
+            .send("app", &Request::get("/denied/x"))
+            .unwrap()
+            .summary(),
+        "403 denied by policy"
+    );
     stack.control("app").unwrap().wait_ready(WAIT).unwrap();
     report(format!(
         "felix: {refused} requests before inSync all 503; first decision {:.0} ms after inSync left the test Felix",
@@ -224,7 +316,10 @@ fn felix_stream_drives_envoy_enforcement() {
 
     // 2. Propagation through the stream while requests flow, to every worker.
     let mut conns = connections_on_every_worker(&stack, addr);
-    let budget: f64 = std::env::var("ALP_E2E_LATENCY_BUDGET_MS").ok().and_then(|v| v.parse().ok()).unwrap_or(50.0);
+    let budget: f64 = std::env::var("ALP_E2E_LATENCY_BUDGET_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(50.0);
     let mut allowed = true;
     let mut p99s = vec![];
     for series in 1..=2 {
@@ -243,17 +338,27 @@ fn felix_stream_drives_envoy_enforcement() {
             break;
         }
     }
-    drop(conns);
 
     // 3. Felix dies mid-stream, stays away, comes back and resends its state slowly.
-    let per_worker = stack.envoy.worker_connections("inbound_app", stack.concurrency).unwrap();
+    let per_worker = stack
+        .envoy
+        .worker_connections("inbound_app", stack.concurrency)
+        .unwrap();
     rt.block_on(sim.crash());
     drop(first);
     let crashed = Instant::now();
-    std::thread::sleep(Duration::from_millis(1500));
-    assert!(!stack.control("app").unwrap().ready(), "not ready while Felix is away");
-    assert_eq!(stack.send("app", &Request::get("/new")).unwrap().summary(), "403 denied by policy");
-    let mut sim = rt.block_on(FelixSim::start(&socket)).expect("test Felix again");
+    check_every_worker(&mut conns, addr, Duration::from_millis(1500), &tally);
+    assert!(
+        !stack.control("app").unwrap().ready(),
+        "not ready while Felix is away"
+    );
+    assert_eq!(
+        stack.send("app", &Request::get("/new")).unwrap().summary(),
+        "403 denied by policy"
+    );
+    let mut sim = rt
+        .block_on(FelixSim::start(&socket))
+        .expect("test Felix again");
     let restarted = Instant::now();
     let second = accept(&rt, &mut sim, &stack);
     let reconnect = restarted.elapsed();
@@ -262,24 +367,42 @@ fn felix_stream_drives_envoy_enforcement() {
     let endpoint_msg = pieces.pop().unwrap();
     let policy_msg = pieces.pop().unwrap();
     send(&rt, &second, vec![endpoint_msg]);
-    std::thread::sleep(Duration::from_millis(400));
+    check_every_worker(&mut conns, addr, Duration::from_millis(400), &tally);
     send(&rt, &second, pieces);
-    std::thread::sleep(Duration::from_millis(400));
+    check_every_worker(&mut conns, addr, Duration::from_millis(400), &tally);
     send(&rt, &second, vec![policy_msg]);
-    std::thread::sleep(Duration::from_millis(400));
-    assert_eq!(stack.send("app", &Request::get("/new")).unwrap().summary(), "403 denied by policy", "pending state enforced");
+    check_every_worker(&mut conns, addr, Duration::from_millis(400), &tally);
+    assert_eq!(
+        stack.send("app", &Request::get("/new")).unwrap().summary(),
+        "403 denied by policy",
+        "pending state enforced"
+    );
     assert!(!stack.control("app").unwrap().ready());
     let sent = Instant::now();
     send(&rt, &second, vec![message(&in_sync())]);
-    let o = stack.eventually("app", &Request::get("/new"), WAIT, |o| o.status() == Some(200)).unwrap();
+    let o = stack
+        .eventually("app", &Request::get("/new"), WAIT, |o| {
+            o.status() == Some(200)
+        })
+        .unwrap();
     let enforced = sent.elapsed();
-    assert_eq!(o.summary(), "200 app: ok", "the new stream's state after its inSync; {}", stack.diagnostics("app"));
+    assert_eq!(
+        o.summary(),
+        "200 app: ok",
+        "the new stream's state after its inSync; {}",
+        stack.diagnostics("app")
+    );
     stack.control("app").unwrap().wait_ready(WAIT).unwrap();
     // The new stream is live: a later change is enforced too.
     send(&rt, &second, vec![policy_update(allowed, None)]);
-    let o = stack.eventually("app", &Request::get("/new"), WAIT, |o| o.status() == Some(403)).unwrap();
+    let o = stack
+        .eventually("app", &Request::get("/new"), WAIT, |o| {
+            o.status() == Some(403)
+        })
+        .unwrap();
     assert_eq!(o.summary(), "403 denied by policy");
-    std::thread::sleep(Duration::from_millis(300));
+    check_every_worker(&mut conns, addr, Duration::from_millis(300), &tally);
+    drop(conns);
 
     stop.store(true, Ordering::Relaxed);
     for t in load {
@@ -289,7 +412,7 @@ fn felix_stream_drives_envoy_enforcement() {
     report(format!(
         "felix: restart mid-stream: control reconnected {:.0} ms after the test Felix came back ({:.0} ms after it died), \
          new state enforced {:.0} ms after its inSync; under load {} denied requests refused, {} allowed served, {} violations \
-         (connections per worker before the restart {per_worker:?})",
+         (probe and load connections per worker {per_worker:?})",
         reconnect.as_secs_f64() * 1000.0,
         (restarted - crashed + reconnect).as_secs_f64() * 1000.0,
         enforced.as_secs_f64() * 1000.0,
@@ -297,10 +420,22 @@ fn felix_stream_drives_envoy_enforcement() {
         t.allowed_ok,
         t.violations.len()
     ));
-    assert!(t.violations.is_empty(), "{:?}; {}", &t.violations[..t.violations.len().min(20)], stack.diagnostics("app"));
-    assert!(t.denied_ok > 100 && t.allowed_ok > 100, "too little load to mean anything");
+    assert!(
+        t.violations.is_empty(),
+        "{:?}; {}",
+        &t.violations[..t.violations.len().min(20)],
+        stack.diagnostics("app")
+    );
+    assert!(
+        t.denied_ok > 100 && t.allowed_ok > 100,
+        "too little load to mean anything"
+    );
     let best = p99s.iter().copied().fold(f64::INFINITY, f64::min);
-    assert!(best <= budget, "stream-to-enforcement p99 {p99s:?} ms exceeds {budget} ms; {}", stack.diagnostics("app"));
+    assert!(
+        best <= budget,
+        "stream-to-enforcement p99 {p99s:?} ms exceeds {budget} ms; {}",
+        stack.diagnostics("app")
+    );
     stack.kill_control("app");
     drop(sim);
 }

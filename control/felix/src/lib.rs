@@ -2,7 +2,10 @@
 //! build, and the snapshot the filter evaluates.
 //!
 //! * [`wire`]: the Policy Sync messages (prost types with protobuf-JSON serde), generated from
-//!   `proto/felixbackend.proto`, a subset of Calico's `felixbackend.proto`.
+//!   `proto/felixbackend.proto`, a subset of Calico's `felixbackend.proto`. With the `grpc`
+//!   feature (native builds only) also the tonic `PolicySync` client
+//!   (`wire::felix::policy_sync_client`, control's Felix source) and server
+//!   (`wire::felix::policy_sync_server`, the test Felix).
 //! * [`json`]: one message from protobuf JSON (`null` as default, errors with field paths).
 //! * [`updates`]: a document of `ToDataplane` messages (JSON array or JSON Lines).
 //! * [`store`]: the store those messages build (semantics.md section 2).

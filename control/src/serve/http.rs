@@ -6,10 +6,12 @@
 //!   published snapshot's version differs from the caller's; `204` when none did within the
 //!   wait (or the server is shutting down); `400` for an unreadable header.
 //! * `GET /healthz`: `200` while the process serves.
+//! * `GET /metrics`: Prometheus text format (see [`super::metrics`]).
 //! * `GET /readyz`: `200` while the source is in sync and its snapshot is published, else
 //!   `503` (before the first sync, and while a Felix stream is reconnecting: the last in-sync
 //!   snapshot is still served then, but control is not following Felix).
 
+use super::metrics::{self, ControlMetrics};
 use super::publish::Published;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -34,6 +36,7 @@ pub struct AppState {
     pub shutdown: watch::Receiver<bool>,
     /// Whether the source is in sync now (readiness).
     pub in_sync: watch::Receiver<bool>,
+    pub metrics: Arc<ControlMetrics>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -41,6 +44,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/snapshot", get(snapshot))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_text))
         .with_state(state)
 }
 
@@ -130,6 +134,21 @@ async fn snapshot(State(state): State<AppState>, headers: HeaderMap) -> Response
             StatusCode::NO_CONTENT.into_response()
         }
     }
+}
+
+async fn metrics_text(State(state): State<AppState>) -> Response {
+    let published = state.published.borrow().clone();
+    let text = state.metrics.render(metrics::State {
+        in_sync: *state.in_sync.borrow(),
+        version: published.as_ref().map(|p| p.version),
+        bytes: published.as_ref().map(|p| p.envelope.len()),
+    });
+    let mut response = text.into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    response
 }
 
 async fn readyz(State(state): State<AppState>) -> Response {

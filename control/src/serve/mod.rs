@@ -5,15 +5,18 @@
 //! source (Felix Policy Sync, updates file) --watch<Policy>--> publish (versions, envelope)
 //!     --watch<Option<Arc<Published>>>--> http (GET /v1/snapshot long-poll, /healthz, /readyz)
 //! source --watch<bool> (in sync)--> http (/readyz)
+//! source --Arc<ControlMetrics>--> http (/metrics)
 //! ```
 //!
 //! * [`source`]: the [`Source`](source::Source) trait and the sources.
 //! * [`publish`]: versioning and encoding, one new version per actual change.
 //! * [`http`]: the endpoints and the long-poll.
 //! * [`listen`]: `HOST:PORT` or `unix:PATH`.
+//! * [`metrics`]: `GET /metrics` (Prometheus text format).
 
 pub mod http;
 pub mod listen;
+pub mod metrics;
 pub mod publish;
 pub mod source;
 
@@ -150,6 +153,7 @@ pub async fn start(listen: &Listen, source: Box<dyn Source>) -> Result<Running> 
     let address = bound.address();
     info!(source = %source.describe(), "policy source");
     let (outputs, policy_rx, in_sync_rx) = source::Outputs::new();
+    let metrics = outputs.metrics.clone();
     let (published_tx, published_rx) = watch::channel(None);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let source = tokio::spawn(source.run(outputs));
@@ -158,6 +162,7 @@ pub async fn start(listen: &Listen, source: Box<dyn Source>) -> Result<Running> 
         published: published_rx,
         shutdown: shutdown_rx.clone(),
         in_sync: in_sync_rx,
+        metrics,
     };
     let server = tokio::spawn(bound.serve(http::router(state), shutdown_rx));
     Ok(Running {

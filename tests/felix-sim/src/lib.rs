@@ -76,7 +76,10 @@ impl Session {
     }
 
     /// Queues every message, in order.
-    pub async fn send_all(&self, msgs: impl IntoIterator<Item = ToDataplane>) -> Result<(), Closed> {
+    pub async fn send_all(
+        &self,
+        msgs: impl IntoIterator<Item = ToDataplane>,
+    ) -> Result<(), Closed> {
         for msg in msgs {
             self.send(msg).await?;
         }
@@ -111,10 +114,17 @@ struct Service {
 impl PolicySync for Service {
     type SyncStream = ReceiverStream<Item>;
 
-    async fn sync(&self, _request: Request<SyncRequest>) -> Result<Response<Self::SyncStream>, Status> {
+    async fn sync(
+        &self,
+        _request: Request<SyncRequest>,
+    ) -> Result<Response<Self::SyncStream>, Status> {
         let number = self.syncs.fetch_add(1, Ordering::SeqCst) + 1;
         let (tx, rx) = mpsc::channel(SESSION_BUFFER);
-        let session = Session { number, started: Instant::now(), tx };
+        let session = Session {
+            number,
+            started: Instant::now(),
+            tx,
+        };
         if self.sessions.send(session).is_err() {
             return Err(Status::unavailable("test Felix is not accepting sessions"));
         }
@@ -132,29 +142,44 @@ impl FelixSim {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(e).with_context(|| format!("removing {}", socket.display())),
         }
-        let listener = UnixListener::bind(&socket).with_context(|| format!("listening on {}", socket.display()))?;
+        let listener = UnixListener::bind(&socket)
+            .with_context(|| format!("listening on {}", socket.display()))?;
         let (sessions_tx, sessions) = mpsc::unbounded_channel();
         let syncs = Arc::new(AtomicU64::new(0));
-        let service = PolicySyncServer::new(Service { sessions: sessions_tx, syncs: syncs.clone() });
+        let service = PolicySyncServer::new(Service {
+            sessions: sessions_tx,
+            syncs: syncs.clone(),
+        });
         let connections = Arc::new(Mutex::new(JoinSet::new()));
         let acceptor = tokio::spawn({
             let connections = connections.clone();
             async move {
                 loop {
-                    let Ok((stream, _)) = listener.accept().await else { continue };
+                    let Ok((stream, _)) = listener.accept().await else {
+                        continue;
+                    };
                     let service = service.clone();
                     let mut set = connections.lock().await;
                     // Reap finished connections so the set does not grow.
                     while set.try_join_next().is_some() {}
                     set.spawn(async move {
                         let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-                            .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service))
+                            .serve_connection(
+                                TokioIo::new(stream),
+                                TowerToHyperService::new(service),
+                            )
                             .await;
                     });
                 }
             }
         });
-        Ok(FelixSim { socket, sessions, syncs, connections, acceptor })
+        Ok(FelixSim {
+            socket,
+            sessions,
+            syncs,
+            connections,
+            acceptor,
+        })
     }
 
     pub fn socket(&self) -> &Path {
@@ -179,7 +204,10 @@ impl FelixSim {
     pub async fn accept_within(&mut self, timeout: Duration) -> Result<Session> {
         match tokio::time::timeout(timeout, self.accept()).await {
             Ok(s) => Ok(s),
-            Err(_) => bail!("no client called Sync on {} within {timeout:?}", self.socket.display()),
+            Err(_) => bail!(
+                "no client called Sync on {} within {timeout:?}",
+                self.socket.display()
+            ),
         }
     }
 
@@ -238,9 +266,13 @@ impl Script {
             if line.is_empty() || line.starts_with('#') {
                 continue;
             }
-            let (word, rest) = line.split_once(char::is_whitespace).map_or((line, ""), |(w, r)| (w, r.trim()));
+            let (word, rest) = line
+                .split_once(char::is_whitespace)
+                .map_or((line, ""), |(w, r)| (w, r.trim()));
             let step = if line.starts_with('{') {
-                Step::Send(Box::new(alp_felix::json::from_str(line).with_context(|| format!("line {n}"))?))
+                Step::Send(Box::new(
+                    alp_felix::json::from_str(line).with_context(|| format!("line {n}"))?,
+                ))
             } else {
                 match word {
                     "pause" => Step::Pause(Duration::from_millis(
@@ -283,7 +315,11 @@ impl<F: FnMut(String)> Observer for F {
 pub async fn play(mut sim: FelixSim, script: &Script, observer: &mut dyn Observer) {
     let empty = vec![];
     for index in 0usize.. {
-        let steps = script.connections.get(index).or(script.connections.last()).unwrap_or(&empty);
+        let steps = script
+            .connections
+            .get(index)
+            .or(script.connections.last())
+            .unwrap_or(&empty);
         let session = sim.accept().await;
         observer.event(format!("connection {}: client called Sync", session.number));
         let mut sent = 0usize;
@@ -293,7 +329,10 @@ pub async fn play(mut sim: FelixSim, script: &Script, observer: &mut dyn Observe
             match step {
                 Step::Send(msg) => {
                     if session.send((**msg).clone()).await.is_err() {
-                        observer.event(format!("connection {}: client went away after {sent} messages", session.number));
+                        observer.event(format!(
+                            "connection {}: client went away after {sent} messages",
+                            session.number
+                        ));
                         open = None;
                         break;
                     }
@@ -301,26 +340,38 @@ pub async fn play(mut sim: FelixSim, script: &Script, observer: &mut dyn Observe
                 }
                 Step::Pause(d) => tokio::time::sleep(*d).await,
                 Step::End => {
-                    observer.event(format!("connection {}: ended after {sent} messages", session.number));
+                    observer.event(format!(
+                        "connection {}: ended after {sent} messages",
+                        session.number
+                    ));
                     if let Some(s) = open.take() {
                         s.end();
                     }
                 }
                 Step::Fail(text) => {
-                    observer.event(format!("connection {}: failed after {sent} messages", session.number));
+                    observer.event(format!(
+                        "connection {}: failed after {sent} messages",
+                        session.number
+                    ));
                     if let Some(s) = open.take() {
                         s.fail(Status::unavailable(text.clone())).await;
                     }
                 }
                 Step::Exit => {
-                    observer.event(format!("exiting after {sent} messages on connection {}", session.number));
+                    observer.event(format!(
+                        "exiting after {sent} messages on connection {}",
+                        session.number
+                    ));
                     sim.crash().await;
                     return;
                 }
             }
         }
         if let Some(session) = open {
-            observer.event(format!("connection {}: {sent} messages sent; holding the stream open", session.number));
+            observer.event(format!(
+                "connection {}: {sent} messages sent; holding the stream open",
+                session.number
+            ));
             session.closed().await;
             observer.event(format!("connection {}: client went away", session.number));
         }

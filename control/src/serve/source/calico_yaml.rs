@@ -39,8 +39,10 @@ impl Source for CalicoYaml {
                 if last.as_ref() != Some(&now) {
                     last = Some(now);
                     let (paths, workload) = (self.paths.clone(), self.workload.clone());
+                    let started = std::time::Instant::now();
                     let loaded = tokio::task::spawn_blocking(move || load(&paths, &workload)).await?;
                     if let Some(snapshot) = loaded {
+                        out.metrics.built(started.elapsed());
                         out.policy.send_replace(Some(Arc::new(snapshot)));
                         // In sync from the first good load on; a bad edit keeps the last one.
                         out.set_in_sync(true);

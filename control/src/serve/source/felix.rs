@@ -86,6 +86,7 @@ impl Source for Felix {
             for stream in 1u64.. {
                 let outcome = follow_one(&socket, stream, &mut sync, &out).await;
                 out.set_in_sync(false);
+                out.metrics.reconnected();
                 if outcome.reached_in_sync {
                     backoff.reset();
                     failures_in_a_row = 0;
@@ -98,7 +99,7 @@ impl Source for Felix {
                     "nothing to serve yet"
                 };
                 // A Felix that stays away is reported now and then, not on every attempt.
-                if failures_in_a_row == 1 || failures_in_a_row % 12 == 0 {
+                if failures_in_a_row == 1 || failures_in_a_row.is_multiple_of(12) {
                     warn!(
                         socket = %socket.display(),
                         stream,
@@ -192,9 +193,7 @@ async fn follow(
         let mut end = take(first, sync, &mut batch, &mut counts);
         // Coalesce: apply what has already arrived before building a snapshot. `unconstrained`
         // keeps tokio's cooperative budget from cutting the batch short.
-        while end.is_none()
-            && batch.messages < MAX_BATCH
-            && batch_start.elapsed() < MAX_BATCH_TIME
+        while end.is_none() && batch.messages < MAX_BATCH && batch_start.elapsed() < MAX_BATCH_TIME
         {
             match tokio::task::unconstrained(messages.message()).now_or_never() {
                 Some(next) => end = take(next, sync, &mut batch, &mut counts),
@@ -202,6 +201,7 @@ async fn follow(
             }
         }
         let applied = batch_start.elapsed();
+        out.metrics.applied(batch.messages as u64);
         if batch.current_changed {
             publish(sync, out);
         }
@@ -264,31 +264,37 @@ fn take(
 
 /// Builds the current store's snapshot and hands it to the publisher.
 fn publish(sync: &SyncState, out: &Outputs) {
+    let started = Instant::now();
     if let Some((generation, snapshot)) = sync.snapshot() {
+        out.metrics.built(started.elapsed());
         debug!(generation, "snapshot built");
         out.policy.send_replace(Some(Arc::new(snapshot)));
     }
 }
 
 fn status_text(status: &tonic::Status) -> String {
-    let mut text = format!("{:?}: {}", status.code(), status.message());
-    if let Some(source) = std::error::Error::source(status) {
-        text.push_str(&format!(" ({})", error_chain(source)));
-    }
-    text
+    let text = format!("{:?}: {}", status.code(), status.message());
+    with_root_cause(text, status)
 }
 
-/// An error and its causes, `: `-separated (tonic's transport errors say little on their own).
+/// An error with its innermost cause (tonic's transport errors say little on their own, and
+/// the causes in between mostly repeat each other).
 fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = e.to_string();
+    with_root_cause(e.to_string(), e)
+}
+
+fn with_root_cause(mut text: String, e: &(dyn std::error::Error + 'static)) -> String {
+    let mut root = None;
     let mut cause = e.source();
     while let Some(c) = cause {
-        let s = c.to_string();
-        if !text.contains(&s) {
-            text.push_str(": ");
-            text.push_str(&s);
-        }
+        root = Some(c);
         cause = c.source();
+    }
+    if let Some(root) = root.map(|r| r.to_string()) {
+        if !text.contains(&root) {
+            text.push_str(": ");
+            text.push_str(&root);
+        }
     }
     text
 }

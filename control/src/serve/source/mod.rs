@@ -14,6 +14,7 @@ pub mod calico_yaml;
 pub mod felix;
 pub mod updates_file;
 
+use super::metrics::ControlMetrics;
 use alp_engine::Snapshot;
 use std::future::Future;
 use std::pin::Pin;
@@ -35,6 +36,8 @@ pub struct Outputs {
     /// Whether the source is in sync now: the updates file replayed to `inSync`, or the Felix
     /// stream in progress has delivered `inSync`. Readiness.
     pub in_sync: watch::Sender<bool>,
+    /// Counters for `GET /metrics` (reconnects, updates applied, snapshot build time).
+    pub metrics: Arc<ControlMetrics>,
 }
 
 impl Outputs {
@@ -42,7 +45,15 @@ impl Outputs {
     pub fn new() -> (Outputs, watch::Receiver<Policy>, watch::Receiver<bool>) {
         let (policy, policy_rx) = watch::channel(None);
         let (in_sync, in_sync_rx) = watch::channel(false);
-        (Outputs { policy, in_sync }, policy_rx, in_sync_rx)
+        (
+            Outputs {
+                policy,
+                in_sync,
+                metrics: Arc::default(),
+            },
+            policy_rx,
+            in_sync_rx,
+        )
     }
 
     /// Reports sync state changes only (no wake-ups for repeats).

@@ -41,7 +41,9 @@ impl Source for UpdatesFile {
                         }
                         if last.as_ref() != Some(&now) {
                             last = Some(now);
+                            let started = std::time::Instant::now();
                             if let Some(snapshot) = load(&self.path).await {
+                                out.metrics.built(started.elapsed());
                                 out.policy.send_replace(Some(Arc::new(snapshot)));
                                 // In sync from the first good replay on: a later bad file
                                 // keeps the last good snapshot, which stays in force.

@@ -8,7 +8,10 @@ use felix_sim::{play, FelixSim, Script};
 use std::path::PathBuf;
 
 #[derive(Parser)]
-#[command(name = "test-felix", about = "A scripted Felix Policy Sync server for tests")]
+#[command(
+    name = "test-felix",
+    about = "A scripted Felix Policy Sync server for tests"
+)]
 struct Cli {
     /// The Unix socket to serve on (replaced if it exists).
     #[arg(long, value_name = "PATH")]
@@ -19,12 +22,21 @@ struct Cli {
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
-    let text = std::fs::read_to_string(&cli.script).with_context(|| format!("reading {}", cli.script.display()))?;
-    let script = Script::parse(&text).with_context(|| format!("script {}", cli.script.display()))?;
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
+    let text = std::fs::read_to_string(&cli.script)
+        .with_context(|| format!("reading {}", cli.script.display()))?;
+    let script =
+        Script::parse(&text).with_context(|| format!("script {}", cli.script.display()))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
     runtime.block_on(async {
         let sim = FelixSim::start(&cli.socket).await?;
-        eprintln!("test-felix: serving {} ({} scripted connections)", cli.socket.display(), script.connections.len());
+        eprintln!(
+            "test-felix: serving {} ({} scripted connections)",
+            cli.socket.display(),
+            script.connections.len()
+        );
         let mut log = |line: String| eprintln!("test-felix: {line}");
         tokio::select! {
             _ = play(sim, &script, &mut log) => {}

@@ -18,11 +18,15 @@ fn msg(text: &str) -> ToDataplane {
 }
 
 fn ns(name: &str) -> ToDataplane {
-    msg(&format!(r#"{{"namespaceUpdate": {{"id": {{"name": "{name}"}}}}}}"#))
+    msg(&format!(
+        r#"{{"namespaceUpdate": {{"id": {{"name": "{name}"}}}}}}"#
+    ))
 }
 
 fn ns_remove(name: &str) -> ToDataplane {
-    msg(&format!(r#"{{"namespaceRemove": {{"id": {{"name": "{name}"}}}}}}"#))
+    msg(&format!(
+        r#"{{"namespaceRemove": {{"id": {{"name": "{name}"}}}}}}"#
+    ))
 }
 
 /// An `ipsetUpdate` whose type number this proto does not know (JSON cannot say it).
@@ -43,7 +47,11 @@ fn in_sync() -> ToDataplane {
 }
 
 fn names(snapshot: &Snapshot) -> Vec<&str> {
-    snapshot.namespaces.iter().map(|n| n.name.as_str()).collect()
+    snapshot
+        .namespaces
+        .iter()
+        .map(|n| n.name.as_str())
+        .collect()
 }
 
 struct Harness {
@@ -75,7 +83,11 @@ fn follow(socket: &Path) -> Harness {
 
 impl Harness {
     /// Waits until the published snapshot satisfies `pred`.
-    async fn policy_where(&mut self, what: &str, pred: impl Fn(&Snapshot) -> bool) -> Arc<Snapshot> {
+    async fn policy_where(
+        &mut self,
+        what: &str,
+        pred: impl Fn(&Snapshot) -> bool,
+    ) -> Arc<Snapshot> {
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {
             if let Some(s) = self.policy.borrow_and_update().clone() {
@@ -174,7 +186,9 @@ async fn reconnect_keeps_the_old_snapshot_until_the_new_in_sync() {
     h.in_sync_becomes(true).await;
 
     // 2. The stream fails with an error status.
-    second.fail(tonic::Status::unavailable("felix restarting")).await;
+    second
+        .fail(tonic::Status::unavailable("felix restarting"))
+        .await;
     h.in_sync_becomes(false).await;
     let third = accept(&mut sim).await;
     send(&third, [ns("third")]).await;
@@ -252,7 +266,11 @@ async fn malformed_and_unknown_messages_are_skipped() {
     let s = h.names_become(&["ok"]).await;
     assert_eq!(s.ip_sets[0].members, vec!["10.0.0.1", "10.0.0.2"]);
     assert!(*h.in_sync.borrow());
-    assert_eq!(sim.syncs(), 1, "no reconnect: bad messages do not end the stream");
+    assert_eq!(
+        sim.syncs(),
+        1,
+        "no reconnect: bad messages do not end the stream"
+    );
 }
 
 /// A burst is applied in full; snapshots are built per batch, not per message.
@@ -320,7 +338,11 @@ fn backoff_doubles_to_its_cap_with_jitter_and_resets() {
     let want_base = [100u64, 200, 400, 800, 1600, 3200, 5000, 5000, 5000, 5000];
     for (d, base) in bases.iter().zip(want_base) {
         let base = Duration::from_millis(base);
-        assert!(*d >= base / 2 && *d <= base, "{d:?} outside [{:?}, {base:?}]", base / 2);
+        assert!(
+            *d >= base / 2 && *d <= base,
+            "{d:?} outside [{:?}, {base:?}]",
+            base / 2
+        );
     }
     b.reset();
     assert!(b.next_delay() <= Duration::from_millis(100));

@@ -1,0 +1,215 @@
+//! `control ext-authz`: the same policy engine behind Envoy's `ext_authz` gRPC filter
+//! (`envoy.service.auth.v3.Authorization/Check`), for Envoy deployments that cannot run wasm
+//! (the Dikastes architecture: one gRPC round trip per request).
+//!
+//! ```text
+//! source (--updates, --felix-socket, --policy) --watch<Policy>--> compile (one Engine per change)
+//!     --watch<Arc<Engine>>--> Check: CheckRequest -> Request -> Engine::decide -> CheckResponse
+//! ```
+//!
+//! * The policy sources are `control serve`'s ([`crate::serve::source`]): same flags, same
+//!   semantics (nothing before the first in-sync state: every request 503; a source that loses
+//!   sync keeps its last snapshot in force, D8).
+//! * Attributes come from what Envoy established, as in the filter: `source`/`destination`
+//!   `address.socket_address` (address, port), `principal` (Envoy's certificate identity: URI SAN,
+//!   else DNS SAN, else subject), `request.http` method, path and host. A check without
+//!   `request.http` (the network `ext_authz` filter) is a connection-level check (D4).
+//! * Allowed: gRPC status OK. Denied: the D9 status and body, as the filter's local reply
+//!   (`403 denied by policy`, `503 policy not synchronised`, `400 invalid request path`, ...),
+//!   with `content-type: text/plain`; the `google.rpc.Status` code is PERMISSION_DENIED,
+//!   UNAVAILABLE or INVALID_ARGUMENT accordingly.
+//!
+//! Envoy side: `envoy.filters.http.ext_authz` with `grpc_service.envoy_grpc` to a cluster that
+//! reaches `--listen` (a `pipe` address for `unix:PATH`), `transport_api_version: V3`, and
+//! `status_on_error: {code: ServiceUnavailable}` so an unreachable server answers 503 like a
+//! filter without policy (Envoy's default is 403). `bench/` has a complete bootstrap.
+
+pub mod proto;
+mod service;
+
+#[cfg(test)]
+mod tests;
+
+use crate::serve::listen::{Bound, Listen};
+use crate::serve::source::{self, Policy, Source};
+use alp_engine::Engine;
+use anyhow::{Context, Result};
+use clap::{ArgGroup, Args};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+use tracing::{error, info};
+
+pub use service::Authorizer;
+
+#[derive(Args, Debug)]
+#[command(group(ArgGroup::new("source").required(true).args(["updates", "felix_socket", "policy"])))]
+pub struct ExtAuthzArgs {
+    /// Where to serve gRPC: unix:PATH (a stale socket file is replaced) or HOST:PORT.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9401")]
+    pub listen: Listen,
+    /// Source: Felix `ToDataplane` messages (protobuf JSON; JSON Lines or one array), re-read
+    /// when the file changes (as `control serve --updates`).
+    #[arg(long, value_name = "FILE")]
+    pub updates: Option<PathBuf>,
+    /// Source: Felix's Policy Sync API on this Unix socket.
+    #[arg(long, value_name = "PATH")]
+    pub felix_socket: Option<PathBuf>,
+    /// Source: Calico v3 resource YAML (a file or a directory; repeatable) for `--workload`.
+    #[arg(long, value_name = "PATH", requires = "workload")]
+    pub policy: Vec<PathBuf>,
+    /// With `--policy`: the workload to enforce for, NAMESPACE/NAME.
+    #[arg(long, value_name = "NAMESPACE/NAME", requires = "policy")]
+    pub workload: Option<String>,
+    /// How often file sources check for changes.
+    #[arg(long, value_name = "MS", default_value_t = 250)]
+    pub watch_interval_ms: u64,
+    /// Threads answering checks (1: a single-threaded runtime, the cheapest on one core).
+    #[arg(long, value_name = "N", default_value_t = 2)]
+    pub threads: usize,
+}
+
+/// Runs the server until SIGINT or SIGTERM.
+pub fn run(args: &ExtAuthzArgs) -> Result<ExitCode> {
+    crate::serve::init_tracing();
+    let mut builder = if args.threads <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(args.threads);
+        b
+    };
+    let runtime = builder.enable_all().build().context("starting the async runtime")?;
+    runtime.block_on(async {
+        let source = source_from_args(args)?;
+        let running = start(&args.listen, source).await?;
+        info!(listen = %running.address, "control ext-authz serving envoy.service.auth.v3.Authorization");
+        let shutdown = running.shutdown.clone();
+        tokio::spawn(async move {
+            crate::serve::wait_for_signal().await;
+            info!("shutting down");
+            let _ = shutdown.send(true);
+        });
+        running.finished().await?;
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+fn source_from_args(args: &ExtAuthzArgs) -> Result<Box<dyn Source>> {
+    let interval = Duration::from_millis(args.watch_interval_ms.max(10));
+    if let (false, Some(workload)) = (args.policy.is_empty(), &args.workload) {
+        alp_calico::parse_workload(workload).map_err(anyhow::Error::msg)?;
+        return Ok(Box::new(source::calico_yaml::CalicoYaml::new(
+            args.policy.clone(),
+            workload.clone(),
+            interval,
+        )));
+    }
+    match (&args.updates, &args.felix_socket) {
+        (Some(path), None) => Ok(Box::new(source::updates_file::UpdatesFile::new(path.clone(), interval))),
+        (None, Some(socket)) => Ok(Box::new(source::felix::Felix::new(socket.clone()))),
+        _ => anyhow::bail!("give one policy source: --felix-socket PATH, --updates FILE or --policy PATH"),
+    }
+}
+
+/// A started server: its tasks and the switch that stops it.
+pub struct Running {
+    /// The address actually bound (`unix:/path` or `127.0.0.1:41234`).
+    pub address: String,
+    pub shutdown: watch::Sender<bool>,
+    server: tokio::task::JoinHandle<Result<()>>,
+    source: tokio::task::JoinHandle<Result<()>>,
+    compiler: tokio::task::JoinHandle<()>,
+}
+
+/// Binds `listen`, starts the source, the compiler and the gRPC server.
+pub async fn start(listen: &Listen, source: Box<dyn Source>) -> Result<Running> {
+    let bound = listen.bind().await?;
+    let address = bound.address();
+    info!(source = %source.describe(), "policy source");
+    let (outputs, policy_rx, _in_sync) = source::Outputs::new();
+    let (engine_tx, engine_rx) = watch::channel(Arc::new(Engine::not_in_sync()));
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let source = tokio::spawn(source.run(outputs));
+    let compiler = tokio::spawn(compile(policy_rx, engine_tx));
+    let server = tokio::spawn(serve(bound, Authorizer::new(engine_rx), shutdown_rx));
+    Ok(Running { address, shutdown: shutdown_tx, server, source, compiler })
+}
+
+impl Running {
+    /// Waits until the server stops (after `shutdown`), or fails if the source stops first.
+    pub async fn finished(mut self) -> Result<()> {
+        let outcome = tokio::select! {
+            r = &mut self.server => r.context("server task")?,
+            r = &mut self.source => match r.context("source task")? {
+                Ok(()) => Err(anyhow::anyhow!("the policy source stopped")),
+                Err(e) => Err(e.context("the policy source failed")),
+            },
+            r = &mut self.compiler => {
+                r.context("compiler task")?;
+                Err(anyhow::anyhow!("the policy compiler stopped"))
+            }
+        };
+        if let Err(e) = &outcome {
+            error!("{e:#}");
+            let _ = self.shutdown.send(true);
+        }
+        self.source.abort();
+        self.compiler.abort();
+        outcome
+    }
+}
+
+/// Compiles each new snapshot once (off the async threads) and installs it for the checks.
+/// Versions count changes within the process; an unchanged snapshot keeps its engine.
+async fn compile(mut policy: watch::Receiver<Policy>, engine: watch::Sender<Arc<Engine>>) {
+    let mut last: Option<Arc<alp_engine::Snapshot>> = None;
+    let mut version = 0u64;
+    loop {
+        let current = policy.borrow_and_update().clone();
+        if let Some(snapshot) = current {
+            let unchanged = last.as_ref().is_some_and(|l| Arc::ptr_eq(l, &snapshot) || **l == *snapshot);
+            if !unchanged {
+                version += 1;
+                let started = std::time::Instant::now();
+                let for_compile = Arc::clone(&snapshot);
+                match tokio::task::spawn_blocking(move || Engine::from_snapshot(version, &for_compile)).await {
+                    Ok(compiled) => {
+                        let rules: usize = snapshot.policies.iter().map(|p| p.inbound_rules.len()).sum();
+                        info!(version, rules, ms = started.elapsed().as_millis() as u64, "policy compiled");
+                        engine.send_replace(Arc::new(compiled));
+                        last = Some(snapshot);
+                    }
+                    Err(e) => error!(version, "compiling the policy failed: {e}; keeping the previous one"),
+                }
+            }
+        }
+        if policy.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn serve(bound: Bound, authorizer: Authorizer, mut shutdown: watch::Receiver<bool>) -> Result<()> {
+    use proto::envoy::service::auth::v3::authorization_server::AuthorizationServer;
+    let signal = async move {
+        let _ = shutdown.wait_for(|stop| *stop).await;
+    };
+    let router = tonic::transport::Server::builder().add_service(AuthorizationServer::new(authorizer));
+    match bound {
+        Bound::Tcp(listener) => {
+            let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+            router.serve_with_incoming_shutdown(incoming, signal).await.context("gRPC server")
+        }
+        Bound::Unix(listener, path) => {
+            let incoming = tokio_stream::wrappers::UnixListenerStream::new(listener);
+            let result = router.serve_with_incoming_shutdown(incoming, signal).await.context("gRPC server");
+            if tokio::fs::remove_file(&path).await.is_ok() {
+                info!(path = %path.display(), "removed socket");
+            }
+            result
+        }
+    }
+}
