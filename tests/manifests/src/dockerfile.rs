@@ -24,7 +24,8 @@ impl Instruction {
 }
 
 pub fn parse(path: &Path) -> Result<Vec<Instruction>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let mut out = vec![];
     let mut pending: Option<(usize, String)> = None;
     for (i, raw) in text.lines().enumerate() {

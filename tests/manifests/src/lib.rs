@@ -32,9 +32,11 @@ use anyhow::{bail, Context as _, Result};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 
-/// The workspace root.
+/// The workspace root (two levels above this crate).
 pub fn root() -> PathBuf {
-    alp_e2e::artifacts::workspace_root()
+    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let root = here.join("../..");
+    root.canonicalize().unwrap_or(root)
 }
 
 /// `../shared` next to the workspace (CI has it there too).

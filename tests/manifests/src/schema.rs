@@ -57,11 +57,14 @@ impl Schemas {
                         continue;
                     }
                     let version = v["name"].as_str().context("CRD version without name")?;
-                    let schema = v
-                        .pointer("/schema/openAPIV3Schema")
-                        .with_context(|| format!("{}: {kind} {version} has no openAPIV3Schema", doc.at()))?;
+                    let schema = v.pointer("/schema/openAPIV3Schema").with_context(|| {
+                        format!("{}: {kind} {version} has no openAPIV3Schema", doc.at())
+                    })?;
                     let validator = compile(schema).with_context(|| {
-                        format!("{}: compiling the schema of {group}/{version} {kind}", doc.at())
+                        format!(
+                            "{}: compiling the schema of {group}/{version} {kind}",
+                            doc.at()
+                        )
                     })?;
                     by_gvk.insert(
                         (group.to_string(), version.to_string(), kind.to_string()),
@@ -111,7 +114,10 @@ impl Schemas {
             return Ok(false);
         }
         let (g, v) = split_api_version(api_version);
-        let Some(entry) = self.by_gvk.get(&(g.to_string(), v.to_string(), kind.to_string())) else {
+        let Some(entry) = self
+            .by_gvk
+            .get(&(g.to_string(), v.to_string(), kind.to_string()))
+        else {
             let served: Vec<String> = self
                 .by_gvk
                 .keys()
@@ -122,7 +128,11 @@ impl Schemas {
                 "{}: {} has no schema for {api_version} {kind} (served: {})",
                 doc.at(),
                 doc.id(),
-                if served.is_empty() { "none".to_string() } else { served.join(", ") }
+                if served.is_empty() {
+                    "none".to_string()
+                } else {
+                    served.join(", ")
+                }
             );
         };
         let mut problems: Vec<String> = entry
@@ -163,13 +173,15 @@ fn metadata_problems(doc: &Doc, namespaced: bool) -> Vec<String> {
     let mut out = vec![];
     let name = doc.name();
     if !is_dns_subdomain(name) {
-        out.push(format!("/metadata/name: {name:?} is not a DNS-1123 subdomain"));
+        out.push(format!(
+            "/metadata/name: {name:?} is not a DNS-1123 subdomain"
+        ));
     }
     match (namespaced, doc.namespace()) {
         (true, None) => out.push("/metadata/namespace: missing on a namespaced kind".into()),
-        (true, Some(ns)) if !is_dns_label(ns) => {
-            out.push(format!("/metadata/namespace: {ns:?} is not a DNS-1123 label"))
-        }
+        (true, Some(ns)) if !is_dns_label(ns) => out.push(format!(
+            "/metadata/namespace: {ns:?} is not a DNS-1123 label"
+        )),
         (false, Some(ns)) => out.push(format!(
             "/metadata/namespace: {ns:?} on a cluster-scoped kind"
         )),
@@ -181,7 +193,8 @@ fn metadata_problems(doc: &Doc, namespaced: bool) -> Vec<String> {
 pub fn is_dns_label(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !s.starts_with('-')
         && !s.ends_with('-')
 }
@@ -215,6 +228,9 @@ pub fn compile(openapi: &Value) -> Result<jsonschema::Validator> {
     jsonschema::options()
         .with_draft(jsonschema::Draft::Draft4)
         .should_validate_formats(false)
+        // Kubernetes evaluates `pattern` with Go's RE2 (inline flags such as `(?i)` included);
+        // the `regex` crate has the same syntax, where ECMA-262 engines refuse some of it.
+        .with_pattern_options(jsonschema::PatternOptions::regex())
         .build(&schema)
         .map_err(|e| anyhow!("{e}"))
 }
@@ -228,6 +244,9 @@ pub fn strictify(schema: &mut Value) {
         if let Some(Value::String(t)) = obj.get("type").cloned() {
             obj.insert("type".into(), json!([t, "null"]));
         }
+    }
+    if let Some(Value::String(p)) = obj.get_mut("pattern") {
+        *p = case_insensitive_ascii(p);
     }
     let preserve = obj.get("x-kubernetes-preserve-unknown-fields") == Some(&Value::Bool(true));
     if obj.contains_key("properties") && !obj.contains_key("additionalProperties") && !preserve {
@@ -251,5 +270,62 @@ pub fn strictify(schema: &mut Value) {
                 strictify(child);
             }
         }
+    }
+}
+
+/// Go's RE2 patterns may start with the inline flag `(?i)` (Calico's enum-like fields do), which
+/// ECMA-262 lacks (and the schema of schemas checks patterns as ECMA-262). The same language
+/// without the flag: every ASCII letter outside a character class or escape becomes `[xX]`.
+pub fn case_insensitive_ascii(pattern: &str) -> String {
+    let (prefix, body) = match pattern.strip_prefix("^(?i)") {
+        Some(b) => ("^", b),
+        None => match pattern.strip_prefix("(?i)") {
+            Some(b) => ("", b),
+            None => return pattern.to_string(),
+        },
+    };
+    let mut out = String::from(prefix);
+    let mut chars = body.chars();
+    let mut in_class = false;
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => {
+                out.push(c);
+                if let Some(n) = chars.next() {
+                    out.push(n);
+                }
+            }
+            '[' if !in_class => {
+                in_class = true;
+                out.push(c);
+            }
+            ']' if in_class => {
+                in_class = false;
+                out.push(c);
+            }
+            c if c.is_ascii_alphabetic() && !in_class => {
+                out.push('[');
+                out.push(c.to_ascii_lowercase());
+                out.push(c.to_ascii_uppercase());
+                out.push(']');
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inline_case_flag() {
+        assert_eq!(
+            case_insensitive_ascii("^(?i)(Off|On)?$"),
+            "^([oO][fF][fF]|[oO][nN])?$"
+        );
+        assert_eq!(case_insensitive_ascii("^[a-z]+$"), "^[a-z]+$");
+        assert_eq!(case_insensitive_ascii("(?i)a\\d[b]"), "[aA]\\d[b]");
     }
 }

@@ -79,19 +79,25 @@ pub fn parse_docs(text: &str, file: &Path, first_line: usize) -> Result<Vec<Doc>
 /// 0-based line offsets of each document's start (after a `---` separator).
 fn doc_start_lines(text: &str) -> Vec<usize> {
     let mut starts = vec![0];
+    let mut content_before = false;
     for (i, l) in text.lines().enumerate() {
         if l == "---" || l.starts_with("--- ") {
-            if i == 0 {
-                continue;
+            if !content_before {
+                // Only comments above the first separator: no document there.
+                starts.clear();
             }
+            content_before = true;
             starts.push(i + 1);
+        } else if !content_before && !l.trim().is_empty() && !l.trim_start().starts_with('#') {
+            content_before = true;
         }
     }
     starts
 }
 
 pub fn load_file(path: &Path) -> Result<Vec<Doc>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     parse_docs(&text, path, 1)
 }
 
@@ -107,7 +113,8 @@ pub struct Block {
 
 /// The fenced code blocks (```lang ... ```) of a Markdown file.
 pub fn markdown_blocks(path: &Path) -> Result<Vec<Block>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let mut out = vec![];
     let mut open: Option<(usize, String, String)> = None;
     for (i, l) in text.lines().enumerate() {
@@ -151,13 +158,24 @@ pub fn markdown_yaml(path: &Path) -> Result<Vec<Doc>> {
     Ok(out)
 }
 
+/// YAML templates that are not YAML until rendered, and where their rendering is checked.
+pub const TEMPLATES: &[(&str, &str)] = &[(
+    "envoy/bootstrap.yaml",
+    "the harness's Envoy bootstrap template ({{NAME}} placeholders, #>> blocks): rendered for \
+     every user and given to `envoy --mode validate` by tests/tests/config.rs",
+)];
+
 /// Every YAML document the project ships for users: `envoy/**/*.yaml|yml` and the YAML blocks of
-/// `docs/**/*.md`, `envoy/**/*.md` and `README.md`. Errors list every file that does not parse.
+/// `docs/**/*.md`, `envoy/**/*.md` and `README.md` ([`TEMPLATES`] excepted). Errors list every
+/// file that does not parse.
 pub fn project_docs() -> Result<Vec<Doc>> {
     let root = crate::root();
     let mut docs = vec![];
     let mut errors = vec![];
     for f in crate::files_under(&root.join("envoy"), &[".yaml", ".yml"])? {
+        if TEMPLATES.iter().any(|(t, _)| root.join(t) == f) {
+            continue;
+        }
         match load_file(&f) {
             Ok(d) => docs.extend(d),
             Err(e) => errors.push(format!("{e:#}")),
@@ -194,6 +212,9 @@ pub fn resource(path: &Path, kind: &str, name: &str) -> Result<Doc> {
         .collect();
     match found.len() {
         1 => Ok(found.remove(0)),
-        n => bail!("{}: expected one {kind} {name}, found {n}", crate::rel(path)),
+        n => bail!(
+            "{}: expected one {kind} {name}, found {n}",
+            crate::rel(path)
+        ),
     }
 }

@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# Renders the Istio manifests of this directory for your artefacts: fills in where the wasm
+# module is published, its checksum, and the control image. Writes dist/istio/ (or --out DIR).
+#
+#   envoy/istio/render.sh --wasm-url https://example.com/calico-alp/v0.1.0/calico-alp.wasm \
+#                         --control-image registry.example.com/calico-alp/control:v0.1.0
+#   envoy/istio/render.sh --wasm-url oci://registry.example.com/calico-alp/filter:v0.1.0 \
+#                         --oci-digest sha256:<manifest digest> --control-image ...
+#
+# * https:// (or http://): the checksum is the module's, from dist/calico-alp.wasm.sha256
+#   (./wasm-bundle.sh writes it), checked against the module itself. Publish exactly that file.
+# * oci://: Istio checks the image *manifest* digest, not the module's. Give it with
+#   --oci-digest (`oras push` and `crane digest` print it), or pin the URL by digest
+#   (oci://...@sha256:<hex>), which is then used.
+# The placeholders in the committed files are deliberately unusable: an unrendered WasmPlugin
+# names an unresolvable host and an all-zero checksum, so the selected pods fail closed.
+set -euo pipefail
+
+die() { echo "render: error: $*" >&2; exit 1; }
+usage() { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
+WASM="$ROOT/dist/calico-alp.wasm"
+OUT="$ROOT/dist/istio"
+URL="" IMAGE="" DIGEST=""
+
+while [[ $# -gt 0 ]]; do
+    case "$1" in
+        --wasm-url) URL=${2:?}; shift 2 ;;
+        --control-image) IMAGE=${2:?}; shift 2 ;;
+        --oci-digest) DIGEST=${2:?}; shift 2 ;;
+        --wasm) WASM=${2:?}; shift 2 ;;
+        --out) OUT=${2:?}; shift 2 ;;
+        -h|--help) usage 0 ;;
+        *) echo "render: unknown argument $1" >&2; usage 2 ;;
+    esac
+done
+[[ -n "$URL" ]] || die "--wasm-url is required (https://... or oci://...)"
+[[ -n "$IMAGE" ]] || die "--control-image is required (the image built from images/control/Dockerfile)"
+[[ "$IMAGE" =~ ^[A-Za-z0-9][A-Za-z0-9._/:@-]*$ ]] || die "--control-image $IMAGE is not an image reference"
+[[ "$URL" =~ ^[A-Za-z0-9+.-]+://[^[:space:]\'\"]+$ ]] || die "--wasm-url $URL is not a URL"
+
+case "$URL" in
+    https://*|http://*)
+        [[ -z "$DIGEST" ]] || die "--oci-digest is only for oci:// URLs"
+        [[ "$URL" == http://* ]] && echo "render: warning: http:// is not authenticated; the checksum still protects the module" >&2
+        [[ -s "$WASM" ]] || die "$WASM does not exist: run ./wasm-bundle.sh first"
+        [[ -s "$WASM.sha256" ]] || die "$WASM.sha256 does not exist: run ./wasm-bundle.sh first"
+        SHA=$(awk '{print $1; exit}' "$WASM.sha256")
+        ACTUAL=$(sha256sum "$WASM" | awk '{print $1}')
+        [[ "$SHA" == "$ACTUAL" ]] || die "$WASM.sha256 ($SHA) does not match $WASM ($ACTUAL): run ./wasm-bundle.sh again"
+        ;;
+    oci://*)
+        if [[ "$URL" =~ @sha256:([0-9a-f]{64})$ ]]; then
+            PINNED=${BASH_REMATCH[1]}
+            [[ -z "$DIGEST" || "${DIGEST#sha256:}" == "$PINNED" ]] || die "--oci-digest differs from the digest in the URL"
+            DIGEST=$PINNED
+        fi
+        [[ -n "$DIGEST" ]] || die "an oci:// URL needs --oci-digest sha256:<manifest digest> (or a URL pinned by digest)"
+        SHA=${DIGEST#sha256:}
+        ;;
+    *) die "--wasm-url must be https://, http:// or oci:// (got $URL)" ;;
+esac
+[[ "$SHA" =~ ^[0-9a-f]{64}$ ]] || die "checksum $SHA is not 64 lowercase hex digits"
+
+PLACEHOLDER_URL='https://calico-alp.invalid/calico-alp.wasm'
+PLACEHOLDER_SHA='0000000000000000000000000000000000000000000000000000000000000000'
+PLACEHOLDER_IMAGE='registry.invalid/calico-alp/control:dev'
+
+mkdir -p "$OUT"
+n=0
+for f in "$HERE"/*.yaml; do
+    out="$OUT/$(basename "$f")"
+    # Literal replacements (no regular expressions: URLs and image names contain their syntax).
+    URL="$URL" SHA="$SHA" IMAGE="$IMAGE" awk \
+        -v pu="$PLACEHOLDER_URL" -v ps="$PLACEHOLDER_SHA" -v pi="$PLACEHOLDER_IMAGE" '
+        function repl(s, from, to,    i, r) {
+            r = ""
+            while ((i = index(s, from)) > 0) { r = r substr(s, 1, i - 1) to; s = substr(s, i + length(from)) }
+            return r s
+        }
+        { line = repl($0, pu, ENVIRON["URL"]); line = repl(line, ps, ENVIRON["SHA"]); print repl(line, pi, ENVIRON["IMAGE"]) }
+    ' "$f" > "$out.tmp"
+    if grep -qF -e "$PLACEHOLDER_URL" -e "$PLACEHOLDER_SHA" -e "$PLACEHOLDER_IMAGE" "$out.tmp"; then
+        rm -f "$out.tmp"
+        die "a placeholder is left in $out"
+    fi
+    mv -f "$out.tmp" "$out"
+    n=$((n + 1))
+done
+echo "render: wrote $n files to $OUT (module $URL, sha256 $SHA, control image $IMAGE)"
