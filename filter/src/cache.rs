@@ -2,6 +2,8 @@
 //!
 //! Shared data (one map per Envoy `vm_id`, process-wide):
 //! * `alp.snapshot`: the envelope bytes (`alp_engine::envelope`) of the newest snapshot;
+//! * `alp.received`: when the fetcher received it from control, 8 bytes little-endian, ms since
+//!   the Unix epoch (the snapshot age gauge), written before `alp.version`;
 //! * `alp.version`: its version, 8 bytes little-endian, written *after* `alp.snapshot`, so a
 //!   reader that sees a version finds that snapshot or a newer one.
 //!
@@ -15,12 +17,27 @@ use std::rc::Rc;
 
 pub const SNAPSHOT_KEY: &str = "alp.snapshot";
 pub const VERSION_KEY: &str = "alp.version";
+pub const RECEIVED_KEY: &str = "alp.received";
+
+/// Snapshot events since the metrics last took them.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Events {
+    /// Snapshots received from control and installed (by the fetcher: once per process).
+    pub reloads: u64,
+    /// Snapshots refused: received from control, or found in shared data, and not decodable.
+    pub refusals: u64,
+}
 
 #[derive(Debug)]
 pub struct SnapshotCache {
     /// The `alp.version` value last acted on (installed or refused).
     seen: Option<u64>,
     engine: Rc<Engine>,
+    /// Compile the staged rehearsal too (plugin configuration `staged`).
+    staged: bool,
+    /// When the snapshot in force was received from control (ms since the Unix epoch).
+    received_ms: Option<u64>,
+    events: Events,
 }
 
 impl Default for SnapshotCache {
@@ -28,6 +45,9 @@ impl Default for SnapshotCache {
         SnapshotCache {
             seen: None,
             engine: Rc::new(Engine::not_in_sync()),
+            staged: false,
+            received_ms: None,
+            events: Events::default(),
         }
     }
 }
@@ -44,6 +64,25 @@ impl SnapshotCache {
 
     pub fn version(&self) -> Option<u64> {
         self.engine.version()
+    }
+
+    /// Whether to compile the staged rehearsal; a change applies from the next version (or at
+    /// once to the current one, recompiled from shared data on the next refresh).
+    pub fn set_staged(&mut self, staged: bool) {
+        if self.staged != staged {
+            self.staged = staged;
+            self.seen = None;
+        }
+    }
+
+    /// When the snapshot in force was received from control (ms since the Unix epoch).
+    pub fn received_ms(&self) -> Option<u64> {
+        self.received_ms
+    }
+
+    /// The events since the last call.
+    pub fn take_events(&mut self) -> Events {
+        std::mem::take(&mut self.events)
     }
 
     /// Follows shared data: one 8-byte read when nothing changed.
@@ -64,21 +103,27 @@ impl SnapshotCache {
             return;
         };
         match envelope::decode(&bytes) {
-            Ok((version, _)) if Some(version) == self.engine.version() => {}
+            Ok((version, _))
+                if Some(version) == self.engine.version()
+                    && self.engine.staged_requested() == self.staged => {}
             Ok((version, snapshot)) => {
-                self.engine = Rc::new(Engine::from_snapshot(version, &snapshot));
+                self.engine = Rc::new(Engine::from_snapshot_with(version, &snapshot, self.staged));
+                self.received_ms = read_u64(host, RECEIVED_KEY).or(Some(host.now_ms()));
                 host.log(
                     Level::Debug,
                     &format!("policy version {version} loaded from shared data"),
                 );
             }
-            Err(err) => host.log(
-                Level::Warn,
-                &format!(
-                    "refused policy version {published} from shared data: {err}; keeping {}",
-                    self.describe()
-                ),
-            ),
+            Err(err) => {
+                self.events.refusals += 1;
+                host.log(
+                    Level::Warn,
+                    &format!(
+                        "refused policy version {published} from shared data: {err}; keeping {}",
+                        self.describe()
+                    ),
+                );
+            }
         }
     }
 
@@ -89,13 +134,23 @@ impl SnapshotCache {
         host: &dyn Host,
         bytes: &[u8],
     ) -> Result<u64, envelope::EnvelopeError> {
-        let (version, snapshot) = envelope::decode(bytes)?;
-        let engine = Engine::from_snapshot(version, &snapshot);
-        // Snapshot first, version second: see the module comment.
+        let (version, snapshot) = match envelope::decode(bytes) {
+            Ok(decoded) => decoded,
+            Err(err) => {
+                self.events.refusals += 1;
+                return Err(err);
+            }
+        };
+        let engine = Engine::from_snapshot_with(version, &snapshot, self.staged);
+        let now = host.now_ms();
+        // Snapshot first, version last: see the module comment.
         let _ = host.set_shared_data(SNAPSHOT_KEY, bytes, None);
+        let _ = host.set_shared_data(RECEIVED_KEY, &now.to_le_bytes(), None);
         let _ = host.set_shared_data(VERSION_KEY, &version.to_le_bytes(), None);
         self.engine = Rc::new(engine);
         self.seen = Some(version);
+        self.received_ms = Some(now);
+        self.events.reloads += 1;
         Ok(version)
     }
 
@@ -109,7 +164,11 @@ impl SnapshotCache {
 }
 
 fn read_version(host: &dyn Host) -> Option<u64> {
-    let (bytes, _) = host.shared_data(VERSION_KEY);
+    read_u64(host, VERSION_KEY)
+}
+
+fn read_u64(host: &dyn Host, key: &str) -> Option<u64> {
+    let (bytes, _) = host.shared_data(key);
     let bytes: [u8; 8] = bytes?.as_slice().try_into().ok()?;
     Some(u64::from_le_bytes(bytes))
 }
@@ -184,6 +243,7 @@ pub(crate) mod tests {
         publish(&host, 6, &bad);
         cache.refresh(&host);
         assert_eq!(cache.version(), Some(5));
+        assert_eq!(cache.take_events().refusals, 1);
         assert!(host.logged(Level::Warn, "refused policy version 6"));
         assert!(host.logged(Level::Warn, "keeping version 5"));
         host.shared_reads.borrow_mut().clear();
@@ -214,5 +274,48 @@ pub(crate) mod tests {
             host.shared_value(VERSION_KEY),
             Some(9u64.to_le_bytes().to_vec())
         );
+        assert_eq!(
+            cache.take_events(),
+            Events {
+                reloads: 1,
+                refusals: 1
+            }
+        );
+        assert_eq!(cache.take_events(), Events::default(), "taken");
+    }
+
+    #[test]
+    fn every_vm_knows_when_the_snapshot_was_received() {
+        let host = FakeHost::new();
+        let mut fetcher = SnapshotCache::new();
+        fetcher.accept(&host, &envelope(9, "a")).unwrap();
+        assert_eq!(fetcher.received_ms(), Some(1_000_000));
+        let other = host.sibling();
+        other.advance(5_000);
+        let mut cache = SnapshotCache::new();
+        cache.refresh(&other);
+        assert_eq!(
+            cache.received_ms(),
+            Some(1_000_000),
+            "from shared data, not when this VM picked it up"
+        );
+        assert_eq!(
+            cache.take_events(),
+            Events::default(),
+            "only the fetcher counts reloads"
+        );
+    }
+
+    #[test]
+    fn staged_setting_recompiles_the_current_version() {
+        let host = FakeHost::new();
+        publish(&host, 5, &envelope(5, "a"));
+        let mut cache = SnapshotCache::new();
+        cache.refresh(&host);
+        assert!(!cache.engine().staged_requested());
+        cache.set_staged(true);
+        cache.refresh(&host);
+        assert_eq!(cache.version(), Some(5));
+        assert!(cache.engine().staged_requested());
     }
 }

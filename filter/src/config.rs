@@ -3,8 +3,21 @@
 //!
 //! ```json
 //! {"control_cluster":"alp_control","control_authority":"alp-control",
-//!  "poll_timeout_ms":20000,"retry_interval_ms":500,"tick_ms":100}
+//!  "poll_timeout_ms":20000,"retry_interval_ms":500,"tick_ms":100,
+//!  "enforce":true,"staged":false,"metrics":true,
+//!  "decision_log":"deny","decision_log_sample":1.0,"decision_log_max_per_second":1000}
 //! ```
+//!
+//! * `enforce: false` is a dry run: every request is decided, counted and logged as usual, and
+//!   none is refused (`alp.requests.would_deny` counts what would have been).
+//! * `staged: true` also evaluates the staged policies as if they were enforced and counts and
+//!   logs where that would decide differently (`alp.staged.*`).
+//! * `metrics: false` defines and updates no `alp.*` stat at all.
+//! * `decision_log`: `off`, `deny` (every refused, or in a dry run would-be refused, request) or
+//!   `all`; one JSON line per decision at `info` in Envoy's log, sampled with probability
+//!   `decision_log_sample` (0.0 to 1.0), at most `decision_log_max_per_second` lines per worker
+//!   (0: no limit; the rest count in `alp.decision_log.suppressed`), so a flood of denials
+//!   cannot make logging expensive. Staged differences are logged at any level but `off`.
 
 use serde::Deserialize;
 use std::fmt;
@@ -14,7 +27,27 @@ const MAX_POLL_TIMEOUT_MS: u64 = 60_000;
 /// Added to the poll timeout to get the callout's own timeout, so control answers first.
 pub const CALL_GRACE_MS: u64 = 5_000;
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+/// Which decisions are logged (`decision_log`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DecisionLog {
+    Off,
+    /// Requests refused, or in a dry run that would have been (and staged differences).
+    Deny,
+    All,
+}
+
+impl DecisionLog {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DecisionLog::Off => "off",
+            DecisionLog::Deny => "deny",
+            DecisionLog::All => "all",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// The Envoy cluster that reaches `control serve`.
@@ -25,8 +58,19 @@ pub struct Config {
     pub poll_timeout_ms: u64,
     /// Wait after a failed poll before the next one.
     pub retry_interval_ms: u64,
-    /// Root context tick: lease renewal, poll scheduling, snapshot pick-up.
+    /// Root context tick: lease renewal, poll scheduling, snapshot pick-up, metrics flush.
     pub tick_ms: u64,
+    /// `false`: dry run, never refuse a request.
+    pub enforce: bool,
+    /// Also evaluate staged policies as if enforced, and count and log differences.
+    pub staged: bool,
+    /// Envoy stats `alp.*`.
+    pub metrics: bool,
+    pub decision_log: DecisionLog,
+    /// Probability that a decision selected by `decision_log` is logged.
+    pub decision_log_sample: f64,
+    /// Most decision lines per second per VM (0: no limit).
+    pub decision_log_max_per_second: u32,
 }
 
 impl Default for Config {
@@ -37,6 +81,12 @@ impl Default for Config {
             poll_timeout_ms: 20_000,
             retry_interval_ms: 500,
             tick_ms: 100,
+            enforce: true,
+            staged: false,
+            metrics: true,
+            decision_log: DecisionLog::Deny,
+            decision_log_sample: 1.0,
+            decision_log_max_per_second: 1000,
         }
     }
 }
@@ -97,6 +147,9 @@ impl Config {
         if self.tick_ms == 0 || self.tick_ms > 60_000 {
             return invalid("tick_ms", "must be between 1 and 60000");
         }
+        if !(0.0..=1.0).contains(&self.decision_log_sample) {
+            return invalid("decision_log_sample", "must be between 0.0 and 1.0");
+        }
         Ok(())
     }
 
@@ -134,6 +187,28 @@ mod tests {
         );
         assert_eq!(c.call_timeout_ms(), 25_000);
         assert_eq!(c.lease_ms(), 300);
+        assert!(c.enforce && !c.staged && c.metrics);
+        assert_eq!(c.decision_log, DecisionLog::Deny);
+        assert_eq!(c.decision_log_sample, 1.0);
+        assert_eq!(c.decision_log_max_per_second, 1000);
+    }
+
+    #[test]
+    fn observability_keys() {
+        let c = Config::parse(Some(
+            br#"{"enforce":false,"staged":true,"metrics":false,"decision_log":"all","decision_log_sample":0.25}"#,
+        ))
+        .unwrap();
+        assert!(!c.enforce && c.staged && !c.metrics);
+        assert_eq!(c.decision_log, DecisionLog::All);
+        assert_eq!(c.decision_log_sample, 0.25);
+        let c = Config::parse(Some(br#"{"decision_log_max_per_second":0}"#)).unwrap();
+        assert_eq!(c.decision_log_max_per_second, 0);
+        let c = Config::parse(Some(br#"{"decision_log":"off","decision_log_sample":0}"#)).unwrap();
+        assert_eq!(
+            (c.decision_log, c.decision_log_sample),
+            (DecisionLog::Off, 0.0)
+        );
     }
 
     #[test]
@@ -157,6 +232,10 @@ mod tests {
         assert!(err(r#"{"tick_ms":0}"#).contains("\"tick_ms\""));
         assert!(err(r#"{"control_cluster":""}"#).contains("\"control_cluster\""));
         assert!(err(r#"{"poll_timeout_ms":70000}"#).contains("\"poll_timeout_ms\""));
+        assert!(err(r#"{"decision_log":"warn"}"#).contains("unknown variant"));
+        assert!(err(r#"{"decision_log_sample":1.5}"#).contains("\"decision_log_sample\""));
+        assert!(err(r#"{"decision_log_sample":-0.1}"#).contains("\"decision_log_sample\""));
+        assert!(err(r#"{"enforce":"no"}"#).contains("invalid type"));
         assert_eq!(Config::parse(Some(&[0xff])), Err(ConfigError::NotUtf8));
     }
 }

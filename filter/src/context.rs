@@ -2,8 +2,10 @@
 //! per request, delegating to [`Relay`] and [`Filter`] with the real host.
 
 use crate::config::Config;
-use crate::decide::{Action as FilterAction, Filter, Metrics};
+use crate::decide::{Action as FilterAction, Filter, Settings};
+use crate::decision_log::DecisionLogger;
 use crate::host::{Host, Level, ProxyHost};
+use crate::metrics::Metrics;
 use crate::relay::Relay;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType};
@@ -75,7 +77,9 @@ impl RootContext for Root {
                     Level::Error,
                     &format!(
                         "{err}; expected a JSON object with optional keys control_cluster, \
-                         control_authority, poll_timeout_ms, retry_interval_ms, tick_ms"
+                         control_authority, poll_timeout_ms, retry_interval_ms, tick_ms, \
+                         enforce, staged, metrics, decision_log, decision_log_sample, \
+                         decision_log_max_per_second"
                     ),
                 );
                 return false;
@@ -85,12 +89,39 @@ impl RootContext for Root {
             self.host.log(Level::Error, "could not set the tick period");
             return false;
         }
-        self.filter.metrics = Rc::new(Metrics::define(&self.host));
+        self.filter.metrics = Rc::new(if config.metrics {
+            Metrics::define(&self.host, !config.enforce)
+        } else {
+            Metrics::disabled()
+        });
+        self.filter.settings = Rc::new(Settings {
+            dry_run: !config.enforce,
+            log: DecisionLogger::new(
+                config.decision_log,
+                config.decision_log_sample,
+                config.decision_log_max_per_second,
+                self.owner,
+            ),
+        });
+        if let Ok(mut cache) = self.filter.cache.try_borrow_mut() {
+            cache.set_staged(config.staged);
+        }
         self.host.log(
             Level::Info,
             &format!(
-                "configured: control cluster {:?}, authority {:?}, poll {} ms, retry {} ms, tick {} ms",
-                config.control_cluster, config.control_authority, config.poll_timeout_ms, config.retry_interval_ms, config.tick_ms
+                "configured: control cluster {:?}, authority {:?}, poll {} ms, retry {} ms, tick {} ms; \
+                 {}, staged rehearsal {}, metrics {}, decision log {} sampled at {} (at most {}/s, 0: no limit)",
+                config.control_cluster,
+                config.control_authority,
+                config.poll_timeout_ms,
+                config.retry_interval_ms,
+                config.tick_ms,
+                if config.enforce { "enforcing" } else { "DRY RUN (nothing is refused)" },
+                if config.staged { "on" } else { "off" },
+                if config.metrics { "on" } else { "off" },
+                config.decision_log.as_str(),
+                config.decision_log_sample,
+                config.decision_log_max_per_second,
             ),
         );
         self.relay = Some(Relay::new(config, self.owner));
@@ -103,13 +134,18 @@ impl RootContext for Root {
             self.ticks = 0;
             self.host.refresh_log_level();
         }
-        self.filter.metrics.flush(&self.host);
-        let Some(relay) = self.relay.as_mut() else {
+        let tick_ms = self.relay.as_ref().map_or(0, |r| r.config().tick_ms);
+        self.filter
+            .metrics
+            .count_suppressed_lines(self.filter.settings.log.tick(tick_ms));
+        let Ok(mut cache) = self.filter.cache.try_borrow_mut() else {
+            self.filter.metrics.flush(&self.host, None);
             return;
         };
-        if let Ok(mut cache) = self.filter.cache.try_borrow_mut() {
+        if let Some(relay) = self.relay.as_mut() {
             relay.on_tick(&self.host, &mut cache);
         }
+        self.filter.metrics.flush(&self.host, Some(&mut cache));
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {

@@ -1,11 +1,15 @@
-//! One HTTP request: follow shared data, read the attributes, ask the engine, then let the
-//! request continue or answer it locally with the status and body of spec section 7 (D9).
+//! One HTTP request: follow shared data, read the attributes, ask the engine (and the staged
+//! rehearsal, when configured), count and log the decision, then let the request continue or
+//! answer it locally with the status and body of spec section 7 (D9). A dry run
+//! (`enforce: false`) always continues.
 
 use crate::attributes::{Connection, ConnectionCache, HttpAttributes, TCP};
 use crate::cache::SnapshotCache;
+use crate::decision_log::{self, DecisionLogger, Entry};
 use crate::host::{Host, Level};
+use crate::metrics::Metrics;
 use alp_engine::{Decision, Engine, Peer, Request, Verdict};
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::fmt::Write as _;
 use std::rc::Rc;
 
@@ -17,45 +21,12 @@ pub enum Action {
     Replied,
 }
 
-/// Envoy counters `alp.decision.<reason>`, one per verdict. Requests count in the VM and the
-/// root context adds the counts to Envoy's counters on each tick: no host call per request.
+/// How decisions are acted on and logged (from the plugin configuration).
 #[derive(Debug, Default)]
-pub struct Metrics {
-    ids: [Option<u32>; Verdict::ALL.len()],
-    pending: [Cell<u64>; Verdict::ALL.len()],
-}
-
-impl Metrics {
-    pub fn define(host: &dyn Host) -> Self {
-        let mut ids = [None; Verdict::ALL.len()];
-        for (id, verdict) in ids.iter_mut().zip(Verdict::ALL) {
-            *id = host.define_counter(&format!("alp.decision.{}", verdict.reason()));
-        }
-        Metrics {
-            ids,
-            pending: Default::default(),
-        }
-    }
-
-    fn count(&self, verdict: Verdict) {
-        if let Some(cell) = Verdict::ALL
-            .iter()
-            .position(|v| *v == verdict)
-            .and_then(|i| self.pending.get(i))
-        {
-            cell.set(cell.get() + 1);
-        }
-    }
-
-    /// Adds the counts since the last flush to Envoy's counters.
-    pub fn flush(&self, host: &dyn Host) {
-        for (id, pending) in self.ids.iter().zip(&self.pending) {
-            let n = pending.take();
-            if let (Some(id), true) = (id, n > 0) {
-                host.increment_counter(*id, n);
-            }
-        }
-    }
+pub struct Settings {
+    /// `enforce: false`: nothing is refused.
+    pub dry_run: bool,
+    pub log: DecisionLogger,
 }
 
 /// The per-VM state HTTP contexts share with the root context.
@@ -64,10 +35,13 @@ pub struct Filter {
     pub cache: Rc<RefCell<SnapshotCache>>,
     pub connections: Rc<RefCell<ConnectionCache>>,
     pub metrics: Rc<Metrics>,
+    pub settings: Rc<Settings>,
 }
 
 impl Filter {
-    /// Decides the current request from its headers and answers it if it is denied.
+    /// Decides the current request from its headers and answers it if it is denied (unless
+    /// this is a dry run). Counts and logs the decision; no host call beyond reading the
+    /// request, and the reply or log line.
     pub fn on_request_headers(&self, host: &dyn Host) -> Action {
         let engine = match self.cache.try_borrow_mut() {
             Ok(mut cache) => {
@@ -84,31 +58,53 @@ impl Filter {
             },
             None => None,
         };
-        let decision = match &connection {
-            Some(connection) => {
-                let http = HttpAttributes::read(host);
-                engine.decide(&Request {
-                    source: connection.source(),
-                    destination: connection.destination(),
-                    protocol: TCP,
-                    http: Some(http.http()),
-                })
-            }
-            None => engine.decide(&Request {
+        let http = connection.as_ref().map(|_| HttpAttributes::read(host));
+        let request = match (&connection, &http) {
+            (Some(connection), Some(http)) => Request {
+                source: connection.source(),
+                destination: connection.destination(),
+                protocol: TCP,
+                http: Some(http.http()),
+            },
+            _ => Request {
                 source: Peer::default(),
                 destination: Peer::default(),
                 protocol: TCP,
                 http: None,
-            }),
+            },
         };
-        self.metrics.count(decision.verdict);
+        let decision = engine.decide(&request);
+        let staged = engine.decide_staged(&request, &decision);
+        let allowed = decision.verdict.is_allowed();
+        let refuse = !allowed && !self.settings.dry_run;
+        self.metrics
+            .count(&engine, &decision, staged.as_ref(), refuse);
+        let differs = staged.is_some_and(|s| s.verdict != decision.verdict);
+        if host.log_enabled(Level::Info) && self.settings.log.wants(allowed, differs) {
+            host.log(
+                Level::Info,
+                &decision_log::line(&Entry {
+                    engine: &engine,
+                    decision: &decision,
+                    staged: staged.as_ref(),
+                    enforced: !self.settings.dry_run,
+                    blocked: refuse,
+                    connection: connection.as_deref(),
+                    http: http.as_ref(),
+                }),
+            );
+        }
         if host.log_enabled(Level::Debug) {
             host.log(
                 Level::Debug,
                 &describe(&engine, &decision, connection.as_deref()),
             );
         }
-        respond(host, decision.verdict)
+        if refuse {
+            respond(host, decision.verdict)
+        } else {
+            Action::Continue
+        }
     }
 }
 
@@ -181,6 +177,7 @@ mod tests {
     use super::*;
     use crate::cache::tests::publish;
     use crate::cache::SNAPSHOT_KEY;
+    use crate::config::DecisionLog;
     use crate::host::fake::{FakeHost, Reply};
     use alp_engine::envelope;
     use alp_engine::snapshot::{Endpoint, HttpMatch, Policy, PolicyId, Rule, Snapshot, Tier};
@@ -230,9 +227,18 @@ mod tests {
 
     fn filter(host: &FakeHost) -> Filter {
         Filter {
-            metrics: Rc::new(Metrics::define(host)),
+            metrics: Rc::new(Metrics::define(host, false)),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn the_default_settings_enforce_and_log_denials() {
+        let host = host_with("DELETE", PRINCIPAL);
+        publish(&host, 1, &envelope::encode(1, &get_only()).unwrap());
+        let f = filter(&host);
+        assert_eq!(f.on_request_headers(&host), Action::Replied);
+        assert_eq!(decision_lines(&host).len(), 1);
     }
 
     fn reply(host: &FakeHost) -> Option<Reply> {
@@ -259,12 +265,12 @@ mod tests {
             "no attributes read without a policy"
         );
         assert_eq!(
-            host.counter("alp.decision.not_in_sync"),
+            host.counter("alp.decision.reason.not_in_sync"),
             0,
             "counted on the next tick"
         );
-        f.metrics.flush(&host);
-        assert_eq!(host.counter("alp.decision.not_in_sync"), 1);
+        f.metrics.flush(&host, None);
+        assert_eq!(host.counter("alp.decision.reason.not_in_sync"), 1);
     }
 
     #[test]
@@ -280,10 +286,10 @@ mod tests {
         let r = reply(&host).unwrap();
         assert_eq!((r.status, r.body.as_str()), (403, "denied by policy"));
         f.on_request_headers(&host);
-        f.metrics.flush(&host);
-        f.metrics.flush(&host);
-        assert_eq!(host.counter("alp.decision.policy_denied"), 2);
-        assert_eq!(host.counter("alp.decision.allow"), 1);
+        f.metrics.flush(&host, None);
+        f.metrics.flush(&host, None);
+        assert_eq!(host.counter("alp.decision.reason.policy_denied"), 2);
+        assert_eq!(host.counter("alp.decision.reason.allow"), 1);
         let line = host
             .logs
             .borrow()
@@ -366,5 +372,256 @@ mod tests {
         );
         assert_eq!(f.cache.borrow().version(), Some(1));
         assert!(host.shared_value(SNAPSHOT_KEY).is_some());
+    }
+
+    // Metrics, decision logs, dry run and the staged rehearsal.
+
+    fn configured(host: &FakeHost, dry_run: bool, log: DecisionLog, staged: bool) -> Filter {
+        let f = Filter {
+            metrics: Rc::new(Metrics::define(host, dry_run)),
+            settings: Rc::new(Settings {
+                dry_run,
+                log: DecisionLogger::new(log, 1.0, 0, 3),
+            }),
+            ..Default::default()
+        };
+        f.cache.borrow_mut().set_staged(staged);
+        f
+    }
+
+    /// The decision lines logged at info, parsed.
+    fn decision_lines(host: &FakeHost) -> Vec<serde_json::Value> {
+        host.logs
+            .borrow()
+            .iter()
+            .filter(|(l, m)| *l == Level::Info && m.starts_with("{\"event\":\"alp.decision\""))
+            .map(|(_, m)| serde_json::from_str(m).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn counters_move_on_the_tick_without_host_calls_per_request() {
+        let host = host_with("GET", PRINCIPAL);
+        publish(&host, 1, &envelope::encode(1, &get_only()).unwrap());
+        let f = configured(&host, false, DecisionLog::All, false);
+        let before = host.metric_calls.get();
+        f.on_request_headers(&host);
+        host.set_header(":method", "DELETE");
+        f.on_request_headers(&host);
+        f.on_request_headers(&host);
+        assert_eq!(
+            host.metric_calls.get(),
+            before,
+            "no metric host call per request"
+        );
+        let mut cache = f.cache.borrow_mut();
+        f.metrics.flush(&host, Some(&mut cache));
+        assert_eq!(
+            host.counter("wasmcustom.alp.requests.allowed"),
+            0,
+            "Envoy adds wasmcustom."
+        );
+        assert_eq!(host.counter("alp.requests.allowed"), 1);
+        assert_eq!(host.counter("alp.requests.denied"), 2);
+        assert_eq!(host.counter("alp.requests.would_deny"), 0);
+        assert_eq!(host.counter("alp.decision.reason.policy_denied"), 2);
+        assert_eq!(host.counter("alp.policy.t.p.allow"), 1);
+        assert_eq!(host.counter("alp.policy.t._default.deny"), 2);
+        assert_eq!(host.gauge("alp.snapshot.version"), Some(1));
+        assert_eq!(host.gauge("alp.snapshot.age_seconds"), Some(0));
+        assert_eq!(host.gauge("alp.dry_run"), Some(0));
+    }
+
+    #[test]
+    fn snapshot_gauges_and_reloads() {
+        let host = host_with("GET", PRINCIPAL);
+        let f = configured(&host, false, DecisionLog::Off, false);
+        {
+            let mut cache = f.cache.borrow_mut();
+            cache
+                .accept(&host, &envelope::encode(42, &get_only()).unwrap())
+                .unwrap();
+            assert!(cache.accept(&host, b"junk").is_err());
+        }
+        host.advance(7_500);
+        f.metrics.flush(&host, Some(&mut f.cache.borrow_mut()));
+        assert_eq!(host.gauge("alp.snapshot.version"), Some(42));
+        assert_eq!(host.gauge("alp.snapshot.age_seconds"), Some(7));
+        assert_eq!(host.counter("alp.snapshot.reloads"), 1);
+        assert_eq!(host.counter("alp.snapshot.refusals"), 1);
+    }
+
+    #[test]
+    fn decision_lines_are_json_without_header_values() {
+        let host = host_with("DELETE", PRINCIPAL);
+        host.set_header("authorization", "Bearer SECRET-TOKEN");
+        host.set_header("cookie", "session=SECRET-COOKIE");
+        host.set_header(":authority", "SECRET-HOST");
+        host.set_header(
+            ":path",
+            "/accounts/\"quoted\"\n\u{7}x/..;y?token=SECRET-QUERY",
+        );
+        publish(&host, 1, &envelope::encode(1, &get_only()).unwrap());
+        let f = configured(&host, false, DecisionLog::Deny, false);
+        assert_eq!(f.on_request_headers(&host), Action::Replied);
+        host.set_header(":method", "GET");
+        assert_eq!(f.on_request_headers(&host), Action::Continue);
+        for (_, line) in host.logs.borrow().iter() {
+            assert!(!line.contains("SECRET"), "{line}");
+            assert!(!line.contains('\n'), "one line: {line}");
+        }
+        let lines = decision_lines(&host);
+        assert_eq!(lines.len(), 1, "deny mode logs the denial only");
+        let l = &lines[0];
+        assert_eq!(l["decision"], "deny");
+        assert_eq!(l["status"], 403);
+        assert_eq!(l["reason"], "policy_denied");
+        assert_eq!(l["tier"], "t");
+        assert_eq!(
+            l["detail"],
+            "no policy in the tier matched; the tier's default action is Deny"
+        );
+        assert_eq!(
+            (l["enforced"].as_bool(), l["blocked"].as_bool()),
+            (Some(true), Some(true))
+        );
+        assert_eq!(l["version"], 1);
+        assert_eq!(l["source"]["principal"], PRINCIPAL);
+        assert_eq!(l["source"]["address"], "10.0.0.1");
+        assert_eq!(l["source"]["port"], 40000);
+        assert_eq!(l["destination"]["port"], 8080);
+        assert_eq!(l["method"], "DELETE");
+        assert_eq!(
+            l["path"], "/accounts/\"quoted\"\n\u{7}x/..;y",
+            "as received, escaped, no query"
+        );
+        assert!(l.get("staged").is_none());
+
+        let all = configured(&host, false, DecisionLog::All, false);
+        all.on_request_headers(&host);
+        assert_eq!(decision_lines(&host).len(), 2);
+        assert_eq!(decision_lines(&host)[1]["decision"], "allow");
+    }
+
+    #[test]
+    fn long_paths_are_capped() {
+        let host = host_with("DELETE", PRINCIPAL);
+        host.set_header(":path", &format!("/{}", "a".repeat(5000)));
+        publish(&host, 1, &envelope::encode(1, &get_only()).unwrap());
+        configured(&host, false, DecisionLog::Deny, false).on_request_headers(&host);
+        let l = &decision_lines(&host)[0];
+        assert_eq!(
+            l["path"].as_str().unwrap().len(),
+            crate::decision_log::MAX_PATH
+        );
+        assert_eq!(l["path_truncated"], true);
+    }
+
+    #[test]
+    fn logging_off_logs_nothing() {
+        let host = host_with("DELETE", PRINCIPAL);
+        publish(&host, 1, &envelope::encode(1, &get_only()).unwrap());
+        configured(&host, false, DecisionLog::Off, false).on_request_headers(&host);
+        assert!(decision_lines(&host).is_empty());
+    }
+
+    #[test]
+    fn dry_run_lets_a_denied_request_through_and_counts_it() {
+        let host = host_with("DELETE", PRINCIPAL);
+        publish(&host, 1, &envelope::encode(1, &get_only()).unwrap());
+        let f = configured(&host, true, DecisionLog::Deny, false);
+        assert_eq!(f.on_request_headers(&host), Action::Continue);
+        assert!(host.replies.borrow().is_empty(), "no local reply");
+        f.metrics.flush(&host, None);
+        assert_eq!(host.counter("alp.requests.would_deny"), 1);
+        assert_eq!(host.counter("alp.requests.denied"), 0);
+        assert_eq!(host.counter("alp.decision.reason.policy_denied"), 1);
+        assert_eq!(host.counter("alp.policy.t._default.deny"), 1);
+        assert_eq!(host.gauge("alp.dry_run"), Some(1));
+        let l = &decision_lines(&host)[0];
+        assert_eq!(
+            (l["decision"].as_str(), l["status"].as_u64()),
+            (Some("deny"), Some(403))
+        );
+        assert_eq!(
+            (l["enforced"].as_bool(), l["blocked"].as_bool()),
+            (Some(false), Some(false))
+        );
+        // Not in sync is let through too: a dry run never blocks.
+        let fresh = FakeHost::new();
+        let f = configured(&fresh, true, DecisionLog::Deny, false);
+        assert_eq!(f.on_request_headers(&fresh), Action::Continue);
+    }
+
+    /// `get_only` plus staged policy `s` (first in the tier) denying GET /admin.
+    fn with_staged() -> Snapshot {
+        let mut s = get_only();
+        let id = PolicyId {
+            name: "s".into(),
+            namespace: "prod".into(),
+            kind: "StagedNetworkPolicy".into(),
+        };
+        if let Some(e) = s.endpoint.as_mut() {
+            e.tiers[0].ingress_policies.insert(0, id.clone());
+        }
+        s.policies.push(Policy {
+            id,
+            namespace: "prod".into(),
+            inbound_rules: vec![Rule {
+                action: "deny".into(),
+                http_match: Some(HttpMatch {
+                    methods: vec![],
+                    paths: vec![alp_engine::snapshot::PathMatch::Prefix("/admin".into())],
+                }),
+                ..Default::default()
+            }],
+        });
+        s
+    }
+
+    #[test]
+    fn staged_differences_are_counted_and_logged() {
+        let host = host_with("GET", PRINCIPAL);
+        publish(&host, 1, &envelope::encode(1, &with_staged()).unwrap());
+        let f = configured(&host, false, DecisionLog::Deny, true);
+        host.set_header(":path", "/admin/users");
+        assert_eq!(
+            f.on_request_headers(&host),
+            Action::Continue,
+            "staged never enforced"
+        );
+        host.set_header(":path", "/public");
+        assert_eq!(f.on_request_headers(&host), Action::Continue);
+        f.metrics.flush(&host, None);
+        assert_eq!(host.counter("alp.staged.differs"), 1);
+        assert_eq!(host.counter("alp.staged.would_deny"), 1);
+        assert_eq!(host.counter("alp.staged.would_allow"), 0);
+        assert_eq!(host.counter("alp.staged.policy.t.prod/s.deny"), 1);
+        assert_eq!(host.counter("alp.requests.allowed"), 2);
+        assert_eq!(host.counter("alp.policy.t.p.allow"), 2);
+        let lines = decision_lines(&host);
+        assert_eq!(lines.len(), 1, "the difference is logged in deny mode");
+        let l = &lines[0];
+        assert_eq!(l["decision"], "allow");
+        assert_eq!(l["staged"]["decision"], "deny");
+        assert_eq!(l["staged"]["differs"], true);
+        assert_eq!(l["staged"]["policy"]["name"], "s");
+        assert_eq!(l["staged"]["policy"]["namespace"], "prod");
+        assert_eq!(l["staged"]["policy"]["kind"], "StagedNetworkPolicy");
+        assert_eq!(l["path"], "/admin/users");
+
+        // Without `staged`, the same snapshot costs nothing extra and counts nothing staged.
+        let plain_host = host_with("GET", PRINCIPAL);
+        plain_host.set_header(":path", "/admin/users");
+        publish(
+            &plain_host,
+            1,
+            &envelope::encode(1, &with_staged()).unwrap(),
+        );
+        let plain = configured(&plain_host, false, DecisionLog::All, false);
+        plain.on_request_headers(&plain_host);
+        plain.metrics.flush(&plain_host, None);
+        assert_eq!(plain_host.counter("alp.staged.differs"), 0);
+        assert!(decision_lines(&plain_host)[0].get("staged").is_none());
     }
 }

@@ -53,6 +53,9 @@ pub trait Host {
     /// Defines (or finds) a counter metric.
     fn define_counter(&self, name: &str) -> Option<u32>;
     fn increment_counter(&self, id: u32, by: u64);
+    /// Defines (or finds) a gauge metric.
+    fn define_gauge(&self, name: &str) -> Option<u32>;
+    fn set_gauge(&self, id: u32, value: u64);
 }
 
 /// Envoy's log level as last read from the host (shared by every context of this VM).
@@ -179,6 +182,14 @@ impl Host for ProxyHost {
     fn increment_counter(&self, id: u32, by: u64) {
         let _ = proxy_wasm::hostcalls::increment_metric(id, i64::try_from(by).unwrap_or(i64::MAX));
     }
+
+    fn define_gauge(&self, name: &str) -> Option<u32> {
+        proxy_wasm::hostcalls::define_metric(proxy_wasm::types::MetricType::Gauge, name).ok()
+    }
+
+    fn set_gauge(&self, id: u32, value: u64) {
+        let _ = proxy_wasm::hostcalls::record_metric(id, value);
+    }
 }
 
 #[cfg(test)]
@@ -190,6 +201,9 @@ pub mod fake {
     use std::cell::{Cell, RefCell};
     use std::collections::HashMap;
     use std::rc::Rc;
+
+    /// Gauge ids start here, so a gauge id used as a counter (or back) finds nothing.
+    pub const GAUGE_IDS: u32 = 1 << 20;
 
     #[derive(Debug, Default)]
     pub struct SharedData {
@@ -238,6 +252,10 @@ pub mod fake {
         pub replies: RefCell<Vec<Reply>>,
         pub logs: RefCell<Vec<(Level, String)>>,
         pub counters: RefCell<Vec<(String, u64)>>,
+        /// Gauges by name; their ids are offset by [`GAUGE_IDS`] from counter ids.
+        pub gauges: RefCell<Vec<(String, u64)>>,
+        /// Every define and update call (a request must make none).
+        pub metric_calls: Cell<usize>,
         pub property_reads: Cell<usize>,
         pub shared_reads: RefCell<Vec<String>>,
     }
@@ -301,6 +319,27 @@ pub mod fake {
                 .borrow()
                 .iter()
                 .any(|(l, m)| *l == level && m.contains(needle))
+        }
+
+        pub fn gauge(&self, name: &str) -> Option<u64> {
+            self.gauges
+                .borrow()
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| *v)
+        }
+
+        /// Counters whose name starts with `prefix` and are not zero, sorted.
+        pub fn counters_with(&self, prefix: &str) -> Vec<(String, u64)> {
+            let mut out: Vec<_> = self
+                .counters
+                .borrow()
+                .iter()
+                .filter(|(n, v)| n.starts_with(prefix) && *v > 0)
+                .cloned()
+                .collect();
+            out.sort();
+            out
         }
 
         pub fn counter(&self, name: &str) -> u64 {
@@ -418,6 +457,7 @@ pub mod fake {
         }
 
         fn define_counter(&self, name: &str) -> Option<u32> {
+            self.metric_calls.set(self.metric_calls.get() + 1);
             let mut counters = self.counters.borrow_mut();
             if let Some(i) = counters.iter().position(|(n, _)| n == name) {
                 return u32::try_from(i).ok();
@@ -427,8 +467,30 @@ pub mod fake {
         }
 
         fn increment_counter(&self, id: u32, by: u64) {
+            self.metric_calls.set(self.metric_calls.get() + 1);
             if let Some((_, v)) = self.counters.borrow_mut().get_mut(id as usize) {
                 *v += by;
+            }
+        }
+
+        fn define_gauge(&self, name: &str) -> Option<u32> {
+            self.metric_calls.set(self.metric_calls.get() + 1);
+            let mut gauges = self.gauges.borrow_mut();
+            let i = match gauges.iter().position(|(n, _)| n == name) {
+                Some(i) => i,
+                None => {
+                    gauges.push((name.to_string(), 0));
+                    gauges.len() - 1
+                }
+            };
+            u32::try_from(i).ok().map(|i| i + GAUGE_IDS)
+        }
+
+        fn set_gauge(&self, id: u32, value: u64) {
+            self.metric_calls.set(self.metric_calls.get() + 1);
+            let i = id.wrapping_sub(GAUGE_IDS) as usize;
+            if let Some((_, v)) = self.gauges.borrow_mut().get_mut(i) {
+                *v = value;
             }
         }
     }

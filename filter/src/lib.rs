@@ -7,6 +7,8 @@
 //! * [`lease`]: which VM of the process fetches from control.
 //! * [`relay`]: the lease holder's long-poll to control and publication into shared data.
 //! * [`decide`]: request -> engine -> continue or local reply (spec section 7).
+//! * [`metrics`]: Envoy stats `alp.*` (counted in the VM, flushed on the tick).
+//! * [`decision_log`]: one JSON line per logged decision in Envoy's log.
 //! * `context`: the proxy-wasm root and HTTP contexts wiring the above to the real host.
 //!
 //! Relay protocol and shared-data layout: see `relay` and `cache`.
@@ -19,8 +21,10 @@ pub mod attributes;
 pub mod cache;
 pub mod config;
 pub mod decide;
+pub mod decision_log;
 pub mod host;
 pub mod lease;
+pub mod metrics;
 pub mod relay;
 
 mod context;

@@ -60,7 +60,10 @@ impl ControlMetrics {
     pub fn render(&self, state: State) -> String {
         let mut out = String::with_capacity(2048);
         let mut metric = |name: &str, kind: &str, help: &str, value: String| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+            );
         };
         metric(
             "alp_control_in_sync",
@@ -137,13 +140,28 @@ mod tests {
         assert_eq!(value(&text, "alp_control_in_sync"), Some(1.0));
         assert_eq!(value(&text, "alp_control_snapshot_version"), Some(42.0));
         assert_eq!(value(&text, "alp_control_snapshot_bytes"), Some(1000.0));
-        assert_eq!(value(&text, "alp_control_felix_reconnects_total"), Some(1.0));
+        assert_eq!(
+            value(&text, "alp_control_felix_reconnects_total"),
+            Some(1.0)
+        );
         assert_eq!(value(&text, "alp_control_updates_applied_total"), Some(7.0));
         let b = "alp_control_snapshot_build_seconds";
-        assert_eq!(value(&text, &format!("{b}_bucket{{le=\"0.001\"}}")), Some(1.0));
-        assert_eq!(value(&text, &format!("{b}_bucket{{le=\"0.05\"}}")), Some(2.0));
-        assert_eq!(value(&text, &format!("{b}_bucket{{le=\"2.5\"}}")), Some(2.0));
-        assert_eq!(value(&text, &format!("{b}_bucket{{le=\"+Inf\"}}")), Some(3.0));
+        assert_eq!(
+            value(&text, &format!("{b}_bucket{{le=\"0.001\"}}")),
+            Some(1.0)
+        );
+        assert_eq!(
+            value(&text, &format!("{b}_bucket{{le=\"0.05\"}}")),
+            Some(2.0)
+        );
+        assert_eq!(
+            value(&text, &format!("{b}_bucket{{le=\"2.5\"}}")),
+            Some(2.0)
+        );
+        assert_eq!(
+            value(&text, &format!("{b}_bucket{{le=\"+Inf\"}}")),
+            Some(3.0)
+        );
         assert_eq!(value(&text, &format!("{b}_count")), Some(3.0));
         assert!((value(&text, &format!("{b}_sum")).unwrap() - 10.0303).abs() < 1e-9);
         assert!(text.contains("# TYPE alp_control_snapshot_build_seconds histogram"));
@@ -174,7 +192,9 @@ mod tests {
             .await
             .unwrap();
         let scrape = || async {
-            let mut s = tokio::net::TcpStream::connect(&running.address).await.unwrap();
+            let mut s = tokio::net::TcpStream::connect(&running.address)
+                .await
+                .unwrap();
             s.write_all(b"GET /metrics HTTP/1.1\r\nhost: c\r\nconnection: close\r\n\r\n")
                 .await
                 .unwrap();
@@ -190,13 +210,22 @@ mod tests {
             {
                 break text;
             }
-            assert!(tokio::time::Instant::now() < deadline, "never in sync: {text}");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "never in sync: {text}"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         };
         assert!(text.starts_with("HTTP/1.1 200"), "{text}");
-        assert!(text.contains("content-type: text/plain; version=0.0.4"), "{text}");
+        assert!(
+            text.contains("content-type: text/plain; version=0.0.4"),
+            "{text}"
+        );
         assert!(value(&text, "alp_control_snapshot_bytes").unwrap() > 0.0);
-        assert_eq!(value(&text, "alp_control_snapshot_build_seconds_count"), Some(1.0));
+        assert_eq!(
+            value(&text, "alp_control_snapshot_build_seconds_count"),
+            Some(1.0)
+        );
         running.shutdown.send_replace(true);
         running.finished().await.unwrap();
     }

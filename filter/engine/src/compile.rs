@@ -46,7 +46,7 @@ pub enum Program {
 
 impl Program {
     /// The ingress policies of `tier` this program evaluates, in order.
-    fn policies<'s>(self, tier: &'s snapshot::Tier) -> Vec<&'s PolicyId> {
+    fn policies(self, tier: &snapshot::Tier) -> Vec<&PolicyId> {
         match self {
             Program::Enforced => tier.ingress_policies.iter().filter(|id| !is_staged_kind(&id.kind)).collect(),
             Program::StagedAsEnforced => {

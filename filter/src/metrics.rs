@@ -1,0 +1,613 @@
+//! The filter's Envoy stats. Envoy shows them with the prefix `wasmcustom.`; all names start
+//! with `alp.`:
+//!
+//! | name | type | what |
+//! |---|---|---|
+//! | `alp.requests.allowed` | counter | requests the policy allows |
+//! | `alp.requests.denied` | counter | requests refused (local reply) |
+//! | `alp.requests.would_deny` | counter | dry run (`enforce: false`): denials let through |
+//! | `alp.decision.reason.<reason>` | counter | decisions by verdict class: `allow`, `policy_denied`, `invalid_peer_identity`, `not_in_sync`, `no_endpoint`, `inconsistent_store`, `bad_request_path` |
+//! | `alp.policy.<tier>.<policy>.<allow\|deny>` | counter | decisions by the policy that made them |
+//! | `alp.staged.differs` | counter | `staged: true`: requests the staged policies would decide otherwise |
+//! | `alp.staged.would_allow` / `alp.staged.would_deny` | counter | ... allowing what is denied now / denying what is allowed now |
+//! | `alp.staged.policy.<tier>.<policy>.<allow\|deny>` | counter | those differing staged decisions by the policy that made them |
+//! | `alp.snapshot.version` | gauge | the policy version in force |
+//! | `alp.snapshot.age_seconds` | gauge | seconds since that version was received from control |
+//! | `alp.snapshot.reloads` / `alp.snapshot.refusals` | counter | versions installed / refused |
+//! | `alp.dry_run` | gauge | 1 when `enforce: false` |
+//! | `alp.decision_log.suppressed` | counter | decision lines dropped by `decision_log_max_per_second` |
+//!
+//! `<tier>` and `<policy>` come from the snapshot, never from a request: a policy is `name` or
+//! `namespace/name`; decisions of a tier's default action use policy `_default`, profiles use
+//! tier `_profiles` (and policy `_default` when no profile decided). Characters other than
+//! letters, digits, `_`, `-` (and `.`, `/` in policy names) become `_`. At most
+//! [`MAX_POLICY_SERIES`] per-policy series are defined per VM; the rest count under
+//! `alp.policy._other._other.<allow|deny>`.
+//!
+//! Nothing here calls the host on the request path: requests add to cells in the VM, and the
+//! root context's tick ([`Metrics::flush`]) defines what it needs and adds the counts to Envoy.
+
+use crate::cache::SnapshotCache;
+use crate::host::Host;
+use alp_engine::decision::Origin;
+use alp_engine::{CompiledPolicy, Decision, Engine, Verdict};
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+
+/// Distinct per-policy series (enforced and staged together) one VM defines at most.
+pub const MAX_POLICY_SERIES: usize = 1000;
+/// Per-version tables kept for flushing after a version change (older ones are dropped).
+const MAX_RETIRED: usize = 8;
+
+const ALLOWED: usize = 0;
+const DENIED: usize = 1;
+const WOULD_DENY: usize = 2;
+const STAGED_DIFFERS: usize = 3;
+const STAGED_WOULD_ALLOW: usize = 4;
+const STAGED_WOULD_DENY: usize = 5;
+const RELOADS: usize = 6;
+const REFUSALS: usize = 7;
+const LOG_SUPPRESSED: usize = 8;
+const FIXED: [&str; 9] = [
+    "alp.requests.allowed",
+    "alp.requests.denied",
+    "alp.requests.would_deny",
+    "alp.staged.differs",
+    "alp.staged.would_allow",
+    "alp.staged.would_deny",
+    "alp.snapshot.reloads",
+    "alp.snapshot.refusals",
+    "alp.decision_log.suppressed",
+];
+const REASONS: usize = Verdict::ALL.len();
+
+const POLICY_PREFIX: &str = "alp.policy";
+const STAGED_POLICY_PREFIX: &str = "alp.staged.policy";
+
+/// Which program of an engine a table counts for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Program {
+    Enforced,
+    Staged,
+}
+
+impl Program {
+    fn of(self, engine: &Engine) -> Option<&CompiledPolicy> {
+        match self {
+            Program::Enforced => engine.policy(),
+            Program::Staged => engine.staged_policy(),
+        }
+    }
+
+    fn prefix(self) -> &'static str {
+        match self {
+            Program::Enforced => POLICY_PREFIX,
+            Program::Staged => STAGED_POLICY_PREFIX,
+        }
+    }
+}
+
+/// Decision counts per policy of one compiled version: slot `2 * s + (0 allow | 1 deny)`.
+#[derive(Debug)]
+struct PolicyTable {
+    engine: Rc<Engine>,
+    program: Program,
+    counts: Vec<Cell<u64>>,
+    /// Envoy metric ids per count, filled on first flush (`None`: not defined yet).
+    ids: Vec<Option<u32>>,
+}
+
+impl PolicyTable {
+    fn new(engine: &Rc<Engine>, program: Program) -> Self {
+        let n = program.of(engine).map_or(0, slots) * 2;
+        PolicyTable {
+            engine: Rc::clone(engine),
+            program,
+            counts: vec![Cell::new(0); n],
+            ids: vec![None; n],
+        }
+    }
+
+    fn add(&self, decision: &Decision) {
+        let Some(policy) = self.program.of(&self.engine) else {
+            return;
+        };
+        if let Some(cell) = slot(policy, decision.origin).and_then(|s| {
+            self.counts
+                .get(s * 2 + usize::from(!decision.verdict.is_allowed()))
+        }) {
+            cell.set(cell.get() + 1);
+        }
+    }
+}
+
+/// Slots of a program: its policies, its tiers' default actions, its profiles, "no profile".
+fn slots(p: &CompiledPolicy) -> usize {
+    p.policy_count() + p.tier_count() + p.profile_count() + 1
+}
+
+fn slot(p: &CompiledPolicy, origin: Origin) -> Option<usize> {
+    let (policies, tiers, profiles) = (p.policy_count(), p.tier_count(), p.profile_count());
+    match origin {
+        Origin::Precheck => None,
+        Origin::PolicyRule { policy, .. } | Origin::MissingPolicy { policy, .. } => {
+            Some(policy as usize)
+        }
+        Origin::TierDefault { tier } => Some(policies + tier as usize),
+        Origin::ProfileRule { profile, .. } => Some(policies + tiers + profile as usize),
+        Origin::NoProfiles | Origin::ProfilesExhausted => Some(policies + tiers + profiles),
+    }
+}
+
+/// `(tier, policy)` of a slot, sanitised for a stat name.
+fn slot_names(p: &CompiledPolicy, s: usize) -> (String, String) {
+    let (policies, tiers, profiles) = (p.policy_count(), p.tier_count(), p.profile_count());
+    let tier = |t: u32| {
+        p.tier_name(t)
+            .map_or_else(|| "_unknown".into(), |n| segment(n, false))
+    };
+    if s < policies {
+        let index = u32::try_from(s).unwrap_or(u32::MAX);
+        let name = p.policy_id(index).map_or_else(
+            || "_unknown".into(),
+            |id| {
+                if id.namespace.is_empty() {
+                    segment(&id.name, true)
+                } else {
+                    segment(&format!("{}/{}", id.namespace, id.name), true)
+                }
+            },
+        );
+        let tier = p.policy_tier(index).map_or_else(|| "_unknown".into(), tier);
+        (tier, name)
+    } else if s < policies + tiers {
+        (
+            tier(u32::try_from(s - policies).unwrap_or(u32::MAX)),
+            "_default".into(),
+        )
+    } else if s < policies + tiers + profiles {
+        let name = p
+            .profile_name(u32::try_from(s - policies - tiers).unwrap_or(u32::MAX))
+            .map_or_else(|| "_unknown".into(), |n| segment(n, true));
+        ("_profiles".into(), name)
+    } else {
+        ("_profiles".into(), "_default".into())
+    }
+}
+
+/// Longest name segment taken from the snapshot.
+const MAX_SEGMENT: usize = 200;
+
+/// A stat name segment: `[A-Za-z0-9_-]` (plus `.` and `/` for policy names), others `_`.
+pub fn segment(text: &str, policy: bool) -> String {
+    let mut out: String = text
+        .chars()
+        .take(MAX_SEGMENT)
+        .map(|c| match c {
+            'a'..='z' | 'A'..='Z' | '0'..='9' | '_' | '-' => c,
+            '.' | '/' if policy => c,
+            _ => '_',
+        })
+        .collect();
+    if out.is_empty() {
+        out.push('_');
+    }
+    out
+}
+
+/// The VM's counters and gauges.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    enabled: bool,
+    fixed: [Option<u32>; FIXED.len()],
+    fixed_pending: [Cell<u64>; FIXED.len()],
+    reasons: [Option<u32>; REASONS],
+    reasons_pending: [Cell<u64>; REASONS],
+    version_gauge: Option<u32>,
+    age_gauge: Option<u32>,
+    enforced: RefCell<Option<PolicyTable>>,
+    staged: RefCell<Option<PolicyTable>>,
+    /// Tables of versions no longer in force, still to flush.
+    retired: RefCell<Vec<PolicyTable>>,
+    /// Per-policy series defined so far: name -> id.
+    series: RefCell<HashMap<String, u32>>,
+}
+
+impl Metrics {
+    /// Defines the fixed metrics (at configuration time). `dry_run` sets `alp.dry_run`.
+    pub fn define(host: &dyn Host, dry_run: bool) -> Self {
+        let mut fixed = [None; FIXED.len()];
+        for (id, name) in fixed.iter_mut().zip(FIXED) {
+            *id = host.define_counter(name);
+        }
+        let mut reasons = [None; REASONS];
+        for (id, verdict) in reasons.iter_mut().zip(Verdict::ALL) {
+            *id = host.define_counter(&format!("alp.decision.reason.{}", verdict.reason()));
+        }
+        if let Some(id) = host.define_gauge("alp.dry_run") {
+            host.set_gauge(id, u64::from(dry_run));
+        }
+        Metrics {
+            enabled: true,
+            fixed,
+            reasons,
+            version_gauge: host.define_gauge("alp.snapshot.version"),
+            age_gauge: host.define_gauge("alp.snapshot.age_seconds"),
+            ..Default::default()
+        }
+    }
+
+    /// No metrics at all (`metrics: false`).
+    pub fn disabled() -> Self {
+        Metrics::default()
+    }
+
+    /// Decision lines the rate limit dropped (root context tick).
+    pub fn count_suppressed_lines(&self, n: u64) {
+        if let Some(c) = self.fixed_pending.get(LOG_SUPPRESSED) {
+            c.set(c.get() + n);
+        }
+    }
+
+    fn bump(&self, i: usize) {
+        if let Some(c) = self.fixed_pending.get(i) {
+            c.set(c.get() + 1);
+        }
+    }
+
+    /// Counts one request: its decision, whether it was refused, and the staged rehearsal's
+    /// decision if there is one. No host call.
+    pub fn count(
+        &self,
+        engine: &Rc<Engine>,
+        decision: &Decision,
+        staged: Option<&Decision>,
+        refused: bool,
+    ) {
+        if !self.enabled {
+            return;
+        }
+        let allowed = decision.verdict.is_allowed();
+        self.bump(match (allowed, refused) {
+            (true, _) => ALLOWED,
+            (false, true) => DENIED,
+            (false, false) => WOULD_DENY,
+        });
+        if let Some(c) = Verdict::ALL
+            .iter()
+            .position(|v| *v == decision.verdict)
+            .and_then(|i| self.reasons_pending.get(i))
+        {
+            c.set(c.get() + 1);
+        }
+        self.add(&self.enforced, engine, Program::Enforced, decision);
+        if let Some(s) = staged.filter(|s| s.verdict != decision.verdict) {
+            self.bump(STAGED_DIFFERS);
+            if s.verdict.is_allowed() {
+                self.bump(STAGED_WOULD_ALLOW);
+            } else if allowed {
+                self.bump(STAGED_WOULD_DENY);
+            }
+            self.add(&self.staged, engine, Program::Staged, s);
+        }
+    }
+
+    fn add(
+        &self,
+        table: &RefCell<Option<PolicyTable>>,
+        engine: &Rc<Engine>,
+        program: Program,
+        decision: &Decision,
+    ) {
+        let Ok(mut table) = table.try_borrow_mut() else {
+            return;
+        };
+        if !table
+            .as_ref()
+            .is_some_and(|t| Rc::ptr_eq(&t.engine, engine))
+        {
+            // A new version: its first request makes its table (once per version).
+            let old = table.replace(PolicyTable::new(engine, program));
+            if let (Some(old), Ok(mut retired)) = (old, self.retired.try_borrow_mut()) {
+                if retired.len() < MAX_RETIRED {
+                    retired.push(old);
+                }
+            }
+        }
+        if let Some(t) = table.as_ref() {
+            t.add(decision);
+        }
+    }
+
+    /// Adds the counts since the last flush to Envoy's stats and sets the gauges (root context
+    /// tick). `cache` is the VM's snapshot cache, when it is not busy.
+    pub fn flush(&self, host: &dyn Host, cache: Option<&mut SnapshotCache>) {
+        if !self.enabled {
+            return;
+        }
+        if let Some(cache) = cache {
+            let events = cache.take_events();
+            for (i, n) in [(RELOADS, events.reloads), (REFUSALS, events.refusals)] {
+                if let Some(c) = self.fixed_pending.get(i) {
+                    c.set(c.get() + n);
+                }
+            }
+            if let (Some(id), Some(version)) = (self.version_gauge, cache.version()) {
+                host.set_gauge(id, version);
+            }
+            if let (Some(id), Some(at)) = (self.age_gauge, cache.received_ms()) {
+                host.set_gauge(id, host.now_ms().saturating_sub(at) / 1000);
+            }
+        }
+        for (ids, pending) in [
+            (&self.fixed[..], &self.fixed_pending[..]),
+            (&self.reasons[..], &self.reasons_pending[..]),
+        ] {
+            for (id, pending) in ids.iter().zip(pending) {
+                let n = pending.take();
+                if let (Some(id), true) = (id, n > 0) {
+                    host.increment_counter(*id, n);
+                }
+            }
+        }
+        let retired = self
+            .retired
+            .try_borrow_mut()
+            .map(|mut r| std::mem::take(&mut *r))
+            .unwrap_or_default();
+        for mut table in retired {
+            self.flush_table(host, &mut table);
+        }
+        for table in [&self.enforced, &self.staged] {
+            if let Ok(mut table) = table.try_borrow_mut() {
+                if let Some(table) = table.as_mut() {
+                    self.flush_table(host, table);
+                }
+            }
+        }
+    }
+
+    fn flush_table(&self, host: &dyn Host, table: &mut PolicyTable) {
+        let Some(policy) = table.program.of(&table.engine) else {
+            return;
+        };
+        let prefix = table.program.prefix();
+        for (i, (count, id)) in table.counts.iter().zip(table.ids.iter_mut()).enumerate() {
+            let n = count.take();
+            if n == 0 {
+                continue;
+            }
+            if id.is_none() {
+                let (tier, name) = slot_names(policy, i / 2);
+                let verdict = if i % 2 == 0 { "allow" } else { "deny" };
+                *id = self.series_id(host, prefix, &tier, &name, verdict);
+            }
+            if let Some(id) = id {
+                host.increment_counter(*id, n);
+            }
+        }
+    }
+
+    /// The id of series `<prefix>.<tier>.<policy>.<verdict>`, or of the `_other` series once
+    /// [`MAX_POLICY_SERIES`] are defined.
+    fn series_id(
+        &self,
+        host: &dyn Host,
+        prefix: &str,
+        tier: &str,
+        policy: &str,
+        verdict: &str,
+    ) -> Option<u32> {
+        let mut series = self.series.try_borrow_mut().ok()?;
+        let name = format!("{prefix}.{tier}.{policy}.{verdict}");
+        if let Some(id) = series.get(&name) {
+            return Some(*id);
+        }
+        let other = format!("{prefix}._other._other.{verdict}");
+        let name = if series.len() < MAX_POLICY_SERIES {
+            name
+        } else {
+            other
+        };
+        if let Some(id) = series.get(&name) {
+            return Some(*id);
+        }
+        let id = host.define_counter(&name)?;
+        series.insert(name, id);
+        Some(id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::host::fake::FakeHost;
+    use alp_engine::decision::Cause;
+    use alp_engine::snapshot::{Endpoint, Policy, PolicyId, Profile, Rule, Snapshot, Tier};
+
+    fn pid(name: &str, namespace: &str, kind: &str) -> PolicyId {
+        PolicyId {
+            name: name.into(),
+            namespace: namespace.into(),
+            kind: kind.into(),
+        }
+    }
+
+    /// Tier `default`: `allow-db` (ns `prod`), `deny.all`; tier `security`: none; profile.
+    fn engine() -> Rc<Engine> {
+        let a = pid("allow-db", "prod", "NetworkPolicy");
+        let b = pid("deny.all", "", "GlobalNetworkPolicy");
+        let rules = |action: &str| {
+            vec![Rule {
+                action: action.into(),
+                ..Default::default()
+            }]
+        };
+        let snapshot = Snapshot {
+            endpoint: Some(Endpoint {
+                tiers: vec![Tier {
+                    name: "default".into(),
+                    ingress_policies: vec![a.clone(), b.clone()],
+                    default_action: "Deny".into(),
+                }],
+                profile_ids: vec!["kns.prod".into()],
+            }),
+            policies: vec![
+                Policy {
+                    id: a,
+                    namespace: "prod".into(),
+                    inbound_rules: rules("allow"),
+                },
+                Policy {
+                    id: b,
+                    namespace: String::new(),
+                    inbound_rules: rules("deny"),
+                },
+            ],
+            profiles: vec![Profile {
+                name: "kns.prod".into(),
+                inbound_rules: rules("allow"),
+            }],
+            ..Default::default()
+        };
+        Rc::new(Engine::from_snapshot(7, &snapshot))
+    }
+
+    fn decision(verdict: Verdict, origin: Origin) -> Decision {
+        Decision {
+            verdict,
+            origin,
+            cause: Cause::RuleAction,
+        }
+    }
+
+    #[test]
+    fn per_policy_names_come_from_the_snapshot() {
+        let host = FakeHost::new();
+        let m = Metrics::define(&host, false);
+        let e = engine();
+        let rule = |policy| Origin::PolicyRule {
+            tier: 0,
+            policy,
+            rule: 0,
+        };
+        m.count(&e, &decision(Verdict::Allow, rule(0)), None, false);
+        m.count(&e, &decision(Verdict::PolicyDenied, rule(1)), None, true);
+        m.count(&e, &decision(Verdict::PolicyDenied, rule(1)), None, true);
+        m.count(
+            &e,
+            &decision(Verdict::PolicyDenied, Origin::TierDefault { tier: 0 }),
+            None,
+            true,
+        );
+        m.count(
+            &e,
+            &decision(
+                Verdict::Allow,
+                Origin::ProfileRule {
+                    profile: 0,
+                    rule: 0,
+                },
+            ),
+            None,
+            true,
+        );
+        m.count(
+            &e,
+            &decision(Verdict::PolicyDenied, Origin::ProfilesExhausted),
+            None,
+            true,
+        );
+        m.count(
+            &e,
+            &Decision::precheck(Verdict::InvalidPeerIdentity),
+            None,
+            true,
+        );
+        assert_eq!(host.counters_with("alp.policy"), vec![]);
+        let calls = host.metric_calls.get();
+        m.flush(&host, None);
+        assert!(host.metric_calls.get() > calls);
+        assert_eq!(
+            host.counters_with("alp.policy"),
+            vec![
+                ("alp.policy._profiles._default.deny".to_string(), 1),
+                ("alp.policy._profiles.kns.prod.allow".to_string(), 1),
+                ("alp.policy.default._default.deny".to_string(), 1),
+                ("alp.policy.default.deny.all.deny".to_string(), 2),
+                ("alp.policy.default.prod/allow-db.allow".to_string(), 1),
+            ]
+        );
+        assert_eq!(host.counter("alp.requests.allowed"), 2);
+        assert_eq!(host.counter("alp.requests.denied"), 5);
+        assert_eq!(host.counter("alp.decision.reason.policy_denied"), 4);
+        assert_eq!(host.counter("alp.decision.reason.invalid_peer_identity"), 1);
+        // Flushed once: a second flush adds nothing.
+        m.flush(&host, None);
+        assert_eq!(host.counter("alp.policy.default.deny.all.deny"), 2);
+    }
+
+    #[test]
+    fn a_new_version_keeps_the_old_counts() {
+        let host = FakeHost::new();
+        let m = Metrics::define(&host, false);
+        let (v1, v2) = (engine(), engine());
+        let origin = Origin::PolicyRule {
+            tier: 0,
+            policy: 1,
+            rule: 0,
+        };
+        m.count(&v1, &decision(Verdict::PolicyDenied, origin), None, true);
+        m.count(&v2, &decision(Verdict::PolicyDenied, origin), None, true);
+        m.flush(&host, None);
+        assert_eq!(host.counter("alp.policy.default.deny.all.deny"), 2);
+    }
+
+    #[test]
+    fn series_are_capped() {
+        let host = FakeHost::new();
+        let m = Metrics::define(&host, false);
+        for i in 0..MAX_POLICY_SERIES + 5 {
+            m.series_id(&host, POLICY_PREFIX, "t", &format!("p{i}"), "allow");
+        }
+        let defined = host
+            .counters
+            .borrow()
+            .iter()
+            .filter(|(n, _)| n.starts_with("alp.policy."))
+            .count();
+        assert_eq!(defined, MAX_POLICY_SERIES + 1, "the cap plus `_other`");
+        let other = m.series_id(&host, POLICY_PREFIX, "t", "new", "allow");
+        assert_eq!(
+            other,
+            m.series_id(&host, POLICY_PREFIX, "_other", "_other", "allow")
+        );
+        assert!(m
+            .series_id(&host, POLICY_PREFIX, "t", "p3", "allow")
+            .is_some());
+    }
+
+    #[test]
+    fn segments_are_sanitised() {
+        assert_eq!(segment("default", false), "default");
+        assert_eq!(segment("a.b c:d", false), "a_b_c_d");
+        assert_eq!(segment("ns/a.b c", true), "ns/a.b_c");
+        assert_eq!(segment("", true), "_");
+        assert_eq!(segment(&"x".repeat(500), true).len(), MAX_SEGMENT);
+    }
+
+    #[test]
+    fn disabled_counts_nothing() {
+        let host = FakeHost::new();
+        let m = Metrics::disabled();
+        m.count(
+            &engine(),
+            &Decision::precheck(Verdict::NotInSync),
+            None,
+            true,
+        );
+        m.flush(&host, None);
+        assert_eq!(host.metric_calls.get(), 0);
+    }
+}
