@@ -44,6 +44,13 @@ pub fn yaobank_updates(workload: &str) -> PathBuf {
         .join(format!("{workload}.jsonl"))
 }
 
+/// The YAO bank tutorial's Kubernetes app and Calico policy, as Calico ships them
+/// (`../shared/examples/yaobank`), when they are beside the project.
+pub fn yaobank_tutorial() -> Option<PathBuf> {
+    let dir = workspace_root().join("../shared/examples/yaobank");
+    dir.join("30-policy.yaml").is_file().then_some(dir)
+}
+
 /// The filter module: `$ALP_WASM`, else `target/wasm32-wasip1/release/alp_filter.wasm`.
 pub fn wasm() -> Result<PathBuf> {
     let (path, default) = match std::env::var_os("ALP_WASM") {

@@ -1,5 +1,5 @@
 //! Running `control serve --updates FILE --listen unix:SOCKET` (or `--felix-socket PATH`, to
-//! follow a test Felix) for one workload.
+//! follow a test Felix, or `--policy PATH... --workload NS/NAME`, Calico YAML) for one workload.
 
 use crate::http;
 use crate::process::{wait_for, Proc};
@@ -15,19 +15,26 @@ pub enum Source {
     Updates(PathBuf),
     /// `--felix-socket PATH`: Felix's Policy Sync API (in tests, a `felix-sim` test Felix).
     FelixSocket(PathBuf),
+    /// `--policy PATH... --workload NAMESPACE/NAME`: Calico v3 YAML.
+    Policy { paths: Vec<PathBuf>, workload: String },
 }
 
 impl Source {
-    pub fn flag(&self) -> &'static str {
-        match self {
-            Source::Updates(_) => "--updates",
-            Source::FelixSocket(_) => "--felix-socket",
-        }
+    /// The arguments, for a person to read.
+    pub fn describe(&self) -> String {
+        self.args().iter().map(|a| a.to_string_lossy().into_owned()).collect::<Vec<_>>().join(" ")
     }
 
-    pub fn path(&self) -> &Path {
+    /// control's command-line arguments for this source.
+    pub fn args(&self) -> Vec<std::ffi::OsString> {
         match self {
-            Source::Updates(p) | Source::FelixSocket(p) => p,
+            Source::Updates(p) => vec!["--updates".into(), p.into()],
+            Source::FelixSocket(p) => vec!["--felix-socket".into(), p.into()],
+            Source::Policy { paths, workload } => paths
+                .iter()
+                .flat_map(|p| ["--policy".into(), p.into()])
+                .chain(["--workload".into(), workload.into()])
+                .collect(),
         }
     }
 }
@@ -53,8 +60,7 @@ impl Control {
         let _ = std::fs::remove_file(socket);
         let mut cmd = Command::new(binary);
         cmd.arg("serve")
-            .arg(source.flag())
-            .arg(source.path())
+            .args(source.args())
             .arg("--listen")
             .arg(format!("unix:{}", socket.display()))
             .args(extra_args)

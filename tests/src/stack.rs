@@ -28,6 +28,8 @@ pub enum Updates {
     /// No file: control follows the Policy Sync API on this Unix socket (`--felix-socket`),
     /// served by a test Felix (`felix-sim`) the test runs. `wait_synced` does not wait for it.
     FelixSocket(PathBuf),
+    /// Calico v3 YAML files or directories, compiled by control for `workload` (NS/NAME).
+    Policy { paths: Vec<PathBuf>, workload: String },
 }
 
 /// One workload to protect.
@@ -229,9 +231,13 @@ impl Stack {
                     dst
                 }
                 Updates::FelixSocket(p) => p.clone(),
+                Updates::Policy { paths, .. } => paths.first().cloned().unwrap_or_default(),
             };
             let source = match &spec.updates {
                 Updates::FelixSocket(_) => control::Source::FelixSocket(updates.clone()),
+                Updates::Policy { paths, workload } => {
+                    control::Source::Policy { paths: paths.clone(), workload: workload.clone() }
+                }
                 _ => control::Source::Updates(updates.clone()),
             };
             let control_socket = run.join(format!("control-{}.sock", spec.name));
@@ -305,9 +311,14 @@ impl Stack {
         };
         if opts.wait_synced {
             for w in &stack.workloads {
-                let in_sync = std::fs::read_to_string(&w.updates)
-                    .map(|t| t.contains("inSync") || t.contains("in_sync"))
-                    .unwrap_or(false);
+                let in_sync = match &w.source {
+                    // The YAML source is in sync from its first good load.
+                    control::Source::Policy { .. } => true,
+                    control::Source::FelixSocket(_) => false,
+                    control::Source::Updates(p) => std::fs::read_to_string(p)
+                        .map(|t| t.contains("inSync") || t.contains("in_sync"))
+                        .unwrap_or(false),
+                };
                 if stack.controls.contains_key(&w.name) && in_sync {
                     stack.wait_synced(&w.name, opts.ready_timeout)?;
                 }
@@ -502,8 +513,30 @@ pub fn yaobank_ip(workload: &str) -> IpAddr {
 /// The YAO bank workloads, in the tutorial's order.
 pub const YAOBANK: [&str; 3] = ["customer", "summary", "database"];
 
-/// Stack options for the YAO bank: three workloads with `envoy/yaobank/*.jsonl`, copied so a test
-/// may change them.
+/// Stack options for the YAO bank from the tutorial's own Calico policy YAML
+/// (`../shared/examples/yaobank`) plus this project's inventory of the three workloads
+/// (`control/calico/tests/data/yaobank-workloads.yaml`), compiled by control for each workload.
+/// `None` when the tutorial's files are not beside the project.
+pub fn yaobank_yaml_options() -> Option<StackOptions> {
+    let tutorial = artifacts::yaobank_tutorial()?;
+    let inventory = artifacts::workspace_root().join("control/calico/tests/data/yaobank-workloads.yaml");
+    Some(StackOptions {
+        workloads: YAOBANK
+            .iter()
+            .map(|w| {
+                let updates = Updates::Policy {
+                    paths: vec![tutorial.clone(), inventory.clone()],
+                    workload: format!("default/{w}"),
+                };
+                WorkloadSpec::new(w, updates)
+            })
+            .collect(),
+        ..StackOptions::default()
+    })
+}
+
+/// Stack options for the YAO bank: three workloads with `envoy/yaobank/*.jsonl` (Felix's updates
+/// for the tutorial, written by hand), copied so a test may change them.
 pub fn yaobank_options() -> StackOptions {
     StackOptions {
         workloads: YAOBANK

@@ -4,8 +4,24 @@
 
 use alp_e2e::certs::Ca;
 use alp_e2e::demo::run_yaobank;
-use alp_e2e::stack::{yaobank_ip, yaobank_options};
+use alp_e2e::stack::{yaobank_ip, yaobank_options, yaobank_yaml_options};
 use alp_e2e::{Outcome, Request, Stack};
+
+/// The same demonstration with control compiling the tutorial's own Calico YAML
+/// (`../shared/examples/yaobank/30-policy.yaml`) for each workload: what the README's first
+/// command runs.
+#[test]
+fn yaobank_from_the_tutorials_calico_yaml() {
+    let opts = yaobank_yaml_options().expect("../shared/examples/yaobank (the tutorial's YAML) must be beside the project");
+    let stack = Stack::start(opts).expect("start the YAO bank stack on the YAML source");
+    let mut report = vec![];
+    let unexpected = run_yaobank(&stack, |case, outcome, ok| {
+        report.push(format!("{} {}", if ok { "ok  " } else { "FAIL" }, case.describe(outcome)));
+    })
+    .unwrap();
+    println!("{}", report.join("\n"));
+    assert_eq!(unexpected, 0, "unexpected outcomes:\n{}\n{}", report.join("\n"), stack.diagnostics("database"));
+}
 
 #[test]
 fn yaobank_decisions_over_mtls() {

@@ -7,7 +7,7 @@
 use alp_e2e::certs::spiffe_id;
 use alp_e2e::demo::run_yaobank;
 use alp_e2e::stack::{
-    yaobank_ip, yaobank_options, Stack, StackOptions, Updates, WorkloadSpec, YAOBANK,
+    yaobank_ip, yaobank_options, yaobank_yaml_options, Stack, StackOptions, Updates, WorkloadSpec, YAOBANK,
 };
 use alp_e2e::{compose, PathMode, Request};
 use anyhow::Result;
@@ -95,7 +95,18 @@ fn run(cli: Cli) -> Result<ExitCode> {
             workloads: vec![WorkloadSpec::new(&cli.name, Updates::File(file.clone()))],
             ..StackOptions::default()
         },
-        None => yaobank_options(),
+        None => match yaobank_yaml_options() {
+            Some(opts) => {
+                println!("local-stack: policy from the YAO bank tutorial's own Calico YAML (../shared/examples/yaobank)");
+                opts
+            }
+            None => {
+                println!(
+                    "local-stack: ../shared/examples/yaobank not found; using the equivalent Felix updates in envoy/yaobank/"
+                );
+                yaobank_options()
+            }
+        },
     };
     for (i, w) in opts.workloads.iter_mut().enumerate() {
         w.port = if cli.port == 0 {
@@ -176,12 +187,12 @@ fn describe(stack: &Stack, cli: &Cli) {
     println!("Protected listeners (mTLS with a SPIFFE client certificate, or plaintext on the same port):");
     for w in &stack.workloads {
         println!(
-            "  inbound_{:<9} {}  server identity {}  policy {}  control unix:{}",
+            "  inbound_{:<9} {}  server identity {}  control unix:{}\n      policy: control serve {}",
             w.name,
             w.addr,
             spiffe_id(&w.name),
-            w.updates.display(),
-            w.control_socket.display()
+            w.control_socket.display(),
+            w.source.describe()
         );
     }
     let ca = stack.ca.cert_file.display();
