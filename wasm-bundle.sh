@@ -6,6 +6,9 @@
 #   WASM_OPT_LEVEL=-Oz ./wasm-bundle.sh   optimise for size instead
 #   WASM_OPT=0 ./wasm-bundle.sh           skip wasm-opt
 #
+# Either way the module then keeps only the exports of the proxy-wasm callbacks the filter
+# implements (filter/keep-exports.sh: fewer calls into the VM per request).
+#
 # -O3 is the default: on this filter -Oz saves little (see the note printed below) while -O3
 # keeps the hot path (per-request attribute reads and policy evaluation) fastest.
 # Fails loudly: any failing step stops the script with a non-zero status.
@@ -41,6 +44,8 @@ else
     [[ "${WASM_OPT:-1}" == 0 ]] || echo "wasm-bundle: note: wasm-opt not found (apt-get install -y binaryen); copying the cargo output unoptimised" >&2
     cp "$BUILT" "$TMP"
 fi
+# Only the callbacks the filter implements stay exported: Envoy skips the others (see the script).
+filter/keep-exports.sh "$TMP" "$TMP.kept" && mv -f "$TMP.kept" "$TMP" || { rm -f "$TMP.kept"; die "keep-exports failed"; }
 chmod 0644 "$TMP"
 mv -f "$TMP" "$OUT"
 trap - EXIT

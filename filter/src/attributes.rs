@@ -141,17 +141,17 @@ pub struct HttpAttributes {
 
 impl HttpAttributes {
     pub fn read(host: &dyn Host) -> HttpAttributes {
-        let header = |name| {
-            host.request_header(name)
-                .map(|v| {
-                    String::from_utf8(v)
-                        .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
-                })
-                .unwrap_or_default()
+        let text = |v: Option<Vec<u8>>| {
+            v.map(|v| {
+                String::from_utf8(v)
+                    .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+            })
+            .unwrap_or_default()
         };
+        let (method, path) = host.request_method_and_path();
         HttpAttributes {
-            method: header(":method"),
-            path: header(":path"),
+            method: text(method),
+            path: text(path),
         }
     }
 

@@ -7,8 +7,9 @@
 //! * `alp.version`: its version, 8 bytes little-endian, written *after* `alp.snapshot`, so a
 //!   reader that sees a version finds that snapshot or a newer one.
 //!
-//! Every request (and every tick) reads only `alp.version`; the snapshot is copied out,
-//! decoded and compiled once per version per VM. A snapshot that fails to decode is logged
+//! Every tick reads only `alp.version`, and so does the request path, at most once per
+//! [`RECHECK_MS`] (a clock read costs a fraction of a shared-data read, which copies into the VM);
+//! the snapshot is copied out, decoded and compiled once per version per VM. A snapshot that fails to decode is logged
 //! once and the VM keeps what it had.
 
 use crate::host::{Host, Level};
@@ -18,6 +19,9 @@ use std::rc::Rc;
 pub const SNAPSHOT_KEY: &str = "alp.snapshot";
 pub const VERSION_KEY: &str = "alp.version";
 pub const RECEIVED_KEY: &str = "alp.received";
+/// How long the request path goes on with the version it last read, in ms: a new version is in
+/// force in every VM at most this much later than it would be with a read on every request.
+pub const RECHECK_MS: u64 = 1;
 
 /// Snapshot events since the metrics last took them.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -38,6 +42,8 @@ pub struct SnapshotCache {
     /// When the snapshot in force was received from control (ms since the Unix epoch).
     received_ms: Option<u64>,
     events: Events,
+    /// The request path reads `alp.version` again from this time on (ms since the Unix epoch).
+    next_check_ms: u64,
 }
 
 impl Default for SnapshotCache {
@@ -48,6 +54,7 @@ impl Default for SnapshotCache {
             staged: false,
             received_ms: None,
             events: Events::default(),
+            next_check_ms: 0,
         }
     }
 }
@@ -83,6 +90,17 @@ impl SnapshotCache {
     /// The events since the last call.
     pub fn take_events(&mut self) -> Events {
         std::mem::take(&mut self.events)
+    }
+
+    /// [`refresh`](Self::refresh) from the request path: on every request until a version has
+    /// been seen, then at most once per [`RECHECK_MS`] (a clock read otherwise).
+    pub fn refresh_on_request(&mut self, host: &dyn Host) {
+        let now = host.now_ms();
+        if self.seen.is_some() && now < self.next_check_ms {
+            return;
+        }
+        self.next_check_ms = now.saturating_add(RECHECK_MS);
+        self.refresh(host);
     }
 
     /// Follows shared data: one 8-byte read when nothing changed.
@@ -210,6 +228,30 @@ pub(crate) mod tests {
         cache.refresh(&host);
         assert_eq!(cache.version(), None);
         assert_eq!(*host.shared_reads.borrow(), vec![VERSION_KEY]);
+    }
+
+    #[test]
+    fn request_path_reads_the_version_at_most_once_per_recheck_interval() {
+        let host = FakeHost::new();
+        host.now.set(1_000);
+        let mut cache = SnapshotCache::new();
+        cache.refresh_on_request(&host);
+        cache.refresh_on_request(&host);
+        assert_eq!(*host.shared_reads.borrow(), vec![VERSION_KEY, VERSION_KEY], "every request until a first version");
+        publish(&host, 5, &envelope(5, "a"));
+        cache.refresh_on_request(&host);
+        assert_eq!(cache.version(), Some(5), "the first version at once");
+        host.shared_reads.borrow_mut().clear();
+        publish(&host, 6, &envelope(6, "b"));
+        cache.refresh_on_request(&host);
+        cache.refresh_on_request(&host);
+        assert!(host.shared_reads.borrow().is_empty(), "no read within the interval");
+        assert_eq!(cache.version(), Some(5));
+        host.now.set(1_000 + RECHECK_MS);
+        cache.refresh_on_request(&host);
+        assert_eq!(cache.version(), Some(6), "read again once the interval has passed");
+        cache.refresh(&host);
+        assert_eq!(host.shared_reads.borrow().iter().filter(|k| **k == VERSION_KEY).count(), 2, "the tick always reads");
     }
 
     #[test]

@@ -41,11 +41,12 @@ pub struct Filter {
 impl Filter {
     /// Decides the current request from its headers and answers it if it is denied (unless
     /// this is a dry run). Counts and logs the decision; no host call beyond reading the
-    /// request, and the reply or log line.
+    /// request (`connection.id`, `:method`, `:path`; the clock, and `alp.version` at most once
+    /// per `cache::RECHECK_MS`), and the reply or log line.
     pub fn on_request_headers(&self, host: &dyn Host) -> Action {
         let engine = match self.cache.try_borrow_mut() {
             Ok(mut cache) => {
-                cache.refresh(host);
+                cache.refresh_on_request(host);
                 cache.engine()
             }
             Err(_) => Rc::new(Engine::not_in_sync()),

@@ -65,7 +65,11 @@ impl CompiledPolicy {
                 let (ns, sa) = (eval.src.namespace, eval.src.service_account);
                 let identity =
                     if sa.is_empty() { None } else { self.index.identity_steps(ns, sa, |i| eval.identity_may_match(i)) };
-                eval.run(self.index.candidates(sa, identity, request.http.as_ref().map(|h| h.method)))
+                let path = match &request.http {
+                    Some(_) if self.index.indexes_paths() => eval.normalized_path().as_ref().ok().map(Vec::as_slice),
+                    _ => None,
+                };
+                eval.run(self.index.candidates(sa, identity, request.http.as_ref().map(|h| h.method), path))
             }
             Err(decision) => decision,
         }
@@ -270,6 +274,14 @@ impl Evaluation<'_> {
         not_nets_match(&side.not_nets, peer.address)
     }
 
+    /// The request path, normalised once (`Err`: not acceptable, or no HTTP).
+    fn normalized_path(&self) -> &Result<Vec<u8>, ()> {
+        self.path.get_or_init(|| match &self.request.http {
+            Some(req) if req.path.starts_with('/') => path::normalize(req.path).map_err(|_| ()),
+            _ => Err(()),
+        })
+    }
+
     fn http_matches(&self, http: &HttpClause) -> Result<bool, BadPath> {
         let Some(req) = &self.request.http else {
             return Ok(false); // D4
@@ -280,14 +292,7 @@ impl Evaluation<'_> {
         if http.paths.is_empty() {
             return Ok(true);
         }
-        let normalized = self.path.get_or_init(|| {
-            if req.path.starts_with('/') {
-                path::normalize(req.path).map_err(|_| ())
-            } else {
-                Err(())
-            }
-        });
-        let Ok(p) = normalized else {
+        let Ok(p) = self.normalized_path() else {
             return Err(BadPath);
         };
         Ok(http.paths.iter().any(|entry| match entry {

@@ -278,20 +278,27 @@ fn deny_first() -> Rule {
 fn arb_rule() -> impl Strategy<Value = Rule> {
     let names = prop::sample::subsequence(vec!["customer", "summary", "db"], 0..=2);
     let methods = prop::sample::subsequence(vec!["GET", "POST", "*"], 0..=2);
+    let paths = prop::sample::select(vec![
+        vec![],
+        vec![PathMatch::Prefix("/accounts".into())],
+        vec![PathMatch::Prefix("/accounts/1".into()), PathMatch::Exact("/other".into())],
+        vec![PathMatch::Exact("/".into())],
+        vec![PathMatch::Prefix("/".into())],
+        vec![PathMatch::Prefix("/acc".into())],
+        vec![PathMatch::Unset],
+        vec![PathMatch::Exact("/a%zz".into()), PathMatch::Exact("/other/x;p".into())],
+    ]);
     (
         prop::sample::select(vec!["allow", "deny", "pass", "log", "bogus"]),
         prop::option::of(names),
         prop::option::of(methods),
-        prop::bool::ANY,
+        paths,
         prop::option::of(prop::sample::select(vec!["ips", "gone", "nets"])),
     )
-        .prop_map(|(action, names, methods, path, set)| {
+        .prop_map(|(action, names, methods, paths, set)| {
             with(action, |r| {
                 r.src.service_account_match = names.map(|n| ServiceAccountMatch { selector: String::new(), names: n.iter().map(|s| s.to_string()).collect() });
-                r.http_match = methods.map(|m| HttpMatch {
-                    methods: m.iter().map(|s| s.to_string()).collect(),
-                    paths: if path { vec![PathMatch::Prefix("/accounts".into())] } else { vec![] },
-                });
+                r.http_match = methods.map(|m| HttpMatch { methods: m.iter().map(|s| s.to_string()).collect(), paths });
                 r.src.ip_set_ids = set.into_iter().map(String::from).collect();
             })
         })
@@ -302,7 +309,10 @@ proptest! {
     fn index_never_changes_decisions(
         rules in prop::collection::vec(arb_rule(), 0..40),
         src in prop::sample::select(vec!["", CUSTOMER, SUMMARY, "spiffe://x/ns/default/sa/db", "spiffe://x/ns/default/sa/other"]),
-        http in prop::option::of((prop::sample::select(vec!["GET", "POST", "PUT"]), prop::sample::select(vec!["/accounts/1", "/other", "/%zz"]))),
+        http in prop::option::of((
+            prop::sample::select(vec!["GET", "POST", "PUT"]),
+            prop::sample::select(vec!["/accounts/1", "/other", "/%zz", "/", "/accounts", "/acc/x", "/x/../other/x?q", "//accounts//1", "rel", "/other/x"]),
+        )),
     ) {
         let split = rules.len() / 2;
         let mut s = one_policy(rules[..split].to_vec());

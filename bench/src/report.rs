@@ -1,0 +1,441 @@
+//! The results: the JSON model, the markdown tables with ratios to the baselines of the same run,
+//! and the targets.
+
+use serde::{Deserialize, Serialize};
+use std::fmt::Write as _;
+
+/// Rule count the targets are judged at.
+pub const TARGET_RULES: usize = 1000;
+/// A window during which other processes used more of Envoy's CPU than this is flagged.
+pub const FOREIGN_CPU_FLAG_PCT: f64 = 5.0;
+
+/// JSON has no NaN: serde_json writes it as `null`; read `null` back as NaN.
+fn f64_or_nan<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Measurement {
+    /// `wrk` or `alp-bench` (the bench's own generator).
+    pub generator: String,
+    pub requests: u64,
+    pub non_2xx: u64,
+    pub errors: u64,
+    /// Open loop: scheduled requests never sent (the configuration could not keep the rate).
+    pub unsent: u64,
+    pub seconds: f64,
+    #[serde(deserialize_with = "f64_or_nan")]
+    pub rps: f64,
+    #[serde(deserialize_with = "f64_or_nan")]
+    pub p50_us: f64,
+    #[serde(deserialize_with = "f64_or_nan")]
+    pub p99_us: f64,
+    #[serde(deserialize_with = "f64_or_nan")]
+    pub p999_us: f64,
+    /// Envoy's CPU time (all threads) per request.
+    #[serde(deserialize_with = "f64_or_nan")]
+    pub envoy_cpu_us_per_req: f64,
+    /// ext_authz: the authz server's CPU time per request.
+    pub authz_cpu_us_per_req: Option<f64>,
+    /// How busy Envoy's CPU was, and how much of it went to other processes.
+    pub cpu0_busy_pct: f64,
+    pub cpu0_foreign_pct: f64,
+    /// Share of the load generator's CPU used by other processes.
+    #[serde(default)]
+    pub cpu1_foreign_pct: f64,
+}
+
+impl Measurement {
+    /// CPU per request of the whole authorization path (Envoy, plus the authz server).
+    pub fn total_cpu_us(&self) -> f64 {
+        self.envoy_cpu_us_per_req + self.authz_cpu_us_per_req.unwrap_or(0.0)
+    }
+
+    /// The larger share of either CPU that other processes used during the window.
+    pub fn foreign_pct(&self) -> f64 {
+        self.cpu0_foreign_pct.max(self.cpu1_foreign_pct)
+    }
+
+    pub fn disturbed(&self) -> bool {
+        self.foreign_pct() > FOREIGN_CPU_FLAG_PCT
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Row {
+    pub config: String,
+    pub label: String,
+    /// `None` for configurations without a policy (no filter, no-op wasm).
+    pub rules: Option<usize>,
+    pub transport: String,
+    /// Closed loop, maximum throughput.
+    pub closed: Measurement,
+    /// Open loop at the fixed rate.
+    pub open: Measurement,
+    pub envoy_rss_kb: u64,
+    pub envoy_rss_peak_kb: u64,
+    pub authz_rss_kb: Option<u64>,
+}
+
+impl Row {
+    /// The open-loop rate is beyond what this configuration can do (its closed-loop maximum is
+    /// within 10% of it, or requests were left unsent): its open-loop latencies measure a queue.
+    pub fn open_saturated(&self, rate: f64) -> bool {
+        self.open.unsent > 0 || self.closed.rps < rate * 1.1
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Meta {
+    pub date_utc: String,
+    pub git: String,
+    pub envoy: String,
+    pub cpu_model: String,
+    pub cores: usize,
+    pub kernel: String,
+    #[serde(default = "one")]
+    pub rounds: usize,
+    pub duration_s: f64,
+    pub warmup_s: f64,
+    pub connections: usize,
+    pub open_rate: f64,
+    pub pinned: bool,
+    pub wasm_bytes: u64,
+    pub wasm_fnv64: String,
+    pub load_before: f64,
+    pub load_after: f64,
+    pub seconds: f64,
+    pub note: String,
+    pub notes: Vec<String>,
+}
+
+fn one() -> usize {
+    1
+}
+
+/// One row per cell from several rounds: the closed loop of the round with the highest
+/// throughput, the open loop of the round with the lowest p99 (memory from the former).
+pub fn best_of_rounds(rows: Vec<Row>) -> Vec<Row> {
+    let mut out: Vec<Row> = Vec::new();
+    for r in rows {
+        match out.iter_mut().find(|o| o.config == r.config && o.rules == r.rules && o.transport == r.transport) {
+            None => out.push(r),
+            Some(o) => {
+                if r.open.p99_us < o.open.p99_us || o.open.p99_us.is_nan() {
+                    o.open = r.open.clone();
+                }
+                if r.closed.rps > o.closed.rps {
+                    o.closed = r.closed;
+                    o.envoy_rss_kb = r.envoy_rss_kb;
+                    o.envoy_rss_peak_kb = r.envoy_rss_peak_kb;
+                    o.authz_rss_kb = r.authz_rss_kb;
+                }
+            }
+        }
+    }
+    out
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TargetCheck {
+    pub transport: String,
+    pub target: String,
+    pub measured: String,
+    #[serde(deserialize_with = "f64_or_nan")]
+    pub value: f64,
+    pub limit: f64,
+    pub met: Option<bool>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RunReport {
+    pub meta: Meta,
+    pub rows: Vec<Row>,
+    pub targets: Vec<TargetCheck>,
+}
+
+impl RunReport {
+    pub fn new(meta: Meta, rows: Vec<Row>) -> Self {
+        let mut run = RunReport { meta, rows, targets: vec![] };
+        run.targets = targets(&run);
+        run
+    }
+
+    pub fn find(&self, config: &str, rules: Option<usize>, transport: &str) -> Option<&Row> {
+        self.rows.iter().find(|r| r.config == config && r.transport == transport && (r.rules.is_none() || r.rules == rules))
+    }
+
+    pub fn transports(&self) -> Vec<String> {
+        let mut t: Vec<String> = Vec::new();
+        for r in &self.rows {
+            if !t.contains(&r.transport) {
+                t.push(r.transport.clone());
+            }
+        }
+        t
+    }
+
+    pub fn rule_counts(&self) -> Vec<usize> {
+        let mut v: Vec<usize> = self.rows.iter().filter_map(|r| r.rules).collect();
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
+}
+
+fn targets(run: &RunReport) -> Vec<TargetCheck> {
+    let mut out = Vec::new();
+    let n = Some(TARGET_RULES);
+    for t in run.transports() {
+        let alp = run.find("alp", n, &t);
+        let rbac = run.find("rbac", n, &t);
+        let authz = run.find("ext_authz", n, &t);
+        let none = run.find("none", None, &t);
+        let ratio = |other: Option<&Row>| match (alp, other) {
+            (Some(a), Some(o)) => Some(a.closed.rps / o.closed.rps),
+            _ => None,
+        };
+        let check = |target: &str, measured: String, value: Option<f64>, limit: f64, at_least: bool| TargetCheck {
+            transport: t.clone(),
+            target: target.into(),
+            measured,
+            value: value.unwrap_or(f64::NAN),
+            limit,
+            met: value.map(|v| if at_least { v >= limit } else { v <= limit }),
+        };
+        let r = ratio(rbac);
+        out.push(check(
+            "throughput >= 0.80 x native RBAC",
+            match (alp, rbac, r) {
+                (Some(a), Some(b), Some(r)) => format!("{r:.2} x ({:.0} vs {:.0} req/s)", a.closed.rps, b.closed.rps),
+                _ => "not measured".into(),
+            },
+            r,
+            0.80,
+            true,
+        ));
+        let r = ratio(authz);
+        out.push(check(
+            "throughput >= 2.5 x ext_authz",
+            match (alp, authz, r) {
+                (Some(a), Some(b), Some(r)) => format!("{r:.2} x ({:.0} vs {:.0} req/s)", a.closed.rps, b.closed.rps),
+                _ => "not measured".into(),
+            },
+            r,
+            2.5,
+            true,
+        ));
+        let added = match (alp, none) {
+            (Some(a), Some(z)) => Some(a.open.p99_us - z.open.p99_us),
+            _ => None,
+        };
+        out.push(check(
+            &format!("added p99 over no filter <= 100 µs (open loop, {:.0}/s)", run.meta.open_rate),
+            match (alp, none, added) {
+                (Some(a), Some(z), Some(d)) => format!("{d:+.0} µs ({:.0} vs {:.0} µs)", a.open.p99_us, z.open.p99_us),
+                _ => "not measured".into(),
+            },
+            added,
+            100.0,
+            false,
+        ));
+    }
+    out
+}
+
+fn transport_title(t: &str) -> &str {
+    match t {
+        "plaintext" => "Plaintext",
+        "mtls" => "mTLS (client certificate with a SPIFFE identity)",
+        other => other,
+    }
+}
+
+fn thousands(v: f64) -> String {
+    if !v.is_finite() {
+        return "–".into();
+    }
+    let s = format!("{:.0}", v);
+    let (sign, digits) = s.strip_prefix('-').map_or(("", s.as_str()), |d| ("-", d));
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(' ');
+        }
+        out.push(c);
+    }
+    format!("{sign}{out}")
+}
+
+fn us(v: f64) -> String {
+    if !v.is_finite() {
+        "–".into()
+    } else if v >= 10_000.0 {
+        format!("{:.1} ms", v / 1000.0)
+    } else {
+        format!("{v:.0}")
+    }
+}
+
+fn rules_text(r: Option<usize>) -> String {
+    r.map_or("–".into(), |n| thousands(n as f64))
+}
+
+/// One progress line for a row.
+pub fn one_line(r: &Row) -> String {
+    format!(
+        "{:<30} {:>6} rules {:<9} {:>8.0} req/s  p50 {:>6} p99 {:>6} p99.9 {:>6} µs | open {:.0}/s p50 {} p99 {} p99.9 {} µs | {:.1} µs CPU/req{}",
+        r.label,
+        rules_text(r.rules),
+        r.transport,
+        r.closed.rps,
+        us(r.closed.p50_us),
+        us(r.closed.p99_us),
+        us(r.closed.p999_us),
+        r.open.rps,
+        us(r.open.p50_us),
+        us(r.open.p99_us),
+        us(r.open.p999_us),
+        r.closed.total_cpu_us(),
+        if r.closed.disturbed() || r.open.disturbed() { "  [other work on CPU 0]" } else { "" }
+    )
+}
+
+pub fn targets_text(run: &RunReport) -> String {
+    let mut s = format!("Targets at {} rules (same run):\n", thousands(TARGET_RULES as f64));
+    for t in &run.targets {
+        let verdict = match t.met {
+            Some(true) => "met",
+            Some(false) => "MISSED",
+            None => "not measured",
+        };
+        let _ = writeln!(s, "  {:<9} {:<55} {:<40} {verdict}", t.transport, t.target, t.measured);
+    }
+    s
+}
+
+/// The markdown report.
+pub fn markdown(run: &RunReport) -> String {
+    let m = &run.meta;
+    let mut s = String::new();
+    let _ = writeln!(s, "# calico-alp benchmark results\n");
+    let _ = writeln!(
+        s,
+        "{} · commit {} · {} · {} ({} cores, Linux {}){}\n",
+        m.date_utc,
+        m.git,
+        m.envoy,
+        m.cpu_model,
+        m.cores,
+        m.kernel,
+        if m.note.is_empty() { String::new() } else { format!(" · {}", m.note) }
+    );
+    let _ = writeln!(
+        s,
+        "Envoy `--concurrency 1`{}, direct response, `GET /orders/42` allowed by the policy's last rule. \
+         Closed loop: {} connections, {:.0} s after {:.0} s warm-up (wrk for plaintext, the bench's generator for mTLS). \
+         {}\
+         Open loop: {:.0} requests/s on a fixed schedule, latency from the scheduled send time. \
+         CPU: Envoy's (ext_authz: plus the authz server's, on the same CPU) per request in the closed loop. \
+         RSS: Envoy's resident memory with its one worker (ext_authz: + the server's). \
+         Ratios are closed-loop throughput against the baselines of this run. \
+         Filter module {} bytes (fnv64 {}). Load average {:.2} before, {:.2} after; {:.0} s in all.\n",
+        if m.pinned { " pinned to CPU 0, load generator on CPU 1" } else { "" },
+        m.connections,
+        m.duration_s,
+        m.warmup_s,
+        if m.rounds > 1 {
+            format!("Best of {} interleaved rounds per cell (highest throughput; lowest open-loop p99). ", m.rounds)
+        } else {
+            String::new()
+        },
+        m.open_rate,
+        m.wasm_bytes,
+        m.wasm_fnv64,
+        m.load_before,
+        m.load_after,
+        m.seconds
+    );
+    let _ = writeln!(s, "## Targets at {} rules\n", thousands(TARGET_RULES as f64));
+    let _ = writeln!(s, "| transport | target | measured | met |\n|---|---|---|---|");
+    for t in &run.targets {
+        let met = match t.met {
+            Some(true) => "yes",
+            Some(false) => "**no**",
+            None => "–",
+        };
+        let _ = writeln!(s, "| {} | {} | {} | {met} |", t.transport, t.target, t.measured);
+    }
+    let _ = writeln!(s);
+    for t in run.transports() {
+        let _ = writeln!(s, "## {}\n", transport_title(&t));
+        let _ = writeln!(
+            s,
+            "| configuration | rules | req/s | × no filter | × RBAC | p50 / p99 / p99.9 µs (closed) | p50 / p99 / p99.9 µs (open, {:.0}/s) | CPU µs/req | RSS MB |",
+            m.open_rate
+        );
+        let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+        let none = run.find("none", None, &t);
+        for r in run.rows.iter().filter(|r| r.transport == t) {
+            let x_none = none.map_or("–".into(), |n| format!("{:.2}", r.closed.rps / n.closed.rps));
+            let x_rbac = match r.rules.and_then(|n| run.find("rbac", Some(n), &t)) {
+                Some(b) => format!("{:.2}", r.closed.rps / b.closed.rps),
+                None => "–".into(),
+            };
+            let cpu = match r.closed.authz_cpu_us_per_req {
+                Some(a) => format!("{:.1} ({:.1} + {a:.1})", r.closed.total_cpu_us(), r.closed.envoy_cpu_us_per_req),
+                None => format!("{:.1}", r.closed.envoy_cpu_us_per_req),
+            };
+            let rss = match r.authz_rss_kb {
+                Some(a) => format!("{:.1} + {:.1}", r.envoy_rss_kb as f64 / 1024.0, a as f64 / 1024.0),
+                None => format!("{:.1}", r.envoy_rss_kb as f64 / 1024.0),
+            };
+            let open = if r.open_saturated(m.open_rate) {
+                format!("saturated (max {:.0}/s)", r.closed.rps)
+            } else {
+                format!("{} / {} / {}", us(r.open.p50_us), us(r.open.p99_us), us(r.open.p999_us))
+            };
+            let flag = if r.closed.disturbed() || r.open.disturbed() { " †" } else { "" };
+            let _ = writeln!(
+                s,
+                "| {}{flag} | {} | {} | {x_none} | {x_rbac} | {} / {} / {} | {open} | {cpu} | {rss} |",
+                r.label,
+                rules_text(r.rules),
+                thousands(r.closed.rps),
+                us(r.closed.p50_us),
+                us(r.closed.p99_us),
+                us(r.closed.p999_us),
+            );
+        }
+        let _ = writeln!(s);
+    }
+    let flagged: Vec<String> = run
+        .rows
+        .iter()
+        .filter(|r| r.closed.disturbed() || r.open.disturbed())
+        .map(|r| {
+            format!(
+                "{} {} {} (closed loop {:.0}% / {:.0}%, open loop {:.0}% / {:.0}%)",
+                r.label,
+                rules_text(r.rules),
+                r.transport,
+                r.closed.cpu0_foreign_pct,
+                r.closed.cpu1_foreign_pct,
+                r.open.cpu0_foreign_pct,
+                r.open.cpu1_foreign_pct
+            )
+        })
+        .collect();
+    if !flagged.is_empty() {
+        let _ = writeln!(
+            s,
+            "† Other processes used more than {FOREIGN_CPU_FLAG_PCT:.0}% of Envoy's CPU or of the load generator's (CPU 0 / CPU 1) during the window, even after retries: {}.\n",
+            flagged.join("; ")
+        );
+    }
+    for n in &m.notes {
+        let _ = writeln!(s, "{n}\n");
+    }
+    let _ = writeln!(s, "Produced by `bench/run.sh` (`alp-bench run`); plot: `latest.png` beside this file.");
+    s
+}
