@@ -241,7 +241,7 @@ fn run(args: &RunArgs) -> Result<()> {
         }
         for (config, rules) in &setups {
             let t = Instant::now();
-            let measured = measure_setup(&ctx, *config, *rules, &mut notes)
+            let measured = measure_setup(&ctx, *config, *rules, &mut notes, round)
                 .with_context(|| format!("{} at {} rules", config.label(), rules.map_or("-".into(), |r| r.to_string())))?;
             for row in &measured {
                 println!("  {}  ({:.1}s)", report::one_line(row), t.elapsed().as_secs_f64());
@@ -317,7 +317,7 @@ fn taskset(cpu: Option<usize>) -> Vec<String> {
 }
 
 /// Starts what `config` needs, checks it enforces, and measures each transport.
-fn measure_setup(ctx: &Ctx, config: Config, rules: Option<usize>, notes: &mut Vec<String>) -> Result<Vec<Row>> {
+fn measure_setup(ctx: &Ctx, config: Config, rules: Option<usize>, notes: &mut Vec<String>, round: usize) -> Result<Vec<Row>> {
     let dir = ctx.run_dir.join(format!("{config}-{}", rules.unwrap_or(0)));
     std::fs::create_dir_all(&dir)?;
     let ports = [ctx.paths.plain_port, ctx.paths.mtls_port];
@@ -443,8 +443,9 @@ fn measure_setup(ctx: &Ctx, config: Config, rules: Option<usize>, notes: &mut Ve
         };
         if config == Config::None && target.tls.is_none() && ctx.has_wrk {
             let own = closed_own(ctx, target, &pids)?;
+            let prefix = if ctx.args.rounds > 1 { format!("Round {}: g", round + 1) } else { "G".to_string() };
             notes.push(format!(
-                "Generator check, no filter, plaintext, closed loop: wrk {:.0} req/s (p50 {:.0} µs), the bench's generator {:.0} req/s (p50 {:.0} µs).",
+                "{prefix}enerator check, no filter, plaintext, closed loop: wrk {:.0} req/s (p50 {:.0} µs), the bench's generator {:.0} req/s (p50 {:.0} µs).",
                 closed.rps, closed.p50_us, own.rps, own.p50_us
             ));
         }

@@ -121,12 +121,7 @@ fn throughput_panel(panel: &Panel<'_>, run: &RunReport, transport: &str) {
     }
     text(&panel.area, 8, panel.y0 - 14, "req/s", 1, &INK);
     draw_groups(panel, &counts, run, transport, |r| Some(r.closed.rps), &y, true);
-    for (config, color, dashed, label) in [("none", NONE, false, "no filter"), ("noop", NOOP, true, "no-op wasm")] {
-        if let Some(r) = run.find(config, None, transport) {
-            panel.hline(y(r.closed.rps), &color, dashed);
-            text(&panel.area, panel.x1 + 6, y(r.closed.rps) - 4, label, 1, &color);
-        }
-    }
+    baselines(panel, run, transport, |r| Some(r.closed.rps), &y);
     panel.frame();
 }
 
@@ -151,13 +146,23 @@ fn latency_panel(panel: &Panel<'_>, run: &RunReport, transport: &str) {
     }
     text(&panel.area, 8, panel.y0 - 14, "p99 (log)", 1, &INK);
     draw_groups(panel, &counts, run, transport, |r| (!r.open_saturated(run.meta.open_rate)).then_some(r.open.p99_us), &y, false);
-    for (config, color, dashed, label) in [("none", NONE, false, "no filter"), ("noop", NOOP, true, "no-op wasm")] {
-        if let Some(r) = run.find(config, None, transport) {
-            panel.hline(y(r.open.p99_us), &color, dashed);
-            text(&panel.area, panel.x1 + 6, y(r.open.p99_us) - 4, label, 1, &color);
-        }
-    }
+    baselines(panel, run, transport, |r| Some(r.open.p99_us), &y);
     panel.frame();
+}
+
+/// The rule-independent rows as lines across the panel, labelled at the right (apart when close).
+fn baselines(panel: &Panel<'_>, run: &RunReport, transport: &str, value: impl Fn(&Row) -> Option<f64>, y: &dyn Fn(f64) -> i32) {
+    let mut last_label: Option<i32> = None;
+    for (config, color, dashed, label) in [("none", NONE, false, "no filter"), ("noop", NOOP, true, "no-op wasm")] {
+        let Some(v) = run.find(config, None, transport).and_then(&value).filter(|v| v.is_finite()) else { continue };
+        panel.hline(y(v), &color, dashed);
+        let mut ly = y(v) - 4;
+        if let Some(prev) = last_label.filter(|p| (ly - p).abs() < 10) {
+            ly = if ly <= prev { prev - 10 } else { prev + 10 };
+        }
+        text(&panel.area, panel.x1 + 6, ly, label, 1, &color);
+        last_label = Some(ly);
+    }
 }
 
 /// Bars per rule count; above our filter's bar in the throughput panel its ratio to RBAC.
