@@ -18,4 +18,6 @@ echo "== wasm32-wasip1 tests (wasmtime)"
 cargo test --locked --target wasm32-wasip1 -p alp-engine -p alp-felix
 
 echo "== native tests, including end-to-end against Envoy"
+# End-to-end tests load the module as shipped (trimmed exports, wasm-opt), not cargo's output.
+export ALP_WASM="$PWD/dist/calico-alp.wasm"
 cargo test --workspace --locked
