@@ -30,6 +30,7 @@ mod service;
 #[cfg(test)]
 mod tests;
 
+pub use crate::serve::Running;
 use crate::serve::listen::{Bound, Listen};
 use crate::serve::source::{self, Policy, Source};
 use alp_engine::Engine;
@@ -114,16 +115,6 @@ fn source_from_args(args: &ExtAuthzArgs) -> Result<Box<dyn Source>> {
     }
 }
 
-/// A started server: its tasks and the switch that stops it.
-pub struct Running {
-    /// The address actually bound (`unix:/path` or `127.0.0.1:41234`).
-    pub address: String,
-    pub shutdown: watch::Sender<bool>,
-    server: tokio::task::JoinHandle<Result<()>>,
-    source: tokio::task::JoinHandle<Result<()>>,
-    compiler: tokio::task::JoinHandle<()>,
-}
-
 /// Binds `listen`, starts the source, the compiler and the gRPC server.
 pub async fn start(listen: &Listen, source: Box<dyn Source>) -> Result<Running> {
     let bound = listen.bind().await?;
@@ -135,31 +126,7 @@ pub async fn start(listen: &Listen, source: Box<dyn Source>) -> Result<Running> 
     let source = tokio::spawn(source.run(outputs));
     let compiler = tokio::spawn(compile(policy_rx, engine_tx));
     let server = tokio::spawn(serve(bound, Authorizer::new(engine_rx), shutdown_rx));
-    Ok(Running { address, shutdown: shutdown_tx, server, source, compiler })
-}
-
-impl Running {
-    /// Waits until the server stops (after `shutdown`), or fails if the source stops first.
-    pub async fn finished(mut self) -> Result<()> {
-        let outcome = tokio::select! {
-            r = &mut self.server => r.context("server task")?,
-            r = &mut self.source => match r.context("source task")? {
-                Ok(()) => Err(anyhow::anyhow!("the policy source stopped")),
-                Err(e) => Err(e.context("the policy source failed")),
-            },
-            r = &mut self.compiler => {
-                r.context("compiler task")?;
-                Err(anyhow::anyhow!("the policy compiler stopped"))
-            }
-        };
-        if let Err(e) = &outcome {
-            error!("{e:#}");
-            let _ = self.shutdown.send(true);
-        }
-        self.source.abort();
-        self.compiler.abort();
-        outcome
-    }
+    Ok(Running { address, shutdown: shutdown_tx, server, source, worker: ("compiler", compiler) })
 }
 
 /// Compiles each new snapshot once (off the async threads) and installs it for the checks.

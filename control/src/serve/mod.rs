@@ -18,6 +18,7 @@ pub mod http;
 pub mod listen;
 pub mod metrics;
 pub mod publish;
+mod running;
 pub mod source;
 
 #[cfg(test)]
@@ -26,12 +27,13 @@ mod tests;
 use anyhow::{Context, Result};
 use clap::{ArgGroup, Args};
 use listen::Listen;
+pub use running::Running;
 use source::Source;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 use tokio::sync::watch;
-use tracing::{error, info};
+use tracing::info;
 
 #[derive(Args, Debug)]
 #[command(group(ArgGroup::new("source").required(true).args(["updates", "felix_socket", "policy"])))]
@@ -137,16 +139,6 @@ pub(crate) async fn wait_for_signal() {
     let _ = tokio::signal::ctrl_c().await;
 }
 
-/// A started server: its tasks and the switch that stops it.
-pub struct Running {
-    /// The address actually bound (the port of `:0` resolved).
-    pub address: String,
-    pub shutdown: watch::Sender<bool>,
-    server: tokio::task::JoinHandle<Result<()>>,
-    source: tokio::task::JoinHandle<Result<()>>,
-    publisher: tokio::task::JoinHandle<()>,
-}
-
 /// Binds `listen` and starts the source, the publisher and the HTTP server.
 pub async fn start(listen: &Listen, source: Box<dyn Source>) -> Result<Running> {
     let bound = listen.bind().await?;
@@ -170,31 +162,7 @@ pub async fn start(listen: &Listen, source: Box<dyn Source>) -> Result<Running> 
         shutdown: shutdown_tx,
         server,
         source,
-        publisher,
+        worker: ("publisher", publisher),
     })
 }
 
-impl Running {
-    /// Waits until the server stops (after `shutdown`), or fails if the source or publisher
-    /// stops first: without them the filters would never hear of a change again.
-    pub async fn finished(mut self) -> Result<()> {
-        let outcome = tokio::select! {
-            r = &mut self.server => r.context("server task")?,
-            r = &mut self.source => match r.context("source task")? {
-                Ok(()) => Err(anyhow::anyhow!("the policy source stopped")),
-                Err(e) => Err(e.context("the policy source failed")),
-            },
-            r = &mut self.publisher => {
-                r.context("publisher task")?;
-                Err(anyhow::anyhow!("the publisher stopped"))
-            }
-        };
-        if let Err(e) = &outcome {
-            error!("{e:#}");
-            let _ = self.shutdown.send(true);
-        }
-        self.source.abort();
-        self.publisher.abort();
-        outcome
-    }
-}
