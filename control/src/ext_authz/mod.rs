@@ -35,38 +35,21 @@ use crate::serve::listen::{Bound, Listen};
 use crate::serve::source::{self, Policy, Source};
 use alp_engine::Engine;
 use anyhow::{Context, Result};
-use clap::{ArgGroup, Args};
-use std::path::PathBuf;
+use clap::Args;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::sync::watch;
 use tracing::{error, info};
 
 pub use service::Authorizer;
 
 #[derive(Args, Debug)]
-#[command(group(ArgGroup::new("source").required(true).args(["updates", "felix_socket", "policy"])))]
 pub struct ExtAuthzArgs {
     /// Where to serve gRPC: unix:PATH (a stale socket file is replaced) or HOST:PORT.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9401")]
     pub listen: Listen,
-    /// Source: Felix `ToDataplane` messages (protobuf JSON; JSON Lines or one array), re-read
-    /// when the file changes (as `control serve --updates`).
-    #[arg(long, value_name = "FILE")]
-    pub updates: Option<PathBuf>,
-    /// Source: Felix's Policy Sync API on this Unix socket.
-    #[arg(long, value_name = "PATH")]
-    pub felix_socket: Option<PathBuf>,
-    /// Source: Calico v3 resource YAML (a file or a directory; repeatable) for `--workload`.
-    #[arg(long, value_name = "PATH", requires = "workload")]
-    pub policy: Vec<PathBuf>,
-    /// With `--policy`: the workload to enforce for, NAMESPACE/NAME.
-    #[arg(long, value_name = "NAMESPACE/NAME", requires = "policy")]
-    pub workload: Option<String>,
-    /// How often file sources check for changes.
-    #[arg(long, value_name = "MS", default_value_t = 250)]
-    pub watch_interval_ms: u64,
+    #[command(flatten)]
+    pub source: crate::serve::source::args::SourceArgs,
     /// Threads answering checks (1: a single-threaded runtime, the cheapest on one core).
     #[arg(long, value_name = "N", default_value_t = 2)]
     pub threads: usize,
@@ -84,7 +67,7 @@ pub fn run(args: &ExtAuthzArgs) -> Result<ExitCode> {
     };
     let runtime = builder.enable_all().build().context("starting the async runtime")?;
     runtime.block_on(async {
-        let source = source_from_args(args)?;
+        let source = args.source.source()?;
         let running = start(&args.listen, source).await?;
         info!(listen = %running.address, "control ext-authz serving envoy.service.auth.v3.Authorization");
         let shutdown = running.shutdown.clone();
@@ -96,23 +79,6 @@ pub fn run(args: &ExtAuthzArgs) -> Result<ExitCode> {
         running.finished().await?;
         Ok(ExitCode::SUCCESS)
     })
-}
-
-fn source_from_args(args: &ExtAuthzArgs) -> Result<Box<dyn Source>> {
-    let interval = Duration::from_millis(args.watch_interval_ms.max(10));
-    if let (false, Some(workload)) = (args.policy.is_empty(), &args.workload) {
-        alp_calico::parse_workload(workload).map_err(anyhow::Error::msg)?;
-        return Ok(Box::new(source::calico_yaml::CalicoYaml::new(
-            args.policy.clone(),
-            workload.clone(),
-            interval,
-        )));
-    }
-    match (&args.updates, &args.felix_socket) {
-        (Some(path), None) => Ok(Box::new(source::updates_file::UpdatesFile::new(path.clone(), interval))),
-        (None, Some(socket)) => Ok(Box::new(source::felix::Felix::new(socket.clone()))),
-        _ => anyhow::bail!("give one policy source: --felix-socket PATH, --updates FILE or --policy PATH"),
-    }
 }
 
 /// Binds `listen`, starts the source, the compiler and the gRPC server.

@@ -8,6 +8,7 @@ use alp_engine::Verdict;
 use crate::serve::source::updates_file::UpdatesFile;
 use hyper_util::rt::TokioIo;
 use std::path::Path;
+use std::time::Duration;
 use tonic::transport::{Channel, Endpoint, Uri};
 
 const CUSTOMER: &str = "spiffe://cluster.local/ns/default/sa/customer";

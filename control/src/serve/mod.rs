@@ -25,18 +25,15 @@ pub mod source;
 mod tests;
 
 use anyhow::{Context, Result};
-use clap::{ArgGroup, Args};
+use clap::Args;
 use listen::Listen;
 pub use running::Running;
 use source::Source;
-use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 use tokio::sync::watch;
 use tracing::info;
 
 #[derive(Args, Debug)]
-#[command(group(ArgGroup::new("source").required(true).args(["updates", "felix_socket", "policy"])))]
 pub struct ServeArgs {
     /// Where to serve: HOST:PORT (e.g. 127.0.0.1:9400, [::1]:9400) or unix:PATH (a stale socket
     /// file is replaced).
@@ -47,29 +44,8 @@ pub struct ServeArgs {
         env = "ALP_LISTEN"
     )]
     pub listen: Listen,
-    /// Source: Felix `ToDataplane` messages (protobuf JSON; JSON Lines or one array), replayed
-    /// as one stream. Re-read whenever the file changes; a file that does not parse is
-    /// reported and the last good snapshot stays.
-    #[arg(long, value_name = "FILE")]
-    pub updates: Option<PathBuf>,
-    /// Source: Felix's Policy Sync API on this Unix socket (in a pod with the Calico CSI
-    /// volume mounted at /var/run/felix: /var/run/felix/nodeagent/socket). Reconnects with
-    /// backoff; the last in-sync policy stays served while disconnected.
-    #[arg(long, value_name = "PATH")]
-    pub felix_socket: Option<PathBuf>,
-    /// Source: Calico v3 resource YAML (a file or a directory; repeatable) compiled for
-    /// `--workload` as Felix would. Reloaded on change; an invalid edit is reported and the
-    /// last good policy stays.
-    #[arg(long, value_name = "PATH", requires = "workload")]
-    pub policy: Vec<PathBuf>,
-    /// With `--policy`: the workload to enforce for, NAMESPACE/NAME (a WorkloadEndpoint of the
-    /// inventory).
-    #[arg(long, value_name = "NAMESPACE/NAME", requires = "policy")]
-    pub workload: Option<String>,
-    /// How often file sources check for changes (a stat per file: cheap enough to keep the
-    /// update-to-enforcement time well inside 50 ms).
-    #[arg(long, value_name = "MS", default_value_t = 20)]
-    pub watch_interval_ms: u64,
+    #[command(flatten)]
+    pub source: source::args::SourceArgs,
 }
 
 /// Runs the server until SIGINT or SIGTERM.
@@ -94,24 +70,8 @@ pub(crate) fn init_tracing() {
         .try_init();
 }
 
-fn source_from_args(args: &ServeArgs) -> Result<Box<dyn Source>> {
-    let interval = Duration::from_millis(args.watch_interval_ms.max(10));
-    if let (false, Some(workload)) = (args.policy.is_empty(), &args.workload) {
-        alp_calico::parse_workload(workload).map_err(anyhow::Error::msg)?;
-        return Ok(Box::new(source::calico_yaml::CalicoYaml::new(args.policy.clone(), workload.clone(), interval)));
-    }
-    match (&args.updates, &args.felix_socket) {
-        (Some(path), None) => Ok(Box::new(source::updates_file::UpdatesFile::new(
-            path.clone(),
-            interval,
-        ))),
-        (None, Some(socket)) => Ok(Box::new(source::felix::Felix::new(socket.clone()))),
-        _ => anyhow::bail!("give one policy source: --felix-socket PATH or --updates FILE"),
-    }
-}
-
 async fn serve(args: &ServeArgs) -> Result<ExitCode> {
-    let source = source_from_args(args)?;
+    let source = args.source.source()?;
     let running = start(&args.listen, source).await?;
     info!(listen = %running.address, "control serving");
     let shutdown = running.shutdown.clone();

@@ -8,8 +8,9 @@
 //! * [`calico_yaml`]: Calico v3 resource YAML compiled for one workload, reloaded on change.
 //!
 //! Another source plugs in the same way: implement [`Source`] and
-//! add a `--flag` to [`super::ServeArgs`] and its `source` group.
+//! add a `--flag` to [`args::SourceArgs`] and its `source` group.
 
+pub mod args;
 pub mod calico_yaml;
 pub mod felix;
 pub mod updates_file;
