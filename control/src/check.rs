@@ -148,7 +148,7 @@ fn engine_from(messages: &[ToDataplane], staged: bool) -> Engine {
         state.apply(msg);
     }
     match state.snapshot() {
-        Some((version, snapshot)) => Engine::from_snapshot_with(version, &snapshot, true),
+        Some((version, snapshot)) => Engine::from_snapshot_with(version, &snapshot, &alp_engine::Options { staged: true, ..Default::default() }),
         None => Engine::not_in_sync(),
     }
 }

@@ -6,7 +6,6 @@ use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-const AUTHZ_CASES: &str = include_str!("../../../shared/conformance/authz_cases.json");
 
 fn control(args: &[&str], stdin: Option<&str>) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_control"))
@@ -31,7 +30,7 @@ fn write(dir: &Path, name: &str, text: &str) -> String {
 
 #[test]
 fn every_conformance_case_decides_as_expected() {
-    let cases: Vec<Value> = serde_json::from_str(AUTHZ_CASES).expect("cases parse");
+    let cases: Vec<Value> = serde_json::from_str(&alp_engine::testdata::shared_file("conformance/authz_cases.json").expect("shared/conformance/authz_cases.json")).expect("cases parse");
     let dir = tempfile::tempdir().expect("tempdir");
     let mut failures = Vec::new();
     for (n, case) in cases.iter().enumerate() {

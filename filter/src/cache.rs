@@ -13,7 +13,7 @@
 //! once and the VM keeps what it had.
 
 use crate::host::{Host, Level};
-use alp_engine::{envelope, Engine};
+use alp_engine::{envelope, Engine, Options};
 use std::rc::Rc;
 
 pub const SNAPSHOT_KEY: &str = "alp.snapshot";
@@ -37,8 +37,8 @@ pub struct SnapshotCache {
     /// The `alp.version` value last acted on (installed or refused).
     seen: Option<u64>,
     engine: Rc<Engine>,
-    /// Compile the staged rehearsal too (plugin configuration `staged`).
-    staged: bool,
+    /// How to compile: the staged rehearsal too (`staged`), trust domains (`trust_domains`).
+    options: Options,
     /// When the snapshot in force was received from control (ms since the Unix epoch).
     received_ms: Option<u64>,
     events: Events,
@@ -51,7 +51,7 @@ impl Default for SnapshotCache {
         SnapshotCache {
             seen: None,
             engine: Rc::new(Engine::not_in_sync()),
-            staged: false,
+            options: Options::default(),
             received_ms: None,
             events: Events::default(),
             next_check_ms: 0,
@@ -73,11 +73,11 @@ impl SnapshotCache {
         self.engine.version()
     }
 
-    /// Whether to compile the staged rehearsal; a change applies from the next version (or at
+    /// How to compile (plugin configuration); a change applies from the next version (or at
     /// once to the current one, recompiled from shared data on the next refresh).
-    pub fn set_staged(&mut self, staged: bool) {
-        if self.staged != staged {
-            self.staged = staged;
+    pub fn set_options(&mut self, options: Options) {
+        if self.options != options {
+            self.options = options;
             self.seen = None;
         }
     }
@@ -123,9 +123,9 @@ impl SnapshotCache {
         match envelope::decode(&bytes) {
             Ok((version, _))
                 if Some(version) == self.engine.version()
-                    && self.engine.staged_requested() == self.staged => {}
+                    && *self.engine.options() == self.options => {}
             Ok((version, snapshot)) => {
-                self.engine = Rc::new(Engine::from_snapshot_with(version, &snapshot, self.staged));
+                self.engine = Rc::new(Engine::from_snapshot_with(version, &snapshot, &self.options));
                 self.received_ms = read_u64(host, RECEIVED_KEY).or(Some(host.now_ms()));
                 host.log(
                     Level::Debug,
@@ -159,7 +159,7 @@ impl SnapshotCache {
                 return Err(err);
             }
         };
-        let engine = Engine::from_snapshot_with(version, &snapshot, self.staged);
+        let engine = Engine::from_snapshot_with(version, &snapshot, &self.options);
         let now = host.now_ms();
         // Snapshot first, version last: see the module comment.
         let _ = host.set_shared_data(SNAPSHOT_KEY, bytes, None);
@@ -355,7 +355,7 @@ pub(crate) mod tests {
         let mut cache = SnapshotCache::new();
         cache.refresh(&host);
         assert!(!cache.engine().staged_requested());
-        cache.set_staged(true);
+        cache.set_options(Options { staged: true, ..Options::default() });
         cache.refresh(&host);
         assert_eq!(cache.version(), Some(5));
         assert!(cache.engine().staged_requested());

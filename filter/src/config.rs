@@ -18,6 +18,11 @@
 //!   `decision_log_sample` (0.0 to 1.0), at most `decision_log_max_per_second` lines per worker
 //!   (0: no limit; the rest count in `alp.decision_log.suppressed`), so a flood of denials
 //!   cannot make logging expensive. Staged differences are logged at any level but `off`.
+//! * `trust_domains`: the SPIFFE trust domains a peer principal may come from (D12); a principal
+//!   from any other is an invalid peer identity (403). Empty or absent: any trust domain.
+//! * `non_canonical_path`: what to do with a request path that is not canonical (dot segments,
+//!   `//`, `\`, parameter-only segments; D10): `rewrite` (default) forwards the canonical path,
+//!   decided on that path; `reject` answers 400 `invalid request path`.
 
 use serde::Deserialize;
 use std::fmt;
@@ -35,6 +40,26 @@ pub enum DecisionLog {
     /// Requests refused, or in a dry run that would have been (and staged differences).
     Deny,
     All,
+}
+
+/// What happens to a non-canonical request path (`non_canonical_path`, D10).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NonCanonicalPath {
+    /// Rewrite `:path` to the canonical path, and decide on it.
+    #[default]
+    Rewrite,
+    /// Answer `BadRequestPath` (400).
+    Reject,
+}
+
+impl NonCanonicalPath {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NonCanonicalPath::Rewrite => "rewrite",
+            NonCanonicalPath::Reject => "reject",
+        }
+    }
 }
 
 impl DecisionLog {
@@ -71,6 +96,10 @@ pub struct Config {
     pub decision_log_sample: f64,
     /// Most decision lines per second per VM (0: no limit).
     pub decision_log_max_per_second: u32,
+    /// D12: accepted SPIFFE trust domains (empty: any).
+    pub trust_domains: Vec<String>,
+    /// D10: rewrite or reject a non-canonical request path.
+    pub non_canonical_path: NonCanonicalPath,
 }
 
 impl Default for Config {
@@ -87,6 +116,8 @@ impl Default for Config {
             decision_log: DecisionLog::Deny,
             decision_log_sample: 1.0,
             decision_log_max_per_second: 1000,
+            trust_domains: Vec::new(),
+            non_canonical_path: NonCanonicalPath::Rewrite,
         }
     }
 }
@@ -137,6 +168,9 @@ impl Config {
         }
         if self.control_authority.is_empty() {
             return invalid("control_authority", "must not be empty");
+        }
+        if self.trust_domains.iter().any(|d| d.is_empty() || d.contains('/')) {
+            return invalid("trust_domains", "must list trust domains such as \"cluster.local\" (not empty, no '/')");
         }
         if self.poll_timeout_ms == 0 || self.poll_timeout_ms > MAX_POLL_TIMEOUT_MS {
             return invalid("poll_timeout_ms", "must be between 1 and 60000");
@@ -209,6 +243,21 @@ mod tests {
             (c.decision_log, c.decision_log_sample),
             (DecisionLog::Off, 0.0)
         );
+    }
+
+    #[test]
+    fn path_and_identity_keys() {
+        let c = Config::default();
+        assert!(c.trust_domains.is_empty());
+        assert_eq!(c.non_canonical_path, NonCanonicalPath::Rewrite);
+        let c = Config::parse(Some(br#"{"trust_domains":["cluster.local","prod"],"non_canonical_path":"reject"}"#)).unwrap();
+        assert_eq!(c.trust_domains, ["cluster.local", "prod"]);
+        assert_eq!(c.non_canonical_path, NonCanonicalPath::Reject);
+        let err = |s: &str| Config::parse(Some(s.as_bytes())).unwrap_err().to_string();
+        assert!(err(r#"{"trust_domains":[""]}"#).contains("\"trust_domains\""));
+        assert!(err(r#"{"trust_domains":["spiffe://x/"]}"#).contains("\"trust_domains\""));
+        assert!(err(r#"{"trust_domains":"cluster.local"}"#).contains("invalid type"));
+        assert!(err(r#"{"non_canonical_path":"keep"}"#).contains("unknown variant"));
     }
 
     #[test]

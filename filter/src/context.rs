@@ -7,6 +7,7 @@ use crate::decision_log::DecisionLogger;
 use crate::host::{Host, Level, ProxyHost};
 use crate::metrics::Metrics;
 use crate::relay::Relay;
+use alp_engine::{Options, TrustDomains};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType};
 use std::collections::hash_map::RandomState;
@@ -79,7 +80,7 @@ impl RootContext for Root {
                         "{err}; expected a JSON object with optional keys control_cluster, \
                          control_authority, poll_timeout_ms, retry_interval_ms, tick_ms, \
                          enforce, staged, metrics, decision_log, decision_log_sample, \
-                         decision_log_max_per_second"
+                         decision_log_max_per_second, trust_domains, non_canonical_path"
                     ),
                 );
                 return false;
@@ -104,7 +105,10 @@ impl RootContext for Root {
             ),
         });
         if let Ok(mut cache) = self.filter.cache.try_borrow_mut() {
-            cache.set_staged(config.staged);
+            cache.set_options(Options {
+                staged: config.staged,
+                trust_domains: TrustDomains::new(config.trust_domains.iter().cloned()),
+            });
         }
         self.host.log(
             Level::Info,

@@ -386,7 +386,7 @@ mod tests {
             }),
             ..Default::default()
         };
-        f.cache.borrow_mut().set_staged(staged);
+        f.cache.borrow_mut().set_options(alp_engine::Options { staged, ..Default::default() });
         f
     }
 

@@ -4,8 +4,6 @@ use crate::{compile, load_texts};
 use alp_engine::RequestSpec;
 use alp_felix::wire::felix::{self as w, to_dataplane::Payload, ToDataplane};
 
-const YAOBANK_POLICY: &str = include_str!("../../../../shared/examples/yaobank/30-policy.yaml");
-const YAOBANK_APPS: &str = include_str!("../../../../shared/examples/yaobank/10-yaobank.yaml");
 const YAOBANK_WORKLOADS: &str = include_str!("../tests/data/yaobank-workloads.yaml");
 
 fn wep(ns: &str, name: &str, labels: &str, sa: &str, ip: &str) -> String {
@@ -322,7 +320,9 @@ fn every_problem_is_reported() {
 /// Felix updates in envoy/yaobank/*.jsonl, on a grid of requests.
 #[test]
 fn yaobank_round_trip_matches_hand_written_updates() {
-    let set = load_texts(&[("10-yaobank.yaml", YAOBANK_APPS), ("30-policy.yaml", YAOBANK_POLICY), ("workloads.yaml", YAOBANK_WORKLOADS)])
+    let apps = alp_engine::testdata::shared_file("examples/yaobank/10-yaobank.yaml").expect("yaobank apps");
+    let policy = alp_engine::testdata::shared_file("examples/yaobank/30-policy.yaml").expect("yaobank policy");
+    let set = load_texts(&[("10-yaobank.yaml", &apps), ("30-policy.yaml", &policy), ("workloads.yaml", YAOBANK_WORKLOADS)])
         .unwrap_or_else(|p| panic!("{p:#?}"));
     assert_eq!(set.policies.len(), 3);
     assert_eq!(set.service_accounts.len(), 3);

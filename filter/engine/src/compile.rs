@@ -5,6 +5,7 @@
 
 use crate::address::{parse_cidr, Cidr};
 use crate::decision::{Cause, Decision, Explanation, Origin, PolicyRef, Verdict};
+use crate::identity::TrustDomains;
 use crate::index::CandidateIndex;
 use crate::ipset::IpSetLookup;
 use crate::{path, path_pattern};
@@ -129,7 +130,7 @@ pub(crate) struct SideClause {
 pub(crate) enum PathClause {
     Exact(Vec<u8>),
     Prefix(Vec<u8>),
-    Glob(globset::GlobMatcher),
+    Glob(path_pattern::Glob),
     Template(matchit::Router<()>),
     /// An unset entry or one whose value fails normalisation.
     Nothing,
@@ -214,6 +215,8 @@ pub struct CompiledPolicy {
     pub(crate) service_accounts: HashMap<String, HashMap<String, Labels>>,
     pub(crate) namespaces: HashMap<String, Labels>,
     pub(crate) index: CandidateIndex,
+    /// D12: principals from other trust domains are invalid peer identities.
+    pub(crate) trust_domains: TrustDomains,
 }
 
 /// Interns IP set ids so rules refer to sets by index.
@@ -429,7 +432,14 @@ impl CompiledPolicy {
             service_accounts,
             namespaces,
             index,
+            trust_domains: TrustDomains::any(),
         }
+    }
+
+    /// This program with principals pinned to `trust_domains` (D12).
+    pub fn with_trust_domains(mut self, trust_domains: TrustDomains) -> Self {
+        self.trust_domains = trust_domains;
+        self
     }
 
     /// The id of an IP set a decision refers to.

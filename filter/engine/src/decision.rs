@@ -13,10 +13,13 @@ pub enum Verdict {
     NoEndpoint,
     InconsistentStore,
     BadRequestPath,
+    /// D11: the filter could not read an attribute the decision needs (a host error, not
+    /// "absent"). Never produced by the engine itself.
+    AttributesUnavailable,
 }
 
 impl Verdict {
-    pub const ALL: [Verdict; 7] = [
+    pub const ALL: [Verdict; 8] = [
         Verdict::Allow,
         Verdict::PolicyDenied,
         Verdict::InvalidPeerIdentity,
@@ -24,6 +27,7 @@ impl Verdict {
         Verdict::NoEndpoint,
         Verdict::InconsistentStore,
         Verdict::BadRequestPath,
+        Verdict::AttributesUnavailable,
     ];
 
     pub fn is_allowed(self) -> bool {
@@ -35,7 +39,9 @@ impl Verdict {
         match self {
             Verdict::Allow => None,
             Verdict::PolicyDenied | Verdict::InvalidPeerIdentity => Some(403),
-            Verdict::NotInSync | Verdict::NoEndpoint | Verdict::InconsistentStore => Some(503),
+            Verdict::NotInSync | Verdict::NoEndpoint | Verdict::InconsistentStore | Verdict::AttributesUnavailable => {
+                Some(503)
+            }
             Verdict::BadRequestPath => Some(400),
         }
     }
@@ -50,6 +56,7 @@ impl Verdict {
             Verdict::NoEndpoint => "no workload endpoint",
             Verdict::InconsistentStore => "inconsistent policy store",
             Verdict::BadRequestPath => "invalid request path",
+            Verdict::AttributesUnavailable => "request attributes unavailable",
         }
     }
 
@@ -63,6 +70,7 @@ impl Verdict {
             Verdict::NoEndpoint => "no_endpoint",
             Verdict::InconsistentStore => "inconsistent_store",
             Verdict::BadRequestPath => "bad_request_path",
+            Verdict::AttributesUnavailable => "attributes_unavailable",
         }
     }
 }

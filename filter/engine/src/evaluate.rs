@@ -2,13 +2,13 @@
 
 use crate::compile::{Action, CompiledPolicy, CompiledRule, DefaultAction, HttpClause, NamespaceClause, PathClause, SideClause, Step};
 use crate::decision::{Cause, Decision, Origin, Verdict};
-use crate::identity::parse_principal_ref;
 use crate::index::Candidates;
 use crate::ipset::IpSetLookup;
 use crate::{path, path_pattern};
 use crate::protocol::l4_clause;
 use crate::request::{Peer, Request};
 use crate::snapshot::{Labels, PortRange};
+use std::borrow::Cow;
 use std::cell::OnceCell;
 use std::net::IpAddr;
 
@@ -55,7 +55,7 @@ struct Evaluation<'a> {
     src: PeerView<'a>,
     dst: PeerView<'a>,
     /// The normalised request path, or `Err` when it is not acceptable.
-    path: OnceCell<Result<Vec<u8>, ()>>,
+    path: OnceCell<Result<Cow<'a, [u8]>, ()>>,
 }
 
 impl CompiledPolicy {
@@ -66,7 +66,7 @@ impl CompiledPolicy {
                 let identity =
                     if sa.is_empty() { None } else { self.index.identity_steps(ns, sa, |i| eval.identity_may_match(i)) };
                 let path = match &request.http {
-                    Some(_) if self.index.indexes_paths() => eval.normalized_path().as_ref().ok().map(Vec::as_slice),
+                    Some(_) if self.index.indexes_paths() => eval.normalized_path().as_deref().ok(),
                     _ => None,
                 };
                 eval.run(self.index.candidates(sa, identity, request.http.as_ref().map(|h| h.method), path))
@@ -91,7 +91,7 @@ impl CompiledPolicy {
             return Err(Decision::precheck(Verdict::NoEndpoint));
         }
         let (Ok((src_ns, src_sa)), Ok((dst_ns, dst_sa))) =
-            (parse_principal_ref(request.source.principal), parse_principal_ref(request.destination.principal))
+            (self.trust_domains.peer(request.source.principal), self.trust_domains.peer(request.destination.principal))
         else {
             return Err(Decision::precheck(Verdict::InvalidPeerIdentity));
         };
@@ -109,7 +109,7 @@ fn decided(verdict: Verdict, origin: Origin, cause: Cause) -> Decision {
     Decision { verdict, origin, cause }
 }
 
-impl Evaluation<'_> {
+impl<'a> Evaluation<'a> {
     fn run(&self, candidates: Candidates<'_>) -> Decision {
         let steps = &self.policy.steps;
         let mut pos = 0;
@@ -275,9 +275,10 @@ impl Evaluation<'_> {
     }
 
     /// The request path, normalised once (`Err`: not acceptable, or no HTTP).
-    fn normalized_path(&self) -> &Result<Vec<u8>, ()> {
+    fn normalized_path(&self) -> &Result<Cow<'a, [u8]>, ()> {
         self.path.get_or_init(|| match &self.request.http {
-            Some(req) if req.path.starts_with('/') => path::normalize(req.path).map_err(|_| ()),
+            // The HTTP clause also wants a request path that starts with `/` (spec section 5).
+            Some(req) if req.path.starts_with('/') => path::normalize_request(req.path).map(|n| n.matching).map_err(|_| ()),
             _ => Err(()),
         })
     }
@@ -296,7 +297,7 @@ impl Evaluation<'_> {
             return Err(BadPath);
         };
         Ok(http.paths.iter().any(|entry| match entry {
-            PathClause::Exact(v) => v == p,
+            PathClause::Exact(v) => v.as_slice() == &**p,
             PathClause::Prefix(prefix) => path::prefix_matches(prefix, p),
             PathClause::Glob(g) => path_pattern::glob_matches(g, p),
             PathClause::Template(t) => path_pattern::template_matches(t, p),

@@ -360,7 +360,7 @@ fn staged_program_only_when_asked() {
     assert_eq!(plain.decide_staged(&admin, &d), None);
     assert!(!plain.staged_requested());
 
-    let engine = Engine::from_snapshot_with(1, &s, true);
+    let engine = Engine::from_snapshot_with(1, &s, &crate::Options { staged: true, ..Default::default() });
     let d = engine.decide(&admin);
     assert_eq!(d.verdict, Allow, "the enforced decision does not change");
     let staged = engine.decide_staged(&admin, &d).unwrap();
@@ -383,7 +383,7 @@ fn staged_program_only_when_asked() {
 #[test]
 fn no_staged_policies_means_no_second_program() {
     let s = one_policy(vec![deny_first(), allow()]);
-    let engine = Engine::from_snapshot_with(1, &s, true);
+    let engine = Engine::from_snapshot_with(1, &s, &crate::Options { staged: true, ..Default::default() });
     assert!(engine.staged_requested());
     let req = Req { http: Some(("DELETE", "/x")), ..GET }.request();
     let d = engine.decide(&req);
@@ -435,7 +435,7 @@ fn staged_program_semantics() {
         ),
     ];
     for (name, s, enforced, staged) in cases {
-        let engine = Engine::from_snapshot_with(1, &s, true);
+        let engine = Engine::from_snapshot_with(1, &s, &crate::Options { staged: true, ..Default::default() });
         let req = GET.request();
         let d = engine.decide(&req);
         assert_eq!(d.verdict, enforced, "{name}: enforced");
@@ -443,4 +443,82 @@ fn staged_program_semantics() {
         let program = CompiledPolicy::compile_program(&s, crate::Program::StagedAsEnforced);
         assert_eq!(program.evaluate(&req), program.evaluate_unindexed(&req), "{name}: index");
     }
+}
+
+/// The path-confusion attacks of D10, both ways round (`/public/<trick>/admin` and
+/// `/admin/<trick>/public`): "allow prefix /public, default Deny" never allows a path that some
+/// server reads under `/admin`, and deny globs and templates catch every form of their paths.
+#[test]
+fn path_attacks_both_directions() {
+    let public_only = one_policy(vec![with("allow", |r| r.http_match = http(&["GET"], vec![PathMatch::Prefix("/public".into())]))]);
+    let tricks = ["..%3B", "..%3Bx", "%2e%2e%3B", "..%2F", "..%5C", "%2e%2e", "..", "..;", "..;x", ".%3B", "%252e%252e", "..%2f..", "%2E%2E%5C"];
+    for trick in tricks {
+        for (from, to) in [("public", "admin"), ("admin", "public")] {
+            let path: &'static str = Box::leak(format!("/{from}/{trick}/{to}").into_boxed_str());
+            let got = decide(&public_only, Req { http: Some(("GET", path)), ..GET });
+            let normalised = crate::path::normalize(path);
+            match normalised.as_deref() {
+                Ok(b"/public") => assert_eq!(got, Allow, "{path}"),
+                Ok(other) => {
+                    assert!(!other.starts_with(b"/public"), "{path} normalised to {:?}", String::from_utf8_lossy(other));
+                    assert_eq!(got, PolicyDenied, "{path}");
+                }
+                Err(_) => assert_eq!(got, BadRequestPath, "{path}"),
+            }
+        }
+    }
+    // Backslashes and empty or parameter-only segments.
+    for (path, want) in [
+        ("/admin\\..\\public", Allow),
+        ("/public\\..\\admin", PolicyDenied),
+        ("/admin//..//public", Allow),
+        ("/public//..//admin", PolicyDenied),
+        ("/;x/public", Allow),
+        ("/public/;x/../../admin", PolicyDenied),
+        ("/public%2F..%2Fadmin", BadRequestPath),
+    ] {
+        assert_eq!(decide(&public_only, Req { http: Some(("GET", path)), ..GET }), want, "{path}");
+    }
+
+    let deny_first = one_policy(vec![
+        with("deny", |r| r.http_match = http(&[], vec![PathMatch::Glob("/admin/**".into())])),
+        with("deny", |r| r.http_match = http(&[], vec![PathMatch::Template("/secret/{*rest}".into())])),
+        with("allow", |r| r.http_match = http(&[], vec![PathMatch::Prefix("/".into())])),
+    ]);
+    for (path, want) in [
+        ("/admin", PolicyDenied),
+        ("/admin/", PolicyDenied),
+        ("/admin/x/y", PolicyDenied),
+        ("/admin/%ff", PolicyDenied),
+        ("/adm%69n/%c0%80", PolicyDenied),
+        ("/public/../admin", PolicyDenied),
+        ("/secret", PolicyDenied),
+        ("/secret/", PolicyDenied),
+        ("/secret/%c0", PolicyDenied),
+        ("/secret;x/a", PolicyDenied),
+        ("/administrator", Allow),
+        ("/secrets", Allow),
+        ("/public/%ff", Allow),
+    ] {
+        assert_eq!(decide(&deny_first, Req { http: Some(("GET", path)), ..GET }), want, "{path}");
+    }
+}
+
+/// D12: with trust domains configured a principal from elsewhere is an invalid peer identity,
+/// after the endpoint check, as any other invalid principal.
+#[test]
+fn trust_domains_pin_the_peer() {
+    let s = one_policy(vec![with("allow", |r| r.src.service_account_match = sa(&["customer"], ""))]);
+    let evil = "spiffe://evil.example/ns/default/sa/customer";
+    let options = crate::Options { trust_domains: crate::TrustDomains::new(["cluster.local"]), ..Default::default() };
+    let any = Engine::from_snapshot(1, &s);
+    let pinned = Engine::from_snapshot_with(1, &s, &options);
+    let req = Req { src: evil, ..GET };
+    assert_eq!(any.decide(&req.request()).verdict, Allow, "any trust domain, as upstream");
+    assert_eq!(pinned.decide(&req.request()).verdict, InvalidPeerIdentity);
+    assert_eq!(pinned.decide(&GET.request()).verdict, Allow);
+    assert_eq!(pinned.decide(&Req { src: "", ..GET }.request()).verdict, Allow, "plaintext passes the clause");
+    let no_endpoint = Snapshot { endpoint: None, ..s };
+    let pinned = Engine::from_snapshot_with(1, &no_endpoint, &options);
+    assert_eq!(pinned.decide(&req.request()).verdict, NoEndpoint);
 }

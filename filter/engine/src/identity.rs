@@ -33,27 +33,60 @@ pub fn parse_principal(principal: &str) -> Result<Peer, InvalidPrincipal> {
 /// [`parse_principal`] without allocating: `(namespace, service_account)` borrowed from
 /// `principal`, both `""` for plaintext.
 pub fn parse_principal_ref(principal: &str) -> Result<(&str, &str), InvalidPrincipal> {
+    parse_principal_parts(principal).map(|(_, namespace, service_account)| (namespace, service_account))
+}
+
+/// `(trust_domain, namespace, service_account)` of a principal, all `""` for plaintext.
+pub fn parse_principal_parts(principal: &str) -> Result<(&str, &str, &str), InvalidPrincipal> {
     if principal.is_empty() {
-        return Ok(("", ""));
+        return Ok(("", "", ""));
     }
-    let rest = principal
-        .strip_prefix("spiffe://")
-        .ok_or(InvalidPrincipal)?;
+    let rest = principal.strip_prefix("spiffe://").ok_or(InvalidPrincipal)?;
     let mut parts = rest.split('/');
-    let (Some(td), Some("ns"), Some(ns), Some("sa"), Some(sa), None) = (
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-    ) else {
+    let (Some(td), Some("ns"), Some(ns), Some("sa"), Some(sa), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next(), parts.next(), parts.next())
+    else {
         return Err(InvalidPrincipal);
     };
     if td.is_empty() || ns.is_empty() || sa.is_empty() {
         return Err(InvalidPrincipal);
     }
-    Ok((ns, sa))
+    Ok((td, ns, sa))
+}
+
+/// The trust domains a principal may come from (D12). Empty: any, as upstream.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TrustDomains(Vec<String>);
+
+impl TrustDomains {
+    /// Any trust domain.
+    pub fn any() -> Self {
+        TrustDomains::default()
+    }
+
+    pub fn new(domains: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        TrustDomains(domains.into_iter().map(Into::into).collect())
+    }
+
+    pub fn as_slice(&self) -> &[String] {
+        &self.0
+    }
+
+    /// Whether a principal's trust domain is accepted (exact, as SPIFFE trust domains are
+    /// lower-case).
+    pub fn accepts(&self, trust_domain: &str) -> bool {
+        self.0.is_empty() || self.0.iter().any(|d| d == trust_domain)
+    }
+
+    /// The peer `(namespace, service_account)` of a principal, or `InvalidPrincipal` when it is
+    /// malformed (D2) or from a trust domain not accepted (D12). Plaintext is `("", "")`.
+    pub fn peer<'p>(&self, principal: &'p str) -> Result<(&'p str, &'p str), InvalidPrincipal> {
+        let (td, ns, sa) = parse_principal_parts(principal)?;
+        if !principal.is_empty() && !self.accepts(td) {
+            return Err(InvalidPrincipal);
+        }
+        Ok((ns, sa))
+    }
 }
 
 #[cfg(test)]
@@ -128,6 +161,22 @@ mod tests {
         }
         assert!(parse_principal("").is_ok_and(|p| p.is_plaintext()));
         assert!(parse_principal("spiffe://t/ns/a/sa/b").is_ok_and(|p| !p.is_plaintext()));
+    }
+
+    #[test]
+    fn trust_domains_pin_principals() {
+        let any = TrustDomains::any();
+        let mesh = TrustDomains::new(["cluster.local", "prod.example"]);
+        let evil = "spiffe://evil.example/ns/default/sa/admin";
+        let good = "spiffe://cluster.local/ns/default/sa/admin";
+        assert_eq!(any.peer(evil), Ok(("default", "admin")));
+        assert_eq!(mesh.peer(evil), Err(InvalidPrincipal));
+        assert_eq!(mesh.peer(good), Ok(("default", "admin")));
+        assert_eq!(mesh.peer("spiffe://prod.example/ns/a/sa/b"), Ok(("a", "b")));
+        assert_eq!(mesh.peer("spiffe://Cluster.local/ns/a/sa/b"), Err(InvalidPrincipal));
+        assert_eq!(mesh.peer("spiffe://cluster.local.evil/ns/a/sa/b"), Err(InvalidPrincipal));
+        assert_eq!(mesh.peer(""), Ok(("", "")), "plaintext is not a trust-domain question");
+        assert_eq!(mesh.peer("web"), Err(InvalidPrincipal));
     }
 
     proptest! {

@@ -495,7 +495,6 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    const UNIT_CASES: &str = include_str!("../../../../shared/conformance/unit_cases.json");
 
     fn kind_from(name: &str) -> IpSetKind {
         match name {
@@ -516,7 +515,7 @@ mod tests {
 
     #[test]
     fn conformance_ipset() {
-        let all: serde_json::Value = serde_json::from_str(UNIT_CASES).expect("unit_cases.json");
+        let all: serde_json::Value = serde_json::from_str(&crate::testdata::shared_file("conformance/unit_cases.json").expect("shared/conformance/unit_cases.json")).expect("unit_cases.json");
         let cases = all["ipset"].as_array().expect("array");
         assert!(!cases.is_empty());
         for case in cases {

@@ -26,19 +26,31 @@ mod evaluate;
 mod index;
 #[doc(hidden)]
 pub mod synthetic;
+#[doc(hidden)]
+pub mod testdata;
 
 pub use compile::{CompiledPolicy, Program};
 pub use decision::{Decision, Explanation, Verdict};
 pub use request::{Http, Peer, Request, RequestSpec};
+pub use identity::TrustDomains;
 pub use snapshot::Snapshot;
+
+/// How an [`Engine`] is built beyond its snapshot: settings of the filter or `control check`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Options {
+    /// Also compile the staged rehearsal ([`Engine::decide_staged`]).
+    pub staged: bool,
+    /// D12: accepted trust domains (empty: any).
+    pub trust_domains: TrustDomains,
+}
 
 /// What a filter VM or `control check` holds: nothing before the first in-sync snapshot,
 /// then one compiled version at a time; optionally also the staged rehearsal of that version.
 #[derive(Debug, Default)]
 pub struct Engine {
     current: Option<(u64, CompiledPolicy)>,
-    /// Whether the staged rehearsal was asked for.
-    staged_requested: bool,
+    /// What it was built with (whether the staged rehearsal was asked for, trust domains).
+    options: Options,
     /// The [`Program::StagedAsEnforced`] program, compiled only when asked for and when the
     /// snapshot lists staged policies (otherwise it would be the enforced program again).
     staged: Option<CompiledPolicy>,
@@ -51,17 +63,18 @@ impl Engine {
     }
 
     pub fn from_snapshot(version: u64, snapshot: &Snapshot) -> Self {
-        Engine { current: Some((version, CompiledPolicy::compile(snapshot))), ..Engine::default() }
+        Self::from_snapshot_with(version, snapshot, &Options::default())
     }
 
-    /// The enforced program plus, when `staged`, the staged rehearsal ([`Engine::decide_staged`]).
-    pub fn from_snapshot_with(version: u64, snapshot: &Snapshot, staged: bool) -> Self {
-        let mut engine = Self::from_snapshot(version, snapshot);
-        engine.staged_requested = staged;
-        if staged && compile::has_staged_policies(snapshot) {
-            engine.staged = Some(CompiledPolicy::compile_program(snapshot, Program::StagedAsEnforced));
+    /// The enforced program plus, when `options.staged`, the staged rehearsal
+    /// ([`Engine::decide_staged`]); principals pinned to `options.trust_domains`.
+    pub fn from_snapshot_with(version: u64, snapshot: &Snapshot, options: &Options) -> Self {
+        let compile = |program| CompiledPolicy::compile_program(snapshot, program).with_trust_domains(options.trust_domains.clone());
+        Engine {
+            current: Some((version, compile(Program::Enforced))),
+            options: options.clone(),
+            staged: (options.staged && compile::has_staged_policies(snapshot)).then(|| compile(Program::StagedAsEnforced)),
         }
-        engine
     }
 
     pub fn version(&self) -> Option<u64> {
@@ -74,7 +87,12 @@ impl Engine {
 
     /// Whether this engine was built with the staged rehearsal.
     pub fn staged_requested(&self) -> bool {
-        self.staged_requested
+        self.options.staged
+    }
+
+    /// The options this engine was built with.
+    pub fn options(&self) -> &Options {
+        &self.options
     }
 
     /// The program staged decisions refer to: the staged one, else the enforced one.
@@ -93,7 +111,7 @@ impl Engine {
     /// decision: `None` unless built with the rehearsal; the enforced decision itself when the
     /// snapshot has no staged policy (no second evaluation).
     pub fn decide_staged(&self, request: &Request<'_>, enforced: &Decision) -> Option<Decision> {
-        if !self.staged_requested {
+        if !self.options.staged {
             return None;
         }
         Some(match &self.staged {

@@ -1,95 +1,90 @@
-//! HTTP path normalisation and segment-boundary prefix matching (spec section 5, D7).
+//! HTTP path normalisation (spec section 5 "Path normalisation" and "Forwarded path", D7, D10)
+//! and segment-boundary prefix matching.
 //!
-//! [`normalize`] applies the eight steps of "Path normalisation" to a request path or a rule's
-//! path value. The result is bytes, not a `String`: percent-decoding can produce any byte, and the
-//! comparison the HTTP clause makes is byte-wise.
+//! One pass over the path yields two things:
+//! * the *matching form* the HTTP clause compares against (bytes, not necessarily UTF-8):
+//!   parameters cut at a raw `;`, escapes decoded except the delimiter escapes `%2F %5C %3B %3F
+//!   %23 %25` (kept, upper-case hex), dot and empty segments resolved;
+//! * whether the request path is *canonical*, and if not the canonical path the filter forwards
+//!   instead: the surviving raw segments exactly as sent, so every server reads the forwarded
+//!   path as the policy did.
+//!
+//! A segment that is a dot segment only once its delimiter escapes are decoded (`..%3B`,
+//! `..%2F`) is ambiguous and fails: some servers read it as `..`, others as a file name.
+
+use std::borrow::Cow;
 
 /// Why a path failed to normalise. Every failure of a request path is `BadRequestPath`; a rule
-/// value that fails matches nothing.
+/// value that fails matches nothing (and the YAML validator refuses it).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PathError {
-    /// Step 2: a `%` at this byte offset of the input is not followed by two hex digits.
+    /// Step 2: a `%` at this byte offset is not followed by two hex digits.
     #[error("bad percent-encoding at byte {offset}")]
     BadPercentEncoding { offset: usize },
+    /// Step 2: a NUL byte, raw or as `%00`.
+    #[error("NUL byte in path")]
+    NulByte,
     /// Step 3: after one round of decoding the path still holds `%2e`, `%2f` or `%5c`.
     #[error("double percent-encoding of '.', '/' or '\\'")]
     DoubleEncoding,
-    /// Step 4: the decoded path holds a NUL byte.
-    #[error("NUL byte in path")]
-    NulByte,
-    /// Step 6: the decoded path (with `\` read as `/`) does not start with `/`.
+    /// Step 4: the path (with `\` read as `/`) does not start with `/`.
     #[error("path is not absolute")]
     NotAbsolute,
+    /// Step 5.3: segment `index` (0 = first after the leading `/`) is a dot segment once its
+    /// escaped delimiters are decoded, e.g. `..%3B` or `..%2F`.
+    #[error("segment {index} is ambiguous: a dot segment once its escaped '/', '\\' or ';' is decoded")]
+    AmbiguousSegment { index: usize },
 }
 
-/// Normalise `input` (spec section 5, steps 1-8, in order; the first failing step decides).
-///
-/// The result starts with `/`, holds no empty, `.` or `..` segment, no `;` parameters, and ends
-/// with `/` only when it is exactly `/`.
+/// The normalised form of a request path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NormalizedPath<'a> {
+    /// What the HTTP clause matches (spec: the matching form).
+    pub matching: Cow<'a, [u8]>,
+    /// `Some`: the request path is non-canonical and this is the canonical path (without the
+    /// query). `None`: the raw path is canonical and is forwarded unchanged.
+    pub canonical: Option<String>,
+}
+
+impl NormalizedPath<'_> {
+    pub fn is_canonical(&self) -> bool {
+        self.canonical.is_none()
+    }
+}
+
+/// The matching form of `input` (a request path or a rule value).
 pub fn normalize(input: &str) -> Result<Vec<u8>, PathError> {
-    let bytes = input.as_bytes();
-
-    // 1. Cut at the first `?` or `#` (of the raw text; decoded ones are kept).
-    let end = bytes
-        .iter()
-        .position(|&b| b == b'?' || b == b'#')
-        .unwrap_or(bytes.len());
-    let raw = bytes.get(..end).unwrap_or(bytes);
-
-    // 2. Percent-decode once.
-    let mut decoded = percent_decode(raw)?;
-
-    // 3. Double encoding.
-    if decoded.windows(3).any(is_encoded_separator) {
-        return Err(PathError::DoubleEncoding);
-    }
-
-    // 4. NUL.
-    if decoded.contains(&0) {
-        return Err(PathError::NulByte);
-    }
-
-    // 5. Backslash is a separator.
-    for b in decoded.iter_mut() {
-        if *b == b'\\' {
-            *b = b'/';
-        }
-    }
-
-    // 6. Absolute only.
-    if decoded.first() != Some(&b'/') {
-        return Err(PathError::NotAbsolute);
-    }
-
-    // 7 + 8. Strip `;` parameters per segment, then clean lexically.
-    let mut kept: Vec<&[u8]> = Vec::new();
-    for segment in decoded.split(|&b| b == b'/') {
-        let segment = match segment.iter().position(|&b| b == b';') {
-            Some(semi) => segment.get(..semi).unwrap_or(segment),
-            None => segment,
-        };
-        match segment {
-            b"" | b"." => {}
-            b".." => {
-                kept.pop();
-            }
-            _ => kept.push(segment),
-        }
-    }
-
-    let mut out = Vec::with_capacity(decoded.len());
-    if kept.is_empty() {
-        out.push(b'/');
-    }
-    for segment in kept {
-        out.push(b'/');
-        out.extend_from_slice(segment);
-    }
-    Ok(out)
+    normalize_request(input).map(|n| n.matching.into_owned())
 }
 
-/// Segment-boundary prefix match of two normalised paths (spec section 5 HTTP clause, D7):
-/// `/` matches every path; otherwise the path equals the prefix or continues it with `/`.
+/// Normalise a request path: its matching form and, when it is non-canonical, its canonical
+/// path. A plain path (no `%`, `\`, `;`, empty or dot segment) allocates nothing.
+pub fn normalize_request(input: &str) -> Result<NormalizedPath<'_>, PathError> {
+    let raw = path_part(input);
+    check_escapes(raw)?;
+    if let Some(matching) = plain(raw) {
+        return Ok(NormalizedPath { matching: Cow::Borrowed(matching), canonical: None });
+    }
+    general(raw).map(|(matching, canonical)| NormalizedPath { matching: Cow::Owned(matching), canonical })
+}
+
+/// The path the upstream must receive for `input`: `Ok(None)` when `input` is canonical (it is
+/// forwarded unchanged), else the canonical path plus `input`'s query string.
+pub fn forwarded_path(input: &str) -> Result<Option<String>, PathError> {
+    let raw = path_part(input);
+    check_escapes(raw)?;
+    if plain(raw).is_some() {
+        return Ok(None);
+    }
+    let (_, canonical) = general(raw)?;
+    Ok(canonical.map(|mut path| {
+        path.push_str(query(input));
+        path
+    }))
+}
+
+/// Segment-boundary prefix match of two matching forms (spec section 5 HTTP clause, D7): `/`
+/// matches every path; otherwise the path equals the prefix or continues it with `/`.
 pub fn prefix_matches(normalized_prefix: &[u8], normalized_path: &[u8]) -> bool {
     if normalized_prefix == b"/" {
         return true;
@@ -100,26 +95,213 @@ pub fn prefix_matches(normalized_prefix: &[u8], normalized_path: &[u8]) -> bool 
     }
 }
 
-fn percent_decode(raw: &[u8]) -> Result<Vec<u8>, PathError> {
-    let mut out = Vec::with_capacity(raw.len());
+/// Step 1: the path before the first `?` or `#`.
+fn path_part(input: &str) -> &[u8] {
+    let bytes = input.as_bytes();
+    let end = bytes.iter().position(|&b| b == b'?' || b == b'#').unwrap_or(bytes.len());
+    bytes.get(..end).unwrap_or(bytes)
+}
+
+/// The query string of `input` with its `?` (up to a `#`), or `""`.
+fn query(input: &str) -> &str {
+    match input.find(['?', '#']) {
+        Some(start) if input.as_bytes().get(start) == Some(&b'?') => {
+            let rest = input.get(start..).unwrap_or("");
+            rest.split('#').next().unwrap_or("")
+        }
+        _ => "",
+    }
+}
+
+/// Steps 2 and 3 over the whole path (parameters included).
+fn check_escapes(raw: &[u8]) -> Result<(), PathError> {
+    if raw.contains(&0) {
+        return Err(PathError::NulByte);
+    }
+    if !raw.contains(&b'%') {
+        return Ok(());
+    }
+    let mut decoded = Vec::with_capacity(raw.len());
     let mut i = 0;
     while let Some(&b) = raw.get(i) {
         if b == b'%' {
-            let hi = raw.get(i + 1).copied().and_then(hex_value);
-            let lo = raw.get(i + 2).copied().and_then(hex_value);
-            match (hi, lo) {
-                (Some(hi), Some(lo)) => {
-                    out.push((hi << 4) | lo);
-                    i += 3;
-                }
-                _ => return Err(PathError::BadPercentEncoding { offset: i }),
+            let value = escape_at(raw, i).ok_or(PathError::BadPercentEncoding { offset: i })?;
+            if value == 0 {
+                return Err(PathError::NulByte);
             }
+            decoded.push(value);
+            i += 3;
         } else {
-            out.push(b);
+            decoded.push(b);
             i += 1;
         }
     }
-    Ok(out)
+    if decoded.windows(3).any(is_encoded_dot_or_slash) {
+        return Err(PathError::DoubleEncoding);
+    }
+    Ok(())
+}
+
+/// The matching form of a path that needs no decoding, splitting or cleaning (the common case),
+/// borrowed: it starts with `/`, holds no `%`, `\` or `;`, and no empty (but a trailing one), `.`
+/// or `..` segment. `None`: take the general path.
+fn plain(raw: &[u8]) -> Option<&[u8]> {
+    let rest = raw.strip_prefix(b"/")?;
+    if raw.iter().any(|&b| matches!(b, b'%' | b'\\' | b';')) {
+        return None;
+    }
+    if rest.is_empty() {
+        return Some(b"/");
+    }
+    // `/a/` matches as `/a`.
+    let body = rest.strip_suffix(b"/").unwrap_or(rest);
+    if body.split(|&b| b == b'/').any(|s| matches!(s, b"" | b"." | b"..")) {
+        return None;
+    }
+    raw.get(..=body.len())
+}
+
+/// One raw segment, classified after steps 5.1-5.3.
+enum Segment {
+    /// Empty once parameters are cut.
+    Empty,
+    Dot,
+    DotDot,
+    /// A name: its decoded form (delimiter escapes kept).
+    Name(Vec<u8>),
+}
+
+/// Steps 4-6 for a path that [`plain`] declined: the matching form and, when non-canonical, the
+/// canonical path. Escapes were checked already ([`check_escapes`]).
+fn general(raw: &[u8]) -> Result<(Vec<u8>, Option<String>), PathError> {
+    // 4. A raw backslash is a separator.
+    let backslash = raw.contains(&b'\\');
+    if !matches!(raw.first(), Some(b'/' | b'\\')) {
+        return Err(PathError::NotAbsolute);
+    }
+    let rest = raw.get(1..).unwrap_or_default();
+    let trailing_slash = matches!(rest.last(), Some(b'/' | b'\\'));
+    let raw_segments: Vec<&[u8]> = rest.split(|&b| b == b'/' || b == b'\\').collect();
+    let last = raw_segments.len().saturating_sub(1);
+
+    let mut non_canonical = backslash;
+    // Surviving segments: (raw, decoded).
+    let mut kept: Vec<(&[u8], Vec<u8>)> = Vec::with_capacity(raw_segments.len());
+    for (index, raw_segment) in raw_segments.iter().enumerate() {
+        match classify(raw_segment, index)? {
+            // The empty segment a trailing `/` leaves is canonical.
+            Segment::Empty if index == last && raw_segment.is_empty() => {}
+            Segment::Empty | Segment::Dot => non_canonical = true,
+            Segment::DotDot => {
+                non_canonical = true;
+                kept.pop();
+            }
+            Segment::Name(decoded) => kept.push((raw_segment, decoded)),
+        }
+    }
+
+    let mut matching = Vec::with_capacity(raw.len());
+    if kept.is_empty() {
+        matching.push(b'/');
+    }
+    for (_, decoded) in &kept {
+        matching.push(b'/');
+        matching.extend_from_slice(decoded);
+    }
+    if !non_canonical {
+        return Ok((matching, None));
+    }
+    let mut canonical = Vec::with_capacity(raw.len());
+    for (raw_segment, _) in &kept {
+        canonical.push(b'/');
+        canonical.extend_from_slice(raw_segment);
+    }
+    if kept.is_empty() || trailing_slash {
+        canonical.push(b'/');
+    }
+    // Raw segments are slices of a `&str` cut at ASCII bytes, so they are UTF-8.
+    let canonical = String::from_utf8(canonical).map_err(|_| PathError::NotAbsolute)?;
+    Ok((matching, Some(canonical)))
+}
+
+/// Steps 5.1-5.3 for one raw segment.
+fn classify(raw_segment: &[u8], index: usize) -> Result<Segment, PathError> {
+    // 5.1 Parameters start at the first raw `;`.
+    let name = match raw_segment.iter().position(|&b| b == b';') {
+        Some(semi) => raw_segment.get(..semi).unwrap_or_default(),
+        None => raw_segment,
+    };
+    // 5.2 Decode all but the delimiter escapes.
+    let mut decoded = Vec::with_capacity(name.len());
+    let mut escaped_delimiter = false;
+    let mut i = 0;
+    while let Some(&b) = name.get(i) {
+        match (b, escape_at(name, i)) {
+            (b'%', Some(value)) if is_delimiter(value) => {
+                escaped_delimiter = true;
+                decoded.extend_from_slice(&[b'%', hex_digit(value >> 4), hex_digit(value & 0xf)]);
+                i += 3;
+            }
+            (b'%', Some(value)) => {
+                decoded.push(value);
+                i += 3;
+            }
+            _ => {
+                decoded.push(b);
+                i += 1;
+            }
+        }
+    }
+    let segment = match decoded.as_slice() {
+        b"" => Segment::Empty,
+        b"." => Segment::Dot,
+        b".." => Segment::DotDot,
+        _ => Segment::Name(decoded),
+    };
+    // 5.3 Ambiguity: decode the delimiter escapes too, split at `/` and `\`, cut each part at its
+    // first `;`; a `.` or `..` part makes the segment ambiguous.
+    if let Segment::Name(decoded) = &segment {
+        if escaped_delimiter && is_ambiguous(decoded) {
+            return Err(PathError::AmbiguousSegment { index });
+        }
+    }
+    Ok(segment)
+}
+
+fn is_ambiguous(decoded: &[u8]) -> bool {
+    let mut full = Vec::with_capacity(decoded.len());
+    let mut i = 0;
+    while let Some(&b) = decoded.get(i) {
+        match escape_at(decoded, i) {
+            Some(value) if b == b'%' => {
+                full.push(value);
+                i += 3;
+            }
+            _ => {
+                full.push(b);
+                i += 1;
+            }
+        }
+    }
+    full.split(|&b| b == b'/' || b == b'\\').any(|part| {
+        let part = part.split(|&b| b == b';').next().unwrap_or_default();
+        part == b"." || part == b".."
+    })
+}
+
+/// The delimiter escapes that stay encoded: `/`, `\`, `;`, `?`, `#`, `%`.
+fn is_delimiter(value: u8) -> bool {
+    matches!(value, b'/' | b'\\' | b';' | b'?' | b'#' | b'%')
+}
+
+/// The byte a `%XY` escape at `i` stands for.
+fn escape_at(bytes: &[u8], i: usize) -> Option<u8> {
+    if bytes.get(i) != Some(&b'%') {
+        return None;
+    }
+    let hi = bytes.get(i + 1).copied().and_then(hex_value)?;
+    let lo = bytes.get(i + 2).copied().and_then(hex_value)?;
+    Some((hi << 4) | lo)
 }
 
 fn hex_value(b: u8) -> Option<u8> {
@@ -131,168 +313,18 @@ fn hex_value(b: u8) -> Option<u8> {
     }
 }
 
+fn hex_digit(nibble: u8) -> u8 {
+    match nibble {
+        0..=9 => b'0' + nibble,
+        _ => b'A' + nibble - 10,
+    }
+}
+
 /// `%2e`, `%2f` or `%5c` in any letter case.
-fn is_encoded_separator(window: &[u8]) -> bool {
-    matches!(
-        window,
-        [b'%', b'2', b'e' | b'E' | b'f' | b'F'] | [b'%', b'5', b'c' | b'C']
-    )
+fn is_encoded_dot_or_slash(window: &[u8]) -> bool {
+    matches!(window, [b'%', b'2', b'e' | b'E' | b'f' | b'F'] | [b'%', b'5', b'c' | b'C'])
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use proptest::prelude::*;
-
-    const UNIT_CASES: &str = include_str!("../../../../shared/conformance/unit_cases.json");
-
-    #[test]
-    fn conformance_normalize_http_path() {
-        let all: serde_json::Value = serde_json::from_str(UNIT_CASES).expect("unit_cases.json");
-        let cases = all["normalize_http_path"].as_array().expect("array");
-        assert!(!cases.is_empty());
-        for case in cases {
-            let input = case["input"].as_str().expect("input");
-            let ok = case["ok"].as_bool().expect("ok");
-            let got = normalize(input);
-            if ok {
-                let want = case["normalized"].as_str().expect("normalized");
-                assert_eq!(
-                    got.as_deref(),
-                    Ok(want.as_bytes()),
-                    "input {input:?} should normalise to {want:?}"
-                );
-            } else {
-                assert!(got.is_err(), "input {input:?} should fail, got {got:?}");
-            }
-        }
-    }
-
-    #[test]
-    fn errors_name_the_failing_step() {
-        let table: &[(&str, PathError)] = &[
-            ("/%XY/admin", PathError::BadPercentEncoding { offset: 1 }),
-            ("/ab%", PathError::BadPercentEncoding { offset: 3 }),
-            ("/ab%4", PathError::BadPercentEncoding { offset: 3 }),
-            ("/a%41%g0", PathError::BadPercentEncoding { offset: 5 }),
-            ("/public%252fadmin", PathError::DoubleEncoding),
-            ("/public%255Cadmin", PathError::DoubleEncoding),
-            ("/%252E", PathError::DoubleEncoding),
-            ("/public%00/admin", PathError::NulByte),
-            ("/a\0b", PathError::NulByte),
-            ("", PathError::NotAbsolute),
-            ("a/b", PathError::NotAbsolute),
-            ("?/a", PathError::NotAbsolute),
-            ("#/a", PathError::NotAbsolute),
-            ("http://example.com/", PathError::NotAbsolute),
-        ];
-        for (input, want) in table {
-            assert_eq!(normalize(input), Err(want.clone()), "input {input:?}");
-        }
-    }
-
-    #[test]
-    fn more_normalisation() {
-        let table: &[(&str, &[u8])] = &[
-            ("/%2Fadmin", b"/admin"),
-            ("%2Fadmin", b"/admin"),
-            ("%5Cadmin", b"/admin"),
-            ("/a/b/../../../..", b"/"),
-            ("/a/./././b", b"/a/b"),
-            ("/...", b"/..."),
-            ("/..a/.b", b"/..a/.b"),
-            ("/a;b;c/d", b"/a/d"),
-            ("/a/;", b"/a"),
-            ("/a%23b", b"/a#b"),
-            ("/a?x=%zz", b"/a"),
-            ("/a#%00", b"/a"),
-            ("/%ff%FE", &[b'/', 0xff, 0xfe]),
-            ("/%2541", b"/%41"),
-            ("/caf\u{e9}", "/caf\u{e9}".as_bytes()),
-            ("///", b"/"),
-            ("/foo/", b"/foo"),
-        ];
-        for (input, want) in table {
-            assert_eq!(normalize(input).as_deref(), Ok(*want), "input {input:?}");
-        }
-    }
-
-    #[test]
-    fn prefix_table() {
-        let table: &[(&str, &str, bool)] = &[
-            ("/", "/", true),
-            ("/", "/anything/at/all", true),
-            ("/foo", "/foo", true),
-            ("/foo", "/foo/bar", true),
-            ("/foo", "/foobar", false),
-            ("/foo", "/fo", false),
-            ("/foo", "/", false),
-            ("/foo/bar", "/foo", false),
-            ("/foo/bar", "/foo/bar/baz", true),
-            ("/Foo", "/foo", false),
-        ];
-        for (prefix, path, want) in table {
-            assert_eq!(
-                prefix_matches(prefix.as_bytes(), path.as_bytes()),
-                *want,
-                "prefix {prefix:?} path {path:?}"
-            );
-        }
-        // A prefix with a trailing slash, normalised, is a segment prefix.
-        let p = normalize("/foo/").expect("ok");
-        assert!(prefix_matches(&p, b"/foo/x"));
-        assert!(!prefix_matches(&p, b"/foox"));
-    }
-
-    fn check_shape(out: &[u8]) {
-        assert_eq!(out.first(), Some(&b'/'));
-        assert!(!out.windows(2).any(|w| w == b"//"), "{out:?}");
-        if out != b"/" {
-            assert_ne!(out.last(), Some(&b'/'));
-        }
-        for segment in out.split(|&b| b == b'/').skip(1) {
-            assert!(segment != b"." && segment != b"..", "{out:?}");
-            assert!(!segment.contains(&b';'));
-        }
-        assert!(!out.contains(&0));
-        assert!(!out.contains(&b'\\'));
-    }
-
-    proptest! {
-        #![proptest_config(ProptestConfig { cases: 2000, failure_persistence: None, ..ProptestConfig::default() })]
-
-        #[test]
-        fn never_panics_any_string(s in ".*") {
-            if let Ok(out) = normalize(&s) {
-                check_shape(&out);
-            }
-        }
-
-        #[test]
-        fn shape_on_path_alphabet(s in "[/\\\\.;%?#a-c2eEfF5C0]{0,40}") {
-            if let Ok(out) = normalize(&s) {
-                check_shape(&out);
-            }
-        }
-
-        #[test]
-        fn idempotent_without_specials(s in "/[/\\\\.;a-c]{0,40}") {
-            let once = normalize(&s).expect("always absolute");
-            let text = String::from_utf8(once.clone()).expect("ascii");
-            prop_assert_eq!(normalize(&text).expect("ok"), once);
-        }
-
-        #[test]
-        fn prefix_reflexive_and_root(s in "/[a-c/]{0,20}", t in "/[a-c/]{0,20}") {
-            let a = normalize(&s).expect("ok");
-            let b = normalize(&t).expect("ok");
-            prop_assert!(prefix_matches(&a, &a));
-            prop_assert!(prefix_matches(b"/", &b));
-            // Matching means segment-wise prefix.
-            let mut joined = a.clone();
-            joined.extend_from_slice(&b);
-            let joined = normalize(std::str::from_utf8(&joined).expect("ascii")).expect("ok");
-            prop_assert!(prefix_matches(&a, &joined));
-        }
-    }
-}
+#[path = "path_tests.rs"]
+mod tests;

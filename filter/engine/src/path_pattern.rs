@@ -6,6 +6,7 @@
 //! normalisation as request paths, so `/a/./b/*` and `/a/b/*` are the same pattern.
 
 use crate::path::{self, PathError};
+use std::borrow::Cow;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PatternError {
@@ -15,12 +16,37 @@ pub enum PatternError {
     QueryOrFragment(String),
     #[error("pattern {pattern:?} does not normalise: {error}")]
     Normalise { pattern: String, error: PathError },
-    #[error("pattern {0:?} is not valid UTF-8 once percent-decoded")]
-    NotUtf8(String),
     #[error("bad glob {pattern:?}: {message}")]
     Glob { pattern: String, message: String },
     #[error("bad route template {pattern:?}: {message}")]
     Template { pattern: String, message: String },
+}
+
+/// A compiled glob: the pattern, and for a pattern ending in `/**` also its stem (`/admin/**`
+/// matches `/admin`, spec section 5).
+#[derive(Debug, Clone)]
+pub struct Glob {
+    full: globset::GlobMatcher,
+    stem: Option<globset::GlobMatcher>,
+}
+
+/// The matching form as text for globset and matchit, without losing bytes: a byte that is not
+/// part of valid UTF-8 becomes `%XX` (upper-case hex). The mapping is one-to-one because in a
+/// matching form `%` only starts a delimiter escape (`%2F %5C %3B %3F %23 %25`), never `%80`-`%FF`.
+pub fn text_form(matching: &[u8]) -> Cow<'_, str> {
+    match std::str::from_utf8(matching) {
+        Ok(text) => Cow::Borrowed(text),
+        Err(_) => {
+            let mut out = String::with_capacity(matching.len() + 8);
+            for chunk in matching.utf8_chunks() {
+                out.push_str(chunk.valid());
+                for b in chunk.invalid() {
+                    out.push_str(&format!("%{b:02X}"));
+                }
+            }
+            Cow::Owned(out)
+        }
+    }
 }
 
 fn normalised(pattern: &str) -> Result<String, PatternError> {
@@ -30,15 +56,18 @@ fn normalised(pattern: &str) -> Result<String, PatternError> {
     if pattern.contains(['?', '#']) {
         return Err(PatternError::QueryOrFragment(pattern.to_string()));
     }
-    let bytes = path::normalize(pattern)
-        .map_err(|error| PatternError::Normalise { pattern: pattern.to_string(), error })?;
-    String::from_utf8(bytes).map_err(|_| PatternError::NotUtf8(pattern.to_string()))
+    let bytes = path::normalize(pattern).map_err(|error| PatternError::Normalise { pattern: pattern.to_string(), error })?;
+    Ok(text_form(&bytes).into_owned())
 }
 
-/// A compiled glob over normalised paths.
-pub fn compile_glob(pattern: &str) -> Result<globset::GlobMatcher, PatternError> {
-    let text = normalised(pattern)?;
-    globset::GlobBuilder::new(&text)
+/// `text` without a final `/<last>` where `last` satisfies `is_rest` (`/` for a one-segment path).
+fn stem(text: &str, is_rest: impl Fn(&str) -> bool) -> Option<&str> {
+    let (head, last) = text.rsplit_once('/')?;
+    is_rest(last).then_some(if head.is_empty() { "/" } else { head })
+}
+
+fn build_glob(text: &str, pattern: &str) -> Result<globset::GlobMatcher, PatternError> {
+    globset::GlobBuilder::new(text)
         .literal_separator(true)
         .backslash_escape(true)
         .build()
@@ -46,24 +75,36 @@ pub fn compile_glob(pattern: &str) -> Result<globset::GlobMatcher, PatternError>
         .map_err(|e| PatternError::Glob { pattern: pattern.to_string(), message: e.kind().to_string() })
 }
 
-/// A compiled route template over normalised paths.
+/// A compiled glob over matching forms.
+pub fn compile_glob(pattern: &str) -> Result<Glob, PatternError> {
+    let text = normalised(pattern)?;
+    let full = build_glob(&text, pattern)?;
+    let stem = stem(&text, |last| last == "**").map(|s| build_glob(s, pattern)).transpose()?;
+    Ok(Glob { full, stem })
+}
+
+/// A compiled route template over matching forms; a template ending in `/{*name}` also matches
+/// its stem (`/files/{*rest}` matches `/files`).
 pub fn compile_template(pattern: &str) -> Result<matchit::Router<()>, PatternError> {
     let text = normalised(pattern)?;
+    let bad = |e: matchit::InsertError| PatternError::Template { pattern: pattern.to_string(), message: e.to_string() };
     let mut router = matchit::Router::new();
-    router
-        .insert(text, ())
-        .map_err(|e| PatternError::Template { pattern: pattern.to_string(), message: e.to_string() })?;
+    router.insert(text.as_str(), ()).map_err(bad)?;
+    if let Some(stem) = stem(&text, |last| last.starts_with("{*") && last.ends_with('}')) {
+        router.insert(stem, ()).map_err(bad)?;
+    }
     Ok(router)
 }
 
-/// Whether a normalised request path matches a compiled glob.
-pub fn glob_matches(glob: &globset::GlobMatcher, normalized_path: &[u8]) -> bool {
-    std::str::from_utf8(normalized_path).is_ok_and(|p| glob.is_match(p))
+/// Whether a request's matching form matches a compiled glob.
+pub fn glob_matches(glob: &Glob, normalized_path: &[u8]) -> bool {
+    let text = text_form(normalized_path);
+    glob.full.is_match(&*text) || glob.stem.as_ref().is_some_and(|s| s.is_match(&*text))
 }
 
-/// Whether a normalised request path matches a compiled template.
+/// Whether a request's matching form matches a compiled template.
 pub fn template_matches(template: &matchit::Router<()>, normalized_path: &[u8]) -> bool {
-    std::str::from_utf8(normalized_path).is_ok_and(|p| template.at(p).is_ok())
+    template.at(&text_form(normalized_path)).is_ok()
 }
 
 #[cfg(test)]
@@ -88,6 +129,17 @@ mod tests {
             ("/api/*.json", "/api/x/y.json", false),
             ("/api/./v1/../v2/*", "/api/v2/z", true),
             ("/Api/*", "/api/x", false),
+            // Bytes that are not UTF-8 once decoded are matched, never skipped.
+            ("/admin/**", "/admin/%ff", true),
+            ("/admin/*", "/admin/%c0%ff", true),
+            ("/admin/%ff", "/admin/%FF", true),
+            ("/admin/%ff", "/admin/%fe", false),
+            // `X/**` also matches `X`, and so `X/`.
+            ("/admin/**", "/admin", true),
+            ("/admin/**", "/admin/", true),
+            ("/admin/**", "/administrator", false),
+            ("/**", "/", true),
+            ("/a/%2F*", "/a/%2fb", true),
         ];
         for (pattern, p, want) in cases {
             let g = compile_glob(pattern).unwrap();
@@ -105,6 +157,12 @@ mod tests {
             ("/accounts/{id}", "/accounts", false),
             ("/files/{*rest}", "/files/a/b/c", true),
             ("/accounts/{id}/summary/", "/accounts/1/summary", true),
+            ("/secret/{*rest}", "/secret/%c0", true),
+            ("/secret/{*rest}", "/secret", true),
+            ("/secret/{*rest}", "/secret/", true),
+            ("/secret/{*rest}", "/secretive", false),
+            ("/{*rest}", "/", true),
+            ("/accounts/{id}", "/accounts/%ff", true),
         ];
         for (pattern, p, want) in cases {
             let t = compile_template(pattern).unwrap();
