@@ -6,7 +6,7 @@
 //! `connection.id` ([`ConnectionCache`]): a keep-alive connection costs one property read per
 //! request instead of four or more.
 
-use crate::host::Host;
+use crate::host::{Host, HostError};
 use alp_engine::address::parse_ip;
 use alp_engine::{Http, Peer};
 use std::collections::HashMap;
@@ -30,19 +30,16 @@ pub struct Connection {
 }
 
 impl Connection {
-    /// Reads the connection's attributes from Envoy's properties.
-    pub fn read(host: &dyn Host) -> Connection {
+    /// Reads the connection's attributes from Envoy's properties; a host error on any of them
+    /// fails the whole read (D11: never mistaken for plaintext or a missing address).
+    pub fn read(host: &dyn Host) -> Result<Connection, HostError> {
         let mut tls = None;
-        Connection {
-            source_principal: principal(host, Side::Peer, &mut tls),
-            destination_principal: principal(host, Side::Local, &mut tls),
-            source: property_str(host, &["source", "address"])
-                .as_deref()
-                .and_then(split_address),
-            destination: property_str(host, &["destination", "address"])
-                .as_deref()
-                .and_then(split_address),
-        }
+        Ok(Connection {
+            source_principal: principal(host, Side::Peer, &mut tls)?,
+            destination_principal: principal(host, Side::Local, &mut tls)?,
+            source: property_str(host, &["source", "address"])?.as_deref().and_then(split_address),
+            destination: property_str(host, &["destination", "address"])?.as_deref().and_then(split_address),
+        })
     }
 
     pub fn source(&self) -> Peer<'_> {
@@ -71,44 +68,43 @@ enum Side {
 /// The certificate identity Envoy's `principal` uses: URI SAN, else DNS SAN, else subject.
 /// Without TLS (or without a certificate) it is `""`. The common cases cost one read: a
 /// SPIFFE URI SAN, or a plaintext connection (whose `tls_version` is read once for both sides).
-fn principal(host: &dyn Host, side: Side, tls: &mut Option<bool>) -> String {
+fn principal(host: &dyn Host, side: Side, tls: &mut Option<bool>) -> Result<String, HostError> {
     let (uri, dns, subject) = match side {
-        Side::Peer => (
-            "uri_san_peer_certificate",
-            "dns_san_peer_certificate",
-            "subject_peer_certificate",
-        ),
-        Side::Local => (
-            "uri_san_local_certificate",
-            "dns_san_local_certificate",
-            "subject_local_certificate",
-        ),
+        Side::Peer => ("uri_san_peer_certificate", "dns_san_peer_certificate", "subject_peer_certificate"),
+        Side::Local => ("uri_san_local_certificate", "dns_san_local_certificate", "subject_local_certificate"),
     };
     if *tls == Some(false) {
-        return String::new();
+        return Ok(String::new());
     }
-    if let Some(v) = property_str(host, &["connection", uri]).filter(|v| !v.is_empty()) {
-        return v;
+    if let Some(v) = property_str(host, &["connection", uri])?.filter(|v| !v.is_empty()) {
+        return Ok(v);
     }
-    let is_tls = *tls.get_or_insert_with(|| {
-        property_str(host, &["connection", "tls_version"]).is_some_and(|v| !v.is_empty())
-    });
+    let is_tls = match *tls {
+        Some(known) => known,
+        None => {
+            let known = property_str(host, &["connection", "tls_version"])?.is_some_and(|v| !v.is_empty());
+            *tls = Some(known);
+            known
+        }
+    };
     if !is_tls {
-        return String::new();
+        return Ok(String::new());
     }
-    [dns, subject]
-        .into_iter()
-        .find_map(|name| property_str(host, &["connection", name]).filter(|v| !v.is_empty()))
-        .unwrap_or_default()
+    for name in [dns, subject] {
+        if let Some(v) = property_str(host, &["connection", name])?.filter(|v| !v.is_empty()) {
+            return Ok(v);
+        }
+    }
+    Ok(String::new())
 }
 
 /// A property as text; bytes that are not UTF-8 become U+FFFD (so a malformed principal stays
 /// non-empty and malformed rather than turning into plaintext).
-fn property_str(host: &dyn Host, path: &[&str]) -> Option<String> {
-    host.property(path).map(|v| match String::from_utf8(v) {
+fn property_str(host: &dyn Host, path: &[&str]) -> Result<Option<String>, HostError> {
+    Ok(host.property(path)?.map(|v| match String::from_utf8(v) {
         Ok(s) => s,
         Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
-    })
+    }))
 }
 
 /// Splits Envoy's `ip:port` / `[ipv6]:port`. Anything else (a pipe path, a zone, a
@@ -136,23 +132,21 @@ pub fn split_address(text: &str) -> Option<(IpAddr, u16)> {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HttpAttributes {
     pub method: String,
+    /// The path decided on and forwarded: the request's, or its canonical form after a D10
+    /// rewrite.
     pub path: String,
+    /// The request's own path when [`HttpAttributes::path`] is its rewrite.
+    pub original_path: Option<String>,
 }
 
 impl HttpAttributes {
-    pub fn read(host: &dyn Host) -> HttpAttributes {
-        let text = |v: Option<Vec<u8>>| {
-            v.map(|v| {
-                String::from_utf8(v)
-                    .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
-            })
-            .unwrap_or_default()
-        };
-        let (method, path) = host.request_method_and_path();
-        HttpAttributes {
-            method: text(method),
-            path: text(path),
-        }
+    pub fn read(host: &dyn Host) -> Result<HttpAttributes, HostError> {
+        let (method, path) = host.request_method_and_path()?;
+        Ok(HttpAttributes {
+            method: method.map(|m| String::from_utf8_lossy(&m).into_owned()).unwrap_or_default(),
+            path: path.map(path_text).unwrap_or_default(),
+            original_path: None,
+        })
     }
 
     pub fn http(&self) -> Http<'_> {
@@ -160,6 +154,35 @@ impl HttpAttributes {
             method: &self.method,
             path: &self.path,
             host: "",
+        }
+    }
+
+    /// The path as the client sent it.
+    pub fn received_path(&self) -> &str {
+        self.original_path.as_deref().unwrap_or(&self.path)
+    }
+
+    /// Decide on and forward `canonical` instead of the request's path.
+    pub fn rewrite(&mut self, canonical: String) {
+        self.original_path = Some(std::mem::replace(&mut self.path, canonical));
+    }
+}
+
+/// `:path` as text without losing bytes: a byte that is not part of valid UTF-8 becomes its
+/// `%XX` escape, which normalises to the same byte (a lossy U+FFFD would merge distinct paths).
+fn path_text(raw: Vec<u8>) -> String {
+    match String::from_utf8(raw) {
+        Ok(text) => text,
+        Err(e) => {
+            let raw = e.into_bytes();
+            let mut out = String::with_capacity(raw.len() + 8);
+            for chunk in raw.utf8_chunks() {
+                out.push_str(chunk.valid());
+                for b in chunk.invalid() {
+                    out.push_str(&format!("%{b:02X}"));
+                }
+            }
+            out
         }
     }
 }
@@ -178,23 +201,26 @@ impl ConnectionCache {
         Self::default()
     }
 
-    /// The current request's connection attributes, read once per connection.
-    pub fn get(&mut self, host: &dyn Host) -> Rc<Connection> {
+    /// The current request's connection attributes, read once per connection. A failed read
+    /// is not cached: the next request of the connection tries again.
+    pub fn get(&mut self, host: &dyn Host) -> Result<Rc<Connection>, HostError> {
         let id = host
             .property(&["connection", "id"])
+            .ok()
+            .flatten()
             .and_then(|v| <[u8; 8]>::try_from(v.as_slice()).ok());
         let Some(id) = id.map(u64::from_le_bytes) else {
-            return Rc::new(Connection::read(host));
+            return Connection::read(host).map(Rc::new);
         };
         if let Some(c) = self.entries.get(&id) {
-            return Rc::clone(c);
+            return Ok(Rc::clone(c));
         }
         if self.entries.len() >= Self::CAPACITY {
             self.entries.clear();
         }
-        let c = Rc::new(Connection::read(host));
+        let c = Rc::new(Connection::read(host)?);
         self.entries.insert(id, Rc::clone(&c));
-        c
+        Ok(c)
     }
 
     pub fn len(&self) -> usize {
@@ -257,7 +283,7 @@ mod tests {
     #[test]
     fn reads_mtls_connection() {
         let host = tls_host(SPIFFE_A, SPIFFE_B);
-        let c = Connection::read(&host);
+        let c = Connection::read(&host).unwrap();
         assert_eq!(c.source_principal, SPIFFE_A);
         assert_eq!(c.destination_principal, SPIFFE_B);
         let src = c.source();
@@ -277,7 +303,7 @@ mod tests {
     #[test]
     fn plaintext_and_missing_addresses() {
         let host = FakeHost::new();
-        let c = Connection::read(&host);
+        let c = Connection::read(&host).unwrap();
         assert_eq!(c, Connection::default());
         assert_eq!(
             c.source(),
@@ -301,7 +327,7 @@ mod tests {
         let host = FakeHost::new();
         host.set_property("source.address", "[fe80::1%2]:80");
         host.set_property("destination.address", "10.0.0.9:80");
-        let c = Connection::read(&host);
+        let c = Connection::read(&host).unwrap();
         assert_eq!(
             c.source(),
             Peer {
@@ -318,20 +344,20 @@ mod tests {
         let host = tls_host("", "");
         host.set_property("connection.dns_san_peer_certificate", "client.example.com");
         host.set_property("connection.subject_local_certificate", "CN=server");
-        let c = Connection::read(&host);
+        let c = Connection::read(&host).unwrap();
         assert_eq!(c.source_principal, "client.example.com");
         assert_eq!(c.destination_principal, "CN=server");
 
         // TLS without a client certificate: plaintext identity.
         let host = tls_host("", SPIFFE_B);
-        let c = Connection::read(&host);
+        let c = Connection::read(&host).unwrap();
         assert_eq!(c.source_principal, "");
         assert_eq!(c.destination_principal, SPIFFE_B);
 
         // Without TLS the fallbacks are not consulted.
         let host = FakeHost::new();
         host.set_property("connection.subject_peer_certificate", "CN=ignored");
-        assert_eq!(Connection::read(&host).source_principal, "");
+        assert_eq!(Connection::read(&host).unwrap().source_principal, "");
     }
 
     #[test]
@@ -341,7 +367,7 @@ mod tests {
             "connection.uri_san_peer_certificate",
             b"spiffe://x/ns/a/sa/\xff",
         );
-        let c = Connection::read(&host);
+        let c = Connection::read(&host).unwrap();
         assert!(!c.source_principal.is_empty());
         assert!(c.source_principal.ends_with('\u{fffd}'));
     }
@@ -353,7 +379,7 @@ mod tests {
         host.set_header(":path", "/a/b?c=d");
         host.set_header(":authority", "evil.example");
         host.set_header("x-forwarded-client-cert", "By=spiffe://x/ns/a/sa/b");
-        let h = HttpAttributes::read(&host);
+        let h = HttpAttributes::read(&host).unwrap();
         assert_eq!(
             h.http(),
             Http {
@@ -363,7 +389,7 @@ mod tests {
             }
         );
         assert_eq!(
-            HttpAttributes::read(&FakeHost::new()),
+            HttpAttributes::read(&FakeHost::new()).unwrap(),
             HttpAttributes::default()
         );
     }
@@ -373,9 +399,9 @@ mod tests {
         let host = tls_host(SPIFFE_A, SPIFFE_B);
         host.set_property_bytes("connection.id", &7u64.to_le_bytes());
         let mut cache = ConnectionCache::new();
-        let first = cache.get(&host);
+        let first = cache.get(&host).unwrap();
         let reads = host.property_reads.get();
-        let again = cache.get(&host);
+        let again = cache.get(&host).unwrap();
         assert_eq!(first, again);
         assert_eq!(
             host.property_reads.get(),
@@ -385,14 +411,59 @@ mod tests {
 
         host.set_property_bytes("connection.id", &8u64.to_le_bytes());
         host.set_property("source.address", "10.0.0.2:1");
-        assert_eq!(cache.get(&host).source().address, "10.0.0.2".parse().ok());
+        assert_eq!(cache.get(&host).unwrap().source().address, "10.0.0.2".parse().ok());
         assert_eq!(cache.len(), 2);
 
         // Without a connection id every request reads afresh.
         let host = FakeHost::new();
         let mut cache = ConnectionCache::new();
-        cache.get(&host);
+        cache.get(&host).unwrap();
         assert!(cache.is_empty());
+    }
+
+    #[test]
+    fn host_errors_are_not_absence() {
+        // D11: a failed read of any attribute the decision uses is an error, never plaintext or
+        // a missing address.
+        for (tls, failing) in [
+            (false, "connection.uri_san_peer_certificate"),
+            (false, "connection.tls_version"),
+            (true, "connection.uri_san_local_certificate"),
+            (false, "source.address"),
+            (true, "destination.address"),
+        ] {
+            let host = if tls { tls_host(SPIFFE_A, SPIFFE_B) } else { FakeHost::new() };
+            host.fail_property(failing);
+            assert_eq!(Connection::read(&host), Err(HostError), "{failing}");
+            let mut cache = ConnectionCache::new();
+            host.set_property_bytes("connection.id", &1u64.to_le_bytes());
+            assert_eq!(cache.get(&host), Err(HostError), "{failing}");
+            assert!(cache.is_empty(), "a failed read is not cached");
+        }
+        // Under TLS the fallbacks count too.
+        let host = tls_host("", "");
+        host.fail_property("connection.dns_san_peer_certificate");
+        assert_eq!(Connection::read(&host), Err(HostError));
+        let host = FakeHost::new();
+        host.fail_headers.set(true);
+        assert_eq!(HttpAttributes::read(&host), Err(HostError));
+        // A failed connection.id read only loses the cache.
+        let host = tls_host(SPIFFE_A, SPIFFE_B);
+        host.fail_property("connection.id");
+        assert_eq!(ConnectionCache::new().get(&host).unwrap().source_principal, SPIFFE_A);
+    }
+
+    #[test]
+    fn paths_that_are_not_utf8_keep_their_bytes() {
+        let host = FakeHost::new();
+        host.headers.borrow_mut().insert(":path".into(), b"/admin/\xff\xc3\xa9x?q=\xfe".to_vec());
+        let h = HttpAttributes::read(&host).unwrap();
+        assert_eq!(h.path, "/admin/%FF\u{e9}x?q=%FE");
+        let matching = alp_engine::path::normalize(&h.path).unwrap();
+        let mut want = b"/admin/".to_vec();
+        want.push(0xff);
+        want.extend_from_slice("\u{e9}x".as_bytes());
+        assert_eq!(matching, want);
     }
 
     #[test]
@@ -401,7 +472,7 @@ mod tests {
         let mut cache = ConnectionCache::new();
         for id in 0..(ConnectionCache::CAPACITY as u64 + 10) {
             host.set_property_bytes("connection.id", &id.to_le_bytes());
-            cache.get(&host);
+            cache.get(&host).unwrap();
         }
         assert!(cache.len() <= ConnectionCache::CAPACITY);
     }

@@ -103,6 +103,7 @@ impl RootContext for Root {
                 config.decision_log_max_per_second,
                 self.owner,
             ),
+            non_canonical_path: config.non_canonical_path,
         });
         if let Ok(mut cache) = self.filter.cache.try_borrow_mut() {
             cache.set_options(Options {
@@ -114,7 +115,8 @@ impl RootContext for Root {
             Level::Info,
             &format!(
                 "configured: control cluster {:?}, authority {:?}, poll {} ms, retry {} ms, tick {} ms; \
-                 {}, staged rehearsal {}, metrics {}, decision log {} sampled at {} (at most {}/s, 0: no limit)",
+                 {}, staged rehearsal {}, metrics {}, decision log {} sampled at {} (at most {}/s, 0: no limit); \
+                 trust domains {}, non-canonical paths: {}",
                 config.control_cluster,
                 config.control_authority,
                 config.poll_timeout_ms,
@@ -126,6 +128,8 @@ impl RootContext for Root {
                 config.decision_log.as_str(),
                 config.decision_log_sample,
                 config.decision_log_max_per_second,
+                if config.trust_domains.is_empty() { "any".to_string() } else { config.trust_domains.join(", ") },
+                config.non_canonical_path.as_str(),
             ),
         );
         self.relay = Some(Relay::new(config, self.owner));

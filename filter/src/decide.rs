@@ -4,11 +4,12 @@
 //! (`enforce: false`) always continues.
 
 use crate::attributes::{Connection, ConnectionCache, HttpAttributes, TCP};
+use crate::config::NonCanonicalPath;
 use crate::cache::SnapshotCache;
 use crate::decision_log::{self, DecisionLogger, Entry};
 use crate::host::{Host, Level};
-use crate::metrics::Metrics;
-use alp_engine::{Decision, Engine, Peer, Request, Verdict};
+use crate::metrics::{Metrics, PathOutcome};
+use alp_engine::{path, Decision, Engine, Peer, Request, Verdict};
 use std::cell::RefCell;
 use std::fmt::Write as _;
 use std::rc::Rc;
@@ -27,6 +28,8 @@ pub struct Settings {
     /// `enforce: false`: nothing is refused.
     pub dry_run: bool,
     pub log: DecisionLogger,
+    /// D10: what a non-canonical request path gets.
+    pub non_canonical_path: NonCanonicalPath,
 }
 
 /// The per-VM state HTTP contexts share with the root context.
@@ -38,11 +41,20 @@ pub struct Filter {
     pub settings: Rc<Settings>,
 }
 
+/// What was read for one request, or why it could not be.
+struct Read {
+    connection: Option<Rc<Connection>>,
+    http: Option<HttpAttributes>,
+    /// Set when the decision is made before the engine is asked.
+    verdict: Option<Verdict>,
+}
+
 impl Filter {
     /// Decides the current request from its headers and answers it if it is denied (unless
     /// this is a dry run). Counts and logs the decision; no host call beyond reading the
     /// request (`connection.id`, `:method`, `:path`; the clock, and `alp.version` at most once
-    /// per `cache::RECHECK_MS`), and the reply or log line.
+    /// per `cache::RECHECK_MS`), the reply or log line, and for a non-canonical path its
+    /// rewrite (D10).
     pub fn on_request_headers(&self, host: &dyn Host) -> Action {
         let engine = match self.cache.try_borrow_mut() {
             Ok(mut cache) => {
@@ -52,15 +64,11 @@ impl Filter {
             Err(_) => Rc::new(Engine::not_in_sync()),
         };
         // Before the first snapshot nothing else needs reading.
-        let connection = match engine.version() {
-            Some(_) => match self.connections.try_borrow_mut() {
-                Ok(mut connections) => Some(connections.get(host)),
-                Err(_) => Some(Rc::new(Connection::read(host))),
-            },
-            None => None,
+        let read = match engine.version() {
+            Some(_) => self.read(host),
+            None => Read { connection: None, http: None, verdict: None },
         };
-        let http = connection.as_ref().map(|_| HttpAttributes::read(host));
-        let request = match (&connection, &http) {
+        let request = match (&read.connection, &read.http) {
             (Some(connection), Some(http)) => Request {
                 source: connection.source(),
                 destination: connection.destination(),
@@ -74,8 +82,14 @@ impl Filter {
                 http: None,
             },
         };
-        let decision = engine.decide(&request);
-        let staged = engine.decide_staged(&request, &decision);
+        let (decision, staged) = match read.verdict {
+            Some(verdict) => (Decision::precheck(verdict), None),
+            None => {
+                let decision = engine.decide(&request);
+                let staged = engine.decide_staged(&request, &decision);
+                (decision, staged)
+            }
+        };
         let allowed = decision.verdict.is_allowed();
         let refuse = !allowed && !self.settings.dry_run;
         self.metrics
@@ -90,22 +104,59 @@ impl Filter {
                     staged: staged.as_ref(),
                     enforced: !self.settings.dry_run,
                     blocked: refuse,
-                    connection: connection.as_deref(),
-                    http: http.as_ref(),
+                    connection: read.connection.as_deref(),
+                    http: read.http.as_ref(),
                 }),
             );
         }
         if host.log_enabled(Level::Debug) {
             host.log(
                 Level::Debug,
-                &describe(&engine, &decision, connection.as_deref()),
+                &describe(&engine, &decision, read.connection.as_deref()),
             );
         }
         if refuse {
-            respond(host, decision.verdict)
-        } else {
-            Action::Continue
+            return respond(host, decision.verdict);
         }
+        // What was decided is what the upstream receives.
+        if let Some(http) = read.http.as_ref().filter(|h| h.original_path.is_some()) {
+            if host.set_request_header(":path", &http.path).is_err() {
+                host.log(Level::Error, "could not rewrite :path to its canonical form; request refused");
+                return respond(host, Verdict::AttributesUnavailable);
+            }
+            host.clear_route_cache();
+        }
+        Action::Continue
+    }
+
+    /// The connection and request attributes (D11: a host error decides
+    /// `AttributesUnavailable`), with a non-canonical path rewritten or refused (D10).
+    fn read(&self, host: &dyn Host) -> Read {
+        let connection = match self.connections.try_borrow_mut() {
+            Ok(mut connections) => connections.get(host),
+            Err(_) => Connection::read(host).map(Rc::new),
+        };
+        let (Ok(connection), Ok(mut http)) = (connection, HttpAttributes::read(host)) else {
+            return Read { connection: None, http: None, verdict: Some(Verdict::AttributesUnavailable) };
+        };
+        let mut verdict = None;
+        // Only a path the HTTP clause accepts at all (absolute) is rewritten; one that does not
+        // normalise is left to the engine (BadRequestPath where a path rule is reached).
+        if http.path.starts_with('/') {
+            if let Ok(Some(canonical)) = path::forwarded_path(&http.path) {
+                match self.settings.non_canonical_path {
+                    NonCanonicalPath::Rewrite => {
+                        self.metrics.count_path(PathOutcome::Rewritten);
+                        http.rewrite(canonical);
+                    }
+                    NonCanonicalPath::Reject => {
+                        self.metrics.count_path(PathOutcome::Rejected);
+                        verdict = Some(Verdict::BadRequestPath);
+                    }
+                }
+            }
+        }
+        Read { connection: Some(connection), http: Some(http), verdict }
     }
 }
 
@@ -383,6 +434,7 @@ mod tests {
             settings: Rc::new(Settings {
                 dry_run,
                 log: DecisionLogger::new(log, 1.0, 0, 3),
+                ..Default::default()
             }),
             ..Default::default()
         };
@@ -624,5 +676,155 @@ mod tests {
         plain.metrics.flush(&plain_host, None);
         assert_eq!(plain_host.counter("alp.staged.differs"), 0);
         assert!(decision_lines(&plain_host)[0].get("staged").is_none());
+    }
+
+    // D10 paths, D11 host errors, D12 trust domains.
+
+    /// Tier `t`, policy `p`: allow GET under `/public`, default Deny.
+    fn public_only() -> Snapshot {
+        let mut s = get_only();
+        if let Some(m) = s.policies[0].inbound_rules[0].http_match.as_mut() {
+            m.paths = vec![alp_engine::snapshot::PathMatch::Prefix("/public".into())];
+        }
+        s
+    }
+
+    fn with_path_mode(host: &FakeHost, mode: NonCanonicalPath) -> Filter {
+        Filter {
+            metrics: Rc::new(Metrics::define(host, false)),
+            settings: Rc::new(Settings {
+                log: DecisionLogger::new(DecisionLog::All, 1.0, 0, 3),
+                non_canonical_path: mode,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn non_canonical_paths_are_decided_and_forwarded_in_canonical_form() {
+        // (request path, allowed, the :path forwarded when it was rewritten)
+        let table: &[(&str, bool, Option<&str>)] = &[
+            ("/public/a", true, None),
+            ("/public/%61;v=1/", true, None),
+            ("/admin/../public/x?q=1", true, Some("/public/x?q=1")),
+            ("/admin//..//public", true, Some("/public")),
+            ("/admin/..;/public", true, Some("/public")),
+            ("/admin\\..\\public", true, Some("/public")),
+            ("/;x/public", true, Some("/public")),
+            ("/public/../admin", false, None),
+            ("/public//..//admin", false, None),
+            ("/public/./../admin", false, None),
+            ("/admin/..%3B/public", false, None),
+            ("/admin/..%2Fpublic", false, None),
+            ("/admin/%2e%2e%3B/public", false, None),
+        ];
+        for (path, allowed, forwarded) in table {
+            let host = host_with("GET", PRINCIPAL);
+            host.set_header(":path", path);
+            publish(&host, 1, &envelope::encode(1, &public_only()).unwrap());
+            let f = with_path_mode(&host, NonCanonicalPath::Rewrite);
+            let action = f.on_request_headers(&host);
+            assert_eq!(action == Action::Continue, *allowed, "{path}");
+            let writes = host.header_writes.borrow().clone();
+            match forwarded {
+                Some(p) => {
+                    assert_eq!(writes, vec![(":path".to_string(), p.to_string())], "{path}");
+                    assert_eq!(host.route_cache_clears.get(), 1, "{path}: the route is chosen again");
+                    let line = &decision_lines(&host)[0];
+                    assert_eq!(line["path_rewritten"], true, "{path}");
+                    assert_eq!(line["forwarded_path"], p.split('?').next().unwrap());
+                    assert_eq!(line["path"], path.split('?').next().unwrap(), "the path as received");
+                }
+                None => assert!(writes.is_empty(), "{path}: {writes:?}"),
+            }
+            f.metrics.flush(&host, None);
+            // Every non-canonical path is rewritten before it is decided, allowed or not.
+            let non_canonical = alp_engine::path::forwarded_path(path).is_ok_and(|p| p.is_some());
+            assert_eq!(host.counter("alp.path.rewritten"), u64::from(non_canonical), "{path}");
+            if !allowed {
+                let r = reply(&host).unwrap();
+                let ambiguous = alp_engine::path::normalize(path).is_err();
+                assert_eq!(r.status, if ambiguous { 400 } else { 403 }, "{path}");
+            }
+        }
+    }
+
+    #[test]
+    fn reject_mode_refuses_non_canonical_paths() {
+        for (path, want) in [("/public/a", None), ("/public/", None), ("/admin/../public", Some(400)), ("/public//a", Some(400)), ("/other", Some(403))] {
+            let host = host_with("GET", PRINCIPAL);
+            host.set_header(":path", path);
+            publish(&host, 1, &envelope::encode(1, &public_only()).unwrap());
+            let f = with_path_mode(&host, NonCanonicalPath::Reject);
+            let action = f.on_request_headers(&host);
+            assert!(host.header_writes.borrow().is_empty(), "{path}: reject mode never rewrites");
+            match want {
+                None => assert_eq!(action, Action::Continue, "{path}"),
+                Some(status) => {
+                    let r = reply(&host).unwrap();
+                    assert_eq!(r.status, status, "{path}");
+                    if status == 400 {
+                        assert_eq!(r.body, "invalid request path");
+                    }
+                }
+            }
+            f.metrics.flush(&host, None);
+            assert_eq!(host.counter("alp.path.rejected"), u64::from(want == Some(400)), "{path}");
+        }
+    }
+
+    #[test]
+    fn a_dry_run_still_forwards_the_canonical_path() {
+        let host = host_with("GET", PRINCIPAL);
+        host.set_header(":path", "/public/../admin");
+        publish(&host, 1, &envelope::encode(1, &public_only()).unwrap());
+        let f = configured(&host, true, DecisionLog::All, false);
+        assert_eq!(f.on_request_headers(&host), Action::Continue);
+        assert_eq!(host.header_writes.borrow().as_slice(), [(":path".to_string(), "/admin".to_string())]);
+    }
+
+    #[test]
+    fn host_errors_fail_closed_with_503() {
+        for failing in ["connection.uri_san_peer_certificate", "connection.tls_version", "source.address", "destination.address", ":headers"] {
+            let host = host_with("GET", PRINCIPAL);
+            host.set_property("connection.uri_san_peer_certificate", "");
+            publish(&host, 1, &envelope::encode(1, &get_only()).unwrap());
+            if failing == ":headers" {
+                host.fail_headers.set(true);
+            } else {
+                host.fail_property(failing);
+            }
+            let f = filter(&host);
+            assert_eq!(f.on_request_headers(&host), Action::Replied, "{failing}");
+            let r = reply(&host).unwrap();
+            assert_eq!((r.status, r.body.as_str()), (503, "request attributes unavailable"), "{failing}");
+            f.metrics.flush(&host, None);
+            assert_eq!(host.counter("alp.decision.reason.attributes_unavailable"), 1, "{failing}");
+            assert_eq!(host.counter("alp.decision.reason.allow"), 0, "{failing}");
+        }
+    }
+
+    #[test]
+    fn trust_domains_setting_pins_the_peer() {
+        let evil = "spiffe://evil.example/ns/default/sa/client";
+        for (domains, principal, want) in [
+            (vec![], evil, Action::Continue),
+            (vec!["cluster.local"], evil, Action::Replied),
+            (vec!["cluster.local"], PRINCIPAL, Action::Continue),
+            (vec!["cluster.local"], "", Action::Continue),
+        ] {
+            let host = host_with("GET", principal);
+            publish(&host, 1, &envelope::encode(1, &get_only()).unwrap());
+            let f = filter(&host);
+            f.cache.borrow_mut().set_options(alp_engine::Options {
+                trust_domains: alp_engine::TrustDomains::new(domains.clone()),
+                ..Default::default()
+            });
+            assert_eq!(f.on_request_headers(&host), want, "{domains:?} {principal}");
+            if want == Action::Replied {
+                assert_eq!(reply(&host).unwrap().body, "invalid peer identity");
+            }
+        }
     }
 }

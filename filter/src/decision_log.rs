@@ -20,6 +20,8 @@
 //!   `method`, and `path` without its query string or fragment (which may carry secrets),
 //!   JSON-escaped and cut to [`MAX_PATH`] bytes (`path_truncated`). No other header value, and
 //!   no body, is ever read.
+//! * `path_rewritten: true` (D10): the request path was not canonical; `forwarded_path` is the
+//!   canonical path it was decided on and forwarded with (`path` stays what the client sent).
 
 use crate::attributes::{Connection, HttpAttributes};
 use crate::config::DecisionLog;
@@ -142,6 +144,12 @@ struct Line<'a> {
     path: Option<&'a str>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     path_truncated: bool,
+    /// D10: the canonical path the request was decided on and forwarded with, when `path` (as
+    /// received) was not canonical; without query, cut like `path`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    forwarded_path: Option<&'a str>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    path_rewritten: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     staged: Option<Staged>,
 }
@@ -187,11 +195,12 @@ pub fn line(entry: &Entry<'_>) -> String {
     });
     let (path, path_truncated) = match entry.http {
         Some(h) => {
-            let (p, cut) = loggable_path(&h.path);
+            let (p, cut) = loggable_path(h.received_path());
             (Some(p), cut)
         }
         None => (None, false),
     };
+    let forwarded_path = entry.http.filter(|h| h.original_path.is_some()).map(|h| loggable_path(&h.path).0);
     let line = Line {
         event: EVENT,
         decision: entry.engine.explain(entry.decision),
@@ -203,6 +212,8 @@ pub fn line(entry: &Entry<'_>) -> String {
         method: entry.http.map(|h| truncate(&h.method, MAX_METHOD)),
         path,
         path_truncated,
+        path_rewritten: forwarded_path.is_some(),
+        forwarded_path,
         staged: entry.staged.map(|s| Staged {
             decision: entry.engine.explain_staged(s),
             differs: s.verdict != entry.decision.verdict,

@@ -19,18 +19,27 @@ pub enum Level {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CasMismatch;
 
-/// The host calls the filter makes. Every method is infallible from the caller's view: a host
-/// error reads as "absent" (a property, header, shared value) or is reported in the result.
+/// The host answered a read of a request or connection attribute with an error, not with
+/// "not present" (D11): the decision cannot be made and the request fails closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostError;
+
+/// `:method` and `:path` as read (each `None` when the request has none).
+pub type MethodAndPath = (Option<Vec<u8>>, Option<Vec<u8>>);
+
+/// The host calls the filter makes. Reads of what a decision uses tell "absent" (`Ok(None)`)
+/// from "could not be read" (`Err`, D11); the rest is infallible from the caller's view (a host
+/// error reads as absent, or is reported in the result).
 pub trait Host {
-    /// An Envoy attribute (`["source", "address"]`), raw bytes; `None` when absent.
-    fn property(&self, path: &[&str]) -> Option<Vec<u8>>;
-    /// A request header of the current HTTP stream (pseudo-headers included).
-    fn request_header(&self, name: &str) -> Option<Vec<u8>>;
+    /// An Envoy attribute (`["source", "address"]`), raw bytes; `Ok(None)` when absent.
+    fn property(&self, path: &[&str]) -> Result<Option<Vec<u8>>, HostError>;
     /// `:method` and `:path` of the current HTTP stream. The real host reads both with one host
     /// call (the serialized header map) instead of one call each.
-    fn request_method_and_path(&self) -> (Option<Vec<u8>>, Option<Vec<u8>>) {
-        (self.request_header(":method"), self.request_header(":path"))
-    }
+    fn request_method_and_path(&self) -> Result<MethodAndPath, HostError>;
+    /// Replaces a request header of the current HTTP stream (`:path` after a D10 rewrite).
+    fn set_request_header(&self, name: &str, value: &str) -> Result<(), HostError>;
+    /// Makes Envoy choose the route again (after `:path` changed).
+    fn clear_route_cache(&self);
     /// A shared-data value and its CAS token; `(None, None)` when the key does not exist.
     fn shared_data(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>);
     /// Writes a shared-data value; with `cas`, only if the value is still the one read with it.
@@ -75,7 +84,7 @@ mod raw {
     }
 
     /// The serialized request header map; `None` on a host error (or outside an HTTP stream).
-    pub fn request_header_pairs() -> Option<Vec<u8>> {
+    pub(super) fn request_header_pairs() -> Option<Vec<u8>> {
         let mut data: *mut u8 = std::ptr::null_mut();
         let mut size: usize = 0;
         // SAFETY: the host writes the address and size of a buffer it allocated in this VM
@@ -93,7 +102,7 @@ mod raw {
 /// `:method` and `:path` from a serialized header map: a u32 count, the count's (key size,
 /// value size) u32 pairs, then each key and value followed by a NUL (all little-endian). A map
 /// that does not parse yields what was found before the problem.
-pub fn method_and_path(map: &[u8]) -> (Option<Vec<u8>>, Option<Vec<u8>>) {
+pub fn method_and_path(map: &[u8]) -> MethodAndPath {
     let u32_at = |at: usize| -> Option<usize> {
         let b: [u8; 4] = map.get(at..at.checked_add(4)?)?.try_into().ok()?;
         usize::try_from(u32::from_le_bytes(b)).ok()
@@ -152,26 +161,30 @@ impl ProxyHost {
 }
 
 impl Host for ProxyHost {
-    fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
-        proxy_wasm::hostcalls::get_property(path.to_vec())
-            .ok()
-            .flatten()
+    fn property(&self, path: &[&str]) -> Result<Option<Vec<u8>>, HostError> {
+        // The SDK maps the host's NotFound to `Ok(None)`; every other status is an error.
+        proxy_wasm::hostcalls::get_property(path.to_vec()).map_err(|_| HostError)
     }
 
-    fn request_header(&self, name: &str) -> Option<Vec<u8>> {
-        proxy_wasm::hostcalls::get_map_value_bytes(
+    fn request_method_and_path(&self) -> Result<MethodAndPath, HostError> {
+        raw::request_header_pairs()
+            .map(|map| method_and_path(&map))
+            .ok_or(HostError)
+    }
+
+    fn set_request_header(&self, name: &str, value: &str) -> Result<(), HostError> {
+        proxy_wasm::hostcalls::set_map_value(
             proxy_wasm::types::MapType::HttpRequestHeaders,
             name,
+            Some(value),
         )
-        .ok()
-        .flatten()
+        .map_err(|_| HostError)
     }
 
-    fn request_method_and_path(&self) -> (Option<Vec<u8>>, Option<Vec<u8>>) {
-        match raw::request_header_pairs() {
-            Some(map) => method_and_path(&map),
-            None => (None, None),
-        }
+    fn clear_route_cache(&self) {
+        // Envoy's foreign function; absent in hosts that re-route on header changes by
+        // themselves, so its result does not matter.
+        let _ = proxy_wasm::hostcalls::call_foreign_function("clear_route_cache", None);
     }
 
     fn shared_data(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
@@ -334,6 +347,13 @@ pub mod fake {
         pub metric_calls: Cell<usize>,
         pub property_reads: Cell<usize>,
         pub shared_reads: RefCell<Vec<String>>,
+        /// Properties whose read fails with a host error (D11).
+        pub failing_properties: RefCell<Vec<String>>,
+        /// Reading the request headers fails with a host error.
+        pub fail_headers: Cell<bool>,
+        /// Every `set_request_header` call.
+        pub header_writes: RefCell<Vec<(String, String)>>,
+        pub route_cache_clears: Cell<usize>,
     }
 
     impl FakeHost {
@@ -363,6 +383,11 @@ pub mod fake {
             self.properties
                 .borrow_mut()
                 .insert(path.to_string(), value.to_vec());
+        }
+
+        /// Reads of `path` fail with a host error from now on.
+        pub fn fail_property(&self, path: &str) {
+            self.failing_properties.borrow_mut().push(path.to_string());
         }
 
         pub fn set_header(&self, name: &str, value: &str) {
@@ -437,13 +462,31 @@ pub mod fake {
     }
 
     impl Host for FakeHost {
-        fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
+        fn property(&self, path: &[&str]) -> Result<Option<Vec<u8>>, HostError> {
             self.property_reads.set(self.property_reads.get() + 1);
-            self.properties.borrow().get(&path.join(".")).cloned()
+            let name = path.join(".");
+            if self.failing_properties.borrow().contains(&name) {
+                return Err(HostError);
+            }
+            Ok(self.properties.borrow().get(&name).cloned())
         }
 
-        fn request_header(&self, name: &str) -> Option<Vec<u8>> {
-            self.headers.borrow().get(name).cloned()
+        fn request_method_and_path(&self) -> Result<MethodAndPath, HostError> {
+            if self.fail_headers.get() {
+                return Err(HostError);
+            }
+            let headers = self.headers.borrow();
+            Ok((headers.get(":method").cloned(), headers.get(":path").cloned()))
+        }
+
+        fn set_request_header(&self, name: &str, value: &str) -> Result<(), HostError> {
+            self.header_writes.borrow_mut().push((name.to_string(), value.to_string()));
+            self.headers.borrow_mut().insert(name.to_string(), value.as_bytes().to_vec());
+            Ok(())
+        }
+
+        fn clear_route_cache(&self) {
+            self.route_cache_clears.set(self.route_cache_clears.get() + 1);
         }
 
         fn shared_data(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {

@@ -6,7 +6,8 @@
 //! | `alp.requests.allowed` | counter | requests the policy allows |
 //! | `alp.requests.denied` | counter | requests refused (local reply) |
 //! | `alp.requests.would_deny` | counter | dry run (`enforce: false`): denials let through |
-//! | `alp.decision.reason.<reason>` | counter | decisions by verdict class: `allow`, `policy_denied`, `invalid_peer_identity`, `not_in_sync`, `no_endpoint`, `inconsistent_store`, `bad_request_path` |
+//! | `alp.decision.reason.<reason>` | counter | decisions by verdict class: `allow`, `policy_denied`, `invalid_peer_identity`, `not_in_sync`, `no_endpoint`, `inconsistent_store`, `bad_request_path`, `attributes_unavailable` (D11) |
+//! | `alp.path.rewritten` / `alp.path.rejected` | counter | non-canonical request paths rewritten to their canonical form / refused (`non_canonical_path: reject`), D10 |
 //! | `alp.policy.<tier>.<policy>.<allow\|deny>` | counter | decisions by the policy that made them |
 //! | `alp.staged.differs` | counter | `staged: true`: requests the staged policies would decide otherwise |
 //! | `alp.staged.would_allow` / `alp.staged.would_deny` | counter | ... allowing what is denied now / denying what is allowed now |
@@ -49,7 +50,9 @@ const STAGED_WOULD_DENY: usize = 5;
 const RELOADS: usize = 6;
 const REFUSALS: usize = 7;
 const LOG_SUPPRESSED: usize = 8;
-const FIXED: [&str; 9] = [
+const PATH_REWRITTEN: usize = 9;
+const PATH_REJECTED: usize = 10;
+const FIXED: [&str; 11] = [
     "alp.requests.allowed",
     "alp.requests.denied",
     "alp.requests.would_deny",
@@ -59,7 +62,16 @@ const FIXED: [&str; 9] = [
     "alp.snapshot.reloads",
     "alp.snapshot.refusals",
     "alp.decision_log.suppressed",
+    "alp.path.rewritten",
+    "alp.path.rejected",
 ];
+
+/// What happened to a non-canonical request path (D10).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PathOutcome {
+    Rewritten,
+    Rejected,
+}
 const REASONS: usize = Verdict::ALL.len();
 
 const POLICY_PREFIX: &str = "alp.policy";
@@ -247,6 +259,16 @@ impl Metrics {
     pub fn count_suppressed_lines(&self, n: u64) {
         if let Some(c) = self.fixed_pending.get(LOG_SUPPRESSED) {
             c.set(c.get() + n);
+        }
+    }
+
+    /// A non-canonical request path, rewritten or refused. No host call.
+    pub fn count_path(&self, outcome: PathOutcome) {
+        if self.enabled {
+            self.bump(match outcome {
+                PathOutcome::Rewritten => PATH_REWRITTEN,
+                PathOutcome::Rejected => PATH_REJECTED,
+            });
         }
     }
 
