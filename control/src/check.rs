@@ -4,8 +4,15 @@
 //! `"enforced": false` and `"would_block"` say that nothing is refused); `--staged` adds the
 //! decision the staged policies would make if they were enforced (`"staged"`, with
 //! `"differs"`), as the filter's `staged: true` does.
+//!
+//! Paths (D10): a non-canonical HTTP request path is decided as the filter's default mode
+//! (`non_canonical_path: rewrite`) decides it, on the canonical path the filter forwards; each
+//! HTTP answer says `"rewritten"`, and `"canonical_path"` (that forwarded path) when the request
+//! path is non-canonical. `--non-canonical-path reject` decides as `non_canonical_path: reject`
+//! (400 `bad_request_path`). `--trust-domain` is the filter's `trust_domains` (D12).
 
-use alp_engine::{Decision, Engine, Explanation, RequestSpec};
+use crate::decide::{self, Decided, EngineArgs, NonCanonicalPath};
+use alp_engine::{Engine, Explanation, Options, RequestSpec};
 use alp_felix::{SyncState, ToDataplane};
 use anyhow::{bail, Context, Result};
 use clap::{ArgGroup, Args, ValueEnum};
@@ -39,6 +46,12 @@ pub struct CheckArgs {
     /// (`"staged"`, with `"differs"` when its verdict is not the enforced one).
     #[arg(long)]
     staged: bool,
+    /// What the filter does with a non-canonical request path (`non_canonical_path`): `rewrite`
+    /// decides on the canonical path it forwards, `reject` answers 400 (bad_request_path).
+    #[arg(long, value_enum, value_name = "MODE", default_value_t = NonCanonicalPath::Rewrite)]
+    non_canonical_path: NonCanonicalPath,
+    #[command(flatten)]
+    engine: EngineArgs,
 }
 
 /// One answer: the explanation, and what `--dry-run` and `--staged` add.
@@ -46,6 +59,13 @@ pub struct CheckArgs {
 struct Checked {
     #[serde(flatten)]
     decision: Explanation,
+    /// HTTP requests: whether the filter rewrites `:path` (to `canonical_path`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rewritten: Option<bool>,
+    /// A non-canonical HTTP request path: the canonical path (with the query) the filter
+    /// forwards in its default mode.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    canonical_path: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     enforced: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -62,20 +82,37 @@ struct StagedCheck {
 }
 
 impl Checked {
-    fn new(engine: &Engine, decision: &Decision, staged: Option<&Decision>, dry_run: bool) -> Self {
+    fn new(engine: &Engine, decided: &Decided, http: bool, dry_run: bool) -> Self {
+        let decision = &decided.decision;
+        let mut explanation = engine.explain(decision);
+        let mut staged = decided.staged.as_ref().map(|s| StagedCheck {
+            decision: engine.explain_staged(s),
+            differs: s.verdict != decision.verdict,
+        });
+        if decided.rejected_path() {
+            let detail = "the request path is not canonical and non-canonical paths are refused".to_string();
+            if let Some(s) = &mut staged {
+                s.decision.detail.clone_from(&detail);
+            }
+            explanation.detail = detail;
+        }
         Checked {
-            decision: engine.explain(decision),
+            decision: explanation,
+            rewritten: http.then(|| decided.non_canonical.as_ref().is_some_and(|n| n.rewritten)),
+            canonical_path: decided.non_canonical.as_ref().map(|n| n.forwarded.clone()),
             enforced: dry_run.then_some(false),
             would_block: dry_run.then_some(!decision.verdict.is_allowed()),
-            staged: staged.map(|s| StagedCheck {
-                decision: engine.explain_staged(s),
-                differs: s.verdict != decision.verdict,
-            }),
+            staged,
         }
     }
 
     fn to_text(&self) -> String {
         let mut out = self.decision.to_text();
+        match (self.rewritten, &self.canonical_path) {
+            (Some(true), Some(path)) => out.push_str(&format!(" [path rewritten to {path}]")),
+            (_, Some(path)) => out.push_str(&format!(" [non-canonical path refused; canonical: {path}]")),
+            _ => {}
+        }
         if let Some(block) = self.would_block {
             out.push_str(if block { " [dry run: would block]" } else { " [dry run: would not block]" });
         }
@@ -126,37 +163,36 @@ pub fn parse_requests(name: &str, text: &str) -> Result<Vec<RequestSpec>> {
     Ok(requests)
 }
 
-pub fn load_engine(updates: &Path, staged: bool) -> Result<Engine> {
+pub fn load_engine(updates: &Path, options: &Options) -> Result<Engine> {
     let text = std::fs::read_to_string(updates).with_context(|| format!("{}: cannot read", updates.display()))?;
     let messages = alp_felix::updates::parse_updates(&text).with_context(|| format!("{}", updates.display()))?;
-    Ok(engine_from(&messages, staged))
+    Ok(engine_from(&messages, options))
 }
 
 /// The engine Felix's messages for `workload` build from Calico YAML.
-pub fn load_policy_engine(paths: &[PathBuf], workload: &str, staged: bool) -> Result<Engine> {
+pub fn load_policy_engine(paths: &[PathBuf], workload: &str, options: &Options) -> Result<Engine> {
     let messages = alp_calico::updates_for(paths, workload).map_err(anyhow::Error::msg)?;
-    Ok(engine_from(&messages, staged))
+    Ok(engine_from(&messages, options))
 }
 
-/// `messages` applied as one stream; with `staged`, the engine also holds the staged rehearsal.
-fn engine_from(messages: &[ToDataplane], staged: bool) -> Engine {
-    if !staged {
-        return alp_felix::engine_from_updates(messages);
-    }
+/// `messages` applied as one stream, the engine built with `options` (the staged rehearsal,
+/// trust domains).
+fn engine_from(messages: &[ToDataplane], options: &Options) -> Engine {
     let mut state = SyncState::new();
     for msg in messages {
         state.apply(msg);
     }
     match state.snapshot() {
-        Some((version, snapshot)) => Engine::from_snapshot_with(version, &snapshot, &alp_engine::Options { staged: true, ..Default::default() }),
+        Some((version, snapshot)) => Engine::from_snapshot_with(version, &snapshot, options),
         None => Engine::not_in_sync(),
     }
 }
 
 pub fn run(args: &CheckArgs) -> Result<ExitCode> {
+    let options = args.engine.options(args.staged);
     let engine = match (&args.updates, &args.workload) {
-        (Some(updates), _) => load_engine(updates, args.staged)?,
-        (None, Some(workload)) => load_policy_engine(&args.policy, workload, args.staged)?,
+        (Some(updates), _) => load_engine(updates, &options)?,
+        (None, Some(workload)) => load_policy_engine(&args.policy, workload, &options)?,
         (None, None) => bail!("give --updates FILE or --policy PATH --workload NAMESPACE/NAME"),
     };
     let name = args.request.display().to_string();
@@ -165,9 +201,8 @@ pub fn run(args: &CheckArgs) -> Result<ExitCode> {
     let mut out = stdout.lock();
     for spec in &requests {
         let request = spec.request();
-        let decision = engine.decide(&request);
-        let staged = engine.decide_staged(&request, &decision);
-        let checked = Checked::new(&engine, &decision, staged.as_ref(), args.dry_run);
+        let decided = decide::decide(&engine, &request, args.non_canonical_path);
+        let checked = Checked::new(&engine, &decided, request.http.is_some(), args.dry_run);
         match args.format {
             Format::Json => writeln!(out, "{}", serde_json::to_string(&checked)?)?,
             Format::Text => writeln!(out, "{}", checked.to_text())?,

@@ -1,6 +1,7 @@
 //! `control`: relays Calico policy to the Envoy wasm filter, and the operator's CLI.
 
 mod check;
+mod decide;
 mod ext_authz;
 mod health;
 mod serve;

@@ -131,3 +131,127 @@ fn bad_input_names_file_line_and_field() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/file"));
 }
+
+/// Allows GET on prefix `/public` (from anyone), default Deny.
+const PATH_UPDATES: &str = r#"{"workloadEndpointUpdate":{"id":{"workloadId":"default/summary"},"endpoint":{"tiers":[{"name":"default","ingressPolicies":[{"name":"public","kind":"GlobalNetworkPolicy"}]}]}}}
+{"activePolicyUpdate":{"id":{"name":"public","kind":"GlobalNetworkPolicy"},"policy":{"inboundRules":[{"action":"Allow","httpMatch":{"methods":["GET"],"paths":[{"prefix":"/public"}]},"ruleId":"r-public"}]}}}
+{"inSync":{}}
+"#;
+
+fn get(path: &str) -> String {
+    serde_json::json!({"source": {"principal": "spiffe://cluster.local/ns/default/sa/customer"}, "http": {"method": "GET", "path": path}}).to_string() + "\n"
+}
+
+fn check_lines(args: &[&str], requests: &str) -> Vec<Value> {
+    let out = control(args, Some(requests));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).expect("json")).collect()
+}
+
+/// D10: the default mode decides on the canonical path the filter forwards and reports it;
+/// `--non-canonical-path reject` refuses a non-canonical path.
+#[test]
+fn non_canonical_paths_rewritten_or_rejected() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let updates = write(dir.path(), "u.jsonl", PATH_UPDATES);
+    // (path, decision in rewrite mode, canonical_path when non-canonical)
+    let cases: &[(&str, &str, Option<&str>)] = &[
+        ("/public/a", "allow", None),
+        ("/public/", "allow", None),
+        ("/admin", "deny", None),
+        ("/admin/../public/x?q=1", "allow", Some("/public/x?q=1")),
+        ("/public/./a//b;v=1", "allow", Some("/public/a/b;v=1")),
+        ("/public/../admin", "deny", Some("/admin")),
+        ("/public\\a", "allow", Some("/public/a")),
+        ("/admin/..%3B/public", "deny", None),
+    ];
+    let requests: String = cases.iter().map(|(p, _, _)| get(p)).collect::<String>() + "{\"http\":null}\n";
+    let rewrite = check_lines(&["check", "--updates", &updates, "--request", "-"], &requests);
+    let reject = check_lines(&["check", "--updates", &updates, "--request", "-", "--non-canonical-path", "reject"], &requests);
+    assert_eq!((rewrite.len(), reject.len()), (cases.len() + 1, cases.len() + 1));
+    for (n, (path, decision, canonical)) in cases.iter().enumerate() {
+        let (w, j) = (&rewrite[n], &reject[n]);
+        assert_eq!(w["decision"], *decision, "{path}: {w}");
+        assert_eq!(w["canonical_path"].as_str(), *canonical, "{path}: {w}");
+        assert_eq!(w["rewritten"], canonical.is_some(), "{path}: {w}");
+        assert_eq!(j["canonical_path"].as_str(), *canonical, "{path} (reject): {j}");
+        assert_eq!(j["rewritten"], false, "{path} (reject): {j}");
+        if canonical.is_some() {
+            assert_eq!((j["status"].as_u64(), j["reason"].as_str()), (Some(400), Some("bad_request_path")), "{path}: {j}");
+            assert!(j["detail"].as_str().is_some_and(|d| d.contains("not canonical")), "{j}");
+        } else {
+            assert_eq!(j, w, "{path}: a canonical path decides the same in both modes");
+        }
+    }
+    assert_eq!(rewrite[4]["rule_id"], "r-public");
+    assert_eq!((rewrite[7]["status"].as_u64(), rewrite[7]["reason"].as_str()), (Some(400), Some("bad_request_path")), "ambiguous: {}", rewrite[7]);
+    // No HTTP: neither field.
+    let tcp = &rewrite[cases.len()];
+    assert!(tcp.get("rewritten").is_none() && tcp.get("canonical_path").is_none(), "{tcp}");
+
+    let text = |args: &[&str]| {
+        let out = control(args, Some(&get("/admin/../public")));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let t = text(&["check", "--updates", &updates, "--request", "-", "--format", "text"]);
+    assert!(t.starts_with("ALLOW") && t.contains("[path rewritten to /public]"), "{t}");
+    let t = text(&["check", "--updates", &updates, "--request", "-", "--format", "text", "--non-canonical-path", "reject"]);
+    assert!(t.starts_with("DENY (status 400") && t.contains("[non-canonical path refused; canonical: /public]"), "{t}");
+
+    let out = control(&["check", "--updates", &updates, "--request", "-", "--non-canonical-path", "keep"], None);
+    assert!(!out.status.success());
+}
+
+/// D12: `--trust-domain` (repeatable) pins principals to those trust domains.
+#[test]
+fn trust_domains_pin_principals() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let updates = write(dir.path(), "u.jsonl", UPDATES);
+    let from = |td: &str| {
+        serde_json::json!({"source": {"principal": format!("spiffe://{td}/ns/default/sa/customer")}, "http": {"method": "GET", "path": "/"}}).to_string() + "\n"
+    };
+    let requests = from("cluster.local") + &from("evil.example") + &from("prod.example");
+    let reasons = |extra: &[&str]| -> Vec<String> {
+        let mut args = vec!["check", "--updates", &updates, "--request", "-"];
+        args.extend_from_slice(extra);
+        check_lines(&args, &requests).iter().map(|l| l["reason"].as_str().unwrap_or("?").to_string()).collect()
+    };
+    assert_eq!(reasons(&[]), ["allow", "allow", "allow"], "any trust domain without the flag");
+    assert_eq!(reasons(&["--trust-domain", "cluster.local"]), ["allow", "invalid_peer_identity", "invalid_peer_identity"]);
+    assert_eq!(
+        reasons(&["--trust-domain", "cluster.local", "--trust-domain", "prod.example", "--staged"]),
+        ["allow", "invalid_peer_identity", "allow"]
+    );
+    let out = control(&["check", "--updates", &updates, "--request", "-", "--trust-domain", "spiffe://cluster.local"], None);
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("trust domain"));
+}
+
+/// Every `normalize_http_path` vector of the shared unit cases through `control check`: a
+/// non-canonical path is reported with its canonical (forwarded) path and rewritten; a path that
+/// does not normalise (or does not start with `/`) is decided as given, `bad_request_path` where
+/// a path rule is reached.
+#[test]
+fn every_path_vector_reports_its_canonical_path() {
+    let units: Value = serde_json::from_str(&alp_engine::testdata::shared_file("conformance/unit_cases.json").expect("shared/conformance/unit_cases.json")).expect("unit cases parse");
+    let vectors = units["normalize_http_path"].as_array().expect("normalize_http_path vectors");
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Allows every path (a path rule: paths are normalised).
+    let updates = write(dir.path(), "u.jsonl", &PATH_UPDATES.replace(r#"{"prefix":"/public"}"#, r#"{"prefix":"/"}"#));
+    let requests: String = vectors.iter().map(|v| get(v["input"].as_str().expect("input"))).collect();
+    let lines = check_lines(&["check", "--updates", &updates, "--request", "-"], &requests);
+    assert_eq!(lines.len(), vectors.len());
+    let mut failures = Vec::new();
+    for (v, line) in vectors.iter().zip(&lines) {
+        let input = v["input"].as_str().unwrap_or("");
+        let rewritten = v["ok"] == true && v["non_canonical"] == true && input.starts_with('/');
+        // The forwarded path keeps the query (not a fragment).
+        let before_fragment = input.split('#').next().unwrap_or("");
+        let query = before_fragment.find('?').map_or("", |i| &before_fragment[i..]);
+        let want_canonical = rewritten.then(|| format!("{}{query}", v["canonical"].as_str().unwrap_or("?")));
+        let want_reason = if v["ok"] == true && input.starts_with('/') { "allow" } else { "bad_request_path" };
+        if line["rewritten"] != rewritten || line["canonical_path"].as_str() != want_canonical.as_deref() || line["reason"] != want_reason {
+            failures.push(format!("{input:?}: got {line}, want rewritten {rewritten}, canonical_path {want_canonical:?}, reason {want_reason}"));
+        }
+    }
+    assert!(failures.is_empty(), "{} of {} vectors failed:\n{}", failures.len(), vectors.len(), failures.join("\n"));
+}

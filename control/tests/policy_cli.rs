@@ -89,4 +89,18 @@ fn validate_exit_codes_and_messages() {
     assert!(text.contains("bad.yaml:6: GlobalNetworkPolicy p: spec.selector: bad selector \"app = 'x'\" at position 4"), "{text}");
     assert!(text.contains("GlobalNetworkPolicy q: spec.egress[0].http: HTTP match is only allowed on ingress rules"), "{text}");
     assert!(text.contains("path \"x\" must start with '/'"), "{text}");
+
+    // D10: an ambiguous path value is an error at its line, naming the value and why.
+    std::fs::write(
+        &bad,
+        "apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata:\n  name: p\nspec:\n  ingress:\n    - action: Deny\n      http:\n        paths:\n          - prefix: /admin\n          - exact: /admin/..%3B\n",
+    )
+    .expect("write");
+    let out = control(&["validate", bad.to_str().expect("utf-8")], "");
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("bad.yaml:11: GlobalNetworkPolicy p: spec.ingress[0].http.paths[1].exact: path \"/admin/..%3B\" does not normalise: segment 1 is ambiguous"),
+        "{text}"
+    );
 }

@@ -140,19 +140,17 @@ impl Filter {
             return Read { connection: None, http: None, verdict: Some(Verdict::AttributesUnavailable) };
         };
         let mut verdict = None;
-        // Only a path the HTTP clause accepts at all (absolute) is rewritten; one that does not
-        // normalise is left to the engine (BadRequestPath where a path rule is reached).
-        if http.path.starts_with('/') {
-            if let Ok(Some(canonical)) = path::forwarded_path(&http.path) {
-                match self.settings.non_canonical_path {
-                    NonCanonicalPath::Rewrite => {
-                        self.metrics.count_path(PathOutcome::Rewritten);
-                        http.rewrite(canonical);
-                    }
-                    NonCanonicalPath::Reject => {
-                        self.metrics.count_path(PathOutcome::Rejected);
-                        verdict = Some(Verdict::BadRequestPath);
-                    }
+        // A path that does not normalise is left to the engine (BadRequestPath where a path
+        // rule is reached).
+        if let Ok(Some(canonical)) = path::forwarded_path(&http.path) {
+            match self.settings.non_canonical_path {
+                NonCanonicalPath::Rewrite => {
+                    self.metrics.count_path(PathOutcome::Rewritten);
+                    http.rewrite(canonical);
+                }
+                NonCanonicalPath::Reject => {
+                    self.metrics.count_path(PathOutcome::Rejected);
+                    verdict = Some(Verdict::BadRequestPath);
                 }
             }
         }

@@ -257,7 +257,7 @@ fn validation_errors_name_file_line_resource_and_field() {
         ),
         (
             "apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata:\n  name: p\nspec:\n  ingress:\n    - action: Allow\n      http:\n        paths:\n          - exact: foo\n",
-            "f.yaml:10: GlobalNetworkPolicy p: spec.ingress[0].http.paths[0]: path \"foo\" must start with '/'",
+            "f.yaml:10: GlobalNetworkPolicy p: spec.ingress[0].http.paths[0].exact: path \"foo\" must start with '/'",
         ),
         (
             "apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata:\n  name: p\nspec:\n  ingress:\n    - action: Allow\n      http:\n        paths:\n          - glob: /api/[v\n",
@@ -306,6 +306,55 @@ fn validation_errors_name_file_line_resource_and_field() {
         let text: Vec<String> = problems.iter().map(ToString::to_string).collect();
         assert!(text.iter().any(|t| t.contains(want)), "want {want:?}\ngot {text:#?}");
     }
+}
+
+/// D10: an HTTP path value that fails normalisation or is ambiguous would match nothing in the
+/// engine, so it is a validation error at its own line, naming the value and why.
+#[test]
+fn path_values_that_do_not_normalise_are_errors() {
+    let head = "apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata:\n  name: p\nspec:\n  ingress:\n    - action: Allow\n      http:\n        paths:\n";
+    // (entry at line 10, expected problem or None when valid)
+    let cases: &[(&str, Option<&str>)] = &[
+        ("exact: /admin/..%3B", Some("f.yaml:10: GlobalNetworkPolicy p: spec.ingress[0].http.paths[0].exact: path \"/admin/..%3B\" does not normalise: segment 1 is ambiguous")),
+        ("prefix: /a%252f", Some("f.yaml:10: GlobalNetworkPolicy p: spec.ingress[0].http.paths[0].prefix: path \"/a%252f\" does not normalise: double percent-encoding")),
+        ("prefix: /x/..%2Fy", Some("spec.ingress[0].http.paths[0].prefix: path \"/x/..%2Fy\" does not normalise: segment 1 is ambiguous")),
+        ("exact: /public%2F..%2Fadmin", Some("paths[0].exact: path \"/public%2F..%2Fadmin\" does not normalise: segment 0 is ambiguous")),
+        ("exact: '/a/..%5c'", Some("paths[0].exact: path \"/a/..%5c\" does not normalise: segment 1 is ambiguous")),
+        ("exact: /a%zz", Some("paths[0].exact: path \"/a%zz\" does not normalise: bad percent-encoding at byte 2")),
+        ("prefix: /a%00b", Some("paths[0].prefix: path \"/a%00b\" does not normalise: NUL byte in path")),
+        ("glob: /admin/..%3B/**", Some("f.yaml:10: GlobalNetworkPolicy p: spec.ingress[0].http.paths[0].glob: pattern \"/admin/..%3B/**\" does not normalise: segment 1 is ambiguous")),
+        ("glob: /a%252f/*", Some("paths[0].glob: pattern \"/a%252f/*\" does not normalise: double percent-encoding")),
+        ("template: /x/..%2F{id}", Some("paths[0].template: pattern \"/x/..%2F{id}\" does not normalise: segment 1 is ambiguous")),
+        ("exact: foo", Some("f.yaml:10: GlobalNetworkPolicy p: spec.ingress[0].http.paths[0].exact: path \"foo\" must start with '/'")),
+        // Valid: escapes that stay encoded, dot segments that resolve, parameters, a trailing `/`.
+        ("exact: /a%2Fb", None),
+        ("prefix: /public/../admin", None),
+        ("exact: /public/..;x/admin", None),
+        ("prefix: /foo/", None),
+        ("exact: /%70ublic", None),
+        ("glob: /api/./v1/**", None),
+        ("template: /accounts/{id}/summary", None),
+    ];
+    for (entry, want) in cases {
+        let yaml = format!("{head}          - {entry}\n");
+        let result = load_texts(&[("f.yaml", &yaml)]);
+        match want {
+            None => assert!(result.is_ok(), "{entry}: {:#?}", result.err()),
+            Some(want) => {
+                let text: Vec<String> = result.expect_err(entry).iter().map(ToString::to_string).collect();
+                assert_eq!(text.len(), 1, "{entry}: {text:#?}");
+                assert!(text[0].contains(want), "{entry}: want {want:?}\ngot {text:#?}");
+            }
+        }
+    }
+    // Each entry is reported at its own line, in a document that is not the file's first.
+    let yaml = format!("# policies\n---\n{head}          - exact: /ok\n          - prefix: /x/..%2Fy\n          - exact: /admin/..%3B\n");
+    let problems = load_texts(&[("f.yaml", &yaml)]).unwrap_err();
+    let found: Vec<(usize, Option<&str>)> = problems.iter().map(|p| (p.line, p.field.as_deref())).collect();
+    assert_eq!(
+        found,
+        [(13, Some("spec.ingress[0].http.paths[1].prefix")), (14, Some("spec.ingress[0].http.paths[2].exact"))]
+    );
 }
 
 #[test]

@@ -103,8 +103,13 @@ fn check_rule(found: &mut Found, doc: &Document<'_>, at: &str, ingress: bool, r:
             let field = format!("{at}.http.paths[{i}]");
             match (&p.exact, &p.prefix, &p.glob, &p.template) {
                 (Some(v), None, None, None) | (None, Some(v), None, None) => {
+                    let kind = if p.exact.is_some() { "exact" } else { "prefix" };
                     if !v.starts_with('/') {
-                        found.push((line_of(doc, v), field, format!("path {v:?} must start with '/'")));
+                        found.push((line_of(doc, v), format!("{field}.{kind}"), format!("path {v:?} must start with '/'")));
+                    } else if let Err(e) = alp_engine::path::normalize(v) {
+                        // The engine would match nothing with it (spec section 5, D10): an
+                        // ambiguous segment or an encoding no server reads the same way.
+                        found.push((line_of(doc, v), format!("{field}.{kind}"), format!("path {v:?} does not normalise: {e}")));
                     }
                 }
                 (None, None, Some(v), None) => {

@@ -14,6 +14,12 @@
 //!   `address.socket_address` (address, port), `principal` (Envoy's certificate identity: URI SAN,
 //!   else DNS SAN, else subject), `request.http` method, path and host. A check without
 //!   `request.http` (the network `ext_authz` filter) is a connection-level check (D4).
+//! * Paths (D10, spec section 5 "Forwarded path"): ext_authz cannot change the path Envoy
+//!   forwards, so a non-canonical request path (dot or empty segments, `\`) is refused as the
+//!   filter's `non_canonical_path: reject` refuses it: 400 `invalid request path`. Configure
+//!   Envoy to normalise paths (`normalize_path`, `merge_slashes`,
+//!   `path_with_escaped_slashes_action`) so that clients' paths reach the check canonical.
+//! * `--trust-domain` (repeatable) is the filter's `trust_domains` (D12).
 //! * Allowed: gRPC status OK. Denied: the D9 status and body, as the filter's local reply
 //!   (`403 denied by policy`, `503 policy not synchronised`, `400 invalid request path`, ...),
 //!   with `content-type: text/plain`; the `google.rpc.Status` code is PERMISSION_DENIED,
@@ -33,7 +39,7 @@ mod tests;
 pub use crate::serve::Running;
 use crate::serve::listen::{Bound, Listen};
 use crate::serve::source::{self, Policy, Source};
-use alp_engine::Engine;
+use alp_engine::{Engine, Options};
 use anyhow::{Context, Result};
 use clap::Args;
 use std::process::ExitCode;
@@ -50,6 +56,8 @@ pub struct ExtAuthzArgs {
     pub listen: Listen,
     #[command(flatten)]
     pub source: crate::serve::source::args::SourceArgs,
+    #[command(flatten)]
+    pub engine: crate::decide::EngineArgs,
     /// Threads answering checks (1: a single-threaded runtime, the cheapest on one core).
     #[arg(long, value_name = "N", default_value_t = 2)]
     pub threads: usize,
@@ -68,7 +76,7 @@ pub fn run(args: &ExtAuthzArgs) -> Result<ExitCode> {
     let runtime = builder.enable_all().build().context("starting the async runtime")?;
     runtime.block_on(async {
         let source = args.source.source()?;
-        let running = start(&args.listen, source).await?;
+        let running = start(&args.listen, source, args.engine.options(false)).await?;
         info!(listen = %running.address, "control ext-authz serving envoy.service.auth.v3.Authorization");
         let shutdown = running.shutdown.clone();
         tokio::spawn(async move {
@@ -81,8 +89,9 @@ pub fn run(args: &ExtAuthzArgs) -> Result<ExitCode> {
     })
 }
 
-/// Binds `listen`, starts the source, the compiler and the gRPC server.
-pub async fn start(listen: &Listen, source: Box<dyn Source>) -> Result<Running> {
+/// Binds `listen`, starts the source, the compiler (engines built with `options`) and the gRPC
+/// server.
+pub async fn start(listen: &Listen, source: Box<dyn Source>, options: Options) -> Result<Running> {
     let bound = listen.bind().await?;
     let address = bound.address();
     info!(source = %source.describe(), "policy source");
@@ -90,14 +99,14 @@ pub async fn start(listen: &Listen, source: Box<dyn Source>) -> Result<Running> 
     let (engine_tx, engine_rx) = watch::channel(Arc::new(Engine::not_in_sync()));
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let source = tokio::spawn(source.run(outputs));
-    let compiler = tokio::spawn(compile(policy_rx, engine_tx));
+    let compiler = tokio::spawn(compile(policy_rx, engine_tx, options));
     let server = tokio::spawn(serve(bound, Authorizer::new(engine_rx), shutdown_rx));
     Ok(Running { address, shutdown: shutdown_tx, server, source, worker: ("compiler", compiler) })
 }
 
 /// Compiles each new snapshot once (off the async threads) and installs it for the checks.
 /// Versions count changes within the process; an unchanged snapshot keeps its engine.
-async fn compile(mut policy: watch::Receiver<Policy>, engine: watch::Sender<Arc<Engine>>) {
+async fn compile(mut policy: watch::Receiver<Policy>, engine: watch::Sender<Arc<Engine>>, options: Options) {
     let mut last: Option<Arc<alp_engine::Snapshot>> = None;
     let mut version = 0u64;
     loop {
@@ -108,7 +117,8 @@ async fn compile(mut policy: watch::Receiver<Policy>, engine: watch::Sender<Arc<
                 version += 1;
                 let started = std::time::Instant::now();
                 let for_compile = Arc::clone(&snapshot);
-                match tokio::task::spawn_blocking(move || Engine::from_snapshot(version, &for_compile)).await {
+                let options = options.clone();
+                match tokio::task::spawn_blocking(move || Engine::from_snapshot_with(version, &for_compile, &options)).await {
                     Ok(compiled) => {
                         let rules: usize = snapshot.policies.iter().map(|p| p.inbound_rules.len()).sum();
                         info!(version, rules, ms = started.elapsed().as_millis() as u64, "policy compiled");

@@ -9,6 +9,7 @@ use super::proto::envoy::service::auth::v3::{
 };
 use super::proto::google::rpc;
 use alp_engine::address::parse_ip;
+use crate::decide::{self, NonCanonicalPath};
 use alp_engine::{Engine, Http, Peer, Request, Verdict};
 use std::sync::Arc;
 use tokio::sync::watch;
@@ -62,7 +63,9 @@ pub fn check(engine: &Engine, check: &CheckRequest) -> CheckResponse {
         protocol: if src_udp || dst_udp { UDP } else { TCP },
         http: http.map(|h| Http { method: &h.method, path: &h.path, host: &h.host }),
     };
-    let decision = engine.decide(&request);
+    // Envoy forwards the path as it is: a non-canonical one is refused (D10).
+    let decided = decide::decide(engine, &request, NonCanonicalPath::Reject);
+    let decision = decided.decision;
     if enabled!(Level::DEBUG) {
         let e = engine.explain(&decision);
         debug!(
@@ -71,6 +74,8 @@ pub fn check(engine: &Engine, check: &CheckRequest) -> CheckResponse {
             status = e.status,
             policy = e.policy.as_ref().map(|p| p.name.as_str()),
             rule = e.rule,
+            non_canonical_path = decided.rejected_path(),
+            canonical_path = decided.non_canonical.as_ref().map(|n| n.forwarded.as_str()),
             src = ?src.address,
             src_principal = src.principal,
             "check"

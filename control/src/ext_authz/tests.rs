@@ -71,7 +71,10 @@ fn request(principal: &str, method: Option<&str>, path: &str) -> CheckRequest {
 }
 
 /// (gRPC code, HTTP status of the denial or None, body).
-fn outcome(r: &CheckResponse) -> (i32, Option<i32>, String) {
+type Outcome = (i32, Option<i32>, String);
+
+/// The [`Outcome`] of a response.
+fn outcome(r: &CheckResponse) -> Outcome {
     let code = r.status.as_ref().map_or(-1, |s| s.code);
     match &r.http_response {
         Some(check_response::HttpResponse::DeniedResponse(d)) => {
@@ -85,12 +88,17 @@ fn outcome(r: &CheckResponse) -> (i32, Option<i32>, String) {
 }
 
 async fn start_with(dir: &Path, updates: &str) -> (Running, AuthorizationClient<Channel>) {
+    start_with_options(dir, updates, Options::default()).await
+}
+
+async fn start_with_options(dir: &Path, updates: &str, options: Options) -> (Running, AuthorizationClient<Channel>) {
     let file = dir.join("updates.jsonl");
     std::fs::write(&file, updates).unwrap();
     let socket = dir.join("authz.sock");
     let running = start(
         &Listen::Unix(socket.clone()),
         Box::new(UpdatesFile::new(file, Duration::from_millis(10))),
+        options,
     )
     .await
     .unwrap();
@@ -207,4 +215,86 @@ fn reads_addresses_and_protocol() {
 
 fn service_peer(p: Option<&attribute_context::Peer>) -> (alp_engine::Peer<'_>, bool) {
     service::peer(p)
+}
+
+/// Tier `default` (default Deny): GET on prefix `/public` from service account `customer`.
+const PATH_POLICY: &str = r#"
+{"activePolicyUpdate":{"id":{"name":"public","namespace":"","kind":"GlobalNetworkPolicy"},"policy":{"tier":"default","inboundRules":[{"action":"allow","srcServiceAccountMatch":{"names":["customer"]},"httpMatch":{"methods":["GET"],"paths":[{"prefix":"/public"}]},"ruleId":"r0"}]}}}
+{"workloadEndpointUpdate":{"id":{"orchestratorId":"k8s","workloadId":"default/database","endpointId":"eth0"},"endpoint":{"tiers":[{"name":"default","ingressPolicies":[{"name":"public","namespace":"","kind":"GlobalNetworkPolicy"}],"defaultAction":"Deny"}]}}}
+{"inSync":{}}
+"#;
+
+fn path_engine(options: &Options) -> Engine {
+    let messages = alp_felix::updates::parse_updates(PATH_POLICY).unwrap();
+    let mut state = alp_felix::SyncState::new();
+    for m in &messages {
+        state.apply(m);
+    }
+    let (version, snapshot) = state.snapshot().unwrap();
+    Engine::from_snapshot_with(version, &snapshot, options)
+}
+
+/// D10: ext_authz cannot make Envoy forward the canonical path, so a non-canonical one is
+/// refused (400), as the filter's `non_canonical_path: reject`; canonical paths are decided as
+/// usual, and paths that do not normalise are the engine's `BadRequestPath`.
+#[test]
+fn non_canonical_paths_are_refused() {
+    let engine = path_engine(&Options::default());
+    let allowed = (0, None, String::new());
+    let denied = (7, Some(403), "denied by policy".to_string());
+    let bad_path = (3, Some(400), "invalid request path".to_string());
+    let cases: &[(&str, &Outcome)] = &[
+        ("/public", &allowed),
+        ("/public/", &allowed),
+        ("/public/x?a=/../b", &allowed),
+        ("/public%2Fx", &denied),
+        ("/admin", &denied),
+        ("/public%2F..", &bad_path),
+        // Non-canonical, whichever way the canonical path would be decided.
+        ("/admin/../public", &bad_path),
+        ("/public/../admin", &bad_path),
+        ("/public//x", &bad_path),
+        ("/public/./x", &bad_path),
+        ("/public/;x/y", &bad_path),
+        ("/public\\x", &bad_path),
+        // Ambiguous or not normalisable: the engine's BadRequestPath.
+        ("/admin/..%3B/public", &bad_path),
+        ("/public%252fadmin", &bad_path),
+        ("public", &bad_path),
+    ];
+    for (path, want) in cases {
+        let got = outcome(&service::check(&engine, &request(CUSTOMER, Some("GET"), path)));
+        assert_eq!(&got, *want, "{path}");
+    }
+    // A connection-level check has no path to refuse.
+    assert_eq!(outcome(&service::check(&engine, &request(CUSTOMER, None, "/a/../b"))), denied);
+}
+
+/// D12 over the wire: `--trust-domain` pins principals; a non-canonical path is refused there
+/// too.
+#[tokio::test]
+async fn trust_domains_and_non_canonical_paths_over_grpc() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = Options { trust_domains: alp_engine::TrustDomains::new(["cluster.local"]), ..Options::default() };
+    let (running, mut client) = start_with_options(dir.path(), PATH_POLICY, options).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while check_once(&mut client, request(CUSTOMER, Some("GET"), "/public")).await != (0, None, String::new()) {
+        assert!(std::time::Instant::now() < deadline, "no policy after 10 s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        check_once(&mut client, request("spiffe://evil.example/ns/default/sa/customer", Some("GET"), "/public")).await,
+        (7, Some(403), "invalid peer identity".into())
+    );
+    assert_eq!(
+        check_once(&mut client, request(CUSTOMER, Some("GET"), "/admin/../public")).await,
+        (3, Some(400), "invalid request path".into())
+    );
+    let _ = running.shutdown.send(true);
+    running.finished().await.unwrap();
+
+    // Without the setting every trust domain is accepted, as upstream.
+    let any = path_engine(&Options::default());
+    let r = request("spiffe://evil.example/ns/default/sa/customer", Some("GET"), "/public");
+    assert_eq!(outcome(&service::check(&any, &r)), (0, None, String::new()));
 }

@@ -51,5 +51,25 @@ fn snapshot(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, decide, snapshot);
+/// The D10 check the filter makes on every request (`path::forwarded_path`) and the matching
+/// form the HTTP clause computes, for a canonical path, a canonical path with escapes and
+/// parameters, and a non-canonical one.
+fn path(c: &mut Criterion) {
+    let mut group = c.benchmark_group("path");
+    for (name, p) in [
+        ("canonical", "/api/v1/items/42?full=1"),
+        ("canonical_escaped", "/api/v1/it%65ms;v=2/42?full=1"),
+        ("non_canonical", "/api/v1/../v1//items/./42?full=1"),
+    ] {
+        group.bench_with_input(BenchmarkId::new("forwarded_path", name), &p, |b, p| {
+            b.iter(|| alp_engine::path::forwarded_path(black_box(p)))
+        });
+        group.bench_with_input(BenchmarkId::new("normalize_request", name), &p, |b, p| {
+            b.iter(|| alp_engine::path::normalize_request(black_box(p)).map(|n| n.matching.len()))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, decide, snapshot, path);
 criterion_main!(benches);

@@ -541,8 +541,11 @@ pub fn explain(policy: Option<&CompiledPolicy>, decision: &Decision) -> Explanat
             Verdict::NotInSync => "no policy has been synchronised from Felix yet".into(),
             Verdict::NoEndpoint => "the store has no workload endpoint".into(),
             Verdict::InvalidPeerIdentity => {
-                "a principal is not of the form spiffe://<trust-domain>/ns/<namespace>/sa/<service-account>".into()
+                "a principal is not of the form spiffe://<trust-domain>/ns/<namespace>/sa/<service-account>, \
+                 or its trust domain is not accepted"
+                    .into()
             }
+            Verdict::AttributesUnavailable => "the proxy could not read a request or connection attribute".into(),
             _ => String::new(),
         },
         Cause::RuleAction => match verdict {

@@ -68,9 +68,14 @@ pub fn normalize_request(input: &str) -> Result<NormalizedPath<'_>, PathError> {
     general(raw).map(|(matching, canonical)| NormalizedPath { matching: Cow::Owned(matching), canonical })
 }
 
-/// The path the upstream must receive for `input`: `Ok(None)` when `input` is canonical (it is
-/// forwarded unchanged), else the canonical path plus `input`'s query string.
+/// The path the upstream must receive for a request path `input`: `Ok(None)` when `input` is
+/// canonical (it is forwarded unchanged), else the canonical path plus `input`'s query string.
+/// A request path that does not start with `/` is never rewritten (`Ok(None)`): the HTTP clause
+/// refuses it wherever a path rule is reached.
 pub fn forwarded_path(input: &str) -> Result<Option<String>, PathError> {
+    if !input.starts_with('/') {
+        return Ok(None);
+    }
     let raw = path_part(input);
     check_escapes(raw)?;
     if plain(raw).is_some() {
