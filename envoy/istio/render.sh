@@ -6,30 +6,36 @@
 #                         --control-image registry.example.com/calico-alp/control:v0.1.0
 #   envoy/istio/render.sh --wasm-url oci://registry.example.com/calico-alp/filter:v0.1.0 \
 #                         --oci-digest sha256:<manifest digest> --control-image ...
+#   ... --trust-domain example.org [--trust-domain old.example]   (default: cluster.local)
 #
 # * https:// (or http://): the checksum is the module's, from dist/calico-alp.wasm.sha256
 #   (./wasm-bundle.sh writes it), checked against the module itself. Publish exactly that file.
 # * oci://: Istio checks the image *manifest* digest, not the module's. Give it with
 #   --oci-digest (`oras push` and `crane digest` print it), or pin the URL by digest
 #   (oci://...@sha256:<hex>), which is then used.
+# * --trust-domain: the mesh's trust domain (meshConfig.trustDomain; repeat it for each of
+#   meshConfig.trustDomainAliases). The filter refuses peers of any other trust domain
+#   (trust_domains in the filter's configuration); without the option it is cluster.local.
 # The placeholders in the committed files are deliberately unusable: an unrendered WasmPlugin
 # names an unresolvable host and an all-zero checksum, so the selected pods fail closed.
 set -euo pipefail
 
 die() { echo "render: error: $*" >&2; exit 1; }
-usage() { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
+usage() { sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 WASM="$ROOT/dist/calico-alp.wasm"
 OUT="$ROOT/dist/istio"
 URL="" IMAGE="" DIGEST=""
+TRUST_DOMAINS=()
 
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --wasm-url) URL=${2:?}; shift 2 ;;
         --control-image) IMAGE=${2:?}; shift 2 ;;
         --oci-digest) DIGEST=${2:?}; shift 2 ;;
+        --trust-domain) TRUST_DOMAINS+=("${2:?}"); shift 2 ;;
         --wasm) WASM=${2:?}; shift 2 ;;
         --out) OUT=${2:?}; shift 2 ;;
         -h|--help) usage 0 ;;
@@ -67,20 +73,36 @@ esac
 PLACEHOLDER_URL='https://calico-alp.invalid/calico-alp.wasm'
 PLACEHOLDER_SHA='0000000000000000000000000000000000000000000000000000000000000000'
 PLACEHOLDER_IMAGE='registry.invalid/calico-alp/control:dev'
+# The filter's trust_domains as committed: YAML in wasmplugin.yaml, JSON in envoyfilter-wasm.yaml.
+TD_YAML_FROM='trust_domains: ["cluster.local"]'
+TD_JSON_FROM='"trust_domains":["cluster.local"]'
+[[ ${#TRUST_DOMAINS[@]} -gt 0 ]] || TRUST_DOMAINS=(cluster.local)
+td_list=""
+for td in "${TRUST_DOMAINS[@]}"; do
+    # SPIFFE trust domain names: lower-case letters, digits, '.', '-', '_'.
+    [[ "$td" =~ ^[a-z0-9._-]+$ ]] || die "--trust-domain $td is not a trust domain name (lower-case letters, digits, . - _)"
+    td_list+="${td_list:+,}\"$td\""
+done
+TD_YAML_TO="trust_domains: [${td_list//,/, }]"
+TD_JSON_TO="\"trust_domains\":[$td_list]"
 
 mkdir -p "$OUT"
 n=0
 for f in "$HERE"/*.yaml; do
     out="$OUT/$(basename "$f")"
     # Literal replacements (no regular expressions: URLs and image names contain their syntax).
-    URL="$URL" SHA="$SHA" IMAGE="$IMAGE" awk \
+    URL="$URL" SHA="$SHA" IMAGE="$IMAGE" TDYF="$TD_YAML_FROM" TDYT="$TD_YAML_TO" \
+        TDJF="$TD_JSON_FROM" TDJT="$TD_JSON_TO" awk \
         -v pu="$PLACEHOLDER_URL" -v ps="$PLACEHOLDER_SHA" -v pi="$PLACEHOLDER_IMAGE" '
         function repl(s, from, to,    i, r) {
             r = ""
             while ((i = index(s, from)) > 0) { r = r substr(s, 1, i - 1) to; s = substr(s, i + length(from)) }
             return r s
         }
-        { line = repl($0, pu, ENVIRON["URL"]); line = repl(line, ps, ENVIRON["SHA"]); print repl(line, pi, ENVIRON["IMAGE"]) }
+        {
+            line = repl($0, pu, ENVIRON["URL"]); line = repl(line, ps, ENVIRON["SHA"]); line = repl(line, pi, ENVIRON["IMAGE"])
+            line = repl(line, ENVIRON["TDYF"], ENVIRON["TDYT"]); print repl(line, ENVIRON["TDJF"], ENVIRON["TDJT"])
+        }
     ' "$f" > "$out.tmp"
     if grep -qF -e "$PLACEHOLDER_URL" -e "$PLACEHOLDER_SHA" -e "$PLACEHOLDER_IMAGE" "$out.tmp"; then
         rm -f "$out.tmp"
@@ -89,4 +111,8 @@ for f in "$HERE"/*.yaml; do
     mv -f "$out.tmp" "$out"
     n=$((n + 1))
 done
-echo "render: wrote $n files to $OUT (module $URL, sha256 $SHA, control image $IMAGE)"
+# Both configurations of the filter name the trust domains asked for (the committed text drifted
+# if not).
+grep -qF -- "$TD_YAML_TO" "$OUT/wasmplugin.yaml" || die "no '$TD_YAML_FROM' in wasmplugin.yaml to render"
+grep -qF -- "$TD_JSON_TO" "$OUT/envoyfilter-wasm.yaml" || die "no '$TD_JSON_FROM' in envoyfilter-wasm.yaml to render"
+echo "render: wrote $n files to $OUT (module $URL, sha256 $SHA, control image $IMAGE, trust domains ${TRUST_DOMAINS[*]})"

@@ -51,6 +51,13 @@ pub fn yaobank_tutorial() -> Option<PathBuf> {
     dir.join("30-policy.yaml").is_file().then_some(dir)
 }
 
+/// A conformance vector file of the shared test material (`../shared/conformance/NAME`), when
+/// it is beside the project.
+pub fn conformance_file(name: &str) -> Option<PathBuf> {
+    let file = workspace_root().join("../shared/conformance").join(name);
+    file.is_file().then_some(file)
+}
+
 /// The filter module: `$ALP_WASM`, else `target/wasm32-wasip1/release/alp_filter.wasm`.
 pub fn wasm() -> Result<PathBuf> {
     let (path, default) = match std::env::var_os("ALP_WASM") {

@@ -71,14 +71,27 @@ impl Ca {
 
     /// Issues a certificate whose only URI SAN is `uri` (any text, for malformed identities).
     pub fn issue_with_uri(&self, file_stem: &str, uri: &str, server: bool) -> Result<CertFiles> {
+        self.issue_with_uris(file_stem, &[uri], server)
+    }
+
+    /// Issues a certificate with these URI SANs, in this order (a certificate naming several
+    /// identities, as a misissuing or federated CA might).
+    pub fn issue_with_uris(
+        &self,
+        file_stem: &str,
+        uris: &[&str],
+        server: bool,
+    ) -> Result<CertFiles> {
         let key = KeyPair::generate()?;
         let mut params = CertificateParams::new(Vec::<String>::new())?;
         params
             .distinguished_name
             .push(DnType::CommonName, file_stem);
-        params
-            .subject_alt_names
-            .push(SanType::URI(uri.try_into().context("URI SAN")?));
+        for uri in uris {
+            params
+                .subject_alt_names
+                .push(SanType::URI((*uri).try_into().context("URI SAN")?));
+        }
         params
             .extended_key_usages
             .push(ExtendedKeyUsagePurpose::ClientAuth);

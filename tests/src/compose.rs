@@ -26,6 +26,7 @@ pub fn compose_params(etc: &Path, run: &Path) -> BootstrapParams {
         run_dir: run.to_path_buf(),
         wasm_filter: true,
         direct_response: false,
+        envoy_backend: true,
         plugin_options: String::new(),
         workloads: YAOBANK
             .iter()

@@ -11,15 +11,31 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-/// How `:path` reaches the filter.
+/// How `:path` reaches the filter: what Envoy's HTTP connection manager does to it first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PathMode {
-    /// The bootstrap's default: Envoy normalises (dot segments, merged slashes, %2F/%5C
-    /// unescaped) before the filter, so the upstream gets exactly the path the policy saw.
+    /// The bootstrap's default (Istio's `DECODE_AND_MERGE_SLASHES`): `normalize_path`,
+    /// `merge_slashes`, `path_with_escaped_slashes_action: UNESCAPE_AND_FORWARD`: dot segments
+    /// resolved, slashes merged, %2F/%5C unescaped before the filter and the upstream alike.
     EnvoyNormalises,
-    /// Envoy passes the path untouched: the filter's own normalisation is all there is (as in a
-    /// mesh that does not normalise).
+    /// Istio's default, `BASE`: `normalize_path` only (RFC 3986 dot segments, `\` read as `/`),
+    /// no slash merging, escaped slashes kept (`KEEP_UNCHANGED`), as istiod configures every
+    /// sidecar's connection managers unless `meshConfig.pathNormalization` says otherwise.
+    IstioBase,
+    /// No normalisation at all (local-stack `--raw-paths`, Istio `NONE`): the filter sees the
+    /// client's path as sent, and its own normalisation and rewriting are all there is.
     Raw,
+}
+
+impl PathMode {
+    /// (`normalize_path`, `merge_slashes`, `path_with_escaped_slashes_action`).
+    pub fn hcm_settings(self) -> (bool, bool, &'static str) {
+        match self {
+            PathMode::EnvoyNormalises => (true, true, "UNESCAPE_AND_FORWARD"),
+            PathMode::IstioBase => (true, false, "KEEP_UNCHANGED"),
+            PathMode::Raw => (false, false, "KEEP_UNCHANGED"),
+        }
+    }
 }
 
 /// One protected workload in the rendered bootstrap.
@@ -49,6 +65,9 @@ pub struct BootstrapParams {
     pub wasm_filter: bool,
     /// The inbound route answers itself instead of proxying to the backend (benchmark).
     pub direct_response: bool,
+    /// Envoy serves each workload's backend socket itself (a direct response echoing the path);
+    /// false: something else listens there (the path tests' `backend::EchoBackend`).
+    pub envoy_backend: bool,
     /// Extra members of every filter's plugin configuration JSON object, e.g.
     /// `"enforce":false,"decision_log":"all"` (empty: the filter's defaults).
     pub plugin_options: String,
@@ -56,10 +75,7 @@ pub struct BootstrapParams {
 
 impl BootstrapParams {
     pub fn scope(&self) -> Scope {
-        let (normalize, escaped) = match self.path_mode {
-            PathMode::EnvoyNormalises => ("true", "UNESCAPE_AND_FORWARD"),
-            PathMode::Raw => ("false", "KEEP_UNCHANGED"),
-        };
+        let (normalize, merge, escaped) = self.path_mode.hcm_settings();
         let mut scope = Scope::new()
             .var("ADMIN_ADDRESS", &self.admin_address)
             .var("ADMIN_PORT", self.admin_port)
@@ -68,6 +84,7 @@ impl BootstrapParams {
             .var("TRUST_DOMAIN", &self.trust_domain)
             .var("ACCESS_LOG", self.access_log.display())
             .var("NORMALIZE_PATH", normalize)
+            .var("MERGE_SLASHES", merge)
             .var("ESCAPED_SLASHES", escaped)
             .var("RUN_DIR", self.run_dir.display())
             .var("PLUGIN_OPTIONS", plugin_options(&self.plugin_options));
@@ -82,6 +99,9 @@ impl BootstrapParams {
         scope
             .lists
             .insert("direct_route".into(), flag(self.direct_response));
+        scope
+            .lists
+            .insert("envoy_backend".into(), flag(self.envoy_backend));
         for w in &self.workloads {
             scope = scope.item(
                 "workload",

@@ -8,6 +8,8 @@
 //! bound to chosen 127.x source addresses.
 
 pub mod artifacts;
+pub mod backend;
+pub mod canonical;
 pub mod certs;
 pub mod client;
 pub mod compose;

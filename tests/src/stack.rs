@@ -2,6 +2,7 @@
 //! workload. Everything lives in a fresh run directory and is stopped when the `Stack` drops.
 
 use crate::artifacts;
+use crate::backend::EchoBackend;
 use crate::certs::{self, Ca, CertFiles};
 use crate::client::{self, Outcome, Request, Transport};
 use crate::control::{self, Control};
@@ -86,6 +87,9 @@ pub struct StackOptions {
     pub direct_response: bool,
     /// Extra members of the filter's plugin configuration (`BootstrapParams::plugin_options`).
     pub plugin_options: String,
+    /// Each workload's upstream is the harness's `EchoBackend` (which records what it received)
+    /// instead of Envoy's own direct-response listener.
+    pub echo_backend: bool,
 }
 
 impl Default for StackOptions {
@@ -104,6 +108,7 @@ impl Default for StackOptions {
             access_log: None,
             direct_response: false,
             plugin_options: String::new(),
+            echo_backend: false,
         }
     }
 }
@@ -161,6 +166,7 @@ impl Drop for RunDir {
 pub struct Stack {
     pub envoy: Envoy,
     controls: BTreeMap<String, Control>,
+    backends: BTreeMap<String, EchoBackend>,
     pub workloads: Vec<Workload>,
     pub ca: Ca,
     identities: Mutex<BTreeMap<String, CertFiles>>,
@@ -208,6 +214,7 @@ impl Stack {
             workloads: vec![],
             wasm_filter: opts.filter != Filter::Off,
             direct_response: opts.direct_response,
+            envoy_backend: !opts.echo_backend,
             plugin_options: opts.plugin_options.clone(),
         };
         let mut pending = vec![];
@@ -270,6 +277,14 @@ impl Stack {
                 controls.insert(spec.name.clone(), c);
             }
         }
+        let mut backends = BTreeMap::new();
+        if opts.echo_backend {
+            for spec in &opts.workloads {
+                // The socket the bootstrap's cluster backend_<name> points at.
+                let socket = run.join(format!("backend-{}.sock", spec.name));
+                backends.insert(spec.name.clone(), EchoBackend::start(&socket)?);
+            }
+        }
         let envoy = Envoy::start(
             &envoy_bin,
             &opts.envoy_wrapper,
@@ -297,6 +312,7 @@ impl Stack {
         let stack = Stack {
             envoy,
             controls,
+            backends,
             workloads,
             ca,
             identities: Mutex::new(BTreeMap::new()),
@@ -336,6 +352,13 @@ impl Stack {
 
     pub fn addr(&self, name: &str) -> SocketAddr {
         self.workload(name).addr
+    }
+
+    /// Workload `name`'s echo backend (`StackOptions::echo_backend`).
+    pub fn backend(&self, name: &str) -> &EchoBackend {
+        self.backends.get(name).unwrap_or_else(|| {
+            panic!("workload {name} has no echo backend (StackOptions::echo_backend)")
+        })
     }
 
     /// The client certificate of service account `sa` (issued on first use).

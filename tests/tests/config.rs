@@ -19,6 +19,7 @@ fn params(run: &Path, ca: &Ca, wasm: &Path, mode: PathMode, names: &[&str]) -> B
         run_dir: run.to_path_buf(),
         wasm_filter: true,
         direct_response: false,
+        envoy_backend: true,
         plugin_options: String::new(),
         workloads: names
             .iter()
@@ -38,29 +39,67 @@ fn params(run: &Path, ca: &Ca, wasm: &Path, mode: PathMode, names: &[&str]) -> B
 }
 
 #[test]
-fn bootstrap_validates_for_the_harness_in_both_path_modes() {
+fn bootstrap_validates_for_the_harness_in_every_path_mode() {
     let envoy = artifacts::envoy().expect("envoy is required for this test");
     let wasm = artifacts::wasm().expect("the filter module is required for this test");
     let dir = RunDir::create("alp-config").unwrap();
     let ca = Ca::create(&dir.path.join("certs")).unwrap();
     for (mode, names) in [
         (PathMode::EnvoyNormalises, &YAOBANK[..]),
+        (PathMode::IstioBase, &["app"][..]),
         (PathMode::Raw, &["app"][..]),
     ] {
         let yaml = params(&dir.path, &ca, &wasm, mode, names).render().unwrap();
         for n in names {
+            // Shared data (the snapshot) is per vm_id: one distinctive vm_id per workload.
             assert!(
-                yaml.contains(&format!("vm_id: alp_{n}")),
-                "one vm_id per workload"
+                yaml.contains(&format!("vm_id: calico-alp-{n}\n")),
+                "one distinctive vm_id per workload"
             );
             assert!(yaml.contains(&format!("\"control_cluster\":\"alp_control_{n}\"")));
         }
+        let vm_ids = yaml
+            .lines()
+            .filter(|l| l.trim_start().starts_with("vm_id:"))
+            .count();
+        assert_eq!(vm_ids, names.len(), "every filter has its vm_id");
         assert!(yaml.contains("failure_policy: FAIL_CLOSED"));
         assert!(yaml.contains("use_remote_address: true"));
+        let (normalize, merge, escaped) = mode.hcm_settings();
+        assert!(
+            yaml.contains(&format!("normalize_path: {normalize}\n")),
+            "{mode:?}"
+        );
+        assert!(
+            yaml.contains(&format!("merge_slashes: {merge}\n")),
+            "{mode:?}"
+        );
+        assert!(
+            yaml.contains(&format!("path_with_escaped_slashes_action: {escaped}\n")),
+            "{mode:?}"
+        );
+        // The routes the path tests tell apart, and the backend that echoes them.
+        assert!(yaml.contains("path_separated_prefix: \"/admin\""));
+        assert!(yaml.contains(&format!("- name: backend_{}\n    address:", names[0])));
         let file = dir.path.join(format!("envoy-{mode:?}.yaml"));
         std::fs::write(&file, yaml).unwrap();
         validate(&envoy, &file).unwrap();
     }
+    // The path tests' variant: the backend socket is served by the harness, not by Envoy.
+    let mut echo = params(&dir.path, &ca, &wasm, PathMode::Raw, &["app"]);
+    echo.envoy_backend = false;
+    let yaml = echo.render().unwrap();
+    assert!(
+        !yaml.contains("- name: backend_app\n    address:"),
+        "no backend listener"
+    );
+    assert!(
+        yaml.contains("cluster_name: backend_app"),
+        "the backend cluster stays"
+    );
+    let file = dir.path.join("envoy-echo.yaml");
+    std::fs::write(&file, yaml).unwrap();
+    validate(&envoy, &file).unwrap();
     // The benchmark's variant: no wasm filter, direct responses.
     let mut bench = params(&dir.path, &ca, &wasm, PathMode::EnvoyNormalises, &["app"]);
     bench.wasm_filter = false;

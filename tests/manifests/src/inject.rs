@@ -39,7 +39,8 @@ pub fn template_text(path: &Path) -> Result<String> {
         })
 }
 
-/// The values subtree of the IstioOperator file, or the whole Helm values file.
+/// The values subtree of the IstioOperator file, or the Helm values file without its
+/// `meshConfig` (which the IstioOperator holds beside its values: [`mesh_config`]).
 pub fn values(path: &Path) -> Result<Value> {
     let docs = crate::yaml::load_file(path)?;
     let [doc] = docs.as_slice() else {
@@ -48,7 +49,25 @@ pub fn values(path: &Path) -> Result<Value> {
     Ok(if doc.gvk().map(|(_, k)| k) == Some("IstioOperator") {
         doc.value["spec"]["values"].clone()
     } else {
-        doc.value.clone()
+        let mut v = doc.value.clone();
+        if let Some(o) = v.as_object_mut() {
+            o.remove("meshConfig");
+        }
+        v
+    })
+}
+
+/// The mesh configuration: `spec.meshConfig` of the IstioOperator file, `meshConfig` of a Helm
+/// values file (null when absent).
+pub fn mesh_config(path: &Path) -> Result<Value> {
+    let docs = crate::yaml::load_file(path)?;
+    let [doc] = docs.as_slice() else {
+        bail!("{}: expected one YAML document", crate::rel(path));
+    };
+    Ok(if doc.gvk().map(|(_, k)| k) == Some("IstioOperator") {
+        doc.value["spec"]["meshConfig"].clone()
+    } else {
+        doc.value["meshConfig"].clone()
     })
 }
 

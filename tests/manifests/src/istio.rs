@@ -5,16 +5,18 @@
 //! * an inbound listener like Istio's `virtualInbound` filter chain for an HTTP port under STRICT
 //!   mTLS: TLS requiring a client certificate from the mesh CA (SPIFFE URI SAN), an HTTP
 //!   connection manager with Istio's inbound settings (`use_remote_address: false`, client cert
-//!   details forwarded, path normalisation BASE) and a router; the application is a direct
-//!   response. Istio's own proxy extensions (metadata exchange, stats) are not in upstream Envoy
-//!   and are left out;
+//!   details forwarded, path normalisation as `meshConfig.pathNormalization` asks, mapped to
+//!   the connection manager's settings as istiod maps it: [`path_normalization`]) and a
+//!   router; the application is a direct response. Istio's own proxy extensions (metadata
+//!   exchange, stats) are not in upstream Envoy and are left out;
 //! * EnvoyFilter patches: CLUSTER ADD (SIDECAR_OUTBOUND), NETWORK_FILTER MERGE on the inbound
 //!   HTTP connection manager (proto merge: fields set in the patch replace, lists append),
 //!   HTTP_FILTER INSERT_BEFORE the router, EXTENSION_CONFIG ADD. Any other patch is an error
 //!   here, so a new kind of patch needs its emulation first;
 //! * a WasmPlugin (mode SERVER, phase AUTHZ) becomes the HTTP wasm filter istiod generates:
 //!   `name` and plugin name `<namespace>.<name>`, `pluginConfig` as a JSON StringValue, runtime
-//!   V8, the failure policy mapped from `failStrategy`, the module as a remote data source;
+//!   V8, the failure policy mapped from `failStrategy`, the module as a remote data source, no
+//!   `vm_id` (istiod sets none; the CRD has no field for it);
 //! * istio-agent's part: it downloads the module, checks its sha256 and hands Envoy a local
 //!   file. Here the "downloaded" module is `dist/calico-alp.wasm` and the checksum in the
 //!   resource must be its sha256 (https:// URLs), or the agent would refuse it;
@@ -48,6 +50,21 @@ pub struct Pod {
     pub trust_domain: String,
     /// The application's answer (direct response body).
     pub app: String,
+    /// `meshConfig.pathNormalization.normalization` (empty: Istio's default, BASE).
+    pub path_normalization: String,
+}
+
+/// The connection manager settings istiod gives every sidecar for a
+/// `meshConfig.pathNormalization.normalization` (`normalize_path`, `merge_slashes`,
+/// `path_with_escaped_slashes_action`); unset and `DEFAULT` are `BASE`.
+pub fn path_normalization(mode: &str) -> Result<(bool, bool, &'static str)> {
+    Ok(match mode {
+        "NONE" => (false, false, "KEEP_UNCHANGED"),
+        "" | "DEFAULT" | "BASE" => (true, false, "KEEP_UNCHANGED"),
+        "MERGE_SLASHES" => (true, true, "KEEP_UNCHANGED"),
+        "DECODE_AND_MERGE_SLASHES" => (true, true, "UNESCAPE_AND_FORWARD"),
+        other => bail!("unknown meshConfig.pathNormalization.normalization {other:?}"),
+    })
 }
 
 /// How an extension config discovered over ECDS reaches Envoy.
@@ -61,7 +78,7 @@ pub enum EcdsMode {
 
 /// The bootstrap for `resources` (EnvoyFilters and WasmPlugins, applied in order).
 pub fn bootstrap(resources: &[&Doc], pod: &Pod, run_dir: &Path, ecds: EcdsMode) -> Result<Value> {
-    let mut hcm = inbound_hcm(pod);
+    let mut hcm = inbound_hcm(pod)?;
     let mut clusters: Vec<Value> = vec![];
     let mut extension_configs: BTreeMap<String, Value> = BTreeMap::new();
 
@@ -176,8 +193,9 @@ pub fn bootstrap(resources: &[&Doc], pod: &Pod, run_dir: &Path, ecds: EcdsMode) 
 }
 
 /// Istio's inbound HTTP connection manager for one port (the settings that matter here).
-fn inbound_hcm(pod: &Pod) -> Value {
-    json!({
+fn inbound_hcm(pod: &Pod) -> Result<Value> {
+    let (normalize, merge, escaped) = path_normalization(&pod.path_normalization)?;
+    Ok(json!({
         "name": HCM,
         "typed_config": {
             "@type": HCM_TYPE,
@@ -185,8 +203,9 @@ fn inbound_hcm(pod: &Pod) -> Value {
             "use_remote_address": false,
             "forward_client_cert_details": "APPEND_FORWARD",
             "set_current_client_cert_details": {"subject": true, "uri": true, "dns": true},
-            "normalize_path": true,
-            "path_with_escaped_slashes_action": "KEEP_UNCHANGED",
+            "normalize_path": normalize,
+            "merge_slashes": merge,
+            "path_with_escaped_slashes_action": escaped,
             "route_config": {
                 "name": "inbound|8080||",
                 "virtual_hosts": [{
@@ -203,7 +222,7 @@ fn inbound_hcm(pod: &Pod) -> Value {
                 "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}
             }]
         }
-    })
+    }))
 }
 
 fn context(patch: &Value) -> &str {

@@ -58,6 +58,25 @@ fn operator_and_helm_values_agree() {
         operator["sidecarInjectorWebhook"]["defaultTemplates"],
         json!(["sidecar", inject::TEMPLATE])
     );
+    // The mesh configuration too: sidecars decode escaped slashes and merge slashes before the
+    // filter (docs/istio.md, "Path normalisation").
+    let mesh = inject::mesh_config(&istio_file("istio-operator.yaml")).unwrap();
+    assert_eq!(
+        mesh,
+        inject::mesh_config(&istio_file("istiod-values.yaml")).unwrap(),
+        "istio-operator.yaml spec.meshConfig and istiod-values.yaml meshConfig differ"
+    );
+    assert_eq!(
+        mesh["pathNormalization"]["normalization"],
+        "DECODE_AND_MERGE_SLASHES"
+    );
+    assert_eq!(
+        istio::path_normalization("DECODE_AND_MERGE_SLASHES").unwrap(),
+        (true, true, "UNESCAPE_AND_FORWARD"),
+        "as istiod maps it (and as envoy/bootstrap.yaml does by default)"
+    );
+    // The trust domain stays Istio's default, which the filter's trust_domains names.
+    assert!(mesh["trustDomain"].is_null() || mesh["trustDomain"] == "cluster.local");
 }
 
 #[test]
@@ -245,6 +264,11 @@ fn names_and_paths_agree_across_the_packaging() {
     let text = serde_json::to_string(&plugin_config).unwrap();
     alp_filter::config::Config::parse(Some(text.as_bytes()))
         .unwrap_or_else(|e| panic!("the filter refuses pluginConfig {text}: {e}"));
+    // Peers of another trust domain are refused (the mesh's: Istio's default cluster.local).
+    assert_eq!(
+        plugin_config["trust_domains"],
+        json!([alp_e2e::certs::TRUST_DOMAIN])
+    );
     let remote = &typed["config"]["vm_config"]["code"]["remote"];
     assert_eq!(remote["http_uri"]["uri"], wasm_plugin.value["spec"]["url"]);
     assert_eq!(remote["sha256"], wasm_plugin.value["spec"]["sha256"]);
@@ -266,6 +290,66 @@ fn names_and_paths_agree_across_the_packaging() {
             <= 1,
         "only one of selector, targetRef, targetRefs"
     );
+}
+
+/// Where the filter's VM can be named, it has a distinctive vm_id: Envoy keeps shared data (the
+/// policy snapshot) per vm_id, and an empty one is shared by every plugin that leaves it empty.
+#[test]
+fn every_filter_configuration_that_can_name_its_vm_does() {
+    // The EnvoyFilter installation.
+    let wasm_filter = yaml::resource(
+        &istio_file("envoyfilter-wasm.yaml"),
+        "EnvoyFilter",
+        "calico-alp-wasm",
+    )
+    .unwrap();
+    let ext = wasm_filter.value["spec"]["configPatches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["applyTo"] == "EXTENSION_CONFIG")
+        .unwrap();
+    assert_eq!(
+        ext["patch"]["value"]["typed_config"]["config"]["vm_config"]["vm_id"],
+        "calico-alp"
+    );
+    // The WasmPlugin cannot: its vmConfig has env only (istiod sets no vm_id). If a later Istio
+    // adds a field for it, this fails: set it in wasmplugin.yaml then.
+    let crds = yaml::load_file(
+        &alp_manifests::shared()
+            .unwrap()
+            .join("schemas/istio-crds.yaml"),
+    )
+    .unwrap();
+    let crd = crds
+        .iter()
+        .find(|d| d.name() == "wasmplugins.extensions.istio.io")
+        .expect("the WasmPlugin CRD");
+    let mut versions = 0;
+    for v in crd.value["spec"]["versions"].as_array().unwrap() {
+        let vm = &v["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["vmConfig"];
+        let fields: Vec<&String> = vm["properties"].as_object().unwrap().keys().collect();
+        assert_eq!(fields, ["env"], "WasmPlugin {} vmConfig", v["name"]);
+        versions += 1;
+    }
+    assert!(versions > 0);
+    let plugin =
+        yaml::resource(&istio_file("wasmplugin.yaml"), "WasmPlugin", "calico-alp").unwrap();
+    assert!(plugin.value["spec"]["vmConfig"].get("vmId").is_none());
+    let doc = std::fs::read_to_string(root().join("docs/istio.md")).unwrap();
+    assert!(
+        doc.contains("vm_id"),
+        "docs/istio.md says what the WasmPlugin's empty vm_id means"
+    );
+    // The harness's bootstrap (local stack, compose, end-to-end tests): one per workload, as
+    // each workload has its own snapshot (rendered and checked by tests/tests/config.rs).
+    let template = std::fs::read_to_string(root().join("envoy/bootstrap.yaml")).unwrap();
+    let vm_ids: Vec<&str> = template
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("vm_id:"))
+        .collect();
+    assert_eq!(vm_ids, ["vm_id: calico-alp-{{NAME}}"]);
 }
 
 #[test]
@@ -314,6 +398,55 @@ fn render_fills_every_placeholder_and_refuses_bad_input() {
             f.display()
         );
     }
+    // The trust domains: cluster.local unless given, in both configurations of the filter.
+    let filter_configs = |dir: &Path| -> Vec<Value> {
+        let plugin =
+            yaml::resource(&dir.join("wasmplugin.yaml"), "WasmPlugin", "calico-alp").unwrap();
+        let alt = yaml::resource(
+            &dir.join("envoyfilter-wasm.yaml"),
+            "EnvoyFilter",
+            "calico-alp-wasm",
+        )
+        .unwrap();
+        let ext = alt.value["spec"]["configPatches"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["applyTo"] == "EXTENSION_CONFIG")
+            .unwrap()
+            .clone();
+        vec![
+            plugin.value["spec"]["pluginConfig"]["trust_domains"].clone(),
+            istio::plugin_configuration(&ext["patch"]["value"]["typed_config"]).unwrap()
+                ["trust_domains"]
+                .clone(),
+        ]
+    };
+    assert_eq!(
+        filter_configs(&out),
+        [json!(["cluster.local"]), json!(["cluster.local"])]
+    );
+    let custom = dir.path.join("custom-td");
+    let status = std::process::Command::new("bash")
+        .arg(istio_file("render.sh"))
+        .args([
+            "--wasm-url",
+            "https://example.com/f.wasm",
+            "--control-image",
+            "a/b:c",
+            "--trust-domain",
+            "prod.example.com",
+            "--trust-domain",
+            "old_td",
+            "--out",
+        ])
+        .arg(&custom)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let want = json!(["prod.example.com", "old_td"]);
+    assert_eq!(filter_configs(&custom), [want.clone(), want]);
+
     // OCI: the digest is the manifest's, given or pinned.
     let digest = format!("sha256:{}", "ab".repeat(32));
     let oci = dir.path.join("oci");
@@ -351,6 +484,14 @@ fn render_fills_every_placeholder_and_refuses_bad_input() {
             "https://example.com/f.wasm",
             "--control-image",
             "a b",
+        ],
+        vec![
+            "--wasm-url",
+            "https://example.com/f.wasm",
+            "--control-image",
+            "a/b:c",
+            "--trust-domain",
+            "Cluster.Local\"]",
         ],
     ] {
         let out = std::process::Command::new("bash")
@@ -398,6 +539,11 @@ fn pod_env(dir: &Path) -> PodEnv {
             server_key: server.key,
             trust_domain: alp_e2e::certs::TRUST_DOMAIN.to_string(),
             app: "summary: ok".to_string(),
+            path_normalization: inject::mesh_config(&istio_file("istio-operator.yaml")).unwrap()
+                ["pathNormalization"]["normalization"]
+                .as_str()
+                .unwrap_or("")
+                .to_string(),
         },
         ca,
         socket_dir,
@@ -454,6 +600,16 @@ fn envoy_validates_what_istio_would_configure() {
         assert_eq!(
             hcm["use_remote_address"], true,
             "{name}: the MERGE patch applied"
+        );
+        // meshConfig.pathNormalization DECODE_AND_MERGE_SLASHES, as istiod configures it.
+        assert_eq!(
+            (
+                &hcm["normalize_path"],
+                &hcm["merge_slashes"],
+                &hcm["path_with_escaped_slashes_action"]
+            ),
+            (&json!(true), &json!(true), &json!("UNESCAPE_AND_FORWARD")),
+            "{name}"
         );
         let filters: Vec<&str> = hcm["http_filters"]
             .as_array()
@@ -630,6 +786,31 @@ fn yaobank_decisions(variant: &str) {
         o.summary(),
         "403 denied by policy",
         "{variant}: database -> summary"
+    );
+    // The shipped trust_domains: customer's certificate naming another trust domain first (a
+    // second URI SAN of the mesh gets it past Envoy's SAN check) is refused.
+    let two_sans = env
+        .ca
+        .issue_with_uris(
+            "client-two-sans",
+            &[
+                "spiffe://evil.example/ns/default/sa/customer",
+                &alp_e2e::certs::spiffe_id("customer"),
+            ],
+            false,
+        )
+        .unwrap();
+    let foreign = Request::get("/")
+        .from_ip(yaobank_ip("customer"))
+        .transport(Transport::Tls {
+            ca: env.ca.cert_file.clone(),
+            client: Some(two_sans),
+        });
+    let o = send(envoy.listeners[istio::INBOUND_LISTENER], &foreign).unwrap();
+    assert_eq!(
+        o.summary(),
+        "403 invalid peer identity",
+        "{variant}: a principal of another trust domain"
     );
     // Without a client certificate STRICT mTLS refuses the connection itself.
     let anonymous = Request::get("/")
