@@ -47,7 +47,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// Run the benchmark and write the results (markdown, JSON, PNG).
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Redraw the PNG and markdown from a results JSON.
     Render {
         /// The JSON a run wrote.
@@ -97,6 +97,10 @@ pub struct RunArgs {
     /// The `control` binary (release build).
     #[arg(long, env = "ALP_CONTROL", default_value = "target/release/control")]
     control: PathBuf,
+    /// The allowed request's path. A non-canonical spelling of it (e.g. `/;v=1/orders/42`, which
+    /// Envoy's own normalisation leaves alone) measures the filter's D10 rewrite.
+    #[arg(long, default_value = policy::REQUEST_PATH)]
+    request_path: String,
     /// A note recorded with the results (e.g. "before", "after").
     #[arg(long, default_value = "")]
     note: String,
@@ -389,12 +393,12 @@ fn measure_setup(ctx: &Ctx, config: Config, rules: Option<usize>, notes: &mut Ve
     let plain = load::Target {
         addr: SocketAddr::from(([127, 0, 0, 1], ctx.paths.plain_port)),
         tls: None,
-        path: policy::REQUEST_PATH.into(),
+        path: ctx.args.request_path.clone(),
     };
     let mtls = load::Target {
         addr: SocketAddr::from(([127, 0, 0, 1], ctx.paths.mtls_port)),
         tls: Some(Arc::clone(&ctx.mtls)),
-        path: policy::REQUEST_PATH.into(),
+        path: ctx.args.request_path.clone(),
     };
     // Ready when the request is allowed (the filter has its snapshot, ext_authz its policy).
     let ready = wait_for(Duration::from_secs(60), Duration::from_millis(50), || {
@@ -403,7 +407,7 @@ fn measure_setup(ctx: &Ctx, config: Config, rules: Option<usize>, notes: &mut Ve
     if ready.is_none() {
         bail!(
             "GET {} never answered 200 (last: {:?}); Envoy log {}:\n{}",
-            policy::REQUEST_PATH,
+            ctx.args.request_path,
             load::probe(&plain),
             envoy.proc.log.display(),
             envoy.proc.log_tail(20)
@@ -419,7 +423,7 @@ fn measure_setup(ctx: &Ctx, config: Config, rules: Option<usize>, notes: &mut Ve
                 "{} on {}: GET {} -> {allowed}, GET {} -> {denied} (want 200 and {want_denied})",
                 config.label(),
                 if target.tls.is_some() { "mTLS" } else { "plaintext" },
-                policy::REQUEST_PATH,
+                ctx.args.request_path,
                 policy::DENIED_PATH
             );
         }

@@ -209,11 +209,8 @@ pub fn check_round_trip(jsonl: &str, expected: &Snapshot) -> Result<()> {
     use alp_felix::sync::SyncState;
     let messages = alp_felix::updates::parse_updates(jsonl).map_err(|e| anyhow::anyhow!("generated updates do not parse: {e}"))?;
     let mut sync = SyncState::new();
-    sync.begin_stream();
-    for (i, m) in messages.iter().enumerate() {
-        if let alp_felix::store::Applied::Malformed(why) = sync.apply(m).applied {
-            bail!("generated update {} is malformed: {why}", i + 1);
-        }
+    if let Some((i, why)) = sync.replay(&messages).malformed.first() {
+        bail!("generated update {} is malformed: {why}", i + 1);
     }
     let got = sync.current().context("generated updates never reach inSync")?.snapshot();
     let (mut got, mut want) = (got, expected.clone());

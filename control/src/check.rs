@@ -12,27 +12,28 @@
 //! (400 `bad_request_path`). `--trust-domain` is the filter's `trust_domains` (D12).
 
 use crate::decide::{self, Decided, EngineArgs, NonCanonicalPath};
-use alp_engine::{Engine, Explanation, Options, RequestSpec};
-use alp_felix::{SyncState, ToDataplane};
+use crate::source::args::{Selected, SourceArgs};
+use alp_engine::{Engine, Explanation, Options, RequestSpec, StagedExplanation};
 use anyhow::{bail, Context, Result};
 use clap::{ArgGroup, Args, ValueEnum};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+/// `check` reads the file sources once: its own wording of their flags, and no Felix socket
+/// or watch interval.
 #[derive(Args)]
-#[command(group(ArgGroup::new("source").required(true).args(["updates", "policy"])))]
+#[command(
+    mut_group("source", |_| ArgGroup::new("source").required(true).args(["updates", "policy"])),
+    mut_arg("updates", |a| a.help("Felix `ToDataplane` messages in protobuf JSON mapping: JSON Lines or one JSON array")),
+    mut_arg("policy", |a| a.help("Calico v3 resource YAML (a file or a directory; repeatable), compiled for `--workload` into the messages Felix would send")),
+    mut_arg("workload", |a| a.help("With `--policy`: the workload the requests go to, NAMESPACE/NAME")),
+    mut_arg("felix_socket", |a| a.hide(true)),
+    mut_arg("watch_interval_ms", |a| a.hide(true)),
+)]
 pub struct CheckArgs {
-    /// Felix `ToDataplane` messages in protobuf JSON mapping: JSON Lines or one JSON array.
-    #[arg(long, value_name = "FILE")]
-    updates: Option<PathBuf>,
-    /// Calico v3 resource YAML (a file or a directory; repeatable), compiled for `--workload`
-    /// into the messages Felix would send.
-    #[arg(long, value_name = "PATH", requires = "workload")]
-    policy: Vec<PathBuf>,
-    /// With `--policy`: the workload the requests go to, NAMESPACE/NAME.
-    #[arg(long, value_name = "NAMESPACE/NAME", requires = "policy")]
-    workload: Option<String>,
+    #[command(flatten)]
+    source: SourceArgs,
     /// One request object, or JSON Lines of requests; `-` reads standard input.
     #[arg(long, value_name = "FILE")]
     request: PathBuf,
@@ -71,24 +72,14 @@ struct Checked {
     #[serde(skip_serializing_if = "Option::is_none")]
     would_block: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    staged: Option<StagedCheck>,
-}
-
-#[derive(serde::Serialize)]
-struct StagedCheck {
-    #[serde(flatten)]
-    decision: Explanation,
-    differs: bool,
+    staged: Option<StagedExplanation>,
 }
 
 impl Checked {
     fn new(engine: &Engine, decided: &Decided, http: bool, dry_run: bool) -> Self {
         let decision = &decided.decision;
         let mut explanation = engine.explain(decision);
-        let mut staged = decided.staged.as_ref().map(|s| StagedCheck {
-            decision: engine.explain_staged(s),
-            differs: s.verdict != decision.verdict,
-        });
+        let mut staged = decided.staged.as_ref().map(|s| engine.explain_staged_against(s, decision));
         if decided.rejected_path() {
             let detail = "the request path is not canonical and non-canonical paths are refused".to_string();
             if let Some(s) = &mut staged {
@@ -166,34 +157,21 @@ pub fn parse_requests(name: &str, text: &str) -> Result<Vec<RequestSpec>> {
 pub fn load_engine(updates: &Path, options: &Options) -> Result<Engine> {
     let text = std::fs::read_to_string(updates).with_context(|| format!("{}: cannot read", updates.display()))?;
     let messages = alp_felix::updates::parse_updates(&text).with_context(|| format!("{}", updates.display()))?;
-    Ok(engine_from(&messages, options))
+    Ok(alp_felix::engine_from_updates_with(&messages, options))
 }
 
 /// The engine Felix's messages for `workload` build from Calico YAML.
 pub fn load_policy_engine(paths: &[PathBuf], workload: &str, options: &Options) -> Result<Engine> {
-    let messages = alp_calico::updates_for(paths, workload).map_err(anyhow::Error::msg)?;
-    Ok(engine_from(&messages, options))
-}
-
-/// `messages` applied as one stream, the engine built with `options` (the staged rehearsal,
-/// trust domains).
-fn engine_from(messages: &[ToDataplane], options: &Options) -> Engine {
-    let mut state = SyncState::new();
-    for msg in messages {
-        state.apply(msg);
-    }
-    match state.snapshot() {
-        Some((version, snapshot)) => Engine::from_snapshot_with(version, &snapshot, options),
-        None => Engine::not_in_sync(),
-    }
+    let messages = alp_calico::updates_for(paths, workload)?;
+    Ok(alp_felix::engine_from_updates_with(&messages, options))
 }
 
 pub fn run(args: &CheckArgs) -> Result<ExitCode> {
     let options = args.engine.options(args.staged);
-    let engine = match (&args.updates, &args.workload) {
-        (Some(updates), _) => load_engine(updates, &options)?,
-        (None, Some(workload)) => load_policy_engine(&args.policy, workload, &options)?,
-        (None, None) => bail!("give --updates FILE or --policy PATH --workload NAMESPACE/NAME"),
+    let engine = match args.source.selected()? {
+        Selected::Updates(updates) => load_engine(updates, &options)?,
+        Selected::Policy(paths, workload) => load_policy_engine(paths, workload, &options)?,
+        Selected::Felix(_) => bail!("check reads files: give --updates FILE or --policy PATH --workload NAMESPACE/NAME"),
     };
     let name = args.request.display().to_string();
     let requests = parse_requests(&name, &read_input(&args.request)?)?;

@@ -132,19 +132,16 @@ mod tests {
 {"inSync":{}}
 "#;
         let messages = alp_felix::updates::parse_updates(updates).unwrap();
-        let mut state = alp_felix::SyncState::new();
-        for m in &messages {
-            state.apply(m);
-        }
-        let (version, snapshot) = state.snapshot().unwrap();
-        Engine::from_snapshot_with(version, &snapshot, options)
+        let engine = alp_felix::engine_from_updates_with(&messages, options);
+        assert!(engine.version().is_some(), "in sync");
+        engine
     }
 
     fn get(path: &str) -> Request<'_> {
         Request {
             source: Peer { principal: "spiffe://cluster.local/ns/default/sa/customer", ..Peer::default() },
             destination: Peer::default(),
-            protocol: 6,
+            protocol: alp_engine::protocol::TCP,
             http: Some(Http { method: "GET", path, host: "" }),
         }
     }

@@ -2,7 +2,7 @@
 //! `/healthz` and exits 0 when it answers 200, 1 otherwise (not ready, not answering, or no
 //! server at all). Meant for Kubernetes `exec` probes, where the image has no `curl`.
 
-use crate::serve::listen::Listen;
+use crate::listen::Listen;
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use std::io::{Read, Write};

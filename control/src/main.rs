@@ -4,8 +4,13 @@ mod check;
 mod decide;
 mod ext_authz;
 mod health;
+mod listen;
+mod running;
+mod runtime;
 mod serve;
+mod source;
 mod validate;
+mod versioner;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;

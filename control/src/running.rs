@@ -1,10 +1,11 @@
 //! A started server (`control serve` or `control ext-authz`): its address, the switch that stops
 //! it, and the tasks that must all stay up.
 
+use crate::runtime::wait_for_signal;
 use anyhow::{Context, Result};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tracing::error;
+use tracing::{error, info};
 
 pub struct Running {
     /// The address actually bound (`unix:/path`, or the port of `:0` resolved).
@@ -18,6 +19,17 @@ pub struct Running {
 }
 
 impl Running {
+    /// Serves until SIGINT or SIGTERM (then shuts down as [`Running::finished`] does).
+    pub async fn until_signal(self) -> Result<()> {
+        let shutdown = self.shutdown.clone();
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            info!("shutting down");
+            let _ = shutdown.send(true);
+        });
+        self.finished().await
+    }
+
     /// Waits until the server stops (after `shutdown`), or fails if the source or the worker
     /// stops first: without them the server would never hear of a change again.
     pub async fn finished(mut self) -> Result<()> {

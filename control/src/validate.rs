@@ -29,7 +29,8 @@ pub fn run(args: &ValidateArgs) -> ExitCode {
             }
             if let Some(workload) = &args.workload {
                 let compiled = alp_calico::parse_workload(workload)
-                    .and_then(|(ns, name)| alp_calico::compile(&set, &ns, &name));
+                    .map_err(alp_calico::UpdatesError::from)
+                    .and_then(|(ns, name)| Ok(alp_calico::compile(&set, &ns, &name)?));
                 if let Err(e) = compiled {
                     println!("{e}");
                     return ExitCode::from(1);

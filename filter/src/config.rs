@@ -24,11 +24,9 @@
 //!   `//`, `\`, parameter-only segments; D10): `rewrite` (default) forwards the canonical path,
 //!   decided on that path; `reject` answers 400 `invalid request path`.
 
+use alp_engine::relay_contract::{DEFAULT_WAIT_MS, MAX_WAIT_MS};
 use serde::Deserialize;
 use std::fmt;
-
-/// Longest long-poll control is asked to hold (control caps `x-alp-wait-ms` at 60 s too).
-const MAX_POLL_TIMEOUT_MS: u64 = 60_000;
 /// Added to the poll timeout to get the callout's own timeout, so control answers first.
 pub const CALL_GRACE_MS: u64 = 5_000;
 
@@ -79,7 +77,8 @@ pub struct Config {
     pub control_cluster: String,
     /// `:authority` of the requests to control.
     pub control_authority: String,
-    /// How long control may hold a poll open (`x-alp-wait-ms`).
+    /// How long control may hold a poll open (`x-alp-wait-ms`), at most
+    /// `relay_contract::MAX_WAIT_MS` (control's cap).
     pub poll_timeout_ms: u64,
     /// Wait after a failed poll before the next one.
     pub retry_interval_ms: u64,
@@ -107,7 +106,7 @@ impl Default for Config {
         Config {
             control_cluster: "alp_control".to_string(),
             control_authority: "alp-control".to_string(),
-            poll_timeout_ms: 20_000,
+            poll_timeout_ms: DEFAULT_WAIT_MS,
             retry_interval_ms: 500,
             tick_ms: 100,
             enforce: true,
@@ -172,7 +171,7 @@ impl Config {
         if self.trust_domains.iter().any(|d| d.is_empty() || d.contains('/')) {
             return invalid("trust_domains", "must list trust domains such as \"cluster.local\" (not empty, no '/')");
         }
-        if self.poll_timeout_ms == 0 || self.poll_timeout_ms > MAX_POLL_TIMEOUT_MS {
+        if self.poll_timeout_ms == 0 || self.poll_timeout_ms > MAX_WAIT_MS {
             return invalid("poll_timeout_ms", "must be between 1 and 60000");
         }
         if self.retry_interval_ms == 0 || self.retry_interval_ms > 3_600_000 {

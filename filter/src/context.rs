@@ -1,12 +1,15 @@
 //! proxy-wasm contexts: the root context (configuration, tick, callouts) and one HTTP context
-//! per request, delegating to [`Relay`] and [`Filter`] with the real host.
+//! per request, sharing the VM's [`VmState`] and delegating to [`Relay`] and the request path
+//! (`decide`) with the real host.
 
 use crate::config::Config;
-use crate::decide::{Action as FilterAction, Filter, Settings};
+use crate::decide::Action as FilterAction;
 use crate::decision_log::DecisionLogger;
-use crate::host::{Host, Level, ProxyHost};
+use crate::host::proxy::ProxyHost;
+use crate::host::{Host, Level};
 use crate::metrics::Metrics;
 use crate::relay::Relay;
+use crate::vm_state::{Settings, VmState};
 use alp_engine::{Options, TrustDomains};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType};
@@ -20,7 +23,7 @@ const LOG_LEVEL_EVERY: u32 = 10;
 
 pub struct Root {
     host: ProxyHost,
-    filter: Filter,
+    vm: VmState,
     relay: Option<Relay>,
     owner: u64,
     ticks: u32,
@@ -32,7 +35,7 @@ impl Root {
         host.refresh_log_level();
         Root {
             host,
-            filter: Filter::default(),
+            vm: VmState::default(),
             relay: None,
             owner: owner_id(&host),
             ticks: 0,
@@ -58,7 +61,7 @@ impl Context for Root {
         let Some(relay) = self.relay.as_mut() else {
             return;
         };
-        match self.filter.cache.try_borrow_mut() {
+        match self.vm.cache.try_borrow_mut() {
             Ok(mut cache) => relay.on_response(&self.host, &mut cache, token_id, body_size),
             Err(_) => self
                 .host
@@ -90,12 +93,12 @@ impl RootContext for Root {
             self.host.log(Level::Error, "could not set the tick period");
             return false;
         }
-        self.filter.metrics = Rc::new(if config.metrics {
+        self.vm.metrics = Rc::new(if config.metrics {
             Metrics::define(&self.host, !config.enforce)
         } else {
             Metrics::disabled()
         });
-        self.filter.settings = Rc::new(Settings {
+        self.vm.settings = Rc::new(Settings {
             dry_run: !config.enforce,
             log: DecisionLogger::new(
                 config.decision_log,
@@ -105,7 +108,7 @@ impl RootContext for Root {
             ),
             non_canonical_path: config.non_canonical_path,
         });
-        if let Ok(mut cache) = self.filter.cache.try_borrow_mut() {
+        if let Ok(mut cache) = self.vm.cache.try_borrow_mut() {
             cache.set_options(Options {
                 staged: config.staged,
                 trust_domains: TrustDomains::new(config.trust_domains.iter().cloned()),
@@ -143,23 +146,23 @@ impl RootContext for Root {
             self.host.refresh_log_level();
         }
         let tick_ms = self.relay.as_ref().map_or(0, |r| r.config().tick_ms);
-        self.filter
+        self.vm
             .metrics
-            .count_suppressed_lines(self.filter.settings.log.tick(tick_ms));
-        let Ok(mut cache) = self.filter.cache.try_borrow_mut() else {
-            self.filter.metrics.flush(&self.host, None);
+            .count_suppressed_lines(self.vm.settings.log.tick(tick_ms));
+        let Ok(mut cache) = self.vm.cache.try_borrow_mut() else {
+            self.vm.metrics.flush(&self.host, None);
             return;
         };
         if let Some(relay) = self.relay.as_mut() {
             relay.on_tick(&self.host, &mut cache);
         }
-        self.filter.metrics.flush(&self.host, Some(&mut cache));
+        self.vm.metrics.flush(&self.host, Some(&mut cache));
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
         Some(Box::new(Http {
             host: self.host,
-            filter: self.filter.clone(),
+            vm: self.vm.clone(),
         }))
     }
 
@@ -170,14 +173,14 @@ impl RootContext for Root {
 
 pub struct Http {
     host: ProxyHost,
-    filter: Filter,
+    vm: VmState,
 }
 
 impl Context for Http {}
 
 impl HttpContext for Http {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        match self.filter.on_request_headers(&self.host) {
+        match self.vm.on_request_headers(&self.host) {
             FilterAction::Continue => Action::Continue,
             FilterAction::Replied => Action::Pause,
         }

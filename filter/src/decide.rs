@@ -3,14 +3,14 @@
 //! answer it locally with the status and body of spec section 7 (D9). A dry run
 //! (`enforce: false`) always continues.
 
-use crate::attributes::{Connection, ConnectionCache, HttpAttributes, TCP};
+use crate::attributes::{Connection, HttpAttributes};
 use crate::config::NonCanonicalPath;
-use crate::cache::SnapshotCache;
-use crate::decision_log::{self, DecisionLogger, Entry};
+use crate::decision_log::{self, Entry};
 use crate::host::{Host, Level};
-use crate::metrics::{Metrics, PathOutcome};
+use crate::metrics::PathOutcome;
+use crate::vm_state::VmState;
+use alp_engine::protocol::TCP;
 use alp_engine::{path, Decision, Engine, Peer, Request, Verdict};
-use std::cell::RefCell;
 use std::fmt::Write as _;
 use std::rc::Rc;
 
@@ -22,25 +22,6 @@ pub enum Action {
     Replied,
 }
 
-/// How decisions are acted on and logged (from the plugin configuration).
-#[derive(Debug, Default)]
-pub struct Settings {
-    /// `enforce: false`: nothing is refused.
-    pub dry_run: bool,
-    pub log: DecisionLogger,
-    /// D10: what a non-canonical request path gets.
-    pub non_canonical_path: NonCanonicalPath,
-}
-
-/// The per-VM state HTTP contexts share with the root context.
-#[derive(Debug, Clone, Default)]
-pub struct Filter {
-    pub cache: Rc<RefCell<SnapshotCache>>,
-    pub connections: Rc<RefCell<ConnectionCache>>,
-    pub metrics: Rc<Metrics>,
-    pub settings: Rc<Settings>,
-}
-
 /// What was read for one request, or why it could not be.
 struct Read {
     connection: Option<Rc<Connection>>,
@@ -49,7 +30,7 @@ struct Read {
     verdict: Option<Verdict>,
 }
 
-impl Filter {
+impl VmState {
     /// Decides the current request from its headers and answers it if it is denied (unless
     /// this is a dry run). Counts and logs the decision; no host call beyond reading the
     /// request (`connection.id`, `:method`, `:path`; the clock, and `alp.version` at most once
@@ -169,7 +150,9 @@ pub fn respond(host: &dyn Host, verdict: Verdict) -> Action {
     }
 }
 
-/// One debug line: verdict, where it came from, and the connection; never header values.
+/// One debug line: verdict, version, where it came from (the engine's
+/// `Explanation::origin_fields`, as in `control check --format text`) and the connection; never
+/// header values.
 fn describe(engine: &Engine, decision: &Decision, connection: Option<&Connection>) -> String {
     let e = engine.explain(decision);
     let mut line = format!("{} reason={}", e.decision, e.reason);
@@ -181,22 +164,7 @@ fn describe(engine: &Engine, decision: &Decision, connection: Option<&Connection
         Some(v) => write!(line, " version={v}"),
         None => Ok(()),
     };
-    if let Some(tier) = &e.tier {
-        let _ = write!(line, " tier={tier}");
-    }
-    if let Some(p) = &e.policy {
-        if p.namespace.is_empty() {
-            let _ = write!(line, " policy={}", p.name);
-        } else {
-            let _ = write!(line, " policy={}/{}", p.namespace, p.name);
-        }
-    }
-    if let Some(profile) = &e.profile {
-        let _ = write!(line, " profile={profile}");
-    }
-    if let Some(rule) = e.rule {
-        let _ = write!(line, " rule={rule}");
-    }
+    let _ = write!(line, "{}", e.origin_fields());
     if let Some(c) = connection {
         let addr = |a: Option<(std::net::IpAddr, u16)>| match a {
             Some((std::net::IpAddr::V6(ip), port)) => format!("[{ip}]:{port}"),
@@ -226,9 +194,12 @@ fn describe(engine: &Engine, decision: &Decision, connection: Option<&Connection
 mod tests {
     use super::*;
     use crate::cache::tests::publish;
-    use crate::cache::SNAPSHOT_KEY;
+    use crate::cache::{SnapshotCache, SNAPSHOT_KEY};
     use crate::config::DecisionLog;
+    use crate::decision_log::DecisionLogger;
     use crate::host::fake::{FakeHost, Reply};
+    use crate::metrics::Metrics;
+    use crate::vm_state::Settings;
     use alp_engine::envelope;
     use alp_engine::snapshot::{Endpoint, HttpMatch, Policy, PolicyId, Rule, Snapshot, Tier};
 
@@ -275,8 +246,8 @@ mod tests {
         host
     }
 
-    fn filter(host: &FakeHost) -> Filter {
-        Filter {
+    fn filter(host: &FakeHost) -> VmState {
+        VmState {
             metrics: Rc::new(Metrics::define(host, false)),
             ..Default::default()
         }
@@ -426,8 +397,8 @@ mod tests {
 
     // Metrics, decision logs, dry run and the staged rehearsal.
 
-    fn configured(host: &FakeHost, dry_run: bool, log: DecisionLog, staged: bool) -> Filter {
-        let f = Filter {
+    fn configured(host: &FakeHost, dry_run: bool, log: DecisionLog, staged: bool) -> VmState {
+        let f = VmState {
             metrics: Rc::new(Metrics::define(host, dry_run)),
             settings: Rc::new(Settings {
                 dry_run,
@@ -687,8 +658,8 @@ mod tests {
         s
     }
 
-    fn with_path_mode(host: &FakeHost, mode: NonCanonicalPath) -> Filter {
-        Filter {
+    fn with_path_mode(host: &FakeHost, mode: NonCanonicalPath) -> VmState {
+        VmState {
             metrics: Rc::new(Metrics::define(host, false)),
             settings: Rc::new(Settings {
                 log: DecisionLogger::new(DecisionLog::All, 1.0, 0, 3),

@@ -25,7 +25,7 @@
 
 use crate::attributes::{Connection, HttpAttributes};
 use crate::config::DecisionLog;
-use alp_engine::{Decision, Engine, Explanation};
+use alp_engine::{Decision, Engine, Explanation, StagedExplanation};
 use serde::Serialize;
 use std::cell::Cell;
 use std::net::IpAddr;
@@ -151,7 +151,7 @@ struct Line<'a> {
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     path_rewritten: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
-    staged: Option<Staged>,
+    staged: Option<StagedExplanation>,
 }
 
 #[derive(Serialize)]
@@ -161,13 +161,6 @@ struct Side<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     address: Option<IpAddr>,
     port: u16,
-}
-
-#[derive(Serialize)]
-struct Staged {
-    #[serde(flatten)]
-    decision: Explanation,
-    differs: bool,
 }
 
 /// One logged request.
@@ -214,10 +207,7 @@ pub fn line(entry: &Entry<'_>) -> String {
         path_truncated,
         path_rewritten: forwarded_path.is_some(),
         forwarded_path,
-        staged: entry.staged.map(|s| Staged {
-            decision: entry.engine.explain_staged(s),
-            differs: s.verdict != entry.decision.verdict,
-        }),
+        staged: entry.staged.map(|s| entry.engine.explain_staged_against(s, entry.decision)),
     };
     serde_json::to_string(&line).unwrap_or_else(|e| {
         format!("{{\"event\":\"{EVENT}\",\"error\":\"cannot encode the decision: {e}\"}}")

@@ -1,21 +1,20 @@
 //! Calico application layer policy as a proxy-wasm HTTP filter: thin glue around `alp-engine`.
 //!
 //! * [`config`]: the plugin configuration (JSON, every key optional).
-//! * [`host`]: everything the filter needs from Envoy, behind one trait (real and fake hosts).
+//! * [`host`]: everything the filter needs from Envoy, behind one trait: the real host
+//!   (`host::proxy`), the header-map parser (`host::header_map`) and, in tests, a fake.
 //! * [`attributes`]: request attributes from Envoy properties (spec section 3).
 //! * [`cache`]: the VM's compiled snapshot, picked up from shared data once per version.
 //! * [`lease`]: which VM of the process fetches from control.
 //! * [`relay`]: the lease holder's long-poll to control and publication into shared data.
+//! * [`vm_state`]: what one VM's root and HTTP contexts share (snapshot cache, connections,
+//!   metrics, settings).
 //! * [`decide`]: request -> engine -> continue or local reply (spec section 7).
 //! * [`metrics`]: Envoy stats `alp.*` (counted in the VM, flushed on the tick).
 //! * [`decision_log`]: one JSON line per logged decision in Envoy's log.
 //! * `context`: the proxy-wasm root and HTTP contexts wiring the above to the real host.
 //!
 //! Relay protocol and shared-data layout: see `relay` and `cache`.
-#![cfg_attr(
-    not(test),
-    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
-)]
 
 pub mod attributes;
 pub mod cache;
@@ -26,6 +25,7 @@ pub mod host;
 pub mod lease;
 pub mod metrics;
 pub mod relay;
+pub mod vm_state;
 
 mod context;
 

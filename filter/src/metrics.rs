@@ -163,13 +163,7 @@ fn slot_names(p: &CompiledPolicy, s: usize) -> (String, String) {
         let index = u32::try_from(s).unwrap_or(u32::MAX);
         let name = p.policy_id(index).map_or_else(
             || "_unknown".into(),
-            |id| {
-                if id.namespace.is_empty() {
-                    segment(&id.name, true)
-                } else {
-                    segment(&format!("{}/{}", id.namespace, id.name), true)
-                }
-            },
+            |id| segment(&id.qualified_name().to_string(), true),
         );
         let tier = p.policy_tier(index).map_or_else(|| "_unknown".into(), tier);
         (tier, name)

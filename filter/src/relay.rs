@@ -1,7 +1,8 @@
 //! The fetcher: the lease-holding VM long-polls control through an Envoy cluster and publishes
 //! what it gets into shared data (see [`crate::cache`]), so every other VM picks it up.
 //!
-//! Protocol (one call in flight per process):
+//! The wire contract (path, headers, waits, the envelope) is `alp_engine::relay_contract`;
+//! this side of it (one call in flight per process):
 //! ```text
 //! GET /v1/snapshot            to cluster `control_cluster`, :authority `control_authority`
 //! x-alp-have-version: <u64>   the version this VM holds (0: none), or one it refused
@@ -18,12 +19,8 @@ use crate::config::Config;
 use crate::host::{Host, Level};
 use crate::lease::Lease;
 use alp_engine::envelope;
+use alp_engine::relay_contract::{self, HAVE_VERSION_HEADER, SNAPSHOT_PATH, VERSION_HEADER, WAIT_HEADER};
 use std::time::Duration;
-
-pub const SNAPSHOT_PATH: &str = "/v1/snapshot";
-pub const HAVE_VERSION_HEADER: &str = "x-alp-have-version";
-pub const WAIT_HEADER: &str = "x-alp-wait-ms";
-pub const VERSION_HEADER: &str = "x-alp-version";
 
 /// At most one failure line per this interval (the rest are counted).
 const FAILURE_LOG_INTERVAL_MS: u64 = 30_000;
@@ -154,7 +151,7 @@ impl Relay {
             Err(err) => {
                 let version = envelope::peek_version(&body).ok().or_else(|| {
                     host.call_response_header(VERSION_HEADER)
-                        .and_then(|v| v.trim().parse().ok())
+                        .and_then(|v| relay_contract::parse_number(&v))
                 });
                 let named = version.map_or_else(
                     || "of unknown version".to_string(),

@@ -1,127 +1,14 @@
 //! Reading files and directories of multi-document YAML into a [`PolicySet`], collecting every
 //! [`Problem`] with its file, line, resource and field.
 
-use crate::model::{LabelsOnly, Metadata, PolicySpec, Resource, TierSpec, WorkloadEndpointSpec};
+use crate::document::{line_of, split_documents, Document};
+use crate::model::{
+    LabelsOnly, Metadata, Origin, Policy, PolicyKind, PolicySet, PolicySpec, Problem, Resource, Tier, TierSpec, Workload,
+    WorkloadEndpointSpec, DEFAULT_NAMESPACE,
+};
 use crate::validate;
 use serde::de::DeserializeOwned;
-use std::collections::BTreeMap;
-use std::fmt;
 use std::path::{Path, PathBuf};
-
-/// One thing wrong with the input, in terms a person can act on.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    pub file: String,
-    /// 1-based line: the offending field's line where it can be found, else the document's first.
-    pub line: usize,
-    /// `Kind namespace/name` or `Kind name`, when known.
-    pub resource: Option<String>,
-    /// Dotted field path (`spec.ingress[0].http.paths[1].exact`), when known.
-    pub field: Option<String>,
-    pub message: String,
-}
-
-impl fmt::Display for Problem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}:", self.file, self.line)?;
-        if let Some(r) = &self.resource {
-            write!(f, " {r}:")?;
-        }
-        if let Some(field) = &self.field {
-            write!(f, " {field}:")?;
-        }
-        write!(f, " {}", self.message)
-    }
-}
-
-/// Where a resource came from (for messages).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Origin {
-    pub file: String,
-    pub line: usize,
-}
-
-/// The four policy kinds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum PolicyKind {
-    GlobalNetworkPolicy,
-    NetworkPolicy,
-    StagedGlobalNetworkPolicy,
-    StagedNetworkPolicy,
-}
-
-impl PolicyKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            PolicyKind::GlobalNetworkPolicy => "GlobalNetworkPolicy",
-            PolicyKind::NetworkPolicy => "NetworkPolicy",
-            PolicyKind::StagedGlobalNetworkPolicy => "StagedGlobalNetworkPolicy",
-            PolicyKind::StagedNetworkPolicy => "StagedNetworkPolicy",
-        }
-    }
-    pub fn namespaced(self) -> bool {
-        matches!(self, PolicyKind::NetworkPolicy | PolicyKind::StagedNetworkPolicy)
-    }
-    fn from_kind(kind: &str) -> Option<PolicyKind> {
-        Some(match kind {
-            "GlobalNetworkPolicy" => PolicyKind::GlobalNetworkPolicy,
-            "NetworkPolicy" => PolicyKind::NetworkPolicy,
-            "StagedGlobalNetworkPolicy" => PolicyKind::StagedGlobalNetworkPolicy,
-            "StagedNetworkPolicy" => PolicyKind::StagedNetworkPolicy,
-            _ => return None,
-        })
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct Policy {
-    pub kind: PolicyKind,
-    pub name: String,
-    /// Empty for the global kinds.
-    pub namespace: String,
-    pub spec: PolicySpec,
-    pub origin: Origin,
-}
-
-impl Policy {
-    pub fn tier(&self) -> &str {
-        self.spec.tier.as_deref().filter(|t| !t.is_empty()).unwrap_or(DEFAULT_TIER)
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct Tier {
-    pub name: String,
-    pub spec: TierSpec,
-}
-
-#[derive(Debug, Clone)]
-pub struct Workload {
-    pub namespace: String,
-    /// `spec.pod`, else `metadata.name`: what `--workload NAMESPACE/NAME` names.
-    pub name: String,
-    pub labels: BTreeMap<String, String>,
-    pub spec: WorkloadEndpointSpec,
-    pub origin: Origin,
-}
-
-pub const DEFAULT_TIER: &str = "default";
-pub const DEFAULT_NAMESPACE: &str = "default";
-
-/// Everything read from the policy path.
-#[derive(Debug, Clone, Default)]
-pub struct PolicySet {
-    pub tiers: BTreeMap<String, Tier>,
-    pub policies: Vec<Policy>,
-    /// Namespace name -> labels (explicit `Namespace` resources only).
-    pub namespaces: BTreeMap<String, BTreeMap<String, String>>,
-    /// (namespace, name) -> labels.
-    pub service_accounts: BTreeMap<(String, String), BTreeMap<String, String>>,
-    pub workloads: Vec<Workload>,
-    /// Documents of other kinds (Deployments, Services, ...), skipped: `file:line Kind name`.
-    pub skipped: Vec<String>,
-    pub files: Vec<PathBuf>,
-}
 
 /// Reads `path` (a file, or a directory searched recursively for `*.yaml` / `*.yml`).
 /// Returns the set when there is no problem, else every problem found.
@@ -193,40 +80,6 @@ fn collect_files(path: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
         }
     }
     Ok(())
-}
-
-/// A YAML document of a file: its text and its first line (1-based).
-pub(crate) struct Document<'a> {
-    pub text: &'a str,
-    pub start_line: usize,
-}
-
-/// Splits a YAML stream on `---` / `...` lines at column 0.
-pub(crate) fn split_documents(text: &str) -> Vec<Document<'_>> {
-    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let mut docs = Vec::new();
-    let mut start_byte = 0;
-    let mut start_line = 1;
-    let mut offset = 0;
-    for (n, line) in text.split_inclusive('\n').enumerate() {
-        let bare = line.trim_end_matches(['\n', '\r']);
-        let is_marker = bare == "---" || bare.starts_with("--- ") || bare == "..." || bare.starts_with("---\t");
-        if is_marker {
-            docs.push(Document { text: &text[start_byte..offset], start_line });
-            start_byte = offset + line.len();
-            start_line = n + 2;
-            // `--- {inline}` is rare in resource files; content after the marker is dropped.
-        }
-        offset += line.len();
-    }
-    docs.push(Document { text: &text[start_byte..], start_line });
-    docs.retain(|d| {
-        d.text.lines().any(|l| {
-            let t = l.trim();
-            !t.is_empty() && !t.starts_with('#')
-        })
-    });
-    docs
 }
 
 /// Loads in-memory files `(name, text)`: the entry point of the tests.
@@ -360,7 +213,7 @@ fn load_document(file: &str, doc: &Document<'_>, set: &mut PolicySet, problems: 
             };
             if let Some(a) = &parsed.spec.default_action {
                 if a != "Deny" && a != "Pass" {
-                    let line = validate::line_of(doc, a);
+                    let line = line_of(doc, a);
                     problem(line, None, Some("spec.defaultAction"), format!("must be Deny or Pass, not {a:?}"));
                 }
             }

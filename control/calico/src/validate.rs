@@ -1,25 +1,14 @@
 //! Semantic checks beyond the YAML shape: selectors, actions, ports, nets, HTTP matches,
 //! cross-resource references.
 
-use crate::load::{Document, Policy, PolicySet, Problem, Workload, DEFAULT_TIER};
-use crate::model::{EntityRule, Rule};
+use crate::document::{line_of, Document};
+use crate::model::{EntityRule, Policy, PolicySet, Problem, Rule, Workload, DEFAULT_TIER};
+use crate::values::{net, port, protocol};
 use alp_engine::selector::Selector;
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 
 type Found = Vec<(usize, String, String)>;
-
-/// The line of the document that first contains `needle` (after the document start), else the
-/// document's first line.
-pub(crate) fn line_of(doc: &Document<'_>, needle: &str) -> usize {
-    if needle.is_empty() {
-        return doc.start_line;
-    }
-    doc.text
-        .lines()
-        .position(|l| l.contains(needle))
-        .map_or(doc.start_line, |i| doc.start_line + i)
-}
 
 fn selector(found: &mut Found, doc: &Document<'_>, field: &str, text: Option<&str>) {
     if let Some(text) = text {
@@ -80,12 +69,12 @@ fn check_rule(found: &mut Found, doc: &Document<'_>, at: &str, ingress: bool, r:
     }
     for (field, p) in [("protocol", &r.protocol), ("notProtocol", &r.not_protocol)] {
         if let Some(p) = p {
-            if crate::compile::protocol(p).is_none() {
+            if protocol(p).is_none() {
                 found.push((line_of(doc, &p.to_string()), format!("{at}.{field}"), format!("unknown protocol {p:?} (TCP, UDP, ICMP, ICMPv6, SCTP, UDPLite or 1-255)")));
             }
         }
     }
-    let ported = matches!(&r.protocol, Some(p) if matches!(crate::compile::protocol(p).as_deref(), Some("tcp" | "udp" | "sctp")));
+    let ported = matches!(&r.protocol, Some(p) if matches!(protocol(p).as_deref(), Some("tcp" | "udp" | "sctp")));
     for (side, e) in [("source", &r.source), ("destination", &r.destination)] {
         check_entity(found, doc, &format!("{at}.{side}"), e, ported);
     }
@@ -144,7 +133,7 @@ fn check_entity(found: &mut Found, doc: &Document<'_>, at: &str, e: &EntityRule,
     }
     for (field, nets) in [("nets", &e.nets), ("notNets", &e.not_nets)] {
         for (i, n) in nets.iter().enumerate() {
-            if crate::compile::net(n).is_none() {
+            if net(n).is_none() {
                 found.push((line_of(doc, n), format!("{at}.{field}[{i}]"), format!("{n:?} is not an IP address or CIDR")));
             }
         }
@@ -154,7 +143,7 @@ fn check_entity(found: &mut Found, doc: &Document<'_>, at: &str, e: &EntityRule,
             found.push((line_of(doc, field), format!("{at}.{field}"), "ports need protocol TCP, UDP or SCTP".into()));
         }
         for (i, p) in ports.iter().enumerate() {
-            if let Err(why) = crate::compile::port(p) {
+            if let Err(why) = port(p) {
                 found.push((line_of(doc, &p.to_string()), format!("{at}.{field}[{i}]"), why));
             }
         }
@@ -167,7 +156,7 @@ pub(crate) fn workload(w: &Workload, doc: &Document<'_>) -> Found {
         found.push((doc.start_line, "spec.ipNetworks".into(), "at least one address is required".into()));
     }
     for (i, n) in w.spec.ip_networks.iter().enumerate() {
-        if n.split('/').next().and_then(|a| a.parse::<IpAddr>().ok()).is_none() || crate::compile::net(n).is_none() {
+        if n.split('/').next().and_then(|a| a.parse::<IpAddr>().ok()).is_none() || net(n).is_none() {
             found.push((line_of(doc, n), format!("spec.ipNetworks[{i}]"), format!("{n:?} is not an IP address or CIDR")));
         }
     }
@@ -179,7 +168,7 @@ pub(crate) fn workload(w: &Workload, doc: &Document<'_>) -> Found {
             found.push((line_of(doc, &p.name), format!("spec.ports[{i}].port"), "must be 1-65535".into()));
         }
         if let Some(proto) = &p.protocol {
-            if !matches!(crate::compile::protocol(proto).as_deref(), Some("tcp" | "udp" | "sctp")) {
+            if !matches!(protocol(proto).as_deref(), Some("tcp" | "udp" | "sctp")) {
                 found.push((line_of(doc, &proto.to_string()), format!("spec.ports[{i}].protocol"), "must be TCP, UDP or SCTP".into()));
             }
         }
@@ -191,7 +180,7 @@ pub(crate) fn workload(w: &Workload, doc: &Document<'_>) -> Found {
 pub(crate) fn cross_check(set: &PolicySet, problems: &mut Vec<Problem>) {
     let mut seen = BTreeSet::new();
     for p in &set.policies {
-        let res = if p.namespace.is_empty() { format!("{} {}", p.kind.as_str(), p.name) } else { format!("{} {}/{}", p.kind.as_str(), p.namespace, p.name) };
+        let res = format!("{} {}", p.kind.as_str(), p.qualified_name());
         if !seen.insert((p.kind, p.namespace.clone(), p.name.clone())) {
             problems.push(Problem { file: p.origin.file.clone(), line: p.origin.line, resource: Some(res.clone()), field: None, message: "defined more than once".into() });
         }

@@ -9,7 +9,8 @@
 //! * [`json`]: one message from protobuf JSON (`null` as default, errors with field paths).
 //! * [`updates`]: a document of `ToDataplane` messages (JSON array or JSON Lines).
 //! * [`store`]: the store those messages build (semantics.md section 2).
-//! * [`sync`]: pending and current stores across `in_sync` and reconnects.
+//! * [`sync`]: pending and current stores across `in_sync` and reconnects, and the replay of
+//!   a list of messages as one stream ([`SyncState::replay`]).
 //! * [`to_snapshot`]: [`Store::snapshot`] -> [`alp_engine::snapshot::Snapshot`].
 
 pub mod json;
@@ -17,20 +18,10 @@ pub mod store;
 pub mod sync;
 pub mod to_snapshot;
 pub mod updates;
-
-pub mod wire {
-    //! Generated Policy Sync types. Binary: [`prost::Message`]. JSON: serde in the protobuf
-    //! JSON mapping, best through [`crate::json`], which also accepts `null` as default.
-
-    #[allow(clippy::all, missing_docs)]
-    pub mod felix {
-        include!(concat!(env!("OUT_DIR"), "/felix.rs"));
-        include!(concat!(env!("OUT_DIR"), "/felix.serde.rs"));
-    }
-}
+pub mod wire;
 
 pub use store::{Applied, Malformed, Store};
-pub use sync::{engine_from_updates, SyncApplied, SyncState};
+pub use sync::{engine_from_updates, engine_from_updates_with, Replayed, SyncApplied, SyncState};
 pub use updates::{parse_updates, UpdatesError};
 pub use wire::felix::ToDataplane;
 

@@ -20,7 +20,7 @@ pub type ServiceAccountKey = (String, String);
 
 /// Everything Felix told us about one workload, keyed as semantics.md section 2.1 says.
 /// All keys are exact, case-sensitive strings.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Store {
     /// `None` body: the id was sent without a policy; evaluation treats it as missing.
     policies: BTreeMap<PolicyId, Option<Policy>>,
@@ -62,7 +62,7 @@ pub enum Malformed {
 }
 
 impl Applied {
-    fn changed_if(changed: bool) -> Self {
+    pub(crate) fn changed_if(changed: bool) -> Self {
         if changed {
             Applied::Changed
         } else {

@@ -7,9 +7,9 @@
 //! sending while we were disconnected do not survive the next `in_sync` (upstream Dikastes keeps
 //! them).
 
-use crate::store::{Applied, Store};
+use crate::store::{Applied, Malformed, Store};
 use crate::wire::felix::{to_dataplane::Payload, ToDataplane};
-use alp_engine::{Engine, Snapshot};
+use alp_engine::{Engine, Options, Snapshot};
 
 /// The stores control keeps for one workload.
 #[derive(Debug, Default)]
@@ -24,8 +24,9 @@ pub struct SyncState {
 /// What [`SyncState::apply`] did with one message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SyncApplied {
-    /// The store's verdict on the message; for `in_sync`, `Changed` when it promoted the
-    /// pending store and `Unchanged` when it was a repeat.
+    /// The store's verdict on the message; for `in_sync`, `Changed` when it promoted a pending
+    /// store that differs from current, `Unchanged` when it was a repeat or promoted a store
+    /// equal to current.
     pub applied: Applied,
     /// Whether the current (enforced) store changed, i.e. [`SyncState::generation`] moved.
     pub current_changed: bool,
@@ -75,12 +76,53 @@ impl SyncState {
                 current_changed: false,
             };
         }
-        self.current = Some(std::mem::take(&mut self.pending));
-        self.stream_in_sync = true;
-        self.generation += 1;
+        let pending = std::mem::take(&mut self.pending);
+        let current_changed = self.promote(pending);
         SyncApplied {
-            applied: Applied::Changed,
-            current_changed: true,
+            applied: Applied::changed_if(current_changed),
+            current_changed,
+        }
+    }
+
+    /// The stream in progress is in sync: `store` becomes current. A store equal to current (a
+    /// reconnect, an updates file rewritten with the same content) keeps the generation.
+    fn promote(&mut self, store: Store) -> bool {
+        self.stream_in_sync = true;
+        if self.current.as_ref() == Some(&store) {
+            return false;
+        }
+        self.current = Some(store);
+        self.generation += 1;
+        true
+    }
+
+    /// Replays `messages` as one new stream, all at once: a document of updates, or what
+    /// Calico YAML compiles to. As [`SyncState::begin_stream`] and then [`SyncState::apply`]
+    /// for each message, except that the generation moves at most once: when the stream
+    /// reaches `in_sync` and the store it leaves differs from current. Whether it reached
+    /// `in_sync` is [`SyncState::in_sync`] afterwards.
+    pub fn replay(&mut self, messages: &[ToDataplane]) -> Replayed {
+        self.begin_stream();
+        // Messages before and after `in_sync` build the same store: pending, then promoted.
+        let mut store = Store::new();
+        let mut reached_in_sync = false;
+        let mut malformed = Vec::new();
+        for (index, message) in messages.iter().enumerate() {
+            if let Some(Payload::InSync(_)) = message.payload {
+                reached_in_sync = true;
+            } else if let Applied::Malformed(why) = store.apply(message) {
+                malformed.push((index, why));
+            }
+        }
+        let current_changed = if reached_in_sync {
+            self.promote(store)
+        } else {
+            self.pending = store;
+            false
+        };
+        Replayed {
+            current_changed,
+            malformed,
         }
     }
 
@@ -100,8 +142,10 @@ impl SyncState {
         self.stream_in_sync
     }
 
-    /// Starts at 0 and increments whenever the current store changes (promotion at `in_sync`,
-    /// or a later message that changed it). Equal generations mean equal current stores.
+    /// Starts at 0 and increments whenever the current store changes (promotion at `in_sync`
+    /// of a store that differs from current, or a later message that changed it). Equal
+    /// generations mean equal current stores: what tells a consumer that a snapshot it holds
+    /// is still the current one.
     pub fn generation(&self) -> u64 {
         self.generation
     }
@@ -116,21 +160,40 @@ impl SyncState {
 
     /// An engine for the current store (every request `NotInSync` before the first `in_sync`).
     pub fn engine(&self) -> Engine {
+        self.engine_with(&Options::default())
+    }
+
+    /// [`SyncState::engine`] built with `options` (the staged rehearsal, trust domains); the
+    /// generation is the engine's version.
+    pub fn engine_with(&self, options: &Options) -> Engine {
         match self.snapshot() {
-            Some((version, snapshot)) => Engine::from_snapshot(version, &snapshot),
+            Some((version, snapshot)) => Engine::from_snapshot_with(version, &snapshot, options),
             None => Engine::not_in_sync(),
         }
     }
 }
 
-/// Applies `messages` as one stream to a fresh [`SyncState`] and returns its engine: the file
-/// source of control and the conformance cases. Malformed messages are logged and skipped.
+/// What [`SyncState::replay`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Replayed {
+    /// Whether the current store changed (the generation moved).
+    pub current_changed: bool,
+    /// The messages the store refused (logged by the store and skipped): their index in the
+    /// replayed list (0-based) and why.
+    pub malformed: Vec<(usize, Malformed)>,
+}
+
+/// Replays `messages` as one stream to a fresh [`SyncState`] and returns its engine (`control
+/// check`, the conformance cases). Malformed messages are logged and skipped.
 pub fn engine_from_updates(messages: &[ToDataplane]) -> Engine {
+    engine_from_updates_with(messages, &Options::default())
+}
+
+/// [`engine_from_updates`] built with `options`.
+pub fn engine_from_updates_with(messages: &[ToDataplane], options: &Options) -> Engine {
     let mut state = SyncState::new();
-    for msg in messages {
-        state.apply(msg);
-    }
-    state.engine()
+    state.replay(messages);
+    state.engine_with(options)
 }
 
 #[cfg(test)]
@@ -261,5 +324,47 @@ mod tests {
         }
         assert_eq!(names(a.current()), names(b.current()));
         assert_eq!(a.generation(), b.generation());
+    }
+
+    /// A new stream that rebuilds the current store exactly does not move the generation.
+    #[test]
+    fn an_equal_store_keeps_its_generation() {
+        let mut st = SyncState::new();
+        for text in [NS_A, IN_SYNC] {
+            apply(&mut st, text);
+        }
+        assert_eq!(st.generation(), 1);
+        st.begin_stream();
+        apply(&mut st, NS_A);
+        let r = apply(&mut st, IN_SYNC);
+        assert_eq!((r.applied, r.current_changed), (Applied::Unchanged, false));
+        assert!(st.in_sync(), "the new stream is in sync all the same");
+        assert_eq!(st.generation(), 1);
+        assert_eq!(names(st.current()), Some(vec!["a"]));
+        // Live messages of that stream apply to current as usual.
+        assert!(apply(&mut st, NS_B).current_changed);
+        assert_eq!(st.generation(), 2);
+    }
+
+    #[test]
+    fn replay_is_one_stream() {
+        let msgs: Vec<ToDataplane> = [NS_A, r#"{"namespaceUpdate": {}}"#, IN_SYNC, NS_B].iter().map(|t| msg(t)).collect();
+        let mut st = SyncState::new();
+        let r = st.replay(&msgs);
+        assert!(r.current_changed && st.in_sync());
+        assert_eq!(r.malformed.len(), 1);
+        assert_eq!(r.malformed[0].0, 1);
+        assert_eq!(names(st.current()), Some(vec!["a", "b"]));
+        assert_eq!(st.generation(), 1, "one replay, one generation");
+        // The same again: a new stream, an equal store (although it differs at its inSync).
+        let r = st.replay(&msgs);
+        assert!(!r.current_changed && st.in_sync());
+        assert_eq!(st.generation(), 1);
+        // No inSync: nothing changes, and the state is not in sync.
+        let r = st.replay(&msgs[..2]);
+        assert!(!r.current_changed && !st.in_sync());
+        assert_eq!(names(st.current()), Some(vec!["a", "b"]));
+        assert_eq!(engine_from_updates(&msgs).version(), Some(1));
+        assert_eq!(engine_from_updates(&msgs[..2]).version(), None);
     }
 }

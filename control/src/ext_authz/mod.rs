@@ -7,7 +7,7 @@
 //!     --watch<Arc<Engine>>--> Check: CheckRequest -> Request -> Engine::decide -> CheckResponse
 //! ```
 //!
-//! * The policy sources are `control serve`'s ([`crate::serve::source`]): same flags, same
+//! * The policy sources are `control serve`'s ([`crate::source`]): same flags, same
 //!   semantics (nothing before the first in-sync state: every request 503; a source that loses
 //!   sync keeps its last snapshot in force, D8).
 //! * Attributes come from what Envoy established, as in the filter: `source`/`destination`
@@ -36,9 +36,12 @@ mod service;
 #[cfg(test)]
 mod tests;
 
-pub use crate::serve::Running;
-use crate::serve::listen::{Bound, Listen};
-use crate::serve::source::{self, Policy, Source};
+use crate::decide::EngineArgs;
+use crate::listen::{Bound, Listen};
+use crate::running::Running;
+use crate::source::args::SourceArgs;
+use crate::source::{Outputs, Policy, Source};
+use crate::versioner::{unix_micros, Next, Versioner};
 use alp_engine::{Engine, Options};
 use anyhow::{Context, Result};
 use clap::Args;
@@ -55,9 +58,9 @@ pub struct ExtAuthzArgs {
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9401")]
     pub listen: Listen,
     #[command(flatten)]
-    pub source: crate::serve::source::args::SourceArgs,
+    pub source: SourceArgs,
     #[command(flatten)]
-    pub engine: crate::decide::EngineArgs,
+    pub engine: EngineArgs,
     /// Threads answering checks (1: a single-threaded runtime, the cheapest on one core).
     #[arg(long, value_name = "N", default_value_t = 2)]
     pub threads: usize,
@@ -65,26 +68,12 @@ pub struct ExtAuthzArgs {
 
 /// Runs the server until SIGINT or SIGTERM.
 pub fn run(args: &ExtAuthzArgs) -> Result<ExitCode> {
-    crate::serve::init_tracing();
-    let mut builder = if args.threads <= 1 {
-        tokio::runtime::Builder::new_current_thread()
-    } else {
-        let mut b = tokio::runtime::Builder::new_multi_thread();
-        b.worker_threads(args.threads);
-        b
-    };
-    let runtime = builder.enable_all().build().context("starting the async runtime")?;
-    runtime.block_on(async {
+    crate::runtime::init_tracing();
+    crate::runtime::runtime(args.threads)?.block_on(async {
         let source = args.source.source()?;
         let running = start(&args.listen, source, args.engine.options(false)).await?;
         info!(listen = %running.address, "control ext-authz serving envoy.service.auth.v3.Authorization");
-        let shutdown = running.shutdown.clone();
-        tokio::spawn(async move {
-            crate::serve::wait_for_signal().await;
-            info!("shutting down");
-            let _ = shutdown.send(true);
-        });
-        running.finished().await?;
+        running.until_signal().await?;
         Ok(ExitCode::SUCCESS)
     })
 }
@@ -95,7 +84,7 @@ pub async fn start(listen: &Listen, source: Box<dyn Source>, options: Options) -
     let bound = listen.bind().await?;
     let address = bound.address();
     info!(source = %source.describe(), "policy source");
-    let (outputs, policy_rx, _in_sync) = source::Outputs::new();
+    let (outputs, policy_rx, _in_sync) = Outputs::new();
     let (engine_tx, engine_rx) = watch::channel(Arc::new(Engine::not_in_sync()));
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let source = tokio::spawn(source.run(outputs));
@@ -104,29 +93,26 @@ pub async fn start(listen: &Listen, source: Box<dyn Source>, options: Options) -
     Ok(Running { address, shutdown: shutdown_tx, server, source, worker: ("compiler", compiler) })
 }
 
-/// Compiles each new snapshot once (off the async threads) and installs it for the checks.
-/// Versions count changes within the process; an unchanged snapshot keeps its engine.
+/// Compiles each new revision once (off the async threads) and installs it for the checks.
+/// Versions as `control serve`'s ([`crate::versioner`]); a revision already compiled keeps its
+/// engine.
 async fn compile(mut policy: watch::Receiver<Policy>, engine: watch::Sender<Arc<Engine>>, options: Options) {
-    let mut last: Option<Arc<alp_engine::Snapshot>> = None;
-    let mut version = 0u64;
+    let mut versioner = Versioner::new(unix_micros);
     loop {
         let current = policy.borrow_and_update().clone();
-        if let Some(snapshot) = current {
-            let unchanged = last.as_ref().is_some_and(|l| Arc::ptr_eq(l, &snapshot) || **l == *snapshot);
-            if !unchanged {
-                version += 1;
-                let started = std::time::Instant::now();
-                let for_compile = Arc::clone(&snapshot);
-                let options = options.clone();
-                match tokio::task::spawn_blocking(move || Engine::from_snapshot_with(version, &for_compile, &options)).await {
-                    Ok(compiled) => {
-                        let rules: usize = snapshot.policies.iter().map(|p| p.inbound_rules.len()).sum();
-                        info!(version, rules, ms = started.elapsed().as_millis() as u64, "policy compiled");
-                        engine.send_replace(Arc::new(compiled));
-                        last = Some(snapshot);
-                    }
-                    Err(e) => error!(version, "compiling the policy failed: {e}; keeping the previous one"),
+        if let Next::Build { generation, version, snapshot } = versioner.next(&current) {
+            let started = std::time::Instant::now();
+            let for_compile = Arc::clone(&snapshot);
+            let options = options.clone();
+            match tokio::task::spawn_blocking(move || Engine::from_snapshot_with(version, &for_compile, &options)).await {
+                Ok(compiled) => {
+                    let rules: usize = snapshot.policies.iter().map(|p| p.inbound_rules.len()).sum();
+                    info!(version, rules, ms = started.elapsed().as_millis() as u64, "policy compiled");
+                    let compiled = Arc::new(compiled);
+                    versioner.built(generation, version, Arc::clone(&compiled));
+                    engine.send_replace(compiled);
                 }
+                Err(e) => error!(version, "compiling the policy failed: {e}; keeping the previous one"),
             }
         }
         if policy.changed().await.is_err() {

@@ -9,6 +9,7 @@ use super::proto::envoy::service::auth::v3::{
 };
 use super::proto::google::rpc;
 use alp_engine::address::parse_ip;
+use alp_engine::protocol::{TCP, UDP};
 use crate::decide::{self, NonCanonicalPath};
 use alp_engine::{Engine, Http, Peer, Request, Verdict};
 use std::sync::Arc;
@@ -20,9 +21,6 @@ const OK: i32 = 0;
 const INVALID_ARGUMENT: i32 = 3;
 const PERMISSION_DENIED: i32 = 7;
 const UNAVAILABLE: i32 = 14;
-
-const TCP: u8 = 6;
-const UDP: u8 = 17;
 
 /// The gRPC service: answers each check with the engine in force.
 #[derive(Clone)]

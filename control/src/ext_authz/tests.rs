@@ -5,7 +5,7 @@ use super::proto::envoy::service::auth::v3::authorization_client::AuthorizationC
 use super::proto::envoy::service::auth::v3::{attribute_context, check_response, AttributeContext, CheckRequest, CheckResponse};
 use super::*;
 use alp_engine::Verdict;
-use crate::serve::source::updates_file::UpdatesFile;
+use crate::source::updates_file::UpdatesFile;
 use hyper_util::rt::TokioIo;
 use std::path::Path;
 use std::time::Duration;
@@ -226,12 +226,9 @@ const PATH_POLICY: &str = r#"
 
 fn path_engine(options: &Options) -> Engine {
     let messages = alp_felix::updates::parse_updates(PATH_POLICY).unwrap();
-    let mut state = alp_felix::SyncState::new();
-    for m in &messages {
-        state.apply(m);
-    }
-    let (version, snapshot) = state.snapshot().unwrap();
-    Engine::from_snapshot_with(version, &snapshot, options)
+    let engine = alp_felix::engine_from_updates_with(&messages, options);
+    assert!(engine.version().is_some(), "in sync");
+    engine
 }
 
 /// D10: ext_authz cannot make Envoy forward the canonical path, so a non-canonical one is

@@ -1,4 +1,5 @@
-//! The endpoints.
+//! The endpoints. The long-poll's wire contract (path, headers, waits, the envelope) is
+//! `alp_engine::relay_contract`, shared with the filter.
 //!
 //! * `GET /v1/snapshot`: long-poll. Request headers `x-alp-have-version` (the version the
 //!   caller holds; absent or 0: none) and `x-alp-wait-ms` (default 20000, at most 60000).
@@ -11,8 +12,10 @@
 //!   `503` (before the first sync, and while a Felix stream is reconnecting: the last in-sync
 //!   snapshot is still served then, but control is not following Felix).
 
-use super::metrics::{self, ControlMetrics};
+use super::metrics;
 use super::publish::Published;
+use crate::source::counters::Counters;
+use alp_engine::relay_contract::{self, Poll, CONTENT_TYPE, HAVE_VERSION_HEADER, SNAPSHOT_PATH, VERSION_HEADER, WAIT_HEADER};
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -23,12 +26,6 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tracing::debug;
 
-pub const HAVE_VERSION_HEADER: &str = "x-alp-have-version";
-pub const WAIT_HEADER: &str = "x-alp-wait-ms";
-pub const VERSION_HEADER: &str = "x-alp-version";
-pub const DEFAULT_WAIT: Duration = Duration::from_millis(20_000);
-pub const MAX_WAIT: Duration = Duration::from_millis(60_000);
-
 #[derive(Clone)]
 pub struct AppState {
     pub published: watch::Receiver<Option<Arc<Published>>>,
@@ -36,12 +33,12 @@ pub struct AppState {
     pub shutdown: watch::Receiver<bool>,
     /// Whether the source is in sync now (readiness).
     pub in_sync: watch::Receiver<bool>,
-    pub metrics: Arc<ControlMetrics>,
+    pub counters: Arc<Counters>,
 }
 
 pub fn router(state: AppState) -> Router {
     Router::new()
-        .route("/v1/snapshot", get(snapshot))
+        .route(SNAPSHOT_PATH, get(snapshot))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
@@ -49,35 +46,17 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// Parsed long-poll request headers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PollRequest {
-    pub have: Option<u64>,
-    pub wait: Duration,
-}
+pub use relay_contract::Poll as PollRequest;
 
-impl PollRequest {
-    pub fn from_headers(headers: &HeaderMap) -> Result<PollRequest, String> {
-        let number = |name: &str| -> Result<Option<u64>, String> {
-            match headers.get(name) {
-                None => Ok(None),
-                Some(v) => v
-                    .to_str()
-                    .ok()
-                    .and_then(|s| s.trim().parse::<u64>().ok())
-                    .map(Some)
-                    .ok_or_else(|| format!("{name} must be a decimal number\n")),
-            }
-        };
-        let have = number(HAVE_VERSION_HEADER)?.filter(|v| *v != 0);
-        let wait =
-            number(WAIT_HEADER)?.map_or(DEFAULT_WAIT, |ms| Duration::from_millis(ms).min(MAX_WAIT));
-        Ok(PollRequest { have, wait })
-    }
+/// The long-poll's request headers; the 400's body when one is not a number.
+pub fn poll_request(headers: &HeaderMap) -> Result<PollRequest, String> {
+    let value = |name: &str| headers.get(name).map(HeaderValue::as_bytes);
+    Poll::parse(value(HAVE_VERSION_HEADER), value(WAIT_HEADER)).map_err(|e| format!("{e}\n"))
 }
 
 /// What the caller does not have yet, if anything.
 pub fn newer(current: Option<&Arc<Published>>, have: Option<u64>) -> Option<Arc<Published>> {
-    current.filter(|p| Some(p.version) != have).cloned()
+    current.filter(|p| relay_contract::is_newer(p.version, have)).cloned()
 }
 
 /// Waits up to `wait` for a snapshot the caller does not have; `None` on timeout or shutdown.
@@ -110,7 +89,7 @@ pub async fn wait_for_newer(
 }
 
 async fn snapshot(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let request = match PollRequest::from_headers(&headers) {
+    let request = match poll_request(&headers) {
         Ok(r) => r,
         Err(message) => return (StatusCode::BAD_REQUEST, message).into_response(),
     };
@@ -121,10 +100,7 @@ async fn snapshot(State(state): State<AppState>, headers: HeaderMap) -> Response
             debug!(version = p.version, have = ?request.have, bytes = p.envelope.len(), "snapshot sent");
             let mut response = (StatusCode::OK, p.envelope.clone()).into_response();
             let h = response.headers_mut();
-            h.insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/octet-stream"),
-            );
+            h.insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
             h.insert(VERSION_HEADER, HeaderValue::from(p.version));
             h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
             response
@@ -138,7 +114,7 @@ async fn snapshot(State(state): State<AppState>, headers: HeaderMap) -> Response
 
 async fn metrics_text(State(state): State<AppState>) -> Response {
     let published = state.published.borrow().clone();
-    let text = state.metrics.render(metrics::State {
+    let text = metrics::render(&state.counters, metrics::State {
         in_sync: *state.in_sync.borrow(),
         version: published.as_ref().map(|p| p.version),
         bytes: published.as_ref().map(|p| p.envelope.len()),
@@ -174,6 +150,9 @@ mod tests {
     use super::*;
     use axum::body::Bytes;
 
+    const DEFAULT_WAIT: Duration = Duration::from_millis(relay_contract::DEFAULT_WAIT_MS);
+    const MAX_WAIT: Duration = Duration::from_millis(relay_contract::MAX_WAIT_MS);
+
     fn published(version: u64) -> Option<Arc<Published>> {
         Some(Arc::new(Published {
             version,
@@ -192,14 +171,14 @@ mod tests {
     #[test]
     fn parses_poll_headers() {
         assert_eq!(
-            PollRequest::from_headers(&headers(&[])),
+            poll_request(&headers(&[])),
             Ok(PollRequest {
                 have: None,
                 wait: DEFAULT_WAIT
             })
         );
         assert_eq!(
-            PollRequest::from_headers(&headers(&[
+            poll_request(&headers(&[
                 (HAVE_VERSION_HEADER, "17"),
                 (WAIT_HEADER, "250")
             ])),
@@ -209,19 +188,19 @@ mod tests {
             })
         );
         assert_eq!(
-            PollRequest::from_headers(&headers(&[(HAVE_VERSION_HEADER, "0")]))
+            poll_request(&headers(&[(HAVE_VERSION_HEADER, "0")]))
                 .unwrap()
                 .have,
             None
         );
         assert_eq!(
-            PollRequest::from_headers(&headers(&[(WAIT_HEADER, "999999")]))
+            poll_request(&headers(&[(WAIT_HEADER, "999999")]))
                 .unwrap()
                 .wait,
             MAX_WAIT
         );
-        assert!(PollRequest::from_headers(&headers(&[(HAVE_VERSION_HEADER, "v1")])).is_err());
-        assert!(PollRequest::from_headers(&headers(&[(WAIT_HEADER, "-1")])).is_err());
+        assert!(poll_request(&headers(&[(HAVE_VERSION_HEADER, "v1")])).is_err());
+        assert!(poll_request(&headers(&[(WAIT_HEADER, "-1")])).is_err());
     }
 
     #[test]

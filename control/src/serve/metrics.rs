@@ -10,23 +10,8 @@
 //! | `alp_control_updates_applied_total` | counter | Felix Policy Sync messages applied to the store |
 //! | `alp_control_snapshot_build_seconds` | histogram | time to build each snapshot from the source's state (file sources: read, parse, replay) |
 
+use crate::source::counters::{Counted, Counters, BUILD_BUCKETS};
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
-
-/// Upper bounds of the build time histogram, seconds.
-const BUCKETS: [f64; 9] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 2.5];
-
-/// Counters the sources update; the gauges are read from the server's state when scraped.
-#[derive(Debug, Default)]
-pub struct ControlMetrics {
-    reconnects: AtomicU64,
-    updates_applied: AtomicU64,
-    builds: AtomicU64,
-    build_micros: AtomicU64,
-    /// Per bucket (not cumulative; summed when rendered).
-    build_buckets: [AtomicU64; BUCKETS.len()],
-}
 
 /// The gauges at scrape time.
 #[derive(Debug, Clone, Copy, Default)]
@@ -36,86 +21,67 @@ pub struct State {
     pub bytes: Option<usize>,
 }
 
-impl ControlMetrics {
-    pub fn reconnected(&self) {
-        self.reconnects.fetch_add(1, Ordering::Relaxed);
-    }
-
-    pub fn applied(&self, messages: u64) {
-        self.updates_applied.fetch_add(messages, Ordering::Relaxed);
-    }
-
-    /// One snapshot built in `took`.
-    pub fn built(&self, took: Duration) {
-        self.builds.fetch_add(1, Ordering::Relaxed);
-        let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
-        self.build_micros.fetch_add(micros, Ordering::Relaxed);
-        let seconds = took.as_secs_f64();
-        if let Some(i) = BUCKETS.iter().position(|b| seconds <= *b) {
-            self.build_buckets[i].fetch_add(1, Ordering::Relaxed);
-        }
-    }
-
-    /// The exposition text.
-    pub fn render(&self, state: State) -> String {
-        let mut out = String::with_capacity(2048);
-        let mut metric = |name: &str, kind: &str, help: &str, value: String| {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
-            );
-        };
-        metric(
-            "alp_control_in_sync",
-            "gauge",
-            "Whether the policy source is in sync now (1) or not (0).",
-            u8::from(state.in_sync).to_string(),
-        );
-        metric(
-            "alp_control_snapshot_version",
-            "gauge",
-            "Version of the policy snapshot served to the filters (0: none yet).",
-            state.version.unwrap_or(0).to_string(),
-        );
-        metric(
-            "alp_control_snapshot_bytes",
-            "gauge",
-            "Size of the snapshot envelope served.",
-            state.bytes.unwrap_or(0).to_string(),
-        );
-        metric(
-            "alp_control_felix_reconnects_total",
-            "counter",
-            "Felix Policy Sync streams that ended or could not start, each followed by a reconnect.",
-            self.reconnects.load(Ordering::Relaxed).to_string(),
-        );
-        metric(
-            "alp_control_updates_applied_total",
-            "counter",
-            "Felix Policy Sync messages applied to the store.",
-            self.updates_applied.load(Ordering::Relaxed).to_string(),
-        );
-        let name = "alp_control_snapshot_build_seconds";
+/// The exposition text of the source's `counters` and the server's `state`.
+pub fn render(counters: &Counters, state: State) -> String {
+    let counted: Counted = counters.read();
+    let mut out = String::with_capacity(2048);
+    let mut metric = |name: &str, kind: &str, help: &str, value: String| {
         let _ = writeln!(
             out,
-            "# HELP {name} Time to build each policy snapshot from the source's state.\n# TYPE {name} histogram"
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
         );
-        let mut cumulative = 0;
-        for (bound, n) in BUCKETS.iter().zip(&self.build_buckets) {
-            cumulative += n.load(Ordering::Relaxed);
-            let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
-        }
-        let count = self.builds.load(Ordering::Relaxed);
-        let sum = self.build_micros.load(Ordering::Relaxed) as f64 / 1e6;
-        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
-        let _ = writeln!(out, "{name}_sum {sum}\n{name}_count {count}");
-        out
+    };
+    metric(
+        "alp_control_in_sync",
+        "gauge",
+        "Whether the policy source is in sync now (1) or not (0).",
+        u8::from(state.in_sync).to_string(),
+    );
+    metric(
+        "alp_control_snapshot_version",
+        "gauge",
+        "Version of the policy snapshot served to the filters (0: none yet).",
+        state.version.unwrap_or(0).to_string(),
+    );
+    metric(
+        "alp_control_snapshot_bytes",
+        "gauge",
+        "Size of the snapshot envelope served.",
+        state.bytes.unwrap_or(0).to_string(),
+    );
+    metric(
+        "alp_control_felix_reconnects_total",
+        "counter",
+        "Felix Policy Sync streams that ended or could not start, each followed by a reconnect.",
+        counted.reconnects.to_string(),
+    );
+    metric(
+        "alp_control_updates_applied_total",
+        "counter",
+        "Felix Policy Sync messages applied to the store.",
+        counted.updates_applied.to_string(),
+    );
+    let name = "alp_control_snapshot_build_seconds";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Time to build each policy snapshot from the source's state.\n# TYPE {name} histogram"
+    );
+    let mut cumulative = 0;
+    for (bound, n) in BUILD_BUCKETS.iter().zip(&counted.build_buckets) {
+        cumulative += n;
+        let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
     }
+    let count = counted.builds;
+    let sum = counted.build_micros as f64 / 1e6;
+    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
+    let _ = writeln!(out, "{name}_sum {sum}\n{name}_count {count}");
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn value(text: &str, series: &str) -> Option<f64> {
         text.lines()
@@ -125,14 +91,14 @@ mod tests {
 
     #[test]
     fn renders_every_metric() {
-        let m = ControlMetrics::default();
+        let m = Counters::default();
         m.reconnected();
         m.applied(5);
         m.applied(2);
         m.built(Duration::from_micros(300));
         m.built(Duration::from_millis(30));
         m.built(Duration::from_secs(10));
-        let text = m.render(State {
+        let text = render(&m, State {
             in_sync: true,
             version: Some(42),
             bytes: Some(1000),
@@ -165,7 +131,7 @@ mod tests {
         assert_eq!(value(&text, &format!("{b}_count")), Some(3.0));
         assert!((value(&text, &format!("{b}_sum")).unwrap() - 10.0303).abs() < 1e-9);
         assert!(text.contains("# TYPE alp_control_snapshot_build_seconds histogram"));
-        let empty = ControlMetrics::default().render(State::default());
+        let empty = render(&Counters::default(), State::default());
         assert_eq!(value(&empty, "alp_control_snapshot_version"), Some(0.0));
         assert_eq!(value(&empty, "alp_control_in_sync"), Some(0.0));
     }
@@ -173,7 +139,7 @@ mod tests {
     /// `GET /metrics` of a running server follows its source.
     #[tokio::test]
     async fn served_by_control() {
-        use super::super::source::updates_file::UpdatesFile;
+        use crate::source::updates_file::UpdatesFile;
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("updates.jsonl");
@@ -188,7 +154,7 @@ mod tests {
         )
         .unwrap();
         let source = Box::new(UpdatesFile::new(file, Duration::from_millis(10)));
-        let running = super::super::start(&"127.0.0.1:0".parse().unwrap(), source)
+        let running = crate::serve::start(&"127.0.0.1:0".parse().unwrap(), source)
             .await
             .unwrap();
         let scrape = || async {

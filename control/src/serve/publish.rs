@@ -1,17 +1,16 @@
-//! From the source's snapshots to what the filters fetch: each snapshot that differs from the
-//! last one published gets a new version and is encoded once.
+//! From the source's revisions to what the filters fetch: each new revision (a new
+//! generation, [`crate::versioner`]) gets a new version and is encoded once.
 //!
-//! Versions increase within the process (`+1` per change at least) and start from the current
-//! Unix time in microseconds, so a restarted control publishes versions larger than before.
-//! An unchanged snapshot (e.g. a file touched without a change) keeps its version, so the
-//! filters' long-polls are not woken for nothing.
+//! Versions increase within the process and start from the current Unix time in
+//! microseconds, so a restarted control publishes versions larger than before. A revision
+//! already published (e.g. a file touched without a change keeps its generation) keeps its
+//! version, so the filters' long-polls are not woken for nothing.
 
-use super::source::Policy;
+use crate::source::Policy;
+use crate::versioner::{Next, Versioner};
 use alp_engine::envelope;
-use alp_engine::Snapshot;
 use axum::body::Bytes;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::sync::watch;
 use tracing::{debug, error, info, warn};
 
@@ -23,19 +22,12 @@ pub struct Published {
     pub envelope: Bytes,
 }
 
-pub fn unix_micros() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+/// Versions and encodes.
+pub struct Publisher<C: Fn() -> u64> {
+    versioner: Versioner<Published, C>,
 }
 
-/// Assigns versions and encodes.
-pub struct Versioner<C: Fn() -> u64> {
-    clock: C,
-    last: Option<(Arc<Snapshot>, Arc<Published>)>,
-}
-
-/// What [`Versioner::update`] decided.
+/// What [`Publisher::update`] decided.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Update {
     /// Publish this (a new version, or the previous one again after a not-in-sync spell).
@@ -48,33 +40,37 @@ pub enum Update {
     Failed,
 }
 
-impl<C: Fn() -> u64> Versioner<C> {
+impl<C: Fn() -> u64> Publisher<C> {
     pub fn new(clock: C) -> Self {
-        Versioner { clock, last: None }
+        Publisher {
+            versioner: Versioner::new(clock),
+        }
     }
 
     /// `current` is what is published now (to tell "republish" from "unchanged").
     pub fn update(&mut self, policy: &Policy, current: Option<&Arc<Published>>) -> Update {
-        let Some(snapshot) = policy else {
-            return Update::NotInSync;
-        };
-        if let Some((last_snapshot, last_published)) = &self.last {
-            if Arc::ptr_eq(last_snapshot, snapshot) || **last_snapshot == **snapshot {
+        let (generation, version, snapshot) = match self.versioner.next(policy) {
+            Next::NotInSync => return Update::NotInSync,
+            Next::Built(last) => {
                 return match current {
-                    Some(c) if Arc::ptr_eq(c, last_published) => Update::Unchanged,
-                    _ => Update::Publish(Arc::clone(last_published)),
+                    Some(c) if Arc::ptr_eq(c, &last) => Update::Unchanged,
+                    _ => Update::Publish(last),
                 };
             }
-        }
-        let previous = self.last.as_ref().map_or(0, |(_, p)| p.version);
-        let version = (previous + 1).max((self.clock)());
-        match envelope::encode(version, snapshot) {
+            Next::Build {
+                generation,
+                version,
+                snapshot,
+            } => (generation, version, snapshot),
+        };
+        match envelope::encode(version, &snapshot) {
             Ok(bytes) => {
                 let published = Arc::new(Published {
                     version,
                     envelope: Bytes::from(bytes),
                 });
-                self.last = Some((Arc::clone(snapshot), Arc::clone(&published)));
+                self.versioner
+                    .built(generation, version, Arc::clone(&published));
                 Update::Publish(published)
             }
             Err(e) => {
@@ -94,11 +90,12 @@ pub async fn run(
     published: watch::Sender<Option<Arc<Published>>>,
     clock: impl Fn() -> u64,
 ) {
-    let mut versioner = Versioner::new(clock);
+    let mut publisher = Publisher::new(clock);
     loop {
         let current = policy.borrow_and_update().clone();
         let now = published.borrow().clone();
-        match versioner.update(&current, now.as_ref()) {
+        match publisher.update(&current, now.as_ref()) {
+
             Update::Publish(p) => {
                 info!(
                     version = p.version,
@@ -125,20 +122,27 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::source::Revision;
+    use crate::versioner::unix_micros;
     use alp_engine::snapshot::{Endpoint, Tier};
+    use alp_engine::Snapshot;
     use std::cell::Cell;
 
-    fn snapshot(tier: &str) -> Policy {
-        Some(Arc::new(Snapshot {
-            endpoint: Some(Endpoint {
-                tiers: vec![Tier {
-                    name: tier.into(),
-                    ..Default::default()
-                }],
-                profile_ids: vec![],
+    /// A revision of the source: its generation, and a snapshot that tells it apart.
+    fn snapshot(generation: u64, tier: &str) -> Policy {
+        Some(Revision {
+            generation,
+            snapshot: Arc::new(Snapshot {
+                endpoint: Some(Endpoint {
+                    tiers: vec![Tier {
+                        name: tier.into(),
+                        ..Default::default()
+                    }],
+                    profile_ids: vec![],
+                }),
+                ..Default::default()
             }),
-            ..Default::default()
-        }))
+        })
     }
 
     fn published(u: &Update) -> Arc<Published> {
@@ -151,42 +155,42 @@ mod tests {
     #[test]
     fn versions_start_at_the_clock_and_grow_per_change_only() {
         let clock = Cell::new(1_000);
-        let mut v = Versioner::new(|| clock.get());
+        let mut v = Publisher::new(|| clock.get());
         assert_eq!(v.update(&None, None), Update::NotInSync);
-        let first = published(&v.update(&snapshot("a"), None));
+        let first = published(&v.update(&snapshot(1, "a"), None));
         assert_eq!(first.version, 1_000);
         assert_eq!(envelope::decode(&first.envelope).unwrap().0, 1_000);
-        // Same content (a different allocation): unchanged.
-        assert_eq!(v.update(&snapshot("a"), Some(&first)), Update::Unchanged);
+        // The same revision again (a different allocation): unchanged.
+        assert_eq!(v.update(&snapshot(1, "a"), Some(&first)), Update::Unchanged);
         // The clock did not move: +1.
-        let second = published(&v.update(&snapshot("b"), Some(&first)));
+        let second = published(&v.update(&snapshot(2, "b"), Some(&first)));
         assert_eq!(second.version, 1_001);
         // The clock moved on: its value.
         clock.set(5_000);
-        let third = published(&v.update(&snapshot("c"), Some(&second)));
+        let third = published(&v.update(&snapshot(3, "c"), Some(&second)));
         assert_eq!(third.version, 5_000);
         // The clock went back: still increasing.
         clock.set(10);
         assert_eq!(
-            published(&v.update(&snapshot("d"), Some(&third))).version,
+            published(&v.update(&snapshot(4, "d"), Some(&third))).version,
             5_001
         );
     }
 
     #[test]
     fn back_in_sync_with_the_same_snapshot_republishes_its_version() {
-        let mut v = Versioner::new(|| 7);
-        let first = published(&v.update(&snapshot("a"), None));
+        let mut v = Publisher::new(|| 7);
+        let first = published(&v.update(&snapshot(1, "a"), None));
         assert_eq!(v.update(&None, Some(&first)), Update::NotInSync);
-        let again = published(&v.update(&snapshot("a"), None));
+        let again = published(&v.update(&snapshot(1, "a"), None));
         assert!(Arc::ptr_eq(&first, &again));
     }
 
     #[test]
     fn restart_gives_larger_versions() {
-        let before = published(&Versioner::new(unix_micros).update(&snapshot("a"), None)).version;
+        let before = published(&Publisher::new(unix_micros).update(&snapshot(1, "a"), None)).version;
         std::thread::sleep(std::time::Duration::from_millis(2));
-        let after = published(&Versioner::new(unix_micros).update(&snapshot("a"), None)).version;
+        let after = published(&Publisher::new(unix_micros).update(&snapshot(1, "a"), None)).version;
         assert!(after > before);
         assert!(
             before > 1_600_000_000_000_000,
@@ -199,13 +203,13 @@ mod tests {
         let (policy_tx, policy_rx) = watch::channel(None);
         let (published_tx, mut published_rx) = watch::channel(None);
         let task = tokio::spawn(run(policy_rx, published_tx, || 42));
-        policy_tx.send_replace(snapshot("a"));
+        policy_tx.send_replace(snapshot(1, "a"));
         published_rx.changed().await.unwrap();
         assert_eq!(
             published_rx.borrow_and_update().as_ref().map(|p| p.version),
             Some(42)
         );
-        policy_tx.send_replace(snapshot("b"));
+        policy_tx.send_replace(snapshot(2, "b"));
         published_rx.changed().await.unwrap();
         assert_eq!(
             published_rx.borrow_and_update().as_ref().map(|p| p.version),

@@ -1,8 +1,8 @@
 //! The server end to end, in process: a real listener (Unix socket and TCP), the updates-file
 //! source, and plain HTTP/1.1 requests.
 
-use super::listen::Listen;
-use super::source::updates_file::UpdatesFile;
+use crate::listen::Listen;
+use crate::source::updates_file::UpdatesFile;
 use super::start;
 use alp_engine::envelope;
 use std::collections::HashMap;

@@ -1,10 +1,13 @@
-//! The policy-source flags shared by `control serve` and `control ext-authz`, and the source
-//! they select.
+//! The policy-source flags shared by `control serve`, `control ext-authz` and `control check`,
+//! and the source they select.
 
+use super::calico_yaml::CalicoYaml;
+use super::felix::Felix;
+use super::updates_file::UpdatesFile;
 use super::Source;
 use anyhow::Result;
 use clap::{ArgGroup, Args};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 #[derive(Args, Debug)]
@@ -35,18 +38,38 @@ pub struct SourceArgs {
     pub watch_interval_ms: u64,
 }
 
+/// The source the flags name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Selected<'a> {
+    /// `--updates FILE`.
+    Updates(&'a Path),
+    /// `--felix-socket PATH`.
+    Felix(&'a Path),
+    /// `--policy PATH... --workload NAMESPACE/NAME` (the workload's form checked).
+    Policy(&'a [PathBuf], &'a str),
+}
+
 impl SourceArgs {
-    /// The source the flags select.
-    pub fn source(&self) -> Result<Box<dyn Source>> {
-        let interval = Duration::from_millis(self.watch_interval_ms.max(10));
+    /// Which source the flags name.
+    pub fn selected(&self) -> Result<Selected<'_>> {
         if let (false, Some(workload)) = (self.policy.is_empty(), &self.workload) {
-            alp_calico::parse_workload(workload).map_err(anyhow::Error::msg)?;
-            return Ok(Box::new(super::calico_yaml::CalicoYaml::new(self.policy.clone(), workload.clone(), interval)));
+            alp_calico::parse_workload(workload)?;
+            return Ok(Selected::Policy(&self.policy, workload));
         }
         match (&self.updates, &self.felix_socket) {
-            (Some(path), None) => Ok(Box::new(super::updates_file::UpdatesFile::new(path.clone(), interval))),
-            (None, Some(socket)) => Ok(Box::new(super::felix::Felix::new(socket.clone()))),
+            (Some(path), None) => Ok(Selected::Updates(path)),
+            (None, Some(socket)) => Ok(Selected::Felix(socket)),
             _ => anyhow::bail!("give one policy source: --felix-socket PATH, --updates FILE or --policy PATH"),
         }
+    }
+
+    /// The source the flags select, followed live.
+    pub fn source(&self) -> Result<Box<dyn Source>> {
+        let interval = Duration::from_millis(self.watch_interval_ms.max(10));
+        Ok(match self.selected()? {
+            Selected::Policy(paths, workload) => Box::new(CalicoYaml::new(paths.to_vec(), workload.to_string(), interval)),
+            Selected::Updates(path) => Box::new(UpdatesFile::new(path.to_path_buf(), interval)),
+            Selected::Felix(socket) => Box::new(Felix::new(socket.to_path_buf())),
+        })
     }
 }

@@ -1,14 +1,14 @@
 //! Calico v3 resource YAML (`--policy PATH`, files or directories) compiled for one workload
 //! (`--workload NAMESPACE/NAME`) into the messages Felix would send, replayed as one Policy
-//! Sync stream. Checked every `interval` (paths, modification times, sizes, inodes of every
-//! YAML file); a change that loads and compiles replaces the policy, one that does not is
-//! reported problem by problem and the last good snapshot stays.
+//! Sync stream of the source's one [`SyncState`]. Checked every `interval` (paths,
+//! modification times, sizes, inodes of every YAML file); a change that loads and compiles
+//! replaces the policy (one that compiles to the same messages keeps its generation), one
+//! that does not is reported problem by problem and the last good snapshot stays.
 
-use super::{Outputs, Source, SourceFuture};
-use alp_felix::store::Applied;
+use super::{Outputs, Revision, Source, SourceFuture};
+use alp_felix::store::Store;
 use alp_felix::sync::SyncState;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tracing::{error, info, warn};
 
@@ -32,6 +32,7 @@ impl Source for CalicoYaml {
 
     fn run(self: Box<Self>, out: Outputs) -> SourceFuture {
         Box::pin(async move {
+            let mut sync = SyncState::new();
             let mut last: Option<Vec<Stamp>> = None;
             loop {
                 let paths = self.paths.clone();
@@ -40,10 +41,20 @@ impl Source for CalicoYaml {
                     last = Some(now);
                     let (paths, workload) = (self.paths.clone(), self.workload.clone());
                     let started = std::time::Instant::now();
-                    let loaded = tokio::task::spawn_blocking(move || load(&paths, &workload)).await?;
-                    if let Some(snapshot) = loaded {
-                        out.metrics.built(started.elapsed());
-                        out.policy.send_replace(Some(Arc::new(snapshot)));
+                    let sent = out.sent_generation();
+                    // Off the async threads: compile, replay, and the snapshot if it is new.
+                    let (back, loaded) = tokio::task::spawn_blocking(move || {
+                        let loaded = load(&mut sync, &paths, &workload).is_some();
+                        let new = loaded.then(|| Revision::newer_than(&sync, sent));
+                        (sync, new)
+                    })
+                    .await?;
+                    sync = back;
+                    if let Some(new) = loaded {
+                        if let Some(revision) = new {
+                            out.policy.send_replace(Some(revision));
+                        }
+                        out.counters.built(started.elapsed());
                         // In sync from the first good load on; a bad edit keeps the last one.
                         out.set_in_sync(true);
                     }
@@ -92,28 +103,25 @@ fn fingerprint(paths: &[PathBuf]) -> Vec<Stamp> {
     out
 }
 
-/// Loads, compiles and replays; the snapshot, or `None` with every problem logged.
-pub fn load(paths: &[PathBuf], workload: &str) -> Option<alp_engine::Snapshot> {
+/// Loads, compiles and replays into `sync` as a new stream; the current store, or `None` with
+/// every problem logged.
+pub fn load<'s>(sync: &'s mut SyncState, paths: &[PathBuf], workload: &str) -> Option<&'s Store> {
     let messages = match alp_calico::updates_for(paths, workload) {
         Ok(messages) => messages,
         Err(problems) => {
-            for line in problems.lines() {
+            for line in problems.to_string().lines() {
                 error!("policy rejected: {line}");
             }
             warn!("keeping the last good snapshot");
             return None;
         }
     };
-    let mut sync = SyncState::new();
-    sync.begin_stream();
-    for message in &messages {
-        if let Applied::Malformed(why) = sync.apply(message).applied {
-            warn!("compiled message ignored: {why}");
-        }
+    for (_, why) in sync.replay(&messages).malformed {
+        warn!("compiled message ignored: {why}");
     }
-    let store = sync.current()?;
+    let store = sync.current().filter(|_| sync.in_sync())?;
     info!(workload, messages = messages.len(), "calico yaml policy loaded");
-    Some(store.snapshot())
+    Some(store)
 }
 
 #[cfg(test)]
@@ -132,11 +140,11 @@ mod tests {
         let paths = vec![dir.path().to_path_buf()];
         let before = fingerprint(&paths);
         assert_eq!(before.len(), 2, "{before:?}");
-        let snapshot = load(&paths, "default/a").expect("loads");
+        let snapshot = load(&mut SyncState::new(), &paths, "default/a").expect("loads").snapshot();
         assert_eq!(snapshot.endpoint.unwrap().tiers.len(), 1);
         std::fs::write(dir.path().join("p.yaml"), format!("{POLICY}    bogus: 1\n")).unwrap();
         assert_ne!(fingerprint(&paths), before);
-        assert!(load(&paths, "default/a").is_none(), "an invalid edit gives nothing");
-        assert!(load(&paths, "default/b").is_none(), "unknown workload");
+        assert!(load(&mut SyncState::new(), &paths, "default/a").is_none(), "an invalid edit gives nothing");
+        assert!(load(&mut SyncState::new(), &paths, "default/b").is_none(), "unknown workload");
     }
 }

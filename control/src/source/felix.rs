@@ -22,7 +22,7 @@
 //! silently. A message that does not decode as protobuf at all fails the stream (as in Felix's
 //! own clients): control logs the gRPC status and reconnects, keeping the last snapshot.
 
-use super::{Outputs, Source, SourceFuture};
+use super::{Outputs, Revision, Source, SourceFuture};
 use alp_felix::store::Applied;
 use alp_felix::sync::SyncState;
 use alp_felix::wire::felix::policy_sync_client::PolicySyncClient;
@@ -30,7 +30,6 @@ use alp_felix::wire::felix::{to_dataplane::Payload, SyncRequest, ToDataplane};
 use futures_util::FutureExt;
 use hyper_util::rt::TokioIo;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::UnixStream;
 use tonic::codec::Streaming;
@@ -86,7 +85,7 @@ impl Source for Felix {
             for stream in 1u64.. {
                 let outcome = follow_one(&socket, stream, &mut sync, &out).await;
                 out.set_in_sync(false);
-                out.metrics.reconnected();
+                out.counters.reconnected();
                 if outcome.reached_in_sync {
                     backoff.reset();
                     failures_in_a_row = 0;
@@ -201,7 +200,7 @@ async fn follow(
             }
         }
         let applied = batch_start.elapsed();
-        out.metrics.applied(batch.messages as u64);
+        out.counters.applied(batch.messages as u64);
         if batch.current_changed {
             publish(sync, out);
         }
@@ -265,10 +264,10 @@ fn take(
 /// Builds the current store's snapshot and hands it to the publisher.
 fn publish(sync: &SyncState, out: &Outputs) {
     let started = Instant::now();
-    if let Some((generation, snapshot)) = sync.snapshot() {
-        out.metrics.built(started.elapsed());
-        debug!(generation, "snapshot built");
-        out.policy.send_replace(Some(Arc::new(snapshot)));
+    if let Some(revision) = Revision::current(sync) {
+        out.counters.built(started.elapsed());
+        debug!(generation = revision.generation, "snapshot built");
+        out.policy.send_replace(Some(revision));
     }
 }
 

@@ -1,15 +1,16 @@
 //! A file of Felix `ToDataplane` messages (protobuf JSON mapping; JSON Lines or one array),
 //! replayed as one Policy Sync stream each time it changes: checked every `interval` by
-//! modification time, size and inode. A replay that reaches `inSync` replaces the policy; one
-//! that does not (or a file that cannot be read or parsed) is reported and the last good
-//! snapshot stays. The source is in sync (ready) from its first good replay on.
+//! modification time, size and inode. Each replay is a new stream of the source's one
+//! [`SyncState`]: one that reaches `inSync` replaces the policy (a file rewritten with the same
+//! content keeps its generation, so nothing new is published); one that does not (or a file
+//! that cannot be read or parsed) is reported and the last good snapshot stays. The source is
+//! in sync (ready) from its first good replay on.
 
 use super::{Outputs, Source, SourceFuture};
-use alp_felix::store::Applied;
+use alp_felix::store::Store;
 use alp_felix::sync::SyncState;
 use alp_felix::updates::parse_updates;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tracing::{error, info, warn};
 
@@ -31,6 +32,7 @@ impl Source for UpdatesFile {
 
     fn run(self: Box<Self>, out: Outputs) -> SourceFuture {
         Box::pin(async move {
+            let mut sync = SyncState::new();
             let mut last: Option<Stamp> = None;
             let mut stat_error: Option<String> = None;
             loop {
@@ -42,9 +44,9 @@ impl Source for UpdatesFile {
                         if last.as_ref() != Some(&now) {
                             last = Some(now);
                             let started = std::time::Instant::now();
-                            if let Some(snapshot) = load(&self.path).await {
-                                out.metrics.built(started.elapsed());
-                                out.policy.send_replace(Some(Arc::new(snapshot)));
+                            if load(&mut sync, &self.path).await {
+                                out.send_if_new(&sync);
+                                out.counters.built(started.elapsed());
                                 // In sync from the first good replay on: a later bad file
                                 // keeps the last good snapshot, which stays in force.
                                 out.set_in_sync(true);
@@ -84,21 +86,22 @@ async fn stamp(path: &Path) -> std::io::Result<Stamp> {
     })
 }
 
-/// Replays the file; the snapshot if the replay reached `inSync`. Problems are logged.
-async fn load(path: &Path) -> Option<alp_engine::Snapshot> {
+/// Replays the file into `sync`; whether the replay reached `inSync`. Problems are logged.
+async fn load(sync: &mut SyncState, path: &Path) -> bool {
     let file = path.display();
     let text = match tokio::fs::read_to_string(path).await {
         Ok(text) => text,
         Err(e) => {
             error!(%file, "cannot read updates file: {e}; keeping the last good snapshot");
-            return None;
+            return false;
         }
     };
-    replay(&file.to_string(), &text)
+    replay(sync, &file.to_string(), &text).is_some()
 }
 
-/// Parses and applies a document to a fresh stream.
-pub fn replay(file: &str, text: &str) -> Option<alp_engine::Snapshot> {
+/// Parses a document and replays it into `sync` as a new stream; the current store if the
+/// replay reached `inSync`.
+pub fn replay<'s>(sync: &'s mut SyncState, file: &str, text: &str) -> Option<&'s Store> {
     let messages = match parse_updates(text) {
         Ok(messages) => messages,
         Err(e) => {
@@ -106,22 +109,15 @@ pub fn replay(file: &str, text: &str) -> Option<alp_engine::Snapshot> {
             return None;
         }
     };
-    let mut sync = SyncState::new();
-    sync.begin_stream();
-    for (index, message) in messages.iter().enumerate() {
-        if let Applied::Malformed(why) = sync.apply(message).applied {
-            warn!(%file, message = index + 1, "message ignored: {why}");
-        }
+    for (index, why) in sync.replay(&messages).malformed {
+        warn!(%file, message = index + 1, "message ignored: {why}");
     }
-    match sync.current() {
-        Some(store) => {
-            info!(%file, messages = messages.len(), "updates file replayed");
-            Some(store.snapshot())
-        }
-        None => {
-            warn!(%file, messages = messages.len(), "updates file has no inSync message; keeping the last good snapshot");
-            None
-        }
+    if sync.in_sync() {
+        info!(%file, messages = messages.len(), "updates file replayed");
+        sync.current()
+    } else {
+        warn!(%file, messages = messages.len(), "updates file has no inSync message; keeping the last good snapshot");
+        None
     }
 }
 
@@ -134,22 +130,23 @@ mod tests {
     #[test]
     fn replays_to_a_snapshot_only_when_in_sync() {
         let endpoint = r#"{"workloadEndpointUpdate":{"id":{"orchestratorId":"k8s","workloadId":"default/pod","endpointId":"eth0"},"endpoint":{"profileIds":["kns.default"]}}}"#;
-        let snapshot = replay("t", &format!("{endpoint}\n\n{IN_SYNC}\n")).unwrap();
+        let snapshot = replay(&mut SyncState::new(), "t", &format!("{endpoint}\n\n{IN_SYNC}\n")).unwrap().snapshot();
         assert_eq!(
             snapshot.endpoint.unwrap().profile_ids,
             vec!["kns.default".to_string()]
         );
-        assert!(replay("t", endpoint).is_none(), "no inSync: nothing");
+        assert!(replay(&mut SyncState::new(), "t", endpoint).is_none(), "no inSync: nothing");
         assert!(
-            replay("t", &format!("[{endpoint},{IN_SYNC}]")).is_some(),
+            replay(&mut SyncState::new(), "t", &format!("[{endpoint},{IN_SYNC}]")).is_some(),
             "array form"
         );
     }
 
     #[test]
     fn bad_documents_give_nothing() {
-        assert!(replay("t", "{not json\n").is_none());
+        assert!(replay(&mut SyncState::new(), "t", "{not json\n").is_none());
         assert!(replay(
+            &mut SyncState::new(),
             "t",
             r#"{"activePolicyUpdate":{"policy":{"inboundRules":"x"}}}"#
         )

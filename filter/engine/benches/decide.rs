@@ -1,6 +1,8 @@
 //! Decision latency against rule count, and snapshot encode/decode/compile cost.
 //! Run: `cargo bench -p alp-engine --bench decide`.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // measurement code, not an input path
+
 use alp_engine::synthetic::{client_principal, endpoint_with_rules, TARGET_PRINCIPAL};
 use alp_engine::{envelope, CompiledPolicy, Http, Peer, Request, Verdict};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};

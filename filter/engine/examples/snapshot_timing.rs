@@ -2,6 +2,8 @@
 //! under wasmtime, where the filter decodes: `cargo run --release -p alp-engine --example
 //! snapshot_timing --target wasm32-wasip1 [RULES]`. A measurement tool, not a test.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // measurement code, not an input path
+
 use alp_engine::synthetic::{endpoint_with_rules, TARGET_PRINCIPAL};
 use alp_engine::{envelope, CompiledPolicy, Http, Peer, Request};
 use std::time::Instant;

@@ -1,4 +1,5 @@
-//! What a decision is: the verdict, the response the filter sends, and where it came from.
+//! What a decision is: the verdict, the response the filter sends, and where it came from (as
+//! indices into the program; `explain` gives them names).
 
 use serde::Serialize;
 
@@ -76,8 +77,8 @@ impl Verdict {
 }
 
 /// Where in the compiled policy a decision was made. Indices refer to the
-/// [`CompiledPolicy`](crate::compile::CompiledPolicy) that made it, so deciding never allocates;
-/// [`CompiledPolicy::explain`](crate::compile::CompiledPolicy::explain) turns them into names.
+/// [`CompiledPolicy`](crate::program::CompiledPolicy) that made it, so deciding never allocates;
+/// `explain` (`Engine::explain`) turns them into names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Origin {
     /// Decided before any policy was consulted (not in sync, no endpoint, identity).
@@ -104,7 +105,7 @@ pub enum Cause {
     /// The matched rule's action (Allow, Deny; Pass in a profile denies).
     RuleAction,
     /// The rule referenced an IP set the store does not hold (D3); the index is into
-    /// [`CompiledPolicy::ip_set_id`](crate::compile::CompiledPolicy::ip_set_id).
+    /// [`CompiledPolicy::ip_set_id`](crate::program::CompiledPolicy::ip_set_id).
     MissingIpSet(u32),
     /// The matched rule's action is not one Felix sends.
     InvalidAction,
@@ -130,69 +131,5 @@ pub struct Decision {
 impl Decision {
     pub fn precheck(verdict: Verdict) -> Self {
         Decision { verdict, origin: Origin::Precheck, cause: Cause::Precheck }
-    }
-}
-
-/// A decision with names instead of indices: what `control check` prints and the filter logs.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Explanation {
-    /// `allow` or `deny`.
-    pub decision: &'static str,
-    pub status: Option<u16>,
-    /// The verdict class (`allow`, `policy_denied`, `not_in_sync`, ...).
-    pub reason: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub tier: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub policy: Option<PolicyRef>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub profile: Option<String>,
-    /// Index of the rule within the policy's or profile's inbound rules.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub rule: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub rule_id: Option<String>,
-    /// A sentence for a person.
-    pub detail: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct PolicyRef {
-    pub name: String,
-    #[serde(skip_serializing_if = "String::is_empty")]
-    pub namespace: String,
-    pub kind: String,
-}
-
-impl Explanation {
-    /// One line for a person (`control check --format text`).
-    pub fn to_text(&self) -> String {
-        let status = self.status.map_or_else(|| "-".to_string(), |s| s.to_string());
-        let mut out = format!("{} (status {}, {})", self.decision.to_uppercase(), status, self.reason);
-        if let Some(tier) = &self.tier {
-            out.push_str(&format!(" tier={tier}"));
-        }
-        if let Some(p) = &self.policy {
-            if p.namespace.is_empty() {
-                out.push_str(&format!(" policy={}", p.name));
-            } else {
-                out.push_str(&format!(" policy={}/{}", p.namespace, p.name));
-            }
-            if !p.kind.is_empty() {
-                out.push_str(&format!(" kind={}", p.kind));
-            }
-        }
-        if let Some(profile) = &self.profile {
-            out.push_str(&format!(" profile={profile}"));
-        }
-        if let Some(rule) = self.rule {
-            out.push_str(&format!(" rule={rule}"));
-        }
-        if let Some(id) = &self.rule_id {
-            out.push_str(&format!(" rule_id={id}"));
-        }
-        out.push_str(": ");
-        out.push_str(&self.detail);
-        out
     }
 }

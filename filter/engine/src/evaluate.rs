@@ -1,6 +1,6 @@
 //! Deciding one request against a [`CompiledPolicy`] (spec sections 4 and 5).
 
-use crate::compile::{Action, CompiledPolicy, CompiledRule, DefaultAction, HttpClause, NamespaceClause, PathClause, SideClause, Step};
+use crate::program::{Action, CompiledPolicy, CompiledRule, DefaultAction, HttpClause, NamespaceClause, PathClause, SideClause, Step};
 use crate::decision::{Cause, Decision, Origin, Verdict};
 use crate::index::Candidates;
 use crate::ipset::IpSetLookup;

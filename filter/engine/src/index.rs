@@ -17,8 +17,10 @@
 //! `/` prefix, a glob or a template, or no paths at all, are candidates for every path; a
 //! request whose path does not normalise visits every step (it must reach the first path rule
 //! to be refused with 400).
+//!
+//! The index knows the program only through what each step says of itself ([`StepKeys`], from
+//! `Step::index_keys`), so it depends on no other module of the crate.
 
-use crate::compile::{CompiledRule, PathClause, Step};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -29,6 +31,28 @@ const IDENTITY_CACHE_ENTRIES: usize = 1024;
 const PATH_SEGMENTS: usize = 256;
 
 pub(crate) type StepSet = Arc<[u64]>;
+
+/// What the index knows of one step of a program (`Step::index_keys`).
+pub(crate) enum StepKeys<'a> {
+    /// A candidate for every request: not a plain rule, or a rule that fails closed when reached.
+    Always,
+    Rule(RuleKeys<'a>),
+}
+
+/// The request facts that can rule a rule out.
+pub(crate) struct RuleKeys<'a> {
+    /// The source service-account names the rule lists; empty: any source.
+    pub service_accounts: &'a [String],
+    /// `None`: the rule has no HTTP clause.
+    pub http: Option<HttpKeys<'a>>,
+}
+
+pub(crate) struct HttpKeys<'a> {
+    /// Empty: any method.
+    pub methods: &'a [String],
+    /// The first segments of the normalised paths the rule can match; `None`: any path.
+    pub path_segments: Option<Vec<&'a [u8]>>,
+}
 
 #[derive(Debug, Default)]
 struct IdentityCache {
@@ -63,7 +87,7 @@ fn set(bits: &mut [u64], i: usize) {
 }
 
 impl CandidateIndex {
-    pub(crate) fn build(steps: &[Step], rules: &[CompiledRule]) -> Self {
+    pub(crate) fn build(steps: &[StepKeys<'_>]) -> Self {
         let words = steps.len().div_ceil(64);
         let zero = vec![0u64; words];
         let mut all = zero.clone();
@@ -77,24 +101,20 @@ impl CandidateIndex {
 
         for (i, step) in steps.iter().enumerate() {
             set(&mut all, i);
-            let rule = match step {
-                Step::PolicyRule { rule, .. } | Step::ProfileRule { rule, .. } => rules.get(*rule as usize),
-                _ => None,
-            };
-            let Some(rule) = rule.filter(|r| r.missing_ip_set.is_none()) else {
+            let StepKeys::Rule(rule) = step else {
                 set(&mut sa_other, i);
                 set(&mut no_http, i);
                 set(&mut method_other, i);
                 set(&mut path_other, i);
                 continue;
             };
-            match rule.http.as_ref().and_then(|h| path_segments(&h.paths)) {
+            match rule.http.as_ref().and_then(|h| h.path_segments.as_ref()) {
                 None => set(&mut path_other, i),
-                Some(segments) => segments.into_iter().for_each(|s| path_named.entry(Box::from(s)).or_default().push(i)),
+                Some(segments) => segments.iter().for_each(|s| path_named.entry(Box::from(*s)).or_default().push(i)),
             }
-            match rule.src.service_account.as_ref().filter(|sa| !sa.names.is_empty()) {
-                Some(sa) => sa.names.iter().for_each(|n| sa_named.entry(n.clone()).or_default().push(i)),
-                None => set(&mut sa_other, i),
+            match rule.service_accounts {
+                [] => set(&mut sa_other, i),
+                names => names.iter().for_each(|n| sa_named.entry(n.clone()).or_default().push(i)),
             }
             match &rule.http {
                 None => {
@@ -200,28 +220,9 @@ impl CandidateIndex {
 }
 
 /// The first segment of a normalised path (`/a/b` -> `a`, `/` -> ``).
-fn first_segment(path: &[u8]) -> &[u8] {
+pub(crate) fn first_segment(path: &[u8]) -> &[u8] {
     let rest = path.strip_prefix(b"/").unwrap_or(path);
     rest.split(|&b| b == b'/').next().unwrap_or(rest)
-}
-
-/// The first segments a path clause list can match, or `None` when it can match any path (no
-/// paths, a `/` prefix, a glob or a template). Entries that match nothing add none.
-fn path_segments(paths: &[PathClause]) -> Option<Vec<&[u8]>> {
-    if paths.is_empty() {
-        return None;
-    }
-    let mut out = Vec::new();
-    for p in paths {
-        match p {
-            PathClause::Exact(v) => out.push(first_segment(v)),
-            PathClause::Prefix(v) if v.as_slice() == b"/" => return None,
-            PathClause::Prefix(v) => out.push(first_segment(v)),
-            PathClause::Glob(_) | PathClause::Template(_) => return None,
-            PathClause::Nothing => {}
-        }
-    }
-    Some(out)
 }
 
 /// The intersection of three step sets, walked in program order without allocating.

@@ -4,11 +4,14 @@
 //! * [`envelope`]: the snapshot's binary framing (magic, schema, version).
 //! * [`selector`]: Calico's label selector language.
 //! * [`path`], [`address`], [`identity`], [`ipset`], [`protocol`]: request-side primitives.
-//! * [`compile`]: snapshot -> [`Policy`](compile::CompiledPolicy) with selectors parsed and
-//!   lookups built once per version.
-//! * [`evaluate`]: request -> [`Decision`](decision::Decision).
+//! * [`program`]: what a compiled program is ([`CompiledPolicy`]: steps, rules, clauses and
+//!   lookups).
+//! * [`compile`]: snapshot -> [`CompiledPolicy`] with selectors parsed and lookups built once per
+//!   version.
+//! * `evaluate`: request -> [`Decision`] (with `index`, the candidate filter).
+//! * [`explain`]: decision -> [`Explanation`] (names, a sentence) and every text rendering of a
+//!   decision.
 
-#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 pub mod snapshot;
 pub mod path;
@@ -19,18 +22,23 @@ pub mod protocol;
 pub mod identity;
 pub mod selector;
 pub mod envelope;
+pub mod relay_contract;
 pub mod decision;
 pub mod request;
+pub mod program;
 pub mod compile;
+pub mod explain;
 mod evaluate;
 mod index;
-#[doc(hidden)]
+/// Generated snapshots for benchmarks and load tests (feature `test-util`).
+#[cfg(feature = "test-util")]
 pub mod synthetic;
 #[doc(hidden)]
 pub mod testdata;
 
-pub use compile::{CompiledPolicy, Program};
-pub use decision::{Decision, Explanation, Verdict};
+pub use program::{CompiledPolicy, Program};
+pub use decision::{Decision, Verdict};
+pub use explain::{Explanation, StagedExplanation};
 pub use request::{Http, Peer, Request, RequestSpec};
 pub use identity::TrustDomains;
 pub use snapshot::Snapshot;
@@ -121,11 +129,17 @@ impl Engine {
     }
 
     pub fn explain(&self, decision: &Decision) -> Explanation {
-        compile::explain(self.policy(), decision)
+        explain::explain(self.policy(), decision)
     }
 
     /// Names for a decision of [`Engine::decide_staged`].
     pub fn explain_staged(&self, decision: &Decision) -> Explanation {
-        compile::explain(self.staged_policy(), decision)
+        explain::explain(self.staged_policy(), decision)
+    }
+
+    /// A decision of [`Engine::decide_staged`] explained, and whether it differs from the
+    /// `enforced` decision it was made beside.
+    pub fn explain_staged_against(&self, staged: &Decision, enforced: &Decision) -> StagedExplanation {
+        explain::explain_staged(self.staged_policy(), staged, enforced)
     }
 }

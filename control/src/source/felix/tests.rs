@@ -2,7 +2,8 @@
 //! on a temporary Unix socket: every behaviour goes through tonic, HTTP/2 and the socket.
 
 use super::*;
-use crate::serve::source::{Outputs, Policy};
+use crate::source::{Outputs, Policy};
+use std::sync::Arc;
 use alp_engine::Snapshot;
 use felix_sim::{FelixSim, Session};
 use std::path::Path;
@@ -90,7 +91,7 @@ impl Harness {
     ) -> Arc<Snapshot> {
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {
-            if let Some(s) = self.policy.borrow_and_update().clone() {
+            if let Some(s) = self.policy.borrow_and_update().clone().map(|r| r.snapshot) {
                 if pred(&s) {
                     return s;
                 }
@@ -100,7 +101,7 @@ impl Harness {
                 Ok(Err(_)) => panic!("source gone while waiting for {what}"),
                 Err(_) => panic!(
                     "no snapshot with {what} within {WAIT:?}; last: {:?}",
-                    self.policy.borrow().as_ref().map(|s| names(s).join(","))
+                    self.policy.borrow().as_ref().map(|r| names(&r.snapshot).join(","))
                 ),
             }
         }
@@ -121,7 +122,7 @@ impl Harness {
     /// Nothing new is published for `QUIET`, and the state is still `want`.
     async fn stays(&mut self, want: Option<&[&str]>, in_sync: bool) {
         tokio::time::sleep(QUIET).await;
-        let now = self.policy.borrow().clone();
+        let now = self.policy.borrow().clone().map(|r| r.snapshot);
         assert_eq!(now.as_deref().map(names), want.map(<[&str]>::to_vec));
         assert_eq!(*self.in_sync.borrow(), in_sync);
     }

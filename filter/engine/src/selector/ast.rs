@@ -5,7 +5,7 @@
 //! always have at least two operands, and set members are sorted byte-wise without duplicates.
 //! Evaluation walks the tree without allocating; set membership is a binary search.
 
-use super::LabelSource;
+use super::labels::LabelSource;
 
 /// The comparison operators taking a single string operand.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,9 +1,10 @@
-//! Calico's label selector language (normative: `shared/spec/semantics.md`, section 6).
+//! Calico's label selector language (the project's semantics, section 6: Calico's tokenizer and parser).
 //!
 //! * `token`: the tokenizer (bytes in, tokens with byte positions out).
 //! * `parse`: the recursive-descent parser with a nesting limit.
 //! * `ast`: the compact syntax tree and its allocation-free evaluation.
 //! * `canonical`: the canonical string form (`Display`).
+//! * `error`, `labels`: [`SelectorError`] and [`LabelSource`], which the parts share.
 //!
 //! ```
 //! use alp_engine::selector::Selector;
@@ -18,20 +19,21 @@
 
 mod ast;
 mod canonical;
+mod error;
+mod labels;
 mod parse;
 mod token;
 
 #[cfg(test)]
 mod tests;
 
-use std::borrow::Borrow;
-use std::collections::{BTreeMap, HashMap};
 use std::fmt;
-use std::hash::{BuildHasher, Hash};
 use std::str::FromStr;
 
 use ast::Node;
 
+pub use error::SelectorError;
+pub use labels::LabelSource;
 pub use parse::MAX_DEPTH;
 pub use token::MAX_LABEL_LEN;
 
@@ -80,54 +82,5 @@ impl FromStr for Selector {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         Selector::parse(s)
-    }
-}
-
-/// Why a selector was rejected. `position` is the byte offset in the input where the problem is.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("at position {position}: {message}")]
-pub struct SelectorError {
-    pub position: usize,
-    pub message: String,
-}
-
-impl SelectorError {
-    pub(crate) fn new(position: usize, message: impl Into<String>) -> Self {
-        SelectorError {
-            position,
-            message: message.into(),
-        }
-    }
-}
-
-/// Where a selector looks up label values. Labels are case-sensitive; absent means not present.
-pub trait LabelSource {
-    fn label(&self, key: &str) -> Option<&str>;
-}
-
-impl<L: LabelSource + ?Sized> LabelSource for &L {
-    fn label(&self, key: &str) -> Option<&str> {
-        (**self).label(key)
-    }
-}
-
-impl<K, V> LabelSource for BTreeMap<K, V>
-where
-    K: Borrow<str> + Ord,
-    V: AsRef<str>,
-{
-    fn label(&self, key: &str) -> Option<&str> {
-        self.get(key).map(AsRef::as_ref)
-    }
-}
-
-impl<K, V, S> LabelSource for HashMap<K, V, S>
-where
-    K: Borrow<str> + Eq + Hash,
-    V: AsRef<str>,
-    S: BuildHasher,
-{
-    fn label(&self, key: &str) -> Option<&str> {
-        self.get(key).map(AsRef::as_ref)
     }
 }

@@ -16,7 +16,7 @@
 
 use super::ast::Node;
 use super::token::{shown, Kind, Lexer, Op, Token};
-use super::SelectorError;
+use super::error::SelectorError;
 
 /// Most `(` and `!` that may enclose any part of a selector.
 pub const MAX_DEPTH: usize = 128;

@@ -10,7 +10,7 @@
 //! a primary, so errors come out in input order with the parser's context.
 
 use super::ast::CompareOp;
-use super::SelectorError;
+use super::error::SelectorError;
 
 /// Longest label accepted, in characters (all label characters are ASCII).
 pub const MAX_LABEL_LEN: usize = 512;

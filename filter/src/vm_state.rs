@@ -1,0 +1,32 @@
+//! The state of one wasm VM (one per Envoy worker thread, plus the main thread's), shared by its
+//! root context and every HTTP context it creates: [`VmState`].
+
+use crate::attributes::ConnectionCache;
+use crate::cache::SnapshotCache;
+use crate::config::NonCanonicalPath;
+use crate::decision_log::DecisionLogger;
+use crate::metrics::Metrics;
+use std::cell::RefCell;
+use std::rc::Rc;
+
+/// How decisions are acted on and logged (from the plugin configuration).
+#[derive(Debug, Default)]
+pub struct Settings {
+    /// `enforce: false`: nothing is refused.
+    pub dry_run: bool,
+    pub log: DecisionLogger,
+    /// D10: what a non-canonical request path gets.
+    pub non_canonical_path: NonCanonicalPath,
+}
+
+/// What the contexts of one VM share: the compiled snapshot, the connections' attributes, the
+/// stats and the settings. The root context configures it, relays snapshots into `cache` and
+/// flushes `metrics` on its tick; HTTP contexts decide requests with it
+/// (`VmState::on_request_headers`, in `decide`). Clones share everything.
+#[derive(Debug, Clone, Default)]
+pub struct VmState {
+    pub cache: Rc<RefCell<SnapshotCache>>,
+    pub connections: Rc<RefCell<ConnectionCache>>,
+    pub metrics: Rc<Metrics>,
+    pub settings: Rc<Settings>,
+}
