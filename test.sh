@@ -11,7 +11,8 @@ echo "== build (once: native workspace, release wasm module)"
 cargo build --workspace --all-targets --locked
 ./wasm-bundle.sh
 
-echo "== clippy"
+echo "== format and clippy"
+cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
 echo "== wasm32-wasip1 tests (wasmtime)"

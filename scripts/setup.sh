@@ -14,6 +14,13 @@ if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip1; then
   rustup target add wasm32-wasip1
 fi
 
+for component in rustfmt clippy; do
+  if ! rustup component list --installed 2>/dev/null | grep -q "^${component}"; then
+    log "adding rust component ${component}"
+    rustup component add "${component}"
+  fi
+done
+
 # pip puts console scripts in Python's scripts directory; with pyenv they appear on PATH only
 # after a rehash. Callers that source this file keep the PATH.
 refresh_path() {

@@ -22,7 +22,13 @@ pub enum Config {
 }
 
 impl Config {
-    pub const ALL: [Config; 5] = [Config::None, Config::Rbac, Config::Noop, Config::Alp, Config::ExtAuthz];
+    pub const ALL: [Config; 5] = [
+        Config::None,
+        Config::Rbac,
+        Config::Noop,
+        Config::Alp,
+        Config::ExtAuthz,
+    ];
 
     pub fn key(self) -> &'static str {
         match self {
@@ -53,7 +59,9 @@ impl Config {
         Config::ALL
             .into_iter()
             .find(|c| c.key() == s || (s == "ext-authz" && *c == Config::ExtAuthz))
-            .ok_or_else(|| format!("unknown configuration {s:?} (none, rbac, noop, alp, ext_authz)"))
+            .ok_or_else(|| {
+                format!("unknown configuration {s:?} (none, rbac, noop, alp, ext_authz)")
+            })
     }
 }
 
@@ -88,7 +96,8 @@ fn wasm_filter(name: &str, file: &Path, configuration: Option<&str>) -> Value {
         "failure_policy": "FAIL_CLOSED"
     });
     if let Some(c) = configuration {
-        config["configuration"] = json!({"@type": "type.googleapis.com/google.protobuf.StringValue", "value": c});
+        config["configuration"] =
+            json!({"@type": "type.googleapis.com/google.protobuf.StringValue", "value": c});
     }
     json!({"name": "envoy.filters.http.wasm", "typed_config": {
         "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
@@ -113,7 +122,11 @@ fn pipe_cluster(name: &str, socket: &Path, http2: bool) -> Value {
 }
 
 /// The HTTP filters of `config` (the router last) and the clusters they need.
-pub fn filters_and_clusters(config: Config, paths: &Paths, rbac: &[Value]) -> (Vec<Value>, Vec<Value>) {
+pub fn filters_and_clusters(
+    config: Config,
+    paths: &Paths,
+    rbac: &[Value],
+) -> (Vec<Value>, Vec<Value>) {
     let router = json!({"name": "envoy.filters.http.router", "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}});
     let (mut filters, clusters) = match config {
         Config::None => (vec![], vec![]),
@@ -123,18 +136,22 @@ pub fn filters_and_clusters(config: Config, paths: &Paths, rbac: &[Value]) -> (V
             vec![wasm_filter(
                 "calico_alp",
                 &paths.alp_wasm,
-                Some(r#"{"control_cluster":"alp_control","control_authority":"alp-control","poll_timeout_ms":20000,"retry_interval_ms":500,"tick_ms":100}"#),
+                Some(
+                    r#"{"control_cluster":"alp_control","control_authority":"alp-control","poll_timeout_ms":20000,"retry_interval_ms":500,"tick_ms":100}"#,
+                ),
             )],
             vec![pipe_cluster("alp_control", &paths.control_socket, false)],
         ),
         Config::ExtAuthz => (
-            vec![json!({"name": "envoy.filters.http.ext_authz", "typed_config": {
-                "@type": "type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz",
-                "transport_api_version": "V3",
-                "grpc_service": {"envoy_grpc": {"cluster_name": "ext_authz"}, "timeout": "1s"},
-                "failure_mode_allow": false,
-                "status_on_error": {"code": "ServiceUnavailable"}
-            }})],
+            vec![
+                json!({"name": "envoy.filters.http.ext_authz", "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz",
+                    "transport_api_version": "V3",
+                    "grpc_service": {"envoy_grpc": {"cluster_name": "ext_authz"}, "timeout": "1s"},
+                    "failure_mode_allow": false,
+                    "status_on_error": {"code": "ServiceUnavailable"}
+                }}),
+            ],
             vec![pipe_cluster("ext_authz", &paths.authz_socket, true)],
         ),
     };
@@ -144,7 +161,8 @@ pub fn filters_and_clusters(config: Config, paths: &Paths, rbac: &[Value]) -> (V
 
 /// The bootstrap YAML for `config`.
 pub fn bootstrap(template: &Path, config: Config, paths: &Paths, rbac: &[Value]) -> Result<String> {
-    let text = std::fs::read_to_string(template).with_context(|| format!("reading {}", template.display()))?;
+    let text = std::fs::read_to_string(template)
+        .with_context(|| format!("reading {}", template.display()))?;
     let (filters, clusters) = filters_and_clusters(config, paths, rbac);
     let scope = Scope::new()
         .var("PLAIN_PORT", paths.plain_port)

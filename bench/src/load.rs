@@ -14,6 +14,7 @@
 //! the warm-up, so the measurement is steady-state record encryption. Latencies are kept whole
 //! (sorted at the end), so percentiles are exact.
 
+use crate::procstat::{CpuUsed, CpuWindow, Own};
 use anyhow::{anyhow, bail, Context as _, Result};
 use std::net::SocketAddr;
 use std::path::Path;
@@ -22,7 +23,6 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::rustls;
-use crate::procstat::{CpuUsed, CpuWindow, Own};
 
 /// Where and what to send.
 #[derive(Clone)]
@@ -96,14 +96,19 @@ pub fn tls_config(ca: &Path, cert: &Path, key: &Path) -> Result<Arc<rustls::Clie
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let mut roots = rustls::RootCertStore::empty();
-    for c in CertificateDer::pem_file_iter(ca).with_context(|| format!("reading {}", ca.display()))? {
-        roots.add(c.context("CA certificate")?).context("adding the CA")?;
+    for c in
+        CertificateDer::pem_file_iter(ca).with_context(|| format!("reading {}", ca.display()))?
+    {
+        roots
+            .add(c.context("CA certificate")?)
+            .context("adding the CA")?;
     }
     let chain = CertificateDer::pem_file_iter(cert)
         .with_context(|| format!("reading {}", cert.display()))?
         .collect::<Result<Vec<_>, _>>()
         .context("client certificate")?;
-    let key = PrivateKeyDer::from_pem_file(key).with_context(|| format!("reading {}", key.display()))?;
+    let key =
+        PrivateKeyDer::from_pem_file(key).with_context(|| format!("reading {}", key.display()))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
@@ -117,13 +122,18 @@ trait Io: AsyncRead + AsyncWrite + Unpin {}
 impl<T: AsyncRead + AsyncWrite + Unpin> Io for T {}
 
 async fn connect(target: &Target) -> Result<Box<dyn Io>> {
-    let tcp = TcpStream::connect(target.addr).await.with_context(|| format!("connecting to {}", target.addr))?;
+    let tcp = TcpStream::connect(target.addr)
+        .await
+        .with_context(|| format!("connecting to {}", target.addr))?;
     tcp.set_nodelay(true)?;
     match &target.tls {
         None => Ok(Box::new(tcp)),
         Some(config) => {
             let name = rustls::pki_types::ServerName::try_from("localhost")?;
-            let tls = tokio_rustls::TlsConnector::from(Arc::clone(config)).connect(name, tcp).await.context("TLS handshake")?;
+            let tls = tokio_rustls::TlsConnector::from(Arc::clone(config))
+                .connect(name, tcp)
+                .await
+                .context("TLS handshake")?;
             Ok(Box::new(tls))
         }
     }
@@ -134,7 +144,10 @@ async fn connect(target: &Target) -> Result<Box<dyn Io>> {
 async fn read_response(io: &mut Box<dyn Io>, buf: &mut Vec<u8>) -> Result<u16> {
     let mut scanned: usize = 0;
     let head_end = loop {
-        if let Some(i) = buf[scanned.saturating_sub(3)..].windows(4).position(|w| w == b"\r\n\r\n") {
+        if let Some(i) = buf[scanned.saturating_sub(3)..]
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+        {
             break scanned.saturating_sub(3) + i + 4;
         }
         scanned = buf.len();
@@ -153,10 +166,14 @@ async fn read_response(io: &mut Box<dyn Io>, buf: &mut Vec<u8>) -> Result<u16> {
     let mut close = false;
     for line in head.split(|&b| b == b'\n').skip(1) {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
-        let Some(colon) = line.iter().position(|&b| b == b':') else { continue };
+        let Some(colon) = line.iter().position(|&b| b == b':') else {
+            continue;
+        };
         let (name, value) = (&line[..colon], line[colon + 1..].trim_ascii());
         if name.eq_ignore_ascii_case(b"content-length") {
-            length = std::str::from_utf8(value).ok().and_then(|v| v.parse::<usize>().ok());
+            length = std::str::from_utf8(value)
+                .ok()
+                .and_then(|v| v.parse::<usize>().ok());
         } else if name.eq_ignore_ascii_case(b"connection") && value.eq_ignore_ascii_case(b"close") {
             close = true;
         } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
@@ -186,12 +203,16 @@ async fn read_more(io: &mut Box<dyn Io>, buf: &mut Vec<u8>) -> Result<()> {
 
 /// One request on a fresh connection: its status (sanity checks before measuring).
 pub fn probe(target: &Target) -> Result<u16> {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(async {
         let mut io = connect(target).await?;
         io.write_all(&target.request_bytes()).await?;
         let mut buf = Vec::new();
-        tokio::time::timeout(Duration::from_secs(5), read_response(&mut io, &mut buf)).await.context("no response in 5 s")?
+        tokio::time::timeout(Duration::from_secs(5), read_response(&mut io, &mut buf))
+            .await
+            .context("no response in 5 s")?
     })
 }
 
@@ -221,7 +242,14 @@ struct Tally {
     latencies: Vec<u64>,
 }
 
-async fn connection(target: Target, mut io: Box<dyn Io>, k: usize, settings: Settings, begin: Instant, window: Window) -> Tally {
+async fn connection(
+    target: Target,
+    mut io: Box<dyn Io>,
+    k: usize,
+    settings: Settings,
+    begin: Instant,
+    window: Window,
+) -> Tally {
     let request = target.request_bytes();
     let mut buf = Vec::with_capacity(8192);
     let mut tally = Tally::default();
@@ -304,7 +332,9 @@ pub fn run(target: &Target, settings: &Settings) -> Result<Outcome> {
                 if let Some(cpu) = settings.cpu {
                     pin_current_thread(cpu)?;
                 }
-                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()?;
                 rt.block_on(run_async(target, settings))
             })
             .join()
@@ -325,7 +355,14 @@ async fn run_async(target: Target, settings: Settings) -> Result<Outcome> {
         .into_iter()
         .enumerate()
         .map(|(k, io)| {
-            local.spawn_local(connection(target.clone(), io, k, settings.clone(), begin, Window { start, end }))
+            local.spawn_local(connection(
+                target.clone(),
+                io,
+                k,
+                settings.clone(),
+                begin,
+                Window { start, end },
+            ))
         })
         .collect();
     let load_cpu = settings.cpu;
@@ -345,7 +382,10 @@ async fn run_async(target: Target, settings: Settings) -> Result<Outcome> {
                 match tokio::time::timeout_at((end + Duration::from_secs(5)).into(), h).await {
                     Ok(Ok(t)) => out.push(t),
                     Ok(Err(e)) => return Err(anyhow!("connection task failed: {e}")),
-                    Err(_) => out.push(Tally { errors: 1, ..Tally::default() }),
+                    Err(_) => out.push(Tally {
+                        errors: 1,
+                        ..Tally::default()
+                    }),
                 }
             }
             let cpu = match watcher {
@@ -355,7 +395,11 @@ async fn run_async(target: Target, settings: Settings) -> Result<Outcome> {
             Ok::<_, anyhow::Error>((out, cpu))
         })
         .await?;
-    let mut outcome = Outcome { elapsed: settings.duration, cpu, ..Outcome::default() };
+    let mut outcome = Outcome {
+        elapsed: settings.duration,
+        cpu,
+        ..Outcome::default()
+    };
     for t in tallies {
         outcome.requests += t.requests;
         outcome.non_2xx += t.non_2xx;
@@ -375,7 +419,10 @@ pub fn pin_current_thread(cpu: usize) -> Result<()> {
         let mut set: libc::cpu_set_t = std::mem::zeroed();
         libc::CPU_SET(cpu, &mut set);
         if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
-            bail!("sched_setaffinity(cpu {cpu}): {}", std::io::Error::last_os_error());
+            bail!(
+                "sched_setaffinity(cpu {cpu}): {}",
+                std::io::Error::last_os_error()
+            );
         }
     }
     Ok(())

@@ -38,7 +38,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 #[derive(Parser)]
-#[command(name = "alp-bench", about = "Envoy with no filter, native RBAC, no-op wasm, calico-alp and ext_authz, in one run")]
+#[command(
+    name = "alp-bench",
+    about = "Envoy with no filter, native RBAC, no-op wasm, calico-alp and ext_authz, in one run"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Cmd,
@@ -92,7 +95,11 @@ pub struct RunArgs {
     #[arg(long, env = "ALP_WASM", default_value = "dist/calico-alp.wasm")]
     wasm: PathBuf,
     /// The no-op filter module.
-    #[arg(long, env = "ALP_NOOP_WASM", default_value = "target/wasm32-wasip1/release/alp_bench_noop_filter.wasm")]
+    #[arg(
+        long,
+        env = "ALP_NOOP_WASM",
+        default_value = "target/wasm32-wasip1/release/alp_bench_noop_filter.wasm"
+    )]
     noop_wasm: PathBuf,
     /// The `control` binary (release build).
     #[arg(long, env = "ALP_CONTROL", default_value = "target/release/control")]
@@ -130,12 +137,20 @@ fn main() -> ExitCode {
 }
 
 fn render(from: &Path, out: Option<&Path>) -> Result<()> {
-    let text = std::fs::read_to_string(from).with_context(|| format!("reading {}", from.display()))?;
-    let run: RunReport = serde_json::from_str(&text).with_context(|| format!("parsing {}", from.display()))?;
-    let stem = out.map(Path::to_path_buf).unwrap_or_else(|| from.with_extension(""));
+    let text =
+        std::fs::read_to_string(from).with_context(|| format!("reading {}", from.display()))?;
+    let run: RunReport =
+        serde_json::from_str(&text).with_context(|| format!("parsing {}", from.display()))?;
+    let stem = out
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| from.with_extension(""));
     std::fs::write(stem.with_extension("md"), report::markdown(&run))?;
     plot::draw(&run, &stem.with_extension("png"))?;
-    println!("wrote {} and {}", stem.with_extension("md").display(), stem.with_extension("png").display());
+    println!(
+        "wrote {} and {}",
+        stem.with_extension("md").display(),
+        stem.with_extension("png").display()
+    );
     Ok(())
 }
 
@@ -154,7 +169,9 @@ struct Ctx {
 }
 
 fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 fn command_output(cmd: &str, args: &[&str]) -> String {
@@ -170,9 +187,16 @@ fn run(args: &RunArgs) -> Result<()> {
     let started = Instant::now();
     let root = alp_e2e::artifacts::workspace_root();
     let envoy = alp_e2e::artifacts::envoy()?;
-    for (what, path) in [("filter module", &args.wasm), ("no-op module", &args.noop_wasm), ("control", &args.control)] {
+    for (what, path) in [
+        ("filter module", &args.wasm),
+        ("no-op module", &args.noop_wasm),
+        ("control", &args.control),
+    ] {
         if !path.is_file() {
-            bail!("the {what} {} does not exist: run bench/run.sh (it builds everything first)", path.display());
+            bail!(
+                "the {what} {} does not exist: run bench/run.sh (it builds everything first)",
+                path.display()
+            );
         }
     }
     let has_wrk = alp_e2e::artifacts::find_on_path("wrk").is_some();
@@ -245,26 +269,69 @@ fn run(args: &RunArgs) -> Result<()> {
         }
         for (config, rules) in &setups {
             let t = Instant::now();
-            let measured = measure_setup(&ctx, *config, *rules, &mut notes, round)
-                .with_context(|| format!("{} at {} rules", config.label(), rules.map_or("-".into(), |r| r.to_string())))?;
+            let measured =
+                measure_setup(&ctx, *config, *rules, &mut notes, round).with_context(|| {
+                    format!(
+                        "{} at {} rules",
+                        config.label(),
+                        rules.map_or("-".into(), |r| r.to_string())
+                    )
+                })?;
             for row in &measured {
-                println!("  {}  ({:.1}s)", report::one_line(row), t.elapsed().as_secs_f64());
+                println!(
+                    "  {}  ({:.1}s)",
+                    report::one_line(row),
+                    t.elapsed().as_secs_f64()
+                );
             }
             rows.extend(measured);
         }
     }
     let rows = report::best_of_rounds(rows);
 
-    let git = command_output("git", &["-C", &root.display().to_string(), "rev-parse", "--short", "HEAD"]);
-    let dirty = !command_output("git", &["-C", &root.display().to_string(), "status", "--porcelain", "--untracked-files=no"]).is_empty();
+    let git = command_output(
+        "git",
+        &[
+            "-C",
+            &root.display().to_string(),
+            "rev-parse",
+            "--short",
+            "HEAD",
+        ],
+    );
+    let dirty = !command_output(
+        "git",
+        &[
+            "-C",
+            &root.display().to_string(),
+            "status",
+            "--porcelain",
+            "--untracked-files=no",
+        ],
+    )
+    .is_empty();
     let wasm_bytes = std::fs::read(&args.wasm)?;
     let meta = Meta {
         date_utc: command_output("date", &["-u", "+%Y-%m-%dT%H:%M:%SZ"]),
-        git: format!("{git}{}", if dirty { " (with uncommitted changes)" } else { "" }),
-        envoy: envoy_version(&command_output(&envoy.display().to_string(), &["--version"])),
+        git: format!(
+            "{git}{}",
+            if dirty {
+                " (with uncommitted changes)"
+            } else {
+                ""
+            }
+        ),
+        envoy: envoy_version(&command_output(
+            &envoy.display().to_string(),
+            &["--version"],
+        )),
         cpu_model: std::fs::read_to_string("/proc/cpuinfo")
             .ok()
-            .and_then(|t| t.lines().find_map(|l| l.strip_prefix("model name")).map(|v| v.trim_start_matches([' ', '\t', ':']).to_string()))
+            .and_then(|t| {
+                t.lines()
+                    .find_map(|l| l.strip_prefix("model name"))
+                    .map(|v| v.trim_start_matches([' ', '\t', ':']).to_string())
+            })
             .unwrap_or_default(),
         // SAFETY: sysconf has no preconditions. (Not available_parallelism: this thread is pinned.)
         cores: usize::try_from(unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) }).unwrap_or(0),
@@ -287,7 +354,10 @@ fn run(args: &RunArgs) -> Result<()> {
     if let Some(parent) = args.out.parent() {
         std::fs::create_dir_all(parent)?;
     }
-    std::fs::write(args.out.with_extension("json"), serde_json::to_string_pretty(&run)? + "\n")?;
+    std::fs::write(
+        args.out.with_extension("json"),
+        serde_json::to_string_pretty(&run)? + "\n",
+    )?;
     std::fs::write(args.out.with_extension("md"), report::markdown(&run))?;
     plot::draw(&run, &args.out.with_extension("png"))?;
     println!("\n{}", report::targets_text(&run));
@@ -310,7 +380,9 @@ fn envoy_version(text: &str) -> String {
 }
 
 fn fnv64(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 fn taskset(cpu: Option<usize>) -> Vec<String> {
@@ -321,18 +393,31 @@ fn taskset(cpu: Option<usize>) -> Vec<String> {
 }
 
 /// Starts what `config` needs, checks it enforces, and measures each transport.
-fn measure_setup(ctx: &Ctx, config: Config, rules: Option<usize>, notes: &mut Vec<String>, round: usize) -> Result<Vec<Row>> {
+fn measure_setup(
+    ctx: &Ctx,
+    config: Config,
+    rules: Option<usize>,
+    notes: &mut Vec<String>,
+    round: usize,
+) -> Result<Vec<Row>> {
     let dir = ctx.run_dir.join(format!("{config}-{}", rules.unwrap_or(0)));
     std::fs::create_dir_all(&dir)?;
     let ports = [ctx.paths.plain_port, ctx.paths.mtls_port];
     let (updates, rbac) = match (config.has_policy(), rules) {
         (true, Some(n)) => {
             let snap = policy::bench_snapshot(n, &ports);
-            let jsonl: String = policy::to_dataplane(&snap)?.iter().map(|m| format!("{m}\n")).collect();
+            let jsonl: String = policy::to_dataplane(&snap)?
+                .iter()
+                .map(|m| format!("{m}\n"))
+                .collect();
             policy::check_round_trip(&jsonl, &snap)?;
             let file = dir.join("updates.jsonl");
             std::fs::write(&file, jsonl)?;
-            let rbac = if config == Config::Rbac { policy::rbac_filters(&snap)? } else { vec![] };
+            let rbac = if config == Config::Rbac {
+                policy::rbac_filters(&snap)?
+            } else {
+                vec![]
+            };
             (Some(file), rbac)
         }
         _ => (None, vec![]),
@@ -378,7 +463,10 @@ fn measure_setup(ctx: &Ctx, config: Config, rules: Option<usize>, notes: &mut Ve
             .is_none()
                 || proc.exited().is_some()
             {
-                bail!("control ext-authz did not start; log:\n{}", proc.log_tail(20));
+                bail!(
+                    "control ext-authz did not start; log:\n{}",
+                    proc.log_tail(20)
+                );
             }
             Some(proc)
         }
@@ -388,7 +476,14 @@ fn measure_setup(ctx: &Ctx, config: Config, rules: Option<usize>, notes: &mut Ve
     let yaml = config::bootstrap(&ctx.template, config, &ctx.paths, &rbac)?;
     let config_file = dir.join("envoy.yaml");
     std::fs::write(&config_file, yaml)?;
-    let envoy = Envoy::start(&ctx.envoy, &taskset(ctx.envoy_cpu), &config_file, &dir, 1, Duration::from_secs(120))?;
+    let envoy = Envoy::start(
+        &ctx.envoy,
+        &taskset(ctx.envoy_cpu),
+        &config_file,
+        &dir,
+        1,
+        Duration::from_secs(120),
+    )?;
 
     let plain = load::Target {
         addr: SocketAddr::from(([127, 0, 0, 1], ctx.paths.plain_port)),
@@ -416,13 +511,20 @@ fn measure_setup(ctx: &Ctx, config: Config, rules: Option<usize>, notes: &mut Ve
     // Enforcing: the other path is denied by every configuration with a policy.
     for target in [&plain, &mtls] {
         let allowed = load::probe(target)?;
-        let denied = load::probe(&load::Target { path: policy::DENIED_PATH.into(), ..target.clone() })?;
+        let denied = load::probe(&load::Target {
+            path: policy::DENIED_PATH.into(),
+            ..target.clone()
+        })?;
         let want_denied = if config.has_policy() { 403 } else { 200 };
         if allowed != 200 || denied != want_denied {
             bail!(
                 "{} on {}: GET {} -> {allowed}, GET {} -> {denied} (want 200 and {want_denied})",
                 config.label(),
-                if target.tls.is_some() { "mTLS" } else { "plaintext" },
+                if target.tls.is_some() {
+                    "mTLS"
+                } else {
+                    "plaintext"
+                },
                 ctx.args.request_path,
                 policy::DENIED_PATH
             );
@@ -447,7 +549,11 @@ fn measure_setup(ctx: &Ctx, config: Config, rules: Option<usize>, notes: &mut Ve
         };
         if config == Config::None && target.tls.is_none() && ctx.has_wrk {
             let own = closed_own(ctx, target, &pids)?;
-            let prefix = if ctx.args.rounds > 1 { format!("Round {}: g", round + 1) } else { "G".to_string() };
+            let prefix = if ctx.args.rounds > 1 {
+                format!("Round {}: g", round + 1)
+            } else {
+                "G".to_string()
+            };
             notes.push(format!(
                 "{prefix}enerator check, no filter, plaintext, closed loop: wrk {:.0} req/s (p50 {:.0} µs), the bench's generator {:.0} req/s (p50 {:.0} µs).",
                 closed.rps, closed.p50_us, own.rps, own.p50_us
@@ -461,11 +567,20 @@ fn measure_setup(ctx: &Ctx, config: Config, rules: Option<usize>, notes: &mut Ve
         };
         for m in [&closed, &open] {
             if m.non_2xx > 0 || m.errors > 0 {
-                bail!("{} {transport}: {} non-2xx responses, {} errors in a measured window", config.label(), m.non_2xx, m.errors);
+                bail!(
+                    "{} {transport}: {} non-2xx responses, {} errors in a measured window",
+                    config.label(),
+                    m.non_2xx,
+                    m.errors
+                );
             }
         }
         let (rss, peak) = procstat::rss_kb(envoy.proc.pid())?;
-        let authz_rss = authz.as_ref().map(|a| procstat::rss_kb(a.pid())).transpose()?.map(|r| r.0);
+        let authz_rss = authz
+            .as_ref()
+            .map(|a| procstat::rss_kb(a.pid()))
+            .transpose()?
+            .map(|r| r.0);
         rows.push(Row {
             config: config.key().into(),
             label: config.label().into(),
@@ -493,9 +608,26 @@ struct Counts {
     seconds: f64,
 }
 
-fn measurement(generator: &str, counts: Counts, pct: [f64; 3], cpu: &procstat::CpuUsed) -> Measurement {
-    let Counts { requests, non_2xx, errors, unsent, seconds } = counts;
-    let per_req = |s: f64| if requests > 0 { s * 1e6 / requests as f64 } else { f64::NAN };
+fn measurement(
+    generator: &str,
+    counts: Counts,
+    pct: [f64; 3],
+    cpu: &procstat::CpuUsed,
+) -> Measurement {
+    let Counts {
+        requests,
+        non_2xx,
+        errors,
+        unsent,
+        seconds,
+    } = counts;
+    let per_req = |s: f64| {
+        if requests > 0 {
+            s * 1e6 / requests as f64
+        } else {
+            f64::NAN
+        }
+    };
     Measurement {
         generator: generator.into(),
         requests,
@@ -537,9 +669,25 @@ fn closed_wrk(ctx: &Ctx, target: &load::Target, pids: &[u32]) -> Result<Measurem
 fn closed_wrk_once(ctx: &Ctx, target: &load::Target, pids: &[u32]) -> Result<Measurement> {
     let url = format!("http://{}{}", target.addr, target.path);
     let a = &ctx.args;
-    wrk::run(&ctx.wrk_script, &url, a.connections, Duration::from_secs_f64(a.warmup), ctx.load_cpu)?;
-    let window = procstat::CpuWindow::start(pids, ctx.envoy_cpu.unwrap_or(0), ctx.load_cpu.map(|c| (c, procstat::Own::Children)))?;
-    let r = wrk::run(&ctx.wrk_script, &url, a.connections, Duration::from_secs_f64(a.duration), ctx.load_cpu)?;
+    wrk::run(
+        &ctx.wrk_script,
+        &url,
+        a.connections,
+        Duration::from_secs_f64(a.warmup),
+        ctx.load_cpu,
+    )?;
+    let window = procstat::CpuWindow::start(
+        pids,
+        ctx.envoy_cpu.unwrap_or(0),
+        ctx.load_cpu.map(|c| (c, procstat::Own::Children)),
+    )?;
+    let r = wrk::run(
+        &ctx.wrk_script,
+        &url,
+        a.connections,
+        Duration::from_secs_f64(a.duration),
+        ctx.load_cpu,
+    )?;
     let cpu = window.stop()?;
     let counts = Counts {
         requests: r.requests,
@@ -548,14 +696,24 @@ fn closed_wrk_once(ctx: &Ctx, target: &load::Target, pids: &[u32]) -> Result<Mea
         unsent: 0,
         seconds: r.duration_us as f64 / 1e6,
     };
-    Ok(measurement("wrk", counts, [r.p50_us, r.p99_us, r.p999_us], &cpu))
+    Ok(measurement(
+        "wrk",
+        counts,
+        [r.p50_us, r.p99_us, r.p999_us],
+        &cpu,
+    ))
 }
 
 fn own(ctx: &Ctx, target: &load::Target, pids: &[u32], pace: load::Pace) -> Result<Measurement> {
     calmest(ctx, || own_once(ctx, target, pids, pace))
 }
 
-fn own_once(ctx: &Ctx, target: &load::Target, pids: &[u32], pace: load::Pace) -> Result<Measurement> {
+fn own_once(
+    ctx: &Ctx,
+    target: &load::Target,
+    pids: &[u32],
+    pace: load::Pace,
+) -> Result<Measurement> {
     let a = &ctx.args;
     let settings = load::Settings {
         connections: a.connections,
@@ -574,7 +732,16 @@ fn own_once(ctx: &Ctx, target: &load::Target, pids: &[u32], pace: load::Pace) ->
         unsent: o.unsent,
         seconds: o.elapsed.as_secs_f64(),
     };
-    Ok(measurement("alp-bench", counts, [o.percentile_us(50.0), o.percentile_us(99.0), o.percentile_us(99.9)], &cpu))
+    Ok(measurement(
+        "alp-bench",
+        counts,
+        [
+            o.percentile_us(50.0),
+            o.percentile_us(99.0),
+            o.percentile_us(99.9),
+        ],
+        &cpu,
+    ))
 }
 
 fn closed_own(ctx: &Ctx, target: &load::Target, pids: &[u32]) -> Result<Measurement> {
@@ -603,5 +770,12 @@ fn skipped_open(closed: &Measurement) -> Measurement {
 }
 
 fn open_own(ctx: &Ctx, target: &load::Target, pids: &[u32]) -> Result<Measurement> {
-    own(ctx, target, pids, load::Pace::Open { rate: ctx.args.rate })
+    own(
+        ctx,
+        target,
+        pids,
+        load::Pace::Open {
+            rate: ctx.args.rate,
+        },
+    )
 }

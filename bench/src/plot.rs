@@ -28,7 +28,10 @@ const INK: RGBColor = RGBColor(30, 30, 30);
 fn text(area: &Area<'_>, x: i32, y: i32, s: &str, scale: i32, color: &RGBColor) {
     let mut cx = x;
     for c in s.chars() {
-        let glyph = font8x8::BASIC_FONTS.get(c).or_else(|| font8x8::LATIN_FONTS.get(c)).or_else(|| font8x8::BASIC_FONTS.get('?'));
+        let glyph = font8x8::BASIC_FONTS
+            .get(c)
+            .or_else(|| font8x8::LATIN_FONTS.get(c))
+            .or_else(|| font8x8::BASIC_FONTS.get('?'));
         if let Some(rows) = glyph {
             for (gy, row) in rows.iter().enumerate() {
                 for gx in 0..8 {
@@ -79,20 +82,36 @@ impl<'a> Panel<'a> {
     fn new(area: Area<'a>, title: &str) -> Panel<'a> {
         let (w, h) = area.dim_in_pixel();
         text(&area, 80, 8, title, 2, &INK);
-        Panel { area, x0: 80, x1: w as i32 - 130, y0: 36, y1: h as i32 - 36 }
+        Panel {
+            area,
+            x0: 80,
+            x1: w as i32 - 130,
+            y0: 36,
+            y1: h as i32 - 36,
+        }
     }
 
     fn hline(&self, y: i32, color: &RGBColor, dashed: bool) {
         let mut x = self.x0;
         while x < self.x1 {
-            let end = if dashed { (x + 8).min(self.x1) } else { self.x1 };
-            let _ = self.area.draw(&PathElement::new(vec![(x, y), (end, y)], color.stroke_width(2)));
+            let end = if dashed {
+                (x + 8).min(self.x1)
+            } else {
+                self.x1
+            };
+            let _ = self.area.draw(&PathElement::new(
+                vec![(x, y), (end, y)],
+                color.stroke_width(2),
+            ));
             x = if dashed { x + 14 } else { self.x1 };
         }
     }
 
     fn frame(&self) {
-        let _ = self.area.draw(&PathElement::new(vec![(self.x0, self.y0), (self.x0, self.y1), (self.x1, self.y1)], INK.stroke_width(1)));
+        let _ = self.area.draw(&PathElement::new(
+            vec![(self.x0, self.y0), (self.x0, self.y1), (self.x1, self.y1)],
+            INK.stroke_width(1),
+        ));
     }
 
     fn group_x(&self, i: usize, n: usize) -> (i32, i32) {
@@ -102,25 +121,56 @@ impl<'a> Panel<'a> {
 }
 
 fn series<'r>(run: &'r RunReport, transport: &str, config: &str) -> Vec<(usize, &'r Row)> {
-    run.rows.iter().filter(|r| r.transport == transport && r.config == config).filter_map(|r| r.rules.map(|n| (n, r))).collect()
+    run.rows
+        .iter()
+        .filter(|r| r.transport == transport && r.config == config)
+        .filter_map(|r| r.rules.map(|n| (n, r)))
+        .collect()
 }
 
 const BARS: [(&str, RGBColor); 3] = [("rbac", RBAC), ("alp", ALP), ("ext_authz", AUTHZ)];
 
 fn throughput_panel(panel: &Panel<'_>, run: &RunReport, transport: &str) {
     let counts = run.rule_counts();
-    let top = run.rows.iter().filter(|r| r.transport == transport).map(|r| r.closed.rps).fold(1.0, f64::max) * 1.15;
-    let step = [1000.0, 2000.0, 5000.0, 10_000.0, 20_000.0, 50_000.0].into_iter().find(|s| top / s <= 8.0).unwrap_or(100_000.0);
+    let top = run
+        .rows
+        .iter()
+        .filter(|r| r.transport == transport)
+        .map(|r| r.closed.rps)
+        .fold(1.0, f64::max)
+        * 1.15;
+    let step = [1000.0, 2000.0, 5000.0, 10_000.0, 20_000.0, 50_000.0]
+        .into_iter()
+        .find(|s| top / s <= 8.0)
+        .unwrap_or(100_000.0);
     let y = |v: f64| panel.y1 - ((v / top) * (panel.y1 - panel.y0) as f64) as i32;
     let mut t = 0.0;
     while t <= top {
-        let _ = panel.area.draw(&PathElement::new(vec![(panel.x0, y(t)), (panel.x1, y(t))], GRID.stroke_width(1)));
+        let _ = panel.area.draw(&PathElement::new(
+            vec![(panel.x0, y(t)), (panel.x1, y(t))],
+            GRID.stroke_width(1),
+        ));
         let label = k(t);
-        text(&panel.area, panel.x0 - 8 - text_width(&label, 1), y(t) - 4, &label, 1, &INK);
+        text(
+            &panel.area,
+            panel.x0 - 8 - text_width(&label, 1),
+            y(t) - 4,
+            &label,
+            1,
+            &INK,
+        );
         t += step;
     }
     text(&panel.area, 8, panel.y0 - 14, "req/s", 1, &INK);
-    draw_groups(panel, &counts, run, transport, |r| Some(r.closed.rps), &y, true);
+    draw_groups(
+        panel,
+        &counts,
+        run,
+        transport,
+        |r| Some(r.closed.rps),
+        &y,
+        true,
+    );
     baselines(panel, run, transport, |r| Some(r.closed.rps), &y);
     panel.frame();
 }
@@ -130,31 +180,80 @@ fn latency_panel(panel: &Panel<'_>, run: &RunReport, transport: &str) {
     let values: Vec<f64> = run
         .rows
         .iter()
-        .filter(|r| r.transport == transport && r.open.p99_us > 0.0 && !r.open_saturated(run.meta.open_rate))
+        .filter(|r| {
+            r.transport == transport && r.open.p99_us > 0.0 && !r.open_saturated(run.meta.open_rate)
+        })
         .map(|r| r.open.p99_us)
         .collect();
-    let lo = values.iter().copied().fold(f64::INFINITY, f64::min).max(1.0).log10().floor();
-    let hi = values.iter().copied().fold(10.0, f64::max).log10().ceil().max(lo + 1.0);
-    let y = |v: f64| panel.y1 - (((v.max(1.0).log10() - lo) / (hi - lo)) * (panel.y1 - panel.y0) as f64) as i32;
+    let lo = values
+        .iter()
+        .copied()
+        .fold(f64::INFINITY, f64::min)
+        .max(1.0)
+        .log10()
+        .floor();
+    let hi = values
+        .iter()
+        .copied()
+        .fold(10.0, f64::max)
+        .log10()
+        .ceil()
+        .max(lo + 1.0);
+    let y = |v: f64| {
+        panel.y1 - (((v.max(1.0).log10() - lo) / (hi - lo)) * (panel.y1 - panel.y0) as f64) as i32
+    };
     let mut d = lo;
     while d <= hi {
         let v = 10f64.powf(d);
-        let _ = panel.area.draw(&PathElement::new(vec![(panel.x0, y(v)), (panel.x1, y(v))], GRID.stroke_width(1)));
+        let _ = panel.area.draw(&PathElement::new(
+            vec![(panel.x0, y(v)), (panel.x1, y(v))],
+            GRID.stroke_width(1),
+        ));
         let label = latency_label(v);
-        text(&panel.area, panel.x0 - 8 - text_width(&label, 1), y(v) - 4, &label, 1, &INK);
+        text(
+            &panel.area,
+            panel.x0 - 8 - text_width(&label, 1),
+            y(v) - 4,
+            &label,
+            1,
+            &INK,
+        );
         d += 1.0;
     }
     text(&panel.area, 8, panel.y0 - 14, "p99 (log)", 1, &INK);
-    draw_groups(panel, &counts, run, transport, |r| (!r.open_saturated(run.meta.open_rate)).then_some(r.open.p99_us), &y, false);
+    draw_groups(
+        panel,
+        &counts,
+        run,
+        transport,
+        |r| (!r.open_saturated(run.meta.open_rate)).then_some(r.open.p99_us),
+        &y,
+        false,
+    );
     baselines(panel, run, transport, |r| Some(r.open.p99_us), &y);
     panel.frame();
 }
 
 /// The rule-independent rows as lines across the panel, labelled at the right (apart when close).
-fn baselines(panel: &Panel<'_>, run: &RunReport, transport: &str, value: impl Fn(&Row) -> Option<f64>, y: &dyn Fn(f64) -> i32) {
+fn baselines(
+    panel: &Panel<'_>,
+    run: &RunReport,
+    transport: &str,
+    value: impl Fn(&Row) -> Option<f64>,
+    y: &dyn Fn(f64) -> i32,
+) {
     let mut last_label: Option<i32> = None;
-    for (config, color, dashed, label) in [("none", NONE, false, "no filter"), ("noop", NOOP, true, "no-op wasm")] {
-        let Some(v) = run.find(config, None, transport).and_then(&value).filter(|v| v.is_finite()) else { continue };
+    for (config, color, dashed, label) in [
+        ("none", NONE, false, "no filter"),
+        ("noop", NOOP, true, "no-op wasm"),
+    ] {
+        let Some(v) = run
+            .find(config, None, transport)
+            .and_then(&value)
+            .filter(|v| v.is_finite())
+        else {
+            continue;
+        };
         panel.hline(y(v), &color, dashed);
         let mut ly = y(v) - 4;
         if let Some(prev) = last_label.filter(|p| (ly - p).abs() < 10) {
@@ -179,23 +278,52 @@ fn draw_groups(
         let (gx, gw) = panel.group_x(gi, counts.len());
         let bw = gw * 2 / 9;
         let label = format!("{n} rules");
-        text(&panel.area, gx + gw / 2 - text_width(&label, 1) / 2, panel.y1 + 8, &label, 1, &INK);
+        text(
+            &panel.area,
+            gx + gw / 2 - text_width(&label, 1) / 2,
+            panel.y1 + 8,
+            &label,
+            1,
+            &INK,
+        );
         for (bi, (config, color)) in BARS.iter().enumerate() {
-            let Some((_, row)) = series(run, transport, config).into_iter().find(|(c, _)| *c == n) else { continue };
+            let Some((_, row)) = series(run, transport, config)
+                .into_iter()
+                .find(|(c, _)| *c == n)
+            else {
+                continue;
+            };
             let bx = gx + gw / 2 - 3 * bw / 2 + bi as i32 * bw;
             match value(row) {
                 Some(v) => {
-                    let _ = panel.area.draw(&Rectangle::new([(bx + 2, y(v)), (bx + bw - 2, panel.y1)], color.filled()));
+                    let _ = panel.area.draw(&Rectangle::new(
+                        [(bx + 2, y(v)), (bx + bw - 2, panel.y1)],
+                        color.filled(),
+                    ));
                     if ratios && *config == "alp" {
                         if let Some(b) = run.find("rbac", Some(n), transport) {
                             let t = format!("{:.2}xRBAC", row.closed.rps / b.closed.rps);
-                            text(&panel.area, bx + bw / 2 - text_width(&t, 1) / 2, y(v) - 12, &t, 1, &INK);
+                            text(
+                                &panel.area,
+                                bx + bw / 2 - text_width(&t, 1) / 2,
+                                y(v) - 12,
+                                &t,
+                                1,
+                                &INK,
+                            );
                         }
                     }
                 }
                 None => {
                     let t = "sat.";
-                    text(&panel.area, bx + bw / 2 - text_width(t, 1) / 2, panel.y0 + 4, t, 1, color);
+                    text(
+                        &panel.area,
+                        bx + bw / 2 - text_width(t, 1) / 2,
+                        panel.y0 + 4,
+                        t,
+                        1,
+                        color,
+                    );
                 }
             }
         }
@@ -209,16 +337,27 @@ pub fn draw(run: &RunReport, path: &Path) -> Result<()> {
         let root = BitMapBackend::with_buffer(&mut buf, (W, H)).into_drawing_area();
         root.fill(&WHITE).map_err(|e| anyhow::anyhow!("{e}"))?;
         let m = &run.meta;
-        text(&root, 20, 12, "calico-alp: Envoy --concurrency 1, direct response, one run", 2, &INK);
+        text(
+            &root,
+            20,
+            12,
+            "calico-alp: Envoy --concurrency 1, direct response, one run",
+            2,
+            &INK,
+        );
         let sub = format!(
             "{} commit {}  closed loop {} conns, open loop {:.0}/s  {}",
             m.date_utc, m.git, m.connections, m.open_rate, m.envoy
         );
         text(&root, 20, 36, &sub, 1, &INK);
         let mut lx = 20;
-        for (label, color) in
-            [("no filter", NONE), ("no-op wasm", NOOP), ("native RBAC", RBAC), ("calico-alp wasm", ALP), ("ext_authz gRPC", AUTHZ)]
-        {
+        for (label, color) in [
+            ("no filter", NONE),
+            ("no-op wasm", NOOP),
+            ("native RBAC", RBAC),
+            ("calico-alp wasm", ALP),
+            ("ext_authz gRPC", AUTHZ),
+        ] {
             let _ = root.draw(&Rectangle::new([(lx, 52), (lx + 12, 62)], color.filled()));
             text(&root, lx + 18, 54, label, 1, &INK);
             lx += 40 + text_width(label, 1);
@@ -230,13 +369,16 @@ pub fn draw(run: &RunReport, path: &Path) -> Result<()> {
             let name = if t == "mtls" { "mTLS" } else { t.as_str() };
             let top = Panel::new(cols[i].clone(), &format!("{name}: closed-loop throughput"));
             throughput_panel(&top, run, t);
-            let bottom =
-                Panel::new(cols[transports.len() + i].clone(), &format!("{name}: open-loop p99 at {:.0}/s", m.open_rate));
+            let bottom = Panel::new(
+                cols[transports.len() + i].clone(),
+                &format!("{name}: open-loop p99 at {:.0}/s", m.open_rate),
+            );
             latency_panel(&bottom, run, t);
         }
         root.present().map_err(|e| anyhow::anyhow!("{e}"))?;
     }
-    let file = std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+    let file =
+        std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
     let mut encoder = png::Encoder::new(std::io::BufWriter::new(file), W, H);
     encoder.set_color(png::ColorType::Rgb);
     encoder.set_depth(png::BitDepth::Eight);

@@ -40,8 +40,14 @@ pub fn bench_snapshot(rules: usize, ports: &[u16]) -> Snapshot {
     let mut snap = endpoint_with_rules(rules.max(1));
     let dst_ports: Vec<PortRange> = ports
         .iter()
-        .map(|&p| PortRange { first: i32::from(p), last: i32::from(p) })
-        .chain(std::iter::once(PortRange { first: 9000, last: 9100 }))
+        .map(|&p| PortRange {
+            first: i32::from(p),
+            last: i32::from(p),
+        })
+        .chain(std::iter::once(PortRange {
+            first: 9000,
+            last: 9100,
+        }))
         .collect();
     let mut n = 0usize;
     for policy in &mut snap.policies {
@@ -51,25 +57,42 @@ pub fn bench_snapshot(rules: usize, ports: &[u16]) -> Snapshot {
             n += 1;
         }
     }
-    if let Some(last) = snap.policies.last_mut().and_then(|p| p.inbound_rules.last_mut()) {
+    if let Some(last) = snap
+        .policies
+        .last_mut()
+        .and_then(|p| p.inbound_rules.last_mut())
+    {
         last.action = "allow".into();
         last.src = RuleSide {
-            service_account_match: Some(ServiceAccountMatch { selector: String::new(), names: vec![CLIENT_SA.into()] }),
+            service_account_match: Some(ServiceAccountMatch {
+                selector: String::new(),
+                names: vec![CLIENT_SA.into()],
+            }),
             ..Default::default()
         };
-        last.http_match = Some(HttpMatch { methods: vec!["GET".into()], paths: vec![PathMatch::Prefix(ALLOWED_PREFIX.into())] });
+        last.http_match = Some(HttpMatch {
+            methods: vec!["GET".into()],
+            paths: vec![PathMatch::Prefix(ALLOWED_PREFIX.into())],
+        });
     }
     debug_assert_eq!(n, rules.max(1));
     // As Felix's snapshot: only the IP sets some rule references.
-    let referenced: std::collections::BTreeSet<String> =
-        snap.policies.iter().flat_map(|p| &p.inbound_rules).flat_map(|r| r.src.ip_set_ids.iter().cloned()).collect();
+    let referenced: std::collections::BTreeSet<String> = snap
+        .policies
+        .iter()
+        .flat_map(|p| &p.inbound_rules)
+        .flat_map(|r| r.src.ip_set_ids.iter().cloned())
+        .collect();
     snap.ip_sets.retain(|s| referenced.contains(&s.id));
     snap.service_accounts.push(ServiceAccount {
         namespace: CLIENT_NAMESPACE.into(),
         name: CLIENT_SA.into(),
         labels: [("app".to_string(), CLIENT_SA.to_string())].into(),
     });
-    snap.namespaces.push(Namespace { name: CLIENT_NAMESPACE.into(), labels: [("team".to_string(), "bench".to_string())].into() });
+    snap.namespaces.push(Namespace {
+        name: CLIENT_NAMESPACE.into(),
+        labels: [("team".to_string(), "bench".to_string())].into(),
+    });
     snap
 }
 
@@ -88,29 +111,61 @@ fn side_json(out: &mut Map<String, Value>, prefix: &str, side: &RuleSide) {
             out.insert(key.to_string(), v);
         }
     };
-    let ports = |r: &[PortRange]| Value::Array(r.iter().map(|p| json!({"first": p.first, "last": p.last})).collect());
+    let ports = |r: &[PortRange]| {
+        Value::Array(
+            r.iter()
+                .map(|p| json!({"first": p.first, "last": p.last}))
+                .collect(),
+        )
+    };
     put(&format!("{prefix}Net"), json!(side.nets));
     put(&format!("not{}Net", capital(prefix)), json!(side.not_nets));
     put(&format!("{prefix}Ports"), ports(&side.ports));
-    put(&format!("not{}Ports", capital(prefix)), ports(&side.not_ports));
+    put(
+        &format!("not{}Ports", capital(prefix)),
+        ports(&side.not_ports),
+    );
     put(&format!("{prefix}IpSetIds"), json!(side.ip_set_ids));
-    put(&format!("not{}IpSetIds", capital(prefix)), json!(side.not_ip_set_ids));
-    put(&format!("{prefix}NamedPortIpSetIds"), json!(side.named_port_ip_set_ids));
-    put(&format!("not{}NamedPortIpSetIds", capital(prefix)), json!(side.not_named_port_ip_set_ids));
+    put(
+        &format!("not{}IpSetIds", capital(prefix)),
+        json!(side.not_ip_set_ids),
+    );
+    put(
+        &format!("{prefix}NamedPortIpSetIds"),
+        json!(side.named_port_ip_set_ids),
+    );
+    put(
+        &format!("not{}NamedPortIpSetIds", capital(prefix)),
+        json!(side.not_named_port_ip_set_ids),
+    );
     if prefix == "dst" {
         put("dstIpPortSetIds", json!(side.ip_port_set_ids));
     }
-    put(&format!("original{}Selector", capital(prefix)), json!(side.original_selector));
-    put(&format!("originalNot{}Selector", capital(prefix)), json!(side.original_not_selector));
-    put(&format!("original{}NamespaceSelector", capital(prefix)), json!(side.original_namespace_selector));
+    put(
+        &format!("original{}Selector", capital(prefix)),
+        json!(side.original_selector),
+    );
+    put(
+        &format!("originalNot{}Selector", capital(prefix)),
+        json!(side.original_not_selector),
+    );
+    put(
+        &format!("original{}NamespaceSelector", capital(prefix)),
+        json!(side.original_namespace_selector),
+    );
     if let Some(sa) = &side.service_account_match {
-        out.insert(format!("{prefix}ServiceAccountMatch"), json!({"selector": sa.selector, "names": sa.names}));
+        out.insert(
+            format!("{prefix}ServiceAccountMatch"),
+            json!({"selector": sa.selector, "names": sa.names}),
+        );
     }
 }
 
 fn capital(s: &str) -> String {
     let mut c = s.chars();
-    c.next().map(|f| f.to_ascii_uppercase().to_string() + c.as_str()).unwrap_or_default()
+    c.next()
+        .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
+        .unwrap_or_default()
 }
 
 fn protocol_json(p: &Protocol) -> Value {
@@ -143,7 +198,10 @@ fn rule_json(rule: &Rule) -> Result<Value> {
                 other => bail!("the benchmark does not generate {other:?}"),
             })
             .collect::<Result<Vec<_>>>()?;
-        out.insert("httpMatch".into(), json!({"methods": http.methods, "paths": paths}));
+        out.insert(
+            "httpMatch".into(),
+            json!({"methods": http.methods, "paths": paths}),
+        );
     }
     if !rule.rule_id.is_empty() {
         out.insert("ruleId".into(), json!(rule.rule_id));
@@ -173,14 +231,32 @@ pub fn to_dataplane(snap: &Snapshot) -> Result<Vec<Value>> {
         msgs.push(json!({"serviceAccountUpdate": {"id": {"namespace": sa.namespace, "name": sa.name}, "labels": sa.labels}}));
     }
     for profile in &snap.profiles {
-        let rules = profile.inbound_rules.iter().map(rule_json).collect::<Result<Vec<_>>>()?;
+        let rules = profile
+            .inbound_rules
+            .iter()
+            .map(rule_json)
+            .collect::<Result<Vec<_>>>()?;
         msgs.push(json!({"activeProfileUpdate": {"id": {"name": profile.name}, "profile": {"inboundRules": rules}}}));
     }
-    let endpoint = snap.endpoint.as_ref().context("the benchmark snapshot has an endpoint")?;
-    let tier_of: BTreeMap<&PolicyId, &str> =
-        endpoint.tiers.iter().flat_map(|t| t.ingress_policies.iter().map(move |id| (id, t.name.as_str()))).collect();
+    let endpoint = snap
+        .endpoint
+        .as_ref()
+        .context("the benchmark snapshot has an endpoint")?;
+    let tier_of: BTreeMap<&PolicyId, &str> = endpoint
+        .tiers
+        .iter()
+        .flat_map(|t| {
+            t.ingress_policies
+                .iter()
+                .map(move |id| (id, t.name.as_str()))
+        })
+        .collect();
     for policy in &snap.policies {
-        let rules = policy.inbound_rules.iter().map(rule_json).collect::<Result<Vec<_>>>()?;
+        let rules = policy
+            .inbound_rules
+            .iter()
+            .map(rule_json)
+            .collect::<Result<Vec<_>>>()?;
         msgs.push(json!({"activePolicyUpdate": {
             "id": policy_id_json(&policy.id),
             "policy": {"namespace": policy.namespace, "tier": tier_of.get(&policy.id).copied().unwrap_or(""), "inboundRules": rules}
@@ -207,12 +283,16 @@ pub fn to_dataplane(snap: &Snapshot) -> Result<Vec<Value>> {
 /// translation all enforce the same policy.
 pub fn check_round_trip(jsonl: &str, expected: &Snapshot) -> Result<()> {
     use alp_felix::sync::SyncState;
-    let messages = alp_felix::updates::parse_updates(jsonl).map_err(|e| anyhow::anyhow!("generated updates do not parse: {e}"))?;
+    let messages = alp_felix::updates::parse_updates(jsonl)
+        .map_err(|e| anyhow::anyhow!("generated updates do not parse: {e}"))?;
     let mut sync = SyncState::new();
     if let Some((i, why)) = sync.replay(&messages).malformed.first() {
         bail!("generated update {} is malformed: {why}", i + 1);
     }
-    let got = sync.current().context("generated updates never reach inSync")?.snapshot();
+    let got = sync
+        .current()
+        .context("generated updates never reach inSync")?
+        .snapshot();
     let (mut got, mut want) = (got, expected.clone());
     for s in [&mut got, &mut want] {
         s.policies.sort_by(|a, b| a.id.cmp(&b.id));
@@ -221,18 +301,32 @@ pub fn check_round_trip(jsonl: &str, expected: &Snapshot) -> Result<()> {
         for set in &mut s.ip_sets {
             set.members.sort();
         }
-        s.service_accounts.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+        s.service_accounts
+            .sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
         s.namespaces.sort_by(|a, b| a.name.cmp(&b.name));
     }
     if got.endpoint != want.endpoint {
         bail!("the replayed endpoint differs from the generated one");
     }
     if got.policies != want.policies {
-        let i = got.policies.iter().zip(&want.policies).position(|(a, b)| a != b).unwrap_or(0);
-        bail!("replayed policy #{i} differs:\n got  {:?}\n want {:?}", got.policies.get(i), want.policies.get(i));
+        let i = got
+            .policies
+            .iter()
+            .zip(&want.policies)
+            .position(|(a, b)| a != b)
+            .unwrap_or(0);
+        bail!(
+            "replayed policy #{i} differs:\n got  {:?}\n want {:?}",
+            got.policies.get(i),
+            want.policies.get(i)
+        );
     }
     if got.profiles != want.profiles {
-        bail!("replayed profiles differ: {:?} vs {:?}", got.profiles, want.profiles);
+        bail!(
+            "replayed profiles differ: {:?} vs {:?}",
+            got.profiles,
+            want.profiles
+        );
     }
     if got.ip_sets != want.ip_sets {
         bail!("replayed IP sets differ");
@@ -240,8 +334,14 @@ pub fn check_round_trip(jsonl: &str, expected: &Snapshot) -> Result<()> {
     if got.service_accounts != want.service_accounts || got.namespaces != want.namespaces {
         bail!(
             "replayed labels differ: {:?} {:?}",
-            got.service_accounts.iter().zip(&want.service_accounts).find(|(a, b)| a != b),
-            got.namespaces.iter().zip(&want.namespaces).find(|(a, b)| a != b)
+            got.service_accounts
+                .iter()
+                .zip(&want.service_accounts)
+                .find(|(a, b)| a != b),
+            got.namespaces
+                .iter()
+                .zip(&want.namespaces)
+                .find(|(a, b)| a != b)
         );
     }
     Ok(())
@@ -273,7 +373,9 @@ pub fn rbac_filters(snap: &Snapshot) -> Result<Vec<Value>> {
     let by_id: BTreeMap<&PolicyId, &Policy> = snap.policies.iter().map(|p| (&p.id, p)).collect();
     for tier in &endpoint.tiers {
         for id in &tier.ingress_policies {
-            let policy = by_id.get(id).with_context(|| format!("policy {} missing", id.name))?;
+            let policy = by_id
+                .get(id)
+                .with_context(|| format!("policy {} missing", id.name))?;
             for rule in &policy.inbound_rules {
                 let name = format!("r{n:06}");
                 n += 1;
@@ -312,12 +414,20 @@ fn any_of(key: &str, items: Vec<Value>) -> Option<Value> {
 }
 
 fn permission(rule: &Rule) -> Result<Value> {
-    if rule.protocol.is_some() || rule.not_protocol.is_some() || !rule.dst.nets.is_empty() || !rule.dst.not_ports.is_empty() {
+    if rule.protocol.is_some()
+        || rule.not_protocol.is_some()
+        || !rule.dst.nets.is_empty()
+        || !rule.dst.not_ports.is_empty()
+    {
         bail!("the RBAC translation covers the benchmark's clauses only");
     }
     let mut all = Vec::new();
     if let Some(http) = &rule.http_match {
-        let methods = http.methods.iter().map(|m| json!({"header": {"name": ":method", "string_match": {"exact": m}}})).collect();
+        let methods = http
+            .methods
+            .iter()
+            .map(|m| json!({"header": {"name": ":method", "string_match": {"exact": m}}}))
+            .collect();
         all.extend(any_of("or_rules", methods));
         let mut paths = Vec::new();
         for p in &http.paths {
@@ -355,7 +465,11 @@ fn permission(rule: &Rule) -> Result<Value> {
 
 fn principal(rule: &Rule, snap: &Snapshot, sets: &BTreeMap<&str, &IpSet>) -> Result<Value> {
     let src = &rule.src;
-    if !src.not_nets.is_empty() || !src.not_ip_set_ids.is_empty() || !src.ports.is_empty() || !src.original_selector.is_empty() {
+    if !src.not_nets.is_empty()
+        || !src.not_ip_set_ids.is_empty()
+        || !src.ports.is_empty()
+        || !src.original_selector.is_empty()
+    {
         bail!("the RBAC translation covers the benchmark's clauses only");
     }
     let mut all = Vec::new();
@@ -368,14 +482,26 @@ fn principal(rule: &Rule, snap: &Snapshot, sets: &BTreeMap<&str, &IpSet>) -> Res
         .iter()
         .map(|n| {
             let (ip, len) = n.split_once('/').unwrap_or((n, "32"));
-            Ok(cidr(ip.parse().with_context(|| format!("net {n}"))?, len.parse()?))
+            Ok(cidr(
+                ip.parse().with_context(|| format!("net {n}"))?,
+                len.parse()?,
+            ))
         })
         .collect::<Result<Vec<_>>>()?;
     all.extend(any_of("or_ids", nets));
     for id in &src.ip_set_ids {
-        let set = sets.get(id.as_str()).with_context(|| format!("IP set {id} missing"))?;
-        let ips = set.members.iter().map(|m| m.parse::<Ipv4Addr>().with_context(|| format!("member {m}"))).collect::<Result<Vec<_>>>()?;
-        let blocks = aggregate(ips).into_iter().map(|(ip, len)| cidr(ip, len)).collect();
+        let set = sets
+            .get(id.as_str())
+            .with_context(|| format!("IP set {id} missing"))?;
+        let ips = set
+            .members
+            .iter()
+            .map(|m| m.parse::<Ipv4Addr>().with_context(|| format!("member {m}")))
+            .collect::<Result<Vec<_>>>()?;
+        let blocks = aggregate(ips)
+            .into_iter()
+            .map(|(ip, len)| cidr(ip, len))
+            .collect();
         all.push(any_of("or_ids", blocks).unwrap_or_else(|| json!({"not_id": {"any": true}})));
     }
     Ok(match all.len() {
@@ -394,7 +520,10 @@ fn identity(src: &RuleSide, snap: &Snapshot) -> Result<Option<Value>> {
         return Ok(None);
     }
     let parse = |s: &str| Selector::parse(s).map_err(|e| anyhow::anyhow!("selector {s:?}: {e}"));
-    let sa_selector = match sa.map(|m| m.selector.as_str()).filter(|s| !s.trim().is_empty()) {
+    let sa_selector = match sa
+        .map(|m| m.selector.as_str())
+        .filter(|s| !s.trim().is_empty())
+    {
         Some(s) => Some(parse(s)?),
         None => None,
     };
@@ -403,29 +532,43 @@ fn identity(src: &RuleSide, snap: &Snapshot) -> Result<Option<Value>> {
         None => None,
     };
     let names: &[String] = sa.map_or(&[], |m| &m.names);
-    let ns_labels: BTreeMap<&str, &Labels> = snap.namespaces.iter().map(|n| (n.name.as_str(), &n.labels)).collect();
+    let ns_labels: BTreeMap<&str, &Labels> = snap
+        .namespaces
+        .iter()
+        .map(|n| (n.name.as_str(), &n.labels))
+        .collect();
     let empty = Labels::new();
     let principal = |matcher: Value| json!({"authenticated": {"principal_name": matcher}});
     let mut ids = vec![json!({"not_id": {"authenticated": {}}})];
     if sa_selector.is_none() && ns_selector.as_ref().is_none_or(|s| !s.matches(&empty)) {
         // Names only (or no service-account clause): suffixes, and the namespaces selected.
-        let by_name: Vec<Value> = names.iter().map(|n| principal(json!({"suffix": format!("/sa/{n}")}))).collect();
+        let by_name: Vec<Value> = names
+            .iter()
+            .map(|n| principal(json!({"suffix": format!("/sa/{n}")})))
+            .collect();
         let namespaces: Vec<Value> = match &ns_selector {
             None => vec![],
             Some(sel) => snap
                 .namespaces
                 .iter()
                 .filter(|n| sel.matches(&n.labels))
-                .map(|n| principal(json!({"prefix": format!("spiffe://{TRUST_DOMAIN}/ns/{}/", n.name)})))
+                .map(|n| {
+                    principal(json!({"prefix": format!("spiffe://{TRUST_DOMAIN}/ns/{}/", n.name)}))
+                })
                 .collect(),
         };
         match (by_name.is_empty(), ns_selector.is_some()) {
             (true, false) => return Ok(None),
             (false, false) => ids.extend(by_name),
-            (true, true) => ids.push(any_of("or_ids", namespaces).unwrap_or_else(|| json!({"not_id": {"any": true}}))),
+            (true, true) => ids.push(
+                any_of("or_ids", namespaces).unwrap_or_else(|| json!({"not_id": {"any": true}})),
+            ),
             (false, true) => {
                 let mut both = vec![any_of("or_ids", by_name).unwrap_or(json!({"any": true}))];
-                both.push(any_of("or_ids", namespaces).unwrap_or_else(|| json!({"not_id": {"any": true}})));
+                both.push(
+                    any_of("or_ids", namespaces)
+                        .unwrap_or_else(|| json!({"not_id": {"any": true}})),
+                );
                 ids.push(json!({"and_ids": {"ids": both}}));
             }
         }
@@ -433,8 +576,12 @@ fn identity(src: &RuleSide, snap: &Snapshot) -> Result<Option<Value>> {
         // A selector: the exact principals of the service accounts it selects.
         for account in &snap.service_accounts {
             let name_ok = names.is_empty() || names.contains(&account.name);
-            let sa_ok = sa_selector.as_ref().is_none_or(|s| s.matches(&account.labels));
-            let ns_ok = ns_selector.as_ref().is_none_or(|s| s.matches(*ns_labels.get(account.namespace.as_str()).unwrap_or(&&empty)));
+            let sa_ok = sa_selector
+                .as_ref()
+                .is_none_or(|s| s.matches(&account.labels));
+            let ns_ok = ns_selector.as_ref().is_none_or(|s| {
+                s.matches(*ns_labels.get(account.namespace.as_str()).unwrap_or(&&empty))
+            });
             if name_ok && sa_ok && ns_ok {
                 ids.push(principal(
                     json!({"exact": format!("spiffe://{TRUST_DOMAIN}/ns/{}/sa/{}", account.namespace, account.name)}),
@@ -460,7 +607,11 @@ pub fn aggregate(mut ips: Vec<Ipv4Addr>) -> Vec<(Ipv4Addr, u8)> {
         }
         let (mut start, last) = (values[i], values[end]);
         while start <= last {
-            let mut size = if start == 0 { 1u64 << 32 } else { 1u64 << start.trailing_zeros().min(32) };
+            let mut size = if start == 0 {
+                1u64 << 32
+            } else {
+                1u64 << start.trailing_zeros().min(32)
+            };
             while start + size - 1 > last {
                 size >>= 1;
             }
@@ -482,10 +633,22 @@ mod tests {
         let engine = Engine::from_snapshot(1, snap);
         engine
             .decide(&Request {
-                source: Peer { principal, address: Some("127.0.0.1".parse().unwrap()), port: 40000 },
-                destination: Peer { principal: "", address: Some("127.0.0.1".parse().unwrap()), port: 18080 },
+                source: Peer {
+                    principal,
+                    address: Some("127.0.0.1".parse().unwrap()),
+                    port: 40000,
+                },
+                destination: Peer {
+                    principal: "",
+                    address: Some("127.0.0.1".parse().unwrap()),
+                    port: 18080,
+                },
                 protocol: 6,
-                http: Some(Http { method: "GET", path, host: "" }),
+                http: Some(Http {
+                    method: "GET",
+                    path,
+                    host: "",
+                }),
             })
             .verdict
     }
@@ -495,16 +658,49 @@ mod tests {
         for rules in [1, 100, 1000] {
             let snap = bench_snapshot(rules, &[18080, 18443]);
             let principal = client_principal();
-            assert_eq!(decide(&snap, "", REQUEST_PATH), Verdict::Allow, "{rules} plaintext");
-            assert_eq!(decide(&snap, &principal, REQUEST_PATH), Verdict::Allow, "{rules} mTLS");
-            assert_eq!(decide(&snap, "", DENIED_PATH), Verdict::PolicyDenied, "{rules}");
-            assert_eq!(decide(&snap, &principal, DENIED_PATH), Verdict::PolicyDenied, "{rules}");
+            assert_eq!(
+                decide(&snap, "", REQUEST_PATH),
+                Verdict::Allow,
+                "{rules} plaintext"
+            );
+            assert_eq!(
+                decide(&snap, &principal, REQUEST_PATH),
+                Verdict::Allow,
+                "{rules} mTLS"
+            );
+            assert_eq!(
+                decide(&snap, "", DENIED_PATH),
+                Verdict::PolicyDenied,
+                "{rules}"
+            );
+            assert_eq!(
+                decide(&snap, &principal, DENIED_PATH),
+                Verdict::PolicyDenied,
+                "{rules}"
+            );
             // Without the last rule nothing allows it.
             let mut without = snap.clone();
-            without.policies.last_mut().unwrap().inbound_rules.last_mut().unwrap().http_match =
-                Some(HttpMatch { methods: vec!["PATCH".into()], paths: vec![] });
-            assert_eq!(decide(&without, "", REQUEST_PATH), Verdict::PolicyDenied, "{rules}");
-            assert_eq!(decide(&without, &principal, REQUEST_PATH), Verdict::PolicyDenied, "{rules}");
+            without
+                .policies
+                .last_mut()
+                .unwrap()
+                .inbound_rules
+                .last_mut()
+                .unwrap()
+                .http_match = Some(HttpMatch {
+                methods: vec!["PATCH".into()],
+                paths: vec![],
+            });
+            assert_eq!(
+                decide(&without, "", REQUEST_PATH),
+                Verdict::PolicyDenied,
+                "{rules}"
+            );
+            assert_eq!(
+                decide(&without, &principal, REQUEST_PATH),
+                Verdict::PolicyDenied,
+                "{rules}"
+            );
         }
     }
 
@@ -512,7 +708,11 @@ mod tests {
     fn updates_replay_to_the_same_snapshot() {
         for rules in [1, 100] {
             let snap = bench_snapshot(rules, &[18080, 18443]);
-            let jsonl: String = to_dataplane(&snap).unwrap().iter().map(|m| format!("{m}\n")).collect();
+            let jsonl: String = to_dataplane(&snap)
+                .unwrap()
+                .iter()
+                .map(|m| format!("{m}\n"))
+                .collect();
             check_round_trip(&jsonl, &snap).unwrap();
         }
     }
@@ -522,21 +722,43 @@ mod tests {
         let snap = bench_snapshot(100, &[18080, 18443]);
         let filters = rbac_filters(&snap).unwrap();
         assert_eq!(filters.len(), 2);
-        let count = |f: &Value| f["typed_config"]["rules"]["policies"].as_object().unwrap().len();
+        let count = |f: &Value| {
+            f["typed_config"]["rules"]["policies"]
+                .as_object()
+                .unwrap()
+                .len()
+        };
         assert_eq!(count(&filters[0]) + count(&filters[1]), 100);
         let last = &filters[1]["typed_config"]["rules"]["policies"]["r000099"];
         let text = last.to_string();
-        assert!(text.contains("/sa/bench-client") && text.contains("/orders/"), "{text}");
+        assert!(
+            text.contains("/sa/bench-client") && text.contains("/orders/"),
+            "{text}"
+        );
     }
 
     #[test]
     fn aggregates_ip_ranges() {
-        let ips = |r: std::ops::Range<u32>| r.map(|i| Ipv4Addr::from(0x0a00_0000 + i)).collect::<Vec<_>>();
-        assert_eq!(aggregate(ips(0..256)), vec![("10.0.0.0".parse().unwrap(), 24)]);
+        let ips = |r: std::ops::Range<u32>| {
+            r.map(|i| Ipv4Addr::from(0x0a00_0000 + i))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            aggregate(ips(0..256)),
+            vec![("10.0.0.0".parse().unwrap(), 24)]
+        );
         let blocks = aggregate(ips(0..1000));
-        assert_eq!(blocks.iter().map(|(_, l)| 1u32 << (32 - l)).sum::<u32>(), 1000);
+        assert_eq!(
+            blocks.iter().map(|(_, l)| 1u32 << (32 - l)).sum::<u32>(),
+            1000
+        );
         assert_eq!(blocks.len(), 6);
-        assert_eq!(aggregate(ips(1..3)), vec![("10.0.0.1".parse().unwrap(), 32), ("10.0.0.2".parse().unwrap(), 32)]);
+        assert_eq!(
+            aggregate(ips(1..3)),
+            vec![
+                ("10.0.0.1".parse().unwrap(), 32),
+                ("10.0.0.2".parse().unwrap(), 32)
+            ]
+        );
     }
 }
-

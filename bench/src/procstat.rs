@@ -15,19 +15,30 @@ pub fn clock_ticks() -> f64 {
 
 /// User + system CPU time of process `pid` (all its threads), in ticks.
 pub fn process_ticks(pid: u32) -> Result<u64> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).with_context(|| format!("reading /proc/{pid}/stat"))?;
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .with_context(|| format!("reading /proc/{pid}/stat"))?;
     // The command name (field 2) may contain spaces: fields are counted after its closing ')'.
-    let rest = text.rsplit_once(')').map(|(_, r)| r).ok_or_else(|| anyhow!("bad /proc/{pid}/stat"))?;
+    let rest = text
+        .rsplit_once(')')
+        .map(|(_, r)| r)
+        .ok_or_else(|| anyhow!("bad /proc/{pid}/stat"))?;
     let fields: Vec<&str> = rest.split_whitespace().collect();
     // After ')': state is field 3, so utime (14) and stime (15) are at 11 and 12.
-    let utime: u64 = fields.get(11).and_then(|v| v.parse().ok()).ok_or_else(|| anyhow!("no utime"))?;
-    let stime: u64 = fields.get(12).and_then(|v| v.parse().ok()).ok_or_else(|| anyhow!("no stime"))?;
+    let utime: u64 = fields
+        .get(11)
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| anyhow!("no utime"))?;
+    let stime: u64 = fields
+        .get(12)
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| anyhow!("no stime"))?;
     Ok(utime + stime)
 }
 
 /// Resident set size of `pid` in kB (`VmRSS`), and its peak (`VmHWM`).
 pub fn rss_kb(pid: u32) -> Result<(u64, u64)> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).with_context(|| format!("reading /proc/{pid}/status"))?;
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .with_context(|| format!("reading /proc/{pid}/status"))?;
     let field = |name: &str| {
         text.lines()
             .find_map(|l| l.strip_prefix(name))
@@ -46,7 +57,11 @@ pub fn cpu_ticks(cpu: usize) -> Result<(u64, u64)> {
         .lines()
         .find(|l| l.split_whitespace().next() == Some(name.as_str()))
         .ok_or_else(|| anyhow!("no {name} in /proc/stat"))?;
-    let v: Vec<u64> = line.split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
     // user nice system idle iowait irq softirq steal (guest time is already in user).
     let total: u64 = v.iter().take(8).sum();
     let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
@@ -110,7 +125,10 @@ impl CpuWindow {
     pub fn start(pids: &[u32], cpu: usize, load: Option<(usize, Own)>) -> Result<Self> {
         Ok(CpuWindow {
             pids: pids.to_vec(),
-            start_ticks: pids.iter().map(|&p| process_ticks(p)).collect::<Result<_>>()?,
+            start_ticks: pids
+                .iter()
+                .map(|&p| process_ticks(p))
+                .collect::<Result<_>>()?,
             cpu,
             start_cpu: cpu_ticks(cpu)?,
             load: match load {
@@ -122,10 +140,18 @@ impl CpuWindow {
 
     pub fn stop(&self) -> Result<CpuUsed> {
         let hz = clock_ticks();
-        let now: Vec<u64> = self.pids.iter().map(|&p| process_ticks(p)).collect::<Result<_>>()?;
+        let now: Vec<u64> = self
+            .pids
+            .iter()
+            .map(|&p| process_ticks(p))
+            .collect::<Result<_>>()?;
         let (busy, total) = cpu_ticks(self.cpu)?;
         let (busy, total) = (busy - self.start_cpu.0, (total - self.start_cpu.1).max(1));
-        let used: Vec<u64> = now.iter().zip(&self.start_ticks).map(|(a, b)| a.saturating_sub(*b)).collect();
+        let used: Vec<u64> = now
+            .iter()
+            .zip(&self.start_ticks)
+            .map(|(a, b)| a.saturating_sub(*b))
+            .collect();
         let ours: u64 = used.iter().sum();
         let load_foreign_share = match self.load {
             Some((c, (busy0, total0), own, own0)) => {

@@ -118,7 +118,10 @@ fn one() -> usize {
 pub fn best_of_rounds(rows: Vec<Row>) -> Vec<Row> {
     let mut out: Vec<Row> = Vec::new();
     for r in rows {
-        match out.iter_mut().find(|o| o.config == r.config && o.rules == r.rules && o.transport == r.transport) {
+        match out
+            .iter_mut()
+            .find(|o| o.config == r.config && o.rules == r.rules && o.transport == r.transport)
+        {
             None => out.push(r),
             Some(o) => {
                 if r.open.p99_us < o.open.p99_us || o.open.p99_us.is_nan() {
@@ -156,13 +159,21 @@ pub struct RunReport {
 
 impl RunReport {
     pub fn new(meta: Meta, rows: Vec<Row>) -> Self {
-        let mut run = RunReport { meta, rows, targets: vec![] };
+        let mut run = RunReport {
+            meta,
+            rows,
+            targets: vec![],
+        };
         run.targets = targets(&run);
         run
     }
 
     pub fn find(&self, config: &str, rules: Option<usize>, transport: &str) -> Option<&Row> {
-        self.rows.iter().find(|r| r.config == config && r.transport == transport && (r.rules.is_none() || r.rules == rules))
+        self.rows.iter().find(|r| {
+            r.config == config
+                && r.transport == transport
+                && (r.rules.is_none() || r.rules == rules)
+        })
     }
 
     pub fn transports(&self) -> Vec<String> {
@@ -195,19 +206,25 @@ fn targets(run: &RunReport) -> Vec<TargetCheck> {
             (Some(a), Some(o)) => Some(a.closed.rps / o.closed.rps),
             _ => None,
         };
-        let check = |target: &str, measured: String, value: Option<f64>, limit: f64, at_least: bool| TargetCheck {
-            transport: t.clone(),
-            target: target.into(),
-            measured,
-            value: value.unwrap_or(f64::NAN),
-            limit,
-            met: value.map(|v| if at_least { v >= limit } else { v <= limit }),
-        };
+        let check =
+            |target: &str, measured: String, value: Option<f64>, limit: f64, at_least: bool| {
+                TargetCheck {
+                    transport: t.clone(),
+                    target: target.into(),
+                    measured,
+                    value: value.unwrap_or(f64::NAN),
+                    limit,
+                    met: value.map(|v| if at_least { v >= limit } else { v <= limit }),
+                }
+            };
         let r = ratio(rbac);
         out.push(check(
             "throughput >= 0.80 x native RBAC",
             match (alp, rbac, r) {
-                (Some(a), Some(b), Some(r)) => format!("{r:.2} x ({:.0} vs {:.0} req/s)", a.closed.rps, b.closed.rps),
+                (Some(a), Some(b), Some(r)) => format!(
+                    "{r:.2} x ({:.0} vs {:.0} req/s)",
+                    a.closed.rps, b.closed.rps
+                ),
                 _ => "not measured".into(),
             },
             r,
@@ -218,7 +235,10 @@ fn targets(run: &RunReport) -> Vec<TargetCheck> {
         out.push(check(
             "throughput >= 2.5 x ext_authz",
             match (alp, authz, r) {
-                (Some(a), Some(b), Some(r)) => format!("{r:.2} x ({:.0} vs {:.0} req/s)", a.closed.rps, b.closed.rps),
+                (Some(a), Some(b), Some(r)) => format!(
+                    "{r:.2} x ({:.0} vs {:.0} req/s)",
+                    a.closed.rps, b.closed.rps
+                ),
                 _ => "not measured".into(),
             },
             r,
@@ -230,9 +250,15 @@ fn targets(run: &RunReport) -> Vec<TargetCheck> {
             _ => None,
         };
         out.push(check(
-            &format!("added p99 over no filter <= 100 µs (open loop, {:.0}/s)", run.meta.open_rate),
+            &format!(
+                "added p99 over no filter <= 100 µs (open loop, {:.0}/s)",
+                run.meta.open_rate
+            ),
             match (alp, none, added) {
-                (Some(a), Some(z), Some(d)) => format!("{d:+.0} µs ({:.0} vs {:.0} µs)", a.open.p99_us, z.open.p99_us),
+                (Some(a), Some(z), Some(d)) => format!(
+                    "{d:+.0} µs ({:.0} vs {:.0} µs)",
+                    a.open.p99_us, z.open.p99_us
+                ),
                 _ => "not measured".into(),
             },
             added,
@@ -302,14 +328,21 @@ pub fn one_line(r: &Row) -> String {
 }
 
 pub fn targets_text(run: &RunReport) -> String {
-    let mut s = format!("Targets at {} rules (same run):\n", thousands(TARGET_RULES as f64));
+    let mut s = format!(
+        "Targets at {} rules (same run):\n",
+        thousands(TARGET_RULES as f64)
+    );
     for t in &run.targets {
         let verdict = match t.met {
             Some(true) => "met",
             Some(false) => "MISSED",
             None => "not measured",
         };
-        let _ = writeln!(s, "  {:<9} {:<55} {:<40} {verdict}", t.transport, t.target, t.measured);
+        let _ = writeln!(
+            s,
+            "  {:<9} {:<55} {:<40} {verdict}",
+            t.transport, t.target, t.measured
+        );
     }
     s
 }
@@ -328,7 +361,11 @@ pub fn markdown(run: &RunReport) -> String {
         m.cpu_model,
         m.cores,
         m.kernel,
-        if m.note.is_empty() { String::new() } else { format!(" · {}", m.note) }
+        if m.note.is_empty() {
+            String::new()
+        } else {
+            format!(" · {}", m.note)
+        }
     );
     let _ = writeln!(
         s,
@@ -356,15 +393,26 @@ pub fn markdown(run: &RunReport) -> String {
         m.load_after,
         m.seconds
     );
-    let _ = writeln!(s, "## Targets at {} rules\n", thousands(TARGET_RULES as f64));
-    let _ = writeln!(s, "| transport | target | measured | met |\n|---|---|---|---|");
+    let _ = writeln!(
+        s,
+        "## Targets at {} rules\n",
+        thousands(TARGET_RULES as f64)
+    );
+    let _ = writeln!(
+        s,
+        "| transport | target | measured | met |\n|---|---|---|---|"
+    );
     for t in &run.targets {
         let met = match t.met {
             Some(true) => "yes",
             Some(false) => "**no**",
             None => "–",
         };
-        let _ = writeln!(s, "| {} | {} | {} | {met} |", t.transport, t.target, t.measured);
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {met} |",
+            t.transport, t.target, t.measured
+        );
     }
     let _ = writeln!(s);
     for t in run.transports() {
@@ -377,25 +425,44 @@ pub fn markdown(run: &RunReport) -> String {
         let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|---:|---:|");
         let none = run.find("none", None, &t);
         for r in run.rows.iter().filter(|r| r.transport == t) {
-            let x_none = none.map_or("–".into(), |n| format!("{:.2}", r.closed.rps / n.closed.rps));
+            let x_none = none.map_or("–".into(), |n| {
+                format!("{:.2}", r.closed.rps / n.closed.rps)
+            });
             let x_rbac = match r.rules.and_then(|n| run.find("rbac", Some(n), &t)) {
                 Some(b) => format!("{:.2}", r.closed.rps / b.closed.rps),
                 None => "–".into(),
             };
             let cpu = match r.closed.authz_cpu_us_per_req {
-                Some(a) => format!("{:.1} ({:.1} + {a:.1})", r.closed.total_cpu_us(), r.closed.envoy_cpu_us_per_req),
+                Some(a) => format!(
+                    "{:.1} ({:.1} + {a:.1})",
+                    r.closed.total_cpu_us(),
+                    r.closed.envoy_cpu_us_per_req
+                ),
                 None => format!("{:.1}", r.closed.envoy_cpu_us_per_req),
             };
             let rss = match r.authz_rss_kb {
-                Some(a) => format!("{:.1} + {:.1}", r.envoy_rss_kb as f64 / 1024.0, a as f64 / 1024.0),
+                Some(a) => format!(
+                    "{:.1} + {:.1}",
+                    r.envoy_rss_kb as f64 / 1024.0,
+                    a as f64 / 1024.0
+                ),
                 None => format!("{:.1}", r.envoy_rss_kb as f64 / 1024.0),
             };
             let open = if r.open_saturated(m.open_rate) {
                 format!("saturated (max {:.0}/s)", r.closed.rps)
             } else {
-                format!("{} / {} / {}", us(r.open.p50_us), us(r.open.p99_us), us(r.open.p999_us))
+                format!(
+                    "{} / {} / {}",
+                    us(r.open.p50_us),
+                    us(r.open.p99_us),
+                    us(r.open.p999_us)
+                )
             };
-            let flag = if r.closed.disturbed() || r.open.disturbed() { " †" } else { "" };
+            let flag = if r.closed.disturbed() || r.open.disturbed() {
+                " †"
+            } else {
+                ""
+            };
             let _ = writeln!(
                 s,
                 "| {}{flag} | {} | {} | {x_none} | {x_rbac} | {} / {} / {} | {open} | {cpu} | {rss} |",
@@ -436,6 +503,9 @@ pub fn markdown(run: &RunReport) -> String {
     for n in &m.notes {
         let _ = writeln!(s, "{n}\n");
     }
-    let _ = writeln!(s, "Produced by `bench/run.sh` (`alp-bench run`); plot: `latest.png` beside this file.");
+    let _ = writeln!(
+        s,
+        "Produced by `bench/run.sh` (`alp-bench run`); plot: `latest.png` beside this file."
+    );
     s
 }

@@ -29,7 +29,13 @@ impl WrkReport {
 }
 
 /// `wrk -t1 -cN -dD -s wrk-report.lua URL`, pinned to `cpu` when given.
-pub fn run(script: &Path, url: &str, connections: usize, duration: Duration, cpu: Option<usize>) -> Result<WrkReport> {
+pub fn run(
+    script: &Path,
+    url: &str,
+    connections: usize,
+    duration: Duration,
+    cpu: Option<usize>,
+) -> Result<WrkReport> {
     let mut cmd = match cpu {
         Some(c) => {
             let mut cmd = Command::new("taskset");
@@ -40,14 +46,31 @@ pub fn run(script: &Path, url: &str, connections: usize, duration: Duration, cpu
     };
     // wrk takes whole seconds; sub-second durations round up.
     let seconds = duration.as_secs_f64().ceil().max(1.0) as u64;
-    cmd.args(["-t1", &format!("-c{connections}"), &format!("-d{seconds}s"), "--timeout", "5s", "-s"])
-        .arg(script)
-        .arg(url);
-    let out = cmd.output().context("running wrk (apt-get install -y wrk)")?;
+    cmd.args([
+        "-t1",
+        &format!("-c{connections}"),
+        &format!("-d{seconds}s"),
+        "--timeout",
+        "5s",
+        "-s",
+    ])
+    .arg(script)
+    .arg(url);
+    let out = cmd
+        .output()
+        .context("running wrk (apt-get install -y wrk)")?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     if !out.status.success() {
-        bail!("wrk failed ({}): {stdout}{}", out.status, String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "wrk failed ({}): {stdout}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
-    let line = stdout.lines().rev().find(|l| l.starts_with('{')).with_context(|| format!("wrk printed no report:\n{stdout}"))?;
+    let line = stdout
+        .lines()
+        .rev()
+        .find(|l| l.starts_with('{'))
+        .with_context(|| format!("wrk printed no report:\n{stdout}"))?;
     serde_json::from_str(line).with_context(|| format!("wrk report {line:?}"))
 }

@@ -79,9 +79,13 @@ impl Checked {
     fn new(engine: &Engine, decided: &Decided, http: bool, dry_run: bool) -> Self {
         let decision = &decided.decision;
         let mut explanation = engine.explain(decision);
-        let mut staged = decided.staged.as_ref().map(|s| engine.explain_staged_against(s, decision));
+        let mut staged = decided
+            .staged
+            .as_ref()
+            .map(|s| engine.explain_staged_against(s, decision));
         if decided.rejected_path() {
-            let detail = "the request path is not canonical and non-canonical paths are refused".to_string();
+            let detail =
+                "the request path is not canonical and non-canonical paths are refused".to_string();
             if let Some(s) = &mut staged {
                 s.decision.detail.clone_from(&detail);
             }
@@ -101,14 +105,24 @@ impl Checked {
         let mut out = self.decision.to_text();
         match (self.rewritten, &self.canonical_path) {
             (Some(true), Some(path)) => out.push_str(&format!(" [path rewritten to {path}]")),
-            (_, Some(path)) => out.push_str(&format!(" [non-canonical path refused; canonical: {path}]")),
+            (_, Some(path)) => {
+                out.push_str(&format!(" [non-canonical path refused; canonical: {path}]"))
+            }
             _ => {}
         }
         if let Some(block) = self.would_block {
-            out.push_str(if block { " [dry run: would block]" } else { " [dry run: would not block]" });
+            out.push_str(if block {
+                " [dry run: would block]"
+            } else {
+                " [dry run: would not block]"
+            });
         }
         if let Some(s) = &self.staged {
-            out.push_str(if s.differs { " | staged (DIFFERS): " } else { " | staged: " });
+            out.push_str(if s.differs {
+                " | staged (DIFFERS): "
+            } else {
+                " | staged: "
+            });
             out.push_str(&s.decision.to_text());
         }
         out
@@ -126,7 +140,9 @@ enum Format {
 fn read_input(path: &Path) -> Result<String> {
     if path == Path::new("-") {
         let mut text = String::new();
-        std::io::stdin().read_to_string(&mut text).context("reading requests from standard input")?;
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .context("reading requests from standard input")?;
         return Ok(text);
     }
     std::fs::read_to_string(path).with_context(|| format!("{}: cannot read", path.display()))
@@ -144,7 +160,12 @@ pub fn parse_requests(name: &str, text: &str) -> Result<Vec<RequestSpec>> {
         }
         let mut de = serde_json::Deserializer::from_str(line);
         let request = serde_path_to_error::deserialize::<_, RequestSpec>(&mut de).map_err(|e| {
-            anyhow::anyhow!("{name}:{}: not a valid request: field `{}`: {}", n + 1, e.path(), e.inner())
+            anyhow::anyhow!(
+                "{name}:{}: not a valid request: field `{}`: {}",
+                n + 1,
+                e.path(),
+                e.inner()
+            )
         })?;
         requests.push(request);
     }
@@ -155,8 +176,10 @@ pub fn parse_requests(name: &str, text: &str) -> Result<Vec<RequestSpec>> {
 }
 
 pub fn load_engine(updates: &Path, options: &Options) -> Result<Engine> {
-    let text = std::fs::read_to_string(updates).with_context(|| format!("{}: cannot read", updates.display()))?;
-    let messages = alp_felix::updates::parse_updates(&text).with_context(|| format!("{}", updates.display()))?;
+    let text = std::fs::read_to_string(updates)
+        .with_context(|| format!("{}: cannot read", updates.display()))?;
+    let messages = alp_felix::updates::parse_updates(&text)
+        .with_context(|| format!("{}", updates.display()))?;
     Ok(alp_felix::engine_from_updates_with(&messages, options))
 }
 
@@ -171,7 +194,9 @@ pub fn run(args: &CheckArgs) -> Result<ExitCode> {
     let engine = match args.source.selected()? {
         Selected::Updates(updates) => load_engine(updates, &options)?,
         Selected::Policy(paths, workload) => load_policy_engine(paths, workload, &options)?,
-        Selected::Felix(_) => bail!("check reads files: give --updates FILE or --policy PATH --workload NAMESPACE/NAME"),
+        Selected::Felix(_) => bail!(
+            "check reads files: give --updates FILE or --policy PATH --workload NAMESPACE/NAME"
+        ),
     };
     let name = args.request.display().to_string();
     let requests = parse_requests(&name, &read_input(&args.request)?)?;

@@ -30,14 +30,19 @@ pub struct EngineArgs {
 impl EngineArgs {
     /// The engine options these flags select; `staged` as asked for by the caller.
     pub fn options(&self, staged: bool) -> Options {
-        Options { staged, trust_domains: TrustDomains::new(self.trust_domains.iter().cloned()) }
+        Options {
+            staged,
+            trust_domains: TrustDomains::new(self.trust_domains.iter().cloned()),
+        }
     }
 }
 
 /// A trust domain as the filter's configuration accepts one: not empty, no `/`.
 fn parse_trust_domain(text: &str) -> Result<String, String> {
     if text.is_empty() || text.contains('/') {
-        return Err(format!("{text:?} is not a trust domain such as \"cluster.local\" (not empty, no '/')"));
+        return Err(format!(
+            "{text:?} is not a trust domain such as \"cluster.local\" (not empty, no '/')"
+        ));
     }
     Ok(text.to_string())
 }
@@ -80,8 +85,11 @@ impl Decided {
 }
 
 /// The decision of a path refused for being non-canonical.
-pub const NON_CANONICAL_REJECTED: Decision =
-    Decision { verdict: Verdict::BadRequestPath, origin: Origin::Precheck, cause: Cause::BadPath };
+pub const NON_CANONICAL_REJECTED: Decision = Decision {
+    verdict: Verdict::BadRequestPath,
+    origin: Origin::Precheck,
+    cause: Cause::BadPath,
+};
 
 /// The path `http` would be forwarded as instead, when it is non-canonical (a path that does not
 /// start with `/` or does not normalise is never rewritten).
@@ -98,22 +106,39 @@ pub fn decide(engine: &Engine, request: &Request<'_>, mode: NonCanonicalPath) ->
     let Some(forwarded) = forwarded else {
         let decision = engine.decide(request);
         let staged = engine.decide_staged(request, &decision);
-        return Decided { decision, staged, non_canonical: None };
+        return Decided {
+            decision,
+            staged,
+            non_canonical: None,
+        };
     };
     match mode {
         NonCanonicalPath::Reject => Decided {
             decision: NON_CANONICAL_REJECTED,
             staged: engine.staged_requested().then_some(NON_CANONICAL_REJECTED),
-            non_canonical: Some(NonCanonical { forwarded, rewritten: false }),
+            non_canonical: Some(NonCanonical {
+                forwarded,
+                rewritten: false,
+            }),
         },
         NonCanonicalPath::Rewrite => {
             let rewritten = Request {
-                http: request.http.map(|h| Http { path: forwarded.as_str(), ..h }),
+                http: request.http.map(|h| Http {
+                    path: forwarded.as_str(),
+                    ..h
+                }),
                 ..*request
             };
             let decision = engine.decide(&rewritten);
             let staged = engine.decide_staged(&rewritten, &decision);
-            Decided { decision, staged, non_canonical: Some(NonCanonical { forwarded, rewritten: true }) }
+            Decided {
+                decision,
+                staged,
+                non_canonical: Some(NonCanonical {
+                    forwarded,
+                    rewritten: true,
+                }),
+            }
         }
     }
 }
@@ -139,23 +164,37 @@ mod tests {
 
     fn get(path: &str) -> Request<'_> {
         Request {
-            source: Peer { principal: "spiffe://cluster.local/ns/default/sa/customer", ..Peer::default() },
+            source: Peer {
+                principal: "spiffe://cluster.local/ns/default/sa/customer",
+                ..Peer::default()
+            },
             destination: Peer::default(),
             protocol: alp_engine::protocol::TCP,
-            http: Some(Http { method: "GET", path, host: "" }),
+            http: Some(Http {
+                method: "GET",
+                path,
+                host: "",
+            }),
         }
     }
 
     #[test]
     fn rewrite_and_reject_non_canonical_paths() {
-        let engine = engine(&Options { staged: true, ..Options::default() });
+        let engine = engine(&Options {
+            staged: true,
+            ..Options::default()
+        });
         // (path, rewrite-mode verdict, forwarded path when non-canonical)
         let cases: &[(&str, Verdict, Option<&str>)] = &[
             ("/public/a", Verdict::Allow, None),
             ("/public/", Verdict::Allow, None),
             ("/public/a?q=1", Verdict::Allow, None),
             ("/public%2Fa", Verdict::PolicyDenied, None),
-            ("/admin/../public/x?q=1", Verdict::Allow, Some("/public/x?q=1")),
+            (
+                "/admin/../public/x?q=1",
+                Verdict::Allow,
+                Some("/public/x?q=1"),
+            ),
             ("/public//x", Verdict::Allow, Some("/public/x")),
             ("/public/./x;p=1", Verdict::Allow, Some("/public/x;p=1")),
             ("/public/../admin", Verdict::PolicyDenied, Some("/admin")),
@@ -170,17 +209,32 @@ mod tests {
         for &(path, verdict, forwarded) in cases {
             let got = decide(&engine, &get(path), NonCanonicalPath::Rewrite);
             assert_eq!(got.decision.verdict, verdict, "{path}");
-            assert_eq!(got.non_canonical.as_ref().map(|n| n.forwarded.as_str()), forwarded, "{path}");
-            assert!(got.non_canonical.as_ref().is_none_or(|n| n.rewritten), "{path}");
+            assert_eq!(
+                got.non_canonical.as_ref().map(|n| n.forwarded.as_str()),
+                forwarded,
+                "{path}"
+            );
+            assert!(
+                got.non_canonical.as_ref().is_none_or(|n| n.rewritten),
+                "{path}"
+            );
             assert!(!got.rejected_path());
             assert!(got.staged.is_some(), "{path}: staged decided too");
 
             let got = decide(&engine, &get(path), NonCanonicalPath::Reject);
-            let want = if forwarded.is_some() { Verdict::BadRequestPath } else { verdict };
+            let want = if forwarded.is_some() {
+                Verdict::BadRequestPath
+            } else {
+                verdict
+            };
             assert_eq!(got.decision.verdict, want, "{path} (reject)");
             assert_eq!(got.rejected_path(), forwarded.is_some(), "{path} (reject)");
             if forwarded.is_some() {
-                assert_eq!(got.staged.map(|s| s.verdict), Some(Verdict::BadRequestPath), "{path} (reject, staged)");
+                assert_eq!(
+                    got.staged.map(|s| s.verdict),
+                    Some(Verdict::BadRequestPath),
+                    "{path} (reject, staged)"
+                );
             } else {
                 assert!(got.staged.is_some(), "{path} (reject, staged)");
             }
@@ -190,24 +244,63 @@ mod tests {
     #[test]
     fn connection_checks_and_not_in_sync_are_never_rewritten() {
         let engine = engine(&Options::default());
-        let tcp = Request { http: None, ..get("") };
+        let tcp = Request {
+            http: None,
+            ..get("")
+        };
         let got = decide(&engine, &tcp, NonCanonicalPath::Reject);
-        assert_eq!((got.decision.verdict, got.non_canonical), (Verdict::PolicyDenied, None));
-        let got = decide(&Engine::not_in_sync(), &get("/a/../b"), NonCanonicalPath::Reject);
-        assert_eq!((got.decision.verdict, got.non_canonical), (Verdict::NotInSync, None));
+        assert_eq!(
+            (got.decision.verdict, got.non_canonical),
+            (Verdict::PolicyDenied, None)
+        );
+        let got = decide(
+            &Engine::not_in_sync(),
+            &get("/a/../b"),
+            NonCanonicalPath::Reject,
+        );
+        assert_eq!(
+            (got.decision.verdict, got.non_canonical),
+            (Verdict::NotInSync, None)
+        );
     }
 
     #[test]
     fn trust_domains() {
-        let args = EngineArgs { trust_domains: vec!["cluster.local".into()] };
+        let args = EngineArgs {
+            trust_domains: vec!["cluster.local".into()],
+        };
         let pinned = engine(&args.options(false));
-        assert_eq!(decide(&pinned, &get("/public"), NonCanonicalPath::Rewrite).decision.verdict, Verdict::Allow);
-        let other = Request { source: Peer { principal: "spiffe://evil.example/ns/default/sa/customer", ..Peer::default() }, ..get("/public") };
-        assert_eq!(decide(&pinned, &other, NonCanonicalPath::Rewrite).decision.verdict, Verdict::InvalidPeerIdentity);
+        assert_eq!(
+            decide(&pinned, &get("/public"), NonCanonicalPath::Rewrite)
+                .decision
+                .verdict,
+            Verdict::Allow
+        );
+        let other = Request {
+            source: Peer {
+                principal: "spiffe://evil.example/ns/default/sa/customer",
+                ..Peer::default()
+            },
+            ..get("/public")
+        };
+        assert_eq!(
+            decide(&pinned, &other, NonCanonicalPath::Rewrite)
+                .decision
+                .verdict,
+            Verdict::InvalidPeerIdentity
+        );
         let any = engine(&EngineArgs::default().options(false));
-        assert_eq!(decide(&any, &other, NonCanonicalPath::Rewrite).decision.verdict, Verdict::Allow);
+        assert_eq!(
+            decide(&any, &other, NonCanonicalPath::Rewrite)
+                .decision
+                .verdict,
+            Verdict::Allow
+        );
         assert!(parse_trust_domain("").is_err());
         assert!(parse_trust_domain("spiffe://cluster.local").is_err());
-        assert_eq!(parse_trust_domain("cluster.local").as_deref(), Ok("cluster.local"));
+        assert_eq!(
+            parse_trust_domain("cluster.local").as_deref(),
+            Ok("cluster.local")
+        );
     }
 }

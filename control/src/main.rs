@@ -16,7 +16,11 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "control", version, about = "Calico application layer policy for Envoy: relay and operator tools")]
+#[command(
+    name = "control",
+    version,
+    about = "Calico application layer policy for Envoy: relay and operator tools"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

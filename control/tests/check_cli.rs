@@ -6,7 +6,6 @@ use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-
 fn control(args: &[&str], stdin: Option<&str>) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_control"))
         .args(args)
@@ -16,7 +15,12 @@ fn control(args: &[&str], stdin: Option<&str>) -> Output {
         .spawn()
         .expect("control starts");
     if let Some(input) = stdin {
-        child.stdin.take().expect("stdin").write_all(input.as_bytes()).expect("write stdin");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input.as_bytes())
+            .expect("write stdin");
     }
     drop(child.stdin.take());
     child.wait_with_output().expect("control runs")
@@ -30,7 +34,11 @@ fn write(dir: &Path, name: &str, text: &str) -> String {
 
 #[test]
 fn every_conformance_case_decides_as_expected() {
-    let cases: Vec<Value> = serde_json::from_str(&alp_engine::testdata::shared_file("conformance/authz_cases.json").expect("shared/conformance/authz_cases.json")).expect("cases parse");
+    let cases: Vec<Value> = serde_json::from_str(
+        &alp_engine::testdata::shared_file("conformance/authz_cases.json")
+            .expect("shared/conformance/authz_cases.json"),
+    )
+    .expect("cases parse");
     let dir = tempfile::tempdir().expect("tempdir");
     let mut failures = Vec::new();
     for (n, case) in cases.iter().enumerate() {
@@ -43,10 +51,27 @@ fn every_conformance_case_decides_as_expected() {
             updates.iter().map(|u| u.to_string() + "\n").collect()
         };
         let updates_path = write(dir.path(), "updates.json", &text);
-        let request_path = write(dir.path(), "request.json", &serde_json::to_string_pretty(&case["request"]).expect("req"));
-        let out = control(&["check", "--updates", &updates_path, "--request", &request_path], None);
+        let request_path = write(
+            dir.path(),
+            "request.json",
+            &serde_json::to_string_pretty(&case["request"]).expect("req"),
+        );
+        let out = control(
+            &[
+                "check",
+                "--updates",
+                &updates_path,
+                "--request",
+                &request_path,
+            ],
+            None,
+        );
         if !out.status.success() {
-            failures.push(format!("{id}: exit {:?}: {}", out.status, String::from_utf8_lossy(&out.stderr)));
+            failures.push(format!(
+                "{id}: exit {:?}: {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            ));
             continue;
         }
         let line: Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
@@ -62,7 +87,13 @@ fn every_conformance_case_decides_as_expected() {
             failures.push(format!("{id}: bad explanation {line}"));
         }
     }
-    assert!(failures.is_empty(), "{} of {} cases failed:\n{}", failures.len(), cases.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases failed:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
 }
 
 const UPDATES: &str = r#"{"workloadEndpointUpdate":{"id":{"workloadId":"default/summary"},"endpoint":{"tiers":[{"name":"default","ingressPolicies":[{"name":"summary","kind":"GlobalNetworkPolicy"}]}]}}}
@@ -82,52 +113,122 @@ fn json_lines_requests_from_stdin_and_text_format() {
         r#"{"source":{"principal":"not-spiffe"},"http":null}"#,
         "\n"
     );
-    let out = control(&["check", "--updates", &updates, "--request", "-"], Some(requests));
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).expect("json")).collect();
+    let out = control(
+        &["check", "--updates", &updates, "--request", "-"],
+        Some(requests),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect();
     assert_eq!(lines.len(), 3);
     assert_eq!(lines[0]["decision"], "allow");
     assert_eq!(lines[0]["tier"], "default");
     assert_eq!(lines[0]["policy"]["name"], "summary");
     assert_eq!(lines[0]["rule"], 0);
     assert_eq!(lines[0]["rule_id"], "r-customer");
-    assert_eq!((lines[1]["decision"].as_str(), lines[1]["status"].as_u64()), (Some("deny"), Some(403)));
+    assert_eq!(
+        (lines[1]["decision"].as_str(), lines[1]["status"].as_u64()),
+        (Some("deny"), Some(403))
+    );
     assert_eq!(lines[1]["reason"], "policy_denied");
     assert_eq!(lines[2]["reason"], "invalid_peer_identity");
 
-    let out = control(&["check", "--updates", &updates, "--request", "-", "--format", "text"], Some(requests));
+    let out = control(
+        &[
+            "check",
+            "--updates",
+            &updates,
+            "--request",
+            "-",
+            "--format",
+            "text",
+        ],
+        Some(requests),
+    );
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.lines().next().is_some_and(|l| l.starts_with("ALLOW") && l.contains("policy=summary")), "{text}");
+    assert!(
+        text.lines()
+            .next()
+            .is_some_and(|l| l.starts_with("ALLOW") && l.contains("policy=summary")),
+        "{text}"
+    );
 }
 
 #[test]
 fn not_in_sync_without_in_sync_message() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let updates = write(dir.path(), "u.jsonl", UPDATES.lines().take(2).collect::<Vec<_>>().join("\n").as_str());
-    let out = control(&["check", "--updates", &updates, "--request", "-"], Some("{}"));
+    let updates = write(
+        dir.path(),
+        "u.jsonl",
+        UPDATES
+            .lines()
+            .take(2)
+            .collect::<Vec<_>>()
+            .join("\n")
+            .as_str(),
+    );
+    let out = control(
+        &["check", "--updates", &updates, "--request", "-"],
+        Some("{}"),
+    );
     let line: Value = serde_json::from_slice(&out.stdout).expect("json");
-    assert_eq!((line["status"].as_u64(), line["reason"].as_str()), (Some(503), Some("not_in_sync")));
+    assert_eq!(
+        (line["status"].as_u64(), line["reason"].as_str()),
+        (Some(503), Some("not_in_sync"))
+    );
 }
 
 #[test]
 fn bad_input_names_file_line_and_field() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let bad_updates = write(dir.path(), "bad.jsonl", "{\"inSync\":{}}\n{\"ipsetUpdate\":{\"id\":\"s\",\"members\":7}}\n");
+    let bad_updates = write(
+        dir.path(),
+        "bad.jsonl",
+        "{\"inSync\":{}}\n{\"ipsetUpdate\":{\"id\":\"s\",\"members\":7}}\n",
+    );
     let request = write(dir.path(), "r.json", "{}");
-    let out = control(&["check", "--updates", &bad_updates, "--request", &request], None);
+    let out = control(
+        &["check", "--updates", &bad_updates, "--request", &request],
+        None,
+    );
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    assert!(err.contains("bad.jsonl") && err.contains("line 2") && err.contains("members"), "{err}");
+    assert!(
+        err.contains("bad.jsonl") && err.contains("line 2") && err.contains("members"),
+        "{err}"
+    );
     assert!(!err.contains("panicked"), "{err}");
 
     let good = write(dir.path(), "good.jsonl", UPDATES);
-    let bad_request = write(dir.path(), "req.jsonl", "{}\n{\"source\":{\"port\":\"x\"}}\n");
-    let out = control(&["check", "--updates", &good, "--request", &bad_request], None);
+    let bad_request = write(
+        dir.path(),
+        "req.jsonl",
+        "{}\n{\"source\":{\"port\":\"x\"}}\n",
+    );
+    let out = control(
+        &["check", "--updates", &good, "--request", &bad_request],
+        None,
+    );
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(err.contains("req.jsonl:2") && err.contains("port"), "{err}");
 
-    let out = control(&["check", "--updates", "/nonexistent/file", "--request", &request], None);
+    let out = control(
+        &[
+            "check",
+            "--updates",
+            "/nonexistent/file",
+            "--request",
+            &request,
+        ],
+        None,
+    );
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/file"));
 }
@@ -144,8 +245,15 @@ fn get(path: &str) -> String {
 
 fn check_lines(args: &[&str], requests: &str) -> Vec<Value> {
     let out = control(args, Some(requests));
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).expect("json")).collect()
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect()
 }
 
 /// D10: the default mode decides on the canonical path the filter forwards and reports it;
@@ -165,40 +273,118 @@ fn non_canonical_paths_rewritten_or_rejected() {
         ("/public\\a", "allow", Some("/public/a")),
         ("/admin/..%3B/public", "deny", None),
     ];
-    let requests: String = cases.iter().map(|(p, _, _)| get(p)).collect::<String>() + "{\"http\":null}\n";
-    let rewrite = check_lines(&["check", "--updates", &updates, "--request", "-"], &requests);
-    let reject = check_lines(&["check", "--updates", &updates, "--request", "-", "--non-canonical-path", "reject"], &requests);
-    assert_eq!((rewrite.len(), reject.len()), (cases.len() + 1, cases.len() + 1));
+    let requests: String =
+        cases.iter().map(|(p, _, _)| get(p)).collect::<String>() + "{\"http\":null}\n";
+    let rewrite = check_lines(
+        &["check", "--updates", &updates, "--request", "-"],
+        &requests,
+    );
+    let reject = check_lines(
+        &[
+            "check",
+            "--updates",
+            &updates,
+            "--request",
+            "-",
+            "--non-canonical-path",
+            "reject",
+        ],
+        &requests,
+    );
+    assert_eq!(
+        (rewrite.len(), reject.len()),
+        (cases.len() + 1, cases.len() + 1)
+    );
     for (n, (path, decision, canonical)) in cases.iter().enumerate() {
         let (w, j) = (&rewrite[n], &reject[n]);
         assert_eq!(w["decision"], *decision, "{path}: {w}");
         assert_eq!(w["canonical_path"].as_str(), *canonical, "{path}: {w}");
         assert_eq!(w["rewritten"], canonical.is_some(), "{path}: {w}");
-        assert_eq!(j["canonical_path"].as_str(), *canonical, "{path} (reject): {j}");
+        assert_eq!(
+            j["canonical_path"].as_str(),
+            *canonical,
+            "{path} (reject): {j}"
+        );
         assert_eq!(j["rewritten"], false, "{path} (reject): {j}");
         if canonical.is_some() {
-            assert_eq!((j["status"].as_u64(), j["reason"].as_str()), (Some(400), Some("bad_request_path")), "{path}: {j}");
-            assert!(j["detail"].as_str().is_some_and(|d| d.contains("not canonical")), "{j}");
+            assert_eq!(
+                (j["status"].as_u64(), j["reason"].as_str()),
+                (Some(400), Some("bad_request_path")),
+                "{path}: {j}"
+            );
+            assert!(
+                j["detail"]
+                    .as_str()
+                    .is_some_and(|d| d.contains("not canonical")),
+                "{j}"
+            );
         } else {
-            assert_eq!(j, w, "{path}: a canonical path decides the same in both modes");
+            assert_eq!(
+                j, w,
+                "{path}: a canonical path decides the same in both modes"
+            );
         }
     }
     assert_eq!(rewrite[4]["rule_id"], "r-public");
-    assert_eq!((rewrite[7]["status"].as_u64(), rewrite[7]["reason"].as_str()), (Some(400), Some("bad_request_path")), "ambiguous: {}", rewrite[7]);
+    assert_eq!(
+        (rewrite[7]["status"].as_u64(), rewrite[7]["reason"].as_str()),
+        (Some(400), Some("bad_request_path")),
+        "ambiguous: {}",
+        rewrite[7]
+    );
     // No HTTP: neither field.
     let tcp = &rewrite[cases.len()];
-    assert!(tcp.get("rewritten").is_none() && tcp.get("canonical_path").is_none(), "{tcp}");
+    assert!(
+        tcp.get("rewritten").is_none() && tcp.get("canonical_path").is_none(),
+        "{tcp}"
+    );
 
     let text = |args: &[&str]| {
         let out = control(args, Some(&get("/admin/../public")));
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
-    let t = text(&["check", "--updates", &updates, "--request", "-", "--format", "text"]);
-    assert!(t.starts_with("ALLOW") && t.contains("[path rewritten to /public]"), "{t}");
-    let t = text(&["check", "--updates", &updates, "--request", "-", "--format", "text", "--non-canonical-path", "reject"]);
-    assert!(t.starts_with("DENY (status 400") && t.contains("[non-canonical path refused; canonical: /public]"), "{t}");
+    let t = text(&[
+        "check",
+        "--updates",
+        &updates,
+        "--request",
+        "-",
+        "--format",
+        "text",
+    ]);
+    assert!(
+        t.starts_with("ALLOW") && t.contains("[path rewritten to /public]"),
+        "{t}"
+    );
+    let t = text(&[
+        "check",
+        "--updates",
+        &updates,
+        "--request",
+        "-",
+        "--format",
+        "text",
+        "--non-canonical-path",
+        "reject",
+    ]);
+    assert!(
+        t.starts_with("DENY (status 400")
+            && t.contains("[non-canonical path refused; canonical: /public]"),
+        "{t}"
+    );
 
-    let out = control(&["check", "--updates", &updates, "--request", "-", "--non-canonical-path", "keep"], None);
+    let out = control(
+        &[
+            "check",
+            "--updates",
+            &updates,
+            "--request",
+            "-",
+            "--non-canonical-path",
+            "keep",
+        ],
+        None,
+    );
     assert!(!out.status.success());
 }
 
@@ -214,15 +400,42 @@ fn trust_domains_pin_principals() {
     let reasons = |extra: &[&str]| -> Vec<String> {
         let mut args = vec!["check", "--updates", &updates, "--request", "-"];
         args.extend_from_slice(extra);
-        check_lines(&args, &requests).iter().map(|l| l["reason"].as_str().unwrap_or("?").to_string()).collect()
+        check_lines(&args, &requests)
+            .iter()
+            .map(|l| l["reason"].as_str().unwrap_or("?").to_string())
+            .collect()
     };
-    assert_eq!(reasons(&[]), ["allow", "allow", "allow"], "any trust domain without the flag");
-    assert_eq!(reasons(&["--trust-domain", "cluster.local"]), ["allow", "invalid_peer_identity", "invalid_peer_identity"]);
     assert_eq!(
-        reasons(&["--trust-domain", "cluster.local", "--trust-domain", "prod.example", "--staged"]),
+        reasons(&[]),
+        ["allow", "allow", "allow"],
+        "any trust domain without the flag"
+    );
+    assert_eq!(
+        reasons(&["--trust-domain", "cluster.local"]),
+        ["allow", "invalid_peer_identity", "invalid_peer_identity"]
+    );
+    assert_eq!(
+        reasons(&[
+            "--trust-domain",
+            "cluster.local",
+            "--trust-domain",
+            "prod.example",
+            "--staged"
+        ]),
         ["allow", "invalid_peer_identity", "allow"]
     );
-    let out = control(&["check", "--updates", &updates, "--request", "-", "--trust-domain", "spiffe://cluster.local"], None);
+    let out = control(
+        &[
+            "check",
+            "--updates",
+            &updates,
+            "--request",
+            "-",
+            "--trust-domain",
+            "spiffe://cluster.local",
+        ],
+        None,
+    );
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("trust domain"));
 }
 
@@ -232,13 +445,29 @@ fn trust_domains_pin_principals() {
 /// a path rule is reached.
 #[test]
 fn every_path_vector_reports_its_canonical_path() {
-    let units: Value = serde_json::from_str(&alp_engine::testdata::shared_file("conformance/unit_cases.json").expect("shared/conformance/unit_cases.json")).expect("unit cases parse");
-    let vectors = units["normalize_http_path"].as_array().expect("normalize_http_path vectors");
+    let units: Value = serde_json::from_str(
+        &alp_engine::testdata::shared_file("conformance/unit_cases.json")
+            .expect("shared/conformance/unit_cases.json"),
+    )
+    .expect("unit cases parse");
+    let vectors = units["normalize_http_path"]
+        .as_array()
+        .expect("normalize_http_path vectors");
     let dir = tempfile::tempdir().expect("tempdir");
     // Allows every path (a path rule: paths are normalised).
-    let updates = write(dir.path(), "u.jsonl", &PATH_UPDATES.replace(r#"{"prefix":"/public"}"#, r#"{"prefix":"/"}"#));
-    let requests: String = vectors.iter().map(|v| get(v["input"].as_str().expect("input"))).collect();
-    let lines = check_lines(&["check", "--updates", &updates, "--request", "-"], &requests);
+    let updates = write(
+        dir.path(),
+        "u.jsonl",
+        &PATH_UPDATES.replace(r#"{"prefix":"/public"}"#, r#"{"prefix":"/"}"#),
+    );
+    let requests: String = vectors
+        .iter()
+        .map(|v| get(v["input"].as_str().expect("input")))
+        .collect();
+    let lines = check_lines(
+        &["check", "--updates", &updates, "--request", "-"],
+        &requests,
+    );
     assert_eq!(lines.len(), vectors.len());
     let mut failures = Vec::new();
     for (v, line) in vectors.iter().zip(&lines) {
@@ -246,12 +475,28 @@ fn every_path_vector_reports_its_canonical_path() {
         let rewritten = v["ok"] == true && v["non_canonical"] == true && input.starts_with('/');
         // The forwarded path keeps the query (not a fragment).
         let before_fragment = input.split('#').next().unwrap_or("");
-        let query = before_fragment.find('?').map_or("", |i| &before_fragment[i..]);
-        let want_canonical = rewritten.then(|| format!("{}{query}", v["canonical"].as_str().unwrap_or("?")));
-        let want_reason = if v["ok"] == true && input.starts_with('/') { "allow" } else { "bad_request_path" };
-        if line["rewritten"] != rewritten || line["canonical_path"].as_str() != want_canonical.as_deref() || line["reason"] != want_reason {
+        let query = before_fragment
+            .find('?')
+            .map_or("", |i| &before_fragment[i..]);
+        let want_canonical =
+            rewritten.then(|| format!("{}{query}", v["canonical"].as_str().unwrap_or("?")));
+        let want_reason = if v["ok"] == true && input.starts_with('/') {
+            "allow"
+        } else {
+            "bad_request_path"
+        };
+        if line["rewritten"] != rewritten
+            || line["canonical_path"].as_str() != want_canonical.as_deref()
+            || line["reason"] != want_reason
+        {
             failures.push(format!("{input:?}: got {line}, want rewritten {rewritten}, canonical_path {want_canonical:?}, reason {want_reason}"));
         }
     }
-    assert!(failures.is_empty(), "{} of {} vectors failed:\n{}", failures.len(), vectors.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} vectors failed:\n{}",
+        failures.len(),
+        vectors.len(),
+        failures.join("\n")
+    );
 }

@@ -6,7 +6,10 @@ use std::io::Write;
 use std::process::{Command, Output, Stdio};
 
 const YAOBANK: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/examples/yaobank");
-const INVENTORY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/calico/tests/data/yaobank-workloads.yaml");
+const INVENTORY: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/calico/tests/data/yaobank-workloads.yaml"
+);
 
 fn control(args: &[&str], stdin: &str) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_control"))
@@ -17,7 +20,11 @@ fn control(args: &[&str], stdin: &str) -> Output {
         .spawn()
         .expect("control starts");
     // control may exit on a usage error before reading: a broken pipe is fine.
-    let _ = child.stdin.take().expect("stdin").write_all(stdin.as_bytes());
+    let _ = child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin.as_bytes());
     child.wait_with_output().expect("control runs")
 }
 
@@ -27,7 +34,9 @@ fn request(from: &str, method: &str) -> String {
         "summary" => "127.0.10.2",
         _ => "127.0.10.3",
     };
-    format!(r#"{{"source":{{"principal":"spiffe://cluster.local/ns/default/sa/{from}","address":"{ip}"}},"http":{{"method":"{method}","path":"/"}}}}"#)
+    format!(
+        r#"{{"source":{{"principal":"spiffe://cluster.local/ns/default/sa/{from}","address":"{ip}"}},"http":{{"method":"{method}","path":"/"}}}}"#
+    )
 }
 
 #[test]
@@ -44,36 +53,90 @@ fn yaobank_six_directions() {
     for (from, to, method, decision, policy) in cases {
         let workload = format!("default/{to}");
         let out = control(
-            &["check", "--policy", YAOBANK, "--policy", INVENTORY, "--workload", &workload, "--request", "-"],
+            &[
+                "check",
+                "--policy",
+                YAOBANK,
+                "--policy",
+                INVENTORY,
+                "--workload",
+                &workload,
+                "--request",
+                "-",
+            ],
             &request(from, method),
         );
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let line: Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
         assert_eq!(line["decision"], decision, "{from} -> {to}: {line}");
         if decision == "allow" {
             assert_eq!(line["policy"]["name"], policy, "{line}");
             assert_eq!(line["tier"], "default");
         } else {
-            assert_eq!((line["status"].as_u64(), line["reason"].as_str()), (Some(403), Some("policy_denied")), "{line}");
+            assert_eq!(
+                (line["status"].as_u64(), line["reason"].as_str()),
+                (Some(403), Some("policy_denied")),
+                "{line}"
+            );
         }
     }
 }
 
 #[test]
 fn check_needs_exactly_one_source_and_a_known_workload() {
-    let out = control(&["check", "--policy", YAOBANK, "--updates", INVENTORY, "--workload", "default/x", "--request", "-"], "{}");
+    let out = control(
+        &[
+            "check",
+            "--policy",
+            YAOBANK,
+            "--updates",
+            INVENTORY,
+            "--workload",
+            "default/x",
+            "--request",
+            "-",
+        ],
+        "{}",
+    );
     assert!(!out.status.success());
     let out = control(&["check", "--policy", YAOBANK, "--request", "-"], "{}");
     assert!(!out.status.success(), "--policy requires --workload");
-    let out = control(&["check", "--policy", YAOBANK, "--policy", INVENTORY, "--workload", "default/nope", "--request", "-"], "{}");
+    let out = control(
+        &[
+            "check",
+            "--policy",
+            YAOBANK,
+            "--policy",
+            INVENTORY,
+            "--workload",
+            "default/nope",
+            "--request",
+            "-",
+        ],
+        "{}",
+    );
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && err.contains("no WorkloadEndpoint default/nope") && err.contains("default/summary"), "{err}");
+    assert!(
+        !out.status.success()
+            && err.contains("no WorkloadEndpoint default/nope")
+            && err.contains("default/summary"),
+        "{err}"
+    );
 }
 
 #[test]
 fn validate_exit_codes_and_messages() {
     let out = control(&["validate", YAOBANK, INVENTORY], "");
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("ok: 3 policies"));
 
     let dir = tempfile::tempdir().expect("tempdir");

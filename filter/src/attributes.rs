@@ -38,8 +38,12 @@ impl Connection {
         Ok(Connection {
             source_principal: principal(host, Side::Peer, &mut tls)?,
             destination_principal: principal(host, Side::Local, &mut tls)?,
-            source: property_str(host, &["source", "address"])?.as_deref().and_then(split_address),
-            destination: property_str(host, &["destination", "address"])?.as_deref().and_then(split_address),
+            source: property_str(host, &["source", "address"])?
+                .as_deref()
+                .and_then(split_address),
+            destination: property_str(host, &["destination", "address"])?
+                .as_deref()
+                .and_then(split_address),
         })
     }
 
@@ -71,8 +75,16 @@ enum Side {
 /// SPIFFE URI SAN, or a plaintext connection (whose `tls_version` is read once for both sides).
 fn principal(host: &dyn Host, side: Side, tls: &mut Option<bool>) -> Result<String, HostError> {
     let (uri, dns, subject) = match side {
-        Side::Peer => ("uri_san_peer_certificate", "dns_san_peer_certificate", "subject_peer_certificate"),
-        Side::Local => ("uri_san_local_certificate", "dns_san_local_certificate", "subject_local_certificate"),
+        Side::Peer => (
+            "uri_san_peer_certificate",
+            "dns_san_peer_certificate",
+            "subject_peer_certificate",
+        ),
+        Side::Local => (
+            "uri_san_local_certificate",
+            "dns_san_local_certificate",
+            "subject_local_certificate",
+        ),
     };
     if *tls == Some(false) {
         return Ok(String::new());
@@ -83,7 +95,8 @@ fn principal(host: &dyn Host, side: Side, tls: &mut Option<bool>) -> Result<Stri
     let is_tls = match *tls {
         Some(known) => known,
         None => {
-            let known = property_str(host, &["connection", "tls_version"])?.is_some_and(|v| !v.is_empty());
+            let known =
+                property_str(host, &["connection", "tls_version"])?.is_some_and(|v| !v.is_empty());
             *tls = Some(known);
             known
         }
@@ -144,7 +157,9 @@ impl HttpAttributes {
     pub fn read(host: &dyn Host) -> Result<HttpAttributes, HostError> {
         let (method, path) = host.request_method_and_path()?;
         Ok(HttpAttributes {
-            method: method.map(|m| String::from_utf8_lossy(&m).into_owned()).unwrap_or_default(),
+            method: method
+                .map(|m| String::from_utf8_lossy(&m).into_owned())
+                .unwrap_or_default(),
             path: path.map(path_text).unwrap_or_default(),
             original_path: None,
         })
@@ -412,7 +427,10 @@ mod tests {
 
         host.set_property_bytes("connection.id", &8u64.to_le_bytes());
         host.set_property("source.address", "10.0.0.2:1");
-        assert_eq!(cache.get(&host).unwrap().source().address, "10.0.0.2".parse().ok());
+        assert_eq!(
+            cache.get(&host).unwrap().source().address,
+            "10.0.0.2".parse().ok()
+        );
         assert_eq!(cache.len(), 2);
 
         // Without a connection id every request reads afresh.
@@ -433,7 +451,11 @@ mod tests {
             (false, "source.address"),
             (true, "destination.address"),
         ] {
-            let host = if tls { tls_host(SPIFFE_A, SPIFFE_B) } else { FakeHost::new() };
+            let host = if tls {
+                tls_host(SPIFFE_A, SPIFFE_B)
+            } else {
+                FakeHost::new()
+            };
             host.fail_property(failing);
             assert_eq!(Connection::read(&host), Err(HostError), "{failing}");
             let mut cache = ConnectionCache::new();
@@ -451,13 +473,18 @@ mod tests {
         // A failed connection.id read only loses the cache.
         let host = tls_host(SPIFFE_A, SPIFFE_B);
         host.fail_property("connection.id");
-        assert_eq!(ConnectionCache::new().get(&host).unwrap().source_principal, SPIFFE_A);
+        assert_eq!(
+            ConnectionCache::new().get(&host).unwrap().source_principal,
+            SPIFFE_A
+        );
     }
 
     #[test]
     fn paths_that_are_not_utf8_keep_their_bytes() {
         let host = FakeHost::new();
-        host.headers.borrow_mut().insert(":path".into(), b"/admin/\xff\xc3\xa9x?q=\xfe".to_vec());
+        host.headers
+            .borrow_mut()
+            .insert(":path".into(), b"/admin/\xff\xc3\xa9x?q=\xfe".to_vec());
         let h = HttpAttributes::read(&host).unwrap();
         assert_eq!(h.path, "/admin/%FF\u{e9}x?q=%FE");
         let matching = alp_engine::path::normalize(&h.path).unwrap();

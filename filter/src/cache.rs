@@ -125,7 +125,11 @@ impl SnapshotCache {
                 if Some(version) == self.engine.version()
                     && *self.engine.options() == self.options => {}
             Ok((version, snapshot)) => {
-                self.engine = Rc::new(Engine::from_snapshot_with(version, &snapshot, &self.options));
+                self.engine = Rc::new(Engine::from_snapshot_with(
+                    version,
+                    &snapshot,
+                    &self.options,
+                ));
                 self.received_ms = read_u64(host, RECEIVED_KEY).or(Some(host.now_ms()));
                 host.log(
                     Level::Debug,
@@ -237,7 +241,11 @@ pub(crate) mod tests {
         let mut cache = SnapshotCache::new();
         cache.refresh_on_request(&host);
         cache.refresh_on_request(&host);
-        assert_eq!(*host.shared_reads.borrow(), vec![VERSION_KEY, VERSION_KEY], "every request until a first version");
+        assert_eq!(
+            *host.shared_reads.borrow(),
+            vec![VERSION_KEY, VERSION_KEY],
+            "every request until a first version"
+        );
         publish(&host, 5, &envelope(5, "a"));
         cache.refresh_on_request(&host);
         assert_eq!(cache.version(), Some(5), "the first version at once");
@@ -245,13 +253,28 @@ pub(crate) mod tests {
         publish(&host, 6, &envelope(6, "b"));
         cache.refresh_on_request(&host);
         cache.refresh_on_request(&host);
-        assert!(host.shared_reads.borrow().is_empty(), "no read within the interval");
+        assert!(
+            host.shared_reads.borrow().is_empty(),
+            "no read within the interval"
+        );
         assert_eq!(cache.version(), Some(5));
         host.now.set(1_000 + RECHECK_MS);
         cache.refresh_on_request(&host);
-        assert_eq!(cache.version(), Some(6), "read again once the interval has passed");
+        assert_eq!(
+            cache.version(),
+            Some(6),
+            "read again once the interval has passed"
+        );
         cache.refresh(&host);
-        assert_eq!(host.shared_reads.borrow().iter().filter(|k| **k == VERSION_KEY).count(), 2, "the tick always reads");
+        assert_eq!(
+            host.shared_reads
+                .borrow()
+                .iter()
+                .filter(|k| **k == VERSION_KEY)
+                .count(),
+            2,
+            "the tick always reads"
+        );
     }
 
     #[test]
@@ -355,7 +378,10 @@ pub(crate) mod tests {
         let mut cache = SnapshotCache::new();
         cache.refresh(&host);
         assert!(!cache.engine().staged_requested());
-        cache.set_options(Options { staged: true, ..Options::default() });
+        cache.set_options(Options {
+            staged: true,
+            ..Options::default()
+        });
         cache.refresh(&host);
         assert_eq!(cache.version(), Some(5));
         assert!(cache.engine().staged_requested());

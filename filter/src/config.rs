@@ -168,8 +168,15 @@ impl Config {
         if self.control_authority.is_empty() {
             return invalid("control_authority", "must not be empty");
         }
-        if self.trust_domains.iter().any(|d| d.is_empty() || d.contains('/')) {
-            return invalid("trust_domains", "must list trust domains such as \"cluster.local\" (not empty, no '/')");
+        if self
+            .trust_domains
+            .iter()
+            .any(|d| d.is_empty() || d.contains('/'))
+        {
+            return invalid(
+                "trust_domains",
+                "must list trust domains such as \"cluster.local\" (not empty, no '/')",
+            );
         }
         if self.poll_timeout_ms == 0 || self.poll_timeout_ms > MAX_WAIT_MS {
             return invalid("poll_timeout_ms", "must be between 1 and 60000");
@@ -249,7 +256,10 @@ mod tests {
         let c = Config::default();
         assert!(c.trust_domains.is_empty());
         assert_eq!(c.non_canonical_path, NonCanonicalPath::Rewrite);
-        let c = Config::parse(Some(br#"{"trust_domains":["cluster.local","prod"],"non_canonical_path":"reject"}"#)).unwrap();
+        let c = Config::parse(Some(
+            br#"{"trust_domains":["cluster.local","prod"],"non_canonical_path":"reject"}"#,
+        ))
+        .unwrap();
         assert_eq!(c.trust_domains, ["cluster.local", "prod"]);
         assert_eq!(c.non_canonical_path, NonCanonicalPath::Reject);
         let err = |s: &str| Config::parse(Some(s.as_bytes())).unwrap_err().to_string();

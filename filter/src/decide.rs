@@ -47,7 +47,11 @@ impl VmState {
         // Before the first snapshot nothing else needs reading.
         let read = match engine.version() {
             Some(_) => self.read(host),
-            None => Read { connection: None, http: None, verdict: None },
+            None => Read {
+                connection: None,
+                http: None,
+                verdict: None,
+            },
         };
         let request = match (&read.connection, &read.http) {
             (Some(connection), Some(http)) => Request {
@@ -102,7 +106,10 @@ impl VmState {
         // What was decided is what the upstream receives.
         if let Some(http) = read.http.as_ref().filter(|h| h.original_path.is_some()) {
             if host.set_request_header(":path", &http.path).is_err() {
-                host.log(Level::Error, "could not rewrite :path to its canonical form; request refused");
+                host.log(
+                    Level::Error,
+                    "could not rewrite :path to its canonical form; request refused",
+                );
                 return respond(host, Verdict::AttributesUnavailable);
             }
             host.clear_route_cache();
@@ -118,7 +125,11 @@ impl VmState {
             Err(_) => Connection::read(host).map(Rc::new),
         };
         let (Ok(connection), Ok(mut http)) = (connection, HttpAttributes::read(host)) else {
-            return Read { connection: None, http: None, verdict: Some(Verdict::AttributesUnavailable) };
+            return Read {
+                connection: None,
+                http: None,
+                verdict: Some(Verdict::AttributesUnavailable),
+            };
         };
         let mut verdict = None;
         // A path that does not normalise is left to the engine (BadRequestPath where a path
@@ -135,7 +146,11 @@ impl VmState {
                 }
             }
         }
-        Read { connection: Some(connection), http: Some(http), verdict }
+        Read {
+            connection: Some(connection),
+            http: Some(http),
+            verdict,
+        }
     }
 }
 
@@ -407,7 +422,10 @@ mod tests {
             }),
             ..Default::default()
         };
-        f.cache.borrow_mut().set_options(alp_engine::Options { staged, ..Default::default() });
+        f.cache.borrow_mut().set_options(alp_engine::Options {
+            staged,
+            ..Default::default()
+        });
         f
     }
 
@@ -699,18 +717,30 @@ mod tests {
             match forwarded {
                 Some(p) => {
                     assert_eq!(writes, vec![(":path".to_string(), p.to_string())], "{path}");
-                    assert_eq!(host.route_cache_clears.get(), 1, "{path}: the route is chosen again");
+                    assert_eq!(
+                        host.route_cache_clears.get(),
+                        1,
+                        "{path}: the route is chosen again"
+                    );
                     let line = &decision_lines(&host)[0];
                     assert_eq!(line["path_rewritten"], true, "{path}");
                     assert_eq!(line["forwarded_path"], p.split('?').next().unwrap());
-                    assert_eq!(line["path"], path.split('?').next().unwrap(), "the path as received");
+                    assert_eq!(
+                        line["path"],
+                        path.split('?').next().unwrap(),
+                        "the path as received"
+                    );
                 }
                 None => assert!(writes.is_empty(), "{path}: {writes:?}"),
             }
             f.metrics.flush(&host, None);
             // Every non-canonical path is rewritten before it is decided, allowed or not.
             let non_canonical = alp_engine::path::forwarded_path(path).is_ok_and(|p| p.is_some());
-            assert_eq!(host.counter("alp.path.rewritten"), u64::from(non_canonical), "{path}");
+            assert_eq!(
+                host.counter("alp.path.rewritten"),
+                u64::from(non_canonical),
+                "{path}"
+            );
             if !allowed {
                 let r = reply(&host).unwrap();
                 let ambiguous = alp_engine::path::normalize(path).is_err();
@@ -721,13 +751,22 @@ mod tests {
 
     #[test]
     fn reject_mode_refuses_non_canonical_paths() {
-        for (path, want) in [("/public/a", None), ("/public/", None), ("/admin/../public", Some(400)), ("/public//a", Some(400)), ("/other", Some(403))] {
+        for (path, want) in [
+            ("/public/a", None),
+            ("/public/", None),
+            ("/admin/../public", Some(400)),
+            ("/public//a", Some(400)),
+            ("/other", Some(403)),
+        ] {
             let host = host_with("GET", PRINCIPAL);
             host.set_header(":path", path);
             publish(&host, 1, &envelope::encode(1, &public_only()).unwrap());
             let f = with_path_mode(&host, NonCanonicalPath::Reject);
             let action = f.on_request_headers(&host);
-            assert!(host.header_writes.borrow().is_empty(), "{path}: reject mode never rewrites");
+            assert!(
+                host.header_writes.borrow().is_empty(),
+                "{path}: reject mode never rewrites"
+            );
             match want {
                 None => assert_eq!(action, Action::Continue, "{path}"),
                 Some(status) => {
@@ -739,7 +778,11 @@ mod tests {
                 }
             }
             f.metrics.flush(&host, None);
-            assert_eq!(host.counter("alp.path.rejected"), u64::from(want == Some(400)), "{path}");
+            assert_eq!(
+                host.counter("alp.path.rejected"),
+                u64::from(want == Some(400)),
+                "{path}"
+            );
         }
     }
 
@@ -750,12 +793,21 @@ mod tests {
         publish(&host, 1, &envelope::encode(1, &public_only()).unwrap());
         let f = configured(&host, true, DecisionLog::All, false);
         assert_eq!(f.on_request_headers(&host), Action::Continue);
-        assert_eq!(host.header_writes.borrow().as_slice(), [(":path".to_string(), "/admin".to_string())]);
+        assert_eq!(
+            host.header_writes.borrow().as_slice(),
+            [(":path".to_string(), "/admin".to_string())]
+        );
     }
 
     #[test]
     fn host_errors_fail_closed_with_503() {
-        for failing in ["connection.uri_san_peer_certificate", "connection.tls_version", "source.address", "destination.address", ":headers"] {
+        for failing in [
+            "connection.uri_san_peer_certificate",
+            "connection.tls_version",
+            "source.address",
+            "destination.address",
+            ":headers",
+        ] {
             let host = host_with("GET", PRINCIPAL);
             host.set_property("connection.uri_san_peer_certificate", "");
             publish(&host, 1, &envelope::encode(1, &get_only()).unwrap());
@@ -767,9 +819,17 @@ mod tests {
             let f = filter(&host);
             assert_eq!(f.on_request_headers(&host), Action::Replied, "{failing}");
             let r = reply(&host).unwrap();
-            assert_eq!((r.status, r.body.as_str()), (503, "request attributes unavailable"), "{failing}");
+            assert_eq!(
+                (r.status, r.body.as_str()),
+                (503, "request attributes unavailable"),
+                "{failing}"
+            );
             f.metrics.flush(&host, None);
-            assert_eq!(host.counter("alp.decision.reason.attributes_unavailable"), 1, "{failing}");
+            assert_eq!(
+                host.counter("alp.decision.reason.attributes_unavailable"),
+                1,
+                "{failing}"
+            );
             assert_eq!(host.counter("alp.decision.reason.allow"), 0, "{failing}");
         }
     }

@@ -193,7 +193,10 @@ pub fn line(entry: &Entry<'_>) -> String {
         }
         None => (None, false),
     };
-    let forwarded_path = entry.http.filter(|h| h.original_path.is_some()).map(|h| loggable_path(&h.path).0);
+    let forwarded_path = entry
+        .http
+        .filter(|h| h.original_path.is_some())
+        .map(|h| loggable_path(&h.path).0);
     let line = Line {
         event: EVENT,
         decision: entry.engine.explain(entry.decision),
@@ -207,7 +210,9 @@ pub fn line(entry: &Entry<'_>) -> String {
         path_truncated,
         path_rewritten: forwarded_path.is_some(),
         forwarded_path,
-        staged: entry.staged.map(|s| entry.engine.explain_staged_against(s, entry.decision)),
+        staged: entry
+            .staged
+            .map(|s| entry.engine.explain_staged_against(s, entry.decision)),
     };
     serde_json::to_string(&line).unwrap_or_else(|e| {
         format!("{{\"event\":\"{EVENT}\",\"error\":\"cannot encode the decision: {e}\"}}")

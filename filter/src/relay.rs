@@ -19,7 +19,9 @@ use crate::config::Config;
 use crate::host::{Host, Level};
 use crate::lease::Lease;
 use alp_engine::envelope;
-use alp_engine::relay_contract::{self, HAVE_VERSION_HEADER, SNAPSHOT_PATH, VERSION_HEADER, WAIT_HEADER};
+use alp_engine::relay_contract::{
+    self, HAVE_VERSION_HEADER, SNAPSHOT_PATH, VERSION_HEADER, WAIT_HEADER,
+};
 use std::time::Duration;
 
 /// At most one failure line per this interval (the rest are counted).

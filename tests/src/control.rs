@@ -16,13 +16,20 @@ pub enum Source {
     /// `--felix-socket PATH`: Felix's Policy Sync API (in tests, a `felix-sim` test Felix).
     FelixSocket(PathBuf),
     /// `--policy PATH... --workload NAMESPACE/NAME`: Calico v3 YAML.
-    Policy { paths: Vec<PathBuf>, workload: String },
+    Policy {
+        paths: Vec<PathBuf>,
+        workload: String,
+    },
 }
 
 impl Source {
     /// The arguments, for a person to read.
     pub fn describe(&self) -> String {
-        self.args().iter().map(|a| a.to_string_lossy().into_owned()).collect::<Vec<_>>().join(" ")
+        self.args()
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join(" ")
     }
 
     /// control's command-line arguments for this source.

@@ -30,7 +30,10 @@ pub enum Updates {
     /// served by a test Felix (`felix-sim`) the test runs. `wait_synced` does not wait for it.
     FelixSocket(PathBuf),
     /// Calico v3 YAML files or directories, compiled by control for `workload` (NS/NAME).
-    Policy { paths: Vec<PathBuf>, workload: String },
+    Policy {
+        paths: Vec<PathBuf>,
+        workload: String,
+    },
 }
 
 /// One workload to protect.
@@ -242,9 +245,10 @@ impl Stack {
             };
             let source = match &spec.updates {
                 Updates::FelixSocket(_) => control::Source::FelixSocket(updates.clone()),
-                Updates::Policy { paths, workload } => {
-                    control::Source::Policy { paths: paths.clone(), workload: workload.clone() }
-                }
+                Updates::Policy { paths, workload } => control::Source::Policy {
+                    paths: paths.clone(),
+                    workload: workload.clone(),
+                },
                 _ => control::Source::Updates(updates.clone()),
             };
             let control_socket = run.join(format!("control-{}.sock", spec.name));
@@ -542,7 +546,8 @@ pub const YAOBANK: [&str; 3] = ["customer", "summary", "database"];
 /// `None` when the tutorial's files are not beside the project.
 pub fn yaobank_yaml_options() -> Option<StackOptions> {
     let tutorial = artifacts::yaobank_tutorial()?;
-    let inventory = artifacts::workspace_root().join("control/calico/tests/data/yaobank-workloads.yaml");
+    let inventory =
+        artifacts::workspace_root().join("control/calico/tests/data/yaobank-workloads.yaml");
     Some(StackOptions {
         workloads: YAOBANK
             .iter()

@@ -12,15 +12,26 @@ use alp_e2e::{Outcome, Request, Stack};
 /// command runs.
 #[test]
 fn yaobank_from_the_tutorials_calico_yaml() {
-    let opts = yaobank_yaml_options().expect("../shared/examples/yaobank (the tutorial's YAML) must be beside the project");
+    let opts = yaobank_yaml_options()
+        .expect("../shared/examples/yaobank (the tutorial's YAML) must be beside the project");
     let stack = Stack::start(opts).expect("start the YAO bank stack on the YAML source");
     let mut report = vec![];
     let unexpected = run_yaobank(&stack, |case, outcome, ok| {
-        report.push(format!("{} {}", if ok { "ok  " } else { "FAIL" }, case.describe(outcome)));
+        report.push(format!(
+            "{} {}",
+            if ok { "ok  " } else { "FAIL" },
+            case.describe(outcome)
+        ));
     })
     .unwrap();
     println!("{}", report.join("\n"));
-    assert_eq!(unexpected, 0, "unexpected outcomes:\n{}\n{}", report.join("\n"), stack.diagnostics("database"));
+    assert_eq!(
+        unexpected,
+        0,
+        "unexpected outcomes:\n{}\n{}",
+        report.join("\n"),
+        stack.diagnostics("database")
+    );
 }
 
 #[test]

@@ -16,16 +16,23 @@ pub fn split_documents(text: &str) -> Vec<Document<'_>> {
     let mut offset = 0;
     for (n, line) in text.split_inclusive('\n').enumerate() {
         let bare = line.trim_end_matches(['\n', '\r']);
-        let is_marker = bare == "---" || bare.starts_with("--- ") || bare == "..." || bare.starts_with("---\t");
+        let is_marker =
+            bare == "---" || bare.starts_with("--- ") || bare == "..." || bare.starts_with("---\t");
         if is_marker {
-            docs.push(Document { text: &text[start_byte..offset], start_line });
+            docs.push(Document {
+                text: &text[start_byte..offset],
+                start_line,
+            });
             start_byte = offset + line.len();
             start_line = n + 2;
             // `--- {inline}` is rare in resource files; content after the marker is dropped.
         }
         offset += line.len();
     }
-    docs.push(Document { text: &text[start_byte..], start_line });
+    docs.push(Document {
+        text: &text[start_byte..],
+        start_line,
+    });
     docs.retain(|d| {
         d.text.lines().any(|l| {
             let t = l.trim();

@@ -3,8 +3,8 @@
 
 use crate::document::{line_of, split_documents, Document};
 use crate::model::{
-    LabelsOnly, Metadata, Origin, Policy, PolicyKind, PolicySet, PolicySpec, Problem, Resource, Tier, TierSpec, Workload,
-    WorkloadEndpointSpec, DEFAULT_NAMESPACE,
+    LabelsOnly, Metadata, Origin, Policy, PolicyKind, PolicySet, PolicySpec, Problem, Resource,
+    Tier, TierSpec, Workload, WorkloadEndpointSpec, DEFAULT_NAMESPACE,
 };
 use crate::validate;
 use serde::de::DeserializeOwned;
@@ -50,7 +50,10 @@ pub fn load_paths(paths: &[PathBuf]) -> Result<PolicySet, Vec<Problem>> {
             }),
         }
     }
-    let refs: Vec<(&str, &str)> = inputs.iter().map(|(f, t)| (f.as_str(), t.as_str())).collect();
+    let refs: Vec<(&str, &str)> = inputs
+        .iter()
+        .map(|(f, t)| (f.as_str(), t.as_str()))
+        .collect();
     match load_texts(&refs) {
         Ok(mut set) if problems.is_empty() => {
             set.files = files;
@@ -112,11 +115,16 @@ struct Header {
 }
 
 fn load_document(file: &str, doc: &Document<'_>, set: &mut PolicySet, problems: &mut Vec<Problem>) {
-    let at = |line: usize| Origin { file: file.to_string(), line };
+    let at = |line: usize| Origin {
+        file: file.to_string(),
+        line,
+    };
     let value: serde_norway::Value = match serde_norway::from_str(doc.text) {
         Ok(v) => v,
         Err(e) => {
-            let line = e.location().map_or(doc.start_line, |l| doc.start_line + l.line() - 1);
+            let line = e
+                .location()
+                .map_or(doc.start_line, |l| doc.start_line + l.line() - 1);
             problems.push(Problem {
                 file: file.into(),
                 line,
@@ -160,29 +168,48 @@ fn load_document(file: &str, doc: &Document<'_>, set: &mut PolicySet, problems: 
         ("v1", "Namespace") | ("v1", "ServiceAccount") => {
             let parsed: LabelsOnly = match typed(doc) {
                 Ok(p) => p,
-                Err((line, field, msg)) => return problem(line, ns.as_deref(), field.as_deref(), msg),
+                Err((line, field, msg)) => {
+                    return problem(line, ns.as_deref(), field.as_deref(), msg)
+                }
             };
             if name.is_empty() {
-                return problem(doc.start_line, None, Some("metadata.name"), "is required".into());
+                return problem(
+                    doc.start_line,
+                    None,
+                    Some("metadata.name"),
+                    "is required".into(),
+                );
             }
             if kind == "Namespace" {
                 set.namespaces.insert(name, parsed.metadata.labels);
             } else {
                 let ns = ns.unwrap_or_else(|| DEFAULT_NAMESPACE.into());
-                set.service_accounts.insert((ns, name), parsed.metadata.labels);
+                set.service_accounts
+                    .insert((ns, name), parsed.metadata.labels);
             }
             return;
         }
         (api, _) => {
             if api.is_empty() || kind.is_empty() {
-                return problem(doc.start_line, None, None, "apiVersion and kind are required".into());
+                return problem(
+                    doc.start_line,
+                    None,
+                    None,
+                    "apiVersion and kind are required".into(),
+                );
             }
-            set.skipped.push(format!("{file}:{} {api} {kind} {name}", doc.start_line));
+            set.skipped
+                .push(format!("{file}:{} {api} {kind} {name}", doc.start_line));
             return;
         }
     }
     if name.is_empty() {
-        return problem(doc.start_line, None, Some("metadata.name"), "is required".into());
+        return problem(
+            doc.start_line,
+            None,
+            Some("metadata.name"),
+            "is required".into(),
+        );
     }
     if let Some(policy_kind) = PolicyKind::from_kind(kind) {
         let parsed: Resource<PolicySpec> = match typed(doc) {
@@ -193,11 +220,22 @@ fn load_document(file: &str, doc: &Document<'_>, set: &mut PolicySet, problems: 
             ns.clone().unwrap_or_else(|| DEFAULT_NAMESPACE.into())
         } else {
             if ns.is_some() {
-                return problem(doc.start_line, ns.as_deref(), Some("metadata.namespace"), format!("{kind} is not namespaced"));
+                return problem(
+                    doc.start_line,
+                    ns.as_deref(),
+                    Some("metadata.namespace"),
+                    format!("{kind} is not namespaced"),
+                );
             }
             String::new()
         };
-        let policy = Policy { kind: policy_kind, name, namespace, spec: parsed.spec, origin: at(doc.start_line) };
+        let policy = Policy {
+            kind: policy_kind,
+            name,
+            namespace,
+            spec: parsed.spec,
+            origin: at(doc.start_line),
+        };
         for (line, field, msg) in validate::policy(&policy, doc) {
             let ns = (!policy.namespace.is_empty()).then_some(policy.namespace.as_str());
             problem(line, ns, Some(&field), msg);
@@ -253,7 +291,9 @@ fn typed<T: DeserializeOwned>(doc: &Document<'_>) -> Result<T, (usize, Option<St
     serde_path_to_error::deserialize::<_, T>(de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
-        let line = inner.location().map_or(doc.start_line, |l| doc.start_line + l.line() - 1);
+        let line = inner
+            .location()
+            .map_or(doc.start_line, |l| doc.start_line + l.line() - 1);
         let field = (path != "." && !path.is_empty()).then_some(path);
         let mut message = strip_location(&inner.to_string());
         // serde_norway starts with its own path (`spec.ingress[0]: ...`); the field says it.
@@ -273,4 +313,3 @@ fn strip_location(message: &str) -> String {
         None => message.to_string(),
     }
 }
-

@@ -289,7 +289,10 @@ impl PolicyKind {
         }
     }
     pub fn namespaced(self) -> bool {
-        matches!(self, PolicyKind::NetworkPolicy | PolicyKind::StagedNetworkPolicy)
+        matches!(
+            self,
+            PolicyKind::NetworkPolicy | PolicyKind::StagedNetworkPolicy
+        )
     }
     pub(crate) fn from_kind(kind: &str) -> Option<PolicyKind> {
         Some(match kind {
@@ -315,7 +318,11 @@ pub struct Policy {
 impl Policy {
     /// `spec.tier`, else [`DEFAULT_TIER`].
     pub fn tier(&self) -> &str {
-        self.spec.tier.as_deref().filter(|t| !t.is_empty()).unwrap_or(DEFAULT_TIER)
+        self.spec
+            .tier
+            .as_deref()
+            .filter(|t| !t.is_empty())
+            .unwrap_or(DEFAULT_TIER)
     }
 
     /// `spec.order` as a sort key (absent: last).
@@ -329,7 +336,10 @@ impl Policy {
         if self.spec.types.is_empty() {
             (true, !self.spec.egress.is_empty())
         } else {
-            (self.spec.types.iter().any(|t| t == "Ingress"), self.spec.types.iter().any(|t| t == "Egress"))
+            (
+                self.spec.types.iter().any(|t| t == "Ingress"),
+                self.spec.types.iter().any(|t| t == "Egress"),
+            )
         }
     }
 
@@ -362,12 +372,18 @@ pub struct Workload {
 impl Workload {
     /// `spec.serviceAccountName`, when given.
     pub fn service_account(&self) -> Option<&str> {
-        self.spec.service_account_name.as_deref().filter(|s| !s.is_empty())
+        self.spec
+            .service_account_name
+            .as_deref()
+            .filter(|s| !s.is_empty())
     }
 
     /// `spec.orchestrator`, else [`DEFAULT_ORCHESTRATOR`].
     pub fn orchestrator(&self) -> &str {
-        self.spec.orchestrator.as_deref().unwrap_or(DEFAULT_ORCHESTRATOR)
+        self.spec
+            .orchestrator
+            .as_deref()
+            .unwrap_or(DEFAULT_ORCHESTRATOR)
     }
 
     /// `spec.endpoint`, else [`DEFAULT_ENDPOINT`].

@@ -26,9 +26,16 @@ fn inventory() -> String {
 
 fn compile_for(policy: &str, workload: &str) -> Vec<ToDataplane> {
     let inv = inventory();
-    let set = load_texts(&[("policy.yaml", policy), ("inventory.yaml", &inv)]).unwrap_or_else(|p| {
-        panic!("problems: {}", p.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))
-    });
+    let set =
+        load_texts(&[("policy.yaml", policy), ("inventory.yaml", &inv)]).unwrap_or_else(|p| {
+            panic!(
+                "problems: {}",
+                p.iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            )
+        });
     let (ns, name) = workload.split_once('/').unwrap();
     compile(&set, ns, name).unwrap()
 }
@@ -45,7 +52,9 @@ fn endpoint(msgs: &[ToDataplane]) -> w::WorkloadEndpoint {
 fn policy(msgs: &[ToDataplane], name: &str) -> w::Policy {
     msgs.iter()
         .find_map(|m| match &m.payload {
-            Some(Payload::ActivePolicyUpdate(u)) if u.id.as_ref().unwrap().name == name => u.policy.clone(),
+            Some(Payload::ActivePolicyUpdate(u)) if u.id.as_ref().unwrap().name == name => {
+                u.policy.clone()
+            }
             _ => None,
         })
         .unwrap_or_else(|| panic!("no policy {name}"))
@@ -66,7 +75,11 @@ fn tiers(msgs: &[ToDataplane]) -> Vec<String> {
         .tiers
         .iter()
         .map(|t| {
-            let ids: Vec<String> = t.ingress_policies.iter().map(|p| format!("{}/{}/{}", p.kind, p.namespace, p.name)).collect();
+            let ids: Vec<String> = t
+                .ingress_policies
+                .iter()
+                .map(|p| format!("{}/{}/{}", p.kind, p.namespace, p.name))
+                .collect();
             format!("{}({}): {}", t.name, t.default_action, ids.join(" "))
         })
         .collect()
@@ -85,7 +98,11 @@ fn decide(msgs: &[ToDataplane], request: &str) -> String {
     let spec: RequestSpec = serde_json::from_str(request).unwrap();
     let d = engine.decide(&spec.request());
     let e = engine.explain(&d);
-    format!("{} {}", e.reason, e.policy.map(|p| p.name).unwrap_or_default())
+    format!(
+        "{} {}",
+        e.reason,
+        e.policy.map(|p| p.name).unwrap_or_default()
+    )
 }
 
 #[test]
@@ -115,7 +132,10 @@ fn tiers_and_ordering() {
         ]
     );
     assert_eq!(endpoint(&msgs).tiers[0].egress_policies.len(), 1);
-    assert_eq!(endpoint(&msgs).profile_ids, vec!["kns.prod", "ksa.prod.web"]);
+    assert_eq!(
+        endpoint(&msgs).profile_ids,
+        vec!["kns.prod", "ksa.prod.web"]
+    );
     // dev/web: the namespaced policy of prod does not select it.
     let msgs = compile_for(&yaml, "dev/web");
     assert_eq!(tiers(&msgs)[2], "default(Deny): GlobalNetworkPolicy//d");
@@ -127,23 +147,44 @@ fn namespaced_policies_pin_selectors_to_their_namespace() {
     let msgs = compile_for(&yaml, "prod/api");
     let p = policy(&msgs, "p");
     assert_eq!(p.namespace, "prod");
-    assert!(p.original_selector.contains("projectcalico.org/namespace == 'prod'"), "{}", p.original_selector);
+    assert!(
+        p.original_selector
+            .contains("projectcalico.org/namespace == 'prod'"),
+        "{}",
+        p.original_selector
+    );
     let r = &p.inbound_rules;
     assert_eq!(r[0].original_src_selector, "app == 'web'");
-    assert_eq!(ipset(&msgs, &r[0].src_ip_set_ids[0]).1, vec!["10.0.0.1"], "prod/web only, not dev/web");
+    assert_eq!(
+        ipset(&msgs, &r[0].src_ip_set_ids[0]).1,
+        vec!["10.0.0.1"],
+        "prod/web only, not dev/web"
+    );
     assert_eq!(r[1].original_src_namespace_selector, "env == 'prod'");
-    assert_eq!(ipset(&msgs, &r[1].src_ip_set_ids[0]).1, vec!["10.0.0.1", "10.0.0.2"]);
+    assert_eq!(
+        ipset(&msgs, &r[1].src_ip_set_ids[0]).1,
+        vec!["10.0.0.1", "10.0.0.2"]
+    );
     // notSelector alone: the namespace becomes the positive selector, absorbing the negation.
     assert!(r[2].not_src_ip_set_ids.is_empty());
     assert_eq!(r[2].original_not_src_selector, "app == 'web'");
     assert_eq!(ipset(&msgs, &r[2].src_ip_set_ids[0]).1, vec!["10.0.0.2"]);
     assert_eq!(r[3].src_net, vec!["10.9.0.7/32"]);
-    assert!(r[3].src_ip_set_ids.is_empty(), "nets alone: no namespace IP set");
+    assert!(
+        r[3].src_ip_set_ids.is_empty(),
+        "nets alone: no namespace IP set"
+    );
     // The same rules in a global policy are not pinned.
     let msgs = compile_for(&gnp("g", "  selector: app == 'api'\n  ingress:\n    - action: Allow\n      source: {selector: app == 'web', notSelector: has(x)}\n    - action: Allow\n      source: {notSelector: app == 'web'}\n"), "prod/api");
     let r = policy(&msgs, "g").inbound_rules;
-    assert_eq!(ipset(&msgs, &r[0].src_ip_set_ids[0]).1, vec!["10.0.0.1", "10.0.1.1"]);
-    assert_eq!(ipset(&msgs, &r[1].not_src_ip_set_ids[0]).1, vec!["10.0.0.1", "10.0.1.1"]);
+    assert_eq!(
+        ipset(&msgs, &r[0].src_ip_set_ids[0]).1,
+        vec!["10.0.0.1", "10.0.1.1"]
+    );
+    assert_eq!(
+        ipset(&msgs, &r[1].not_src_ip_set_ids[0]).1,
+        vec!["10.0.0.1", "10.0.1.1"]
+    );
     assert!(r[1].src_ip_set_ids.is_empty());
 }
 
@@ -156,7 +197,10 @@ fn selectors_that_select_nothing() {
     ]
     .concat();
     let msgs = compile_for(&yaml, "prod/web");
-    assert_eq!(tiers(&msgs), vec!["default(Deny): GlobalNetworkPolicy//all"]);
+    assert_eq!(
+        tiers(&msgs),
+        vec!["default(Deny): GlobalNetworkPolicy//all"]
+    );
     let r = &policy(&msgs, "all").inbound_rules[0];
     assert_eq!(ipset(&msgs, &r.src_ip_set_ids[0]), (0, vec![]));
     let req = r#"{"source":{"address":"10.0.0.2"},"http":{"method":"GET","path":"/"}}"#;
@@ -172,17 +216,50 @@ fn named_ports_become_ip_and_port_sets() {
     let yaml = gnp("p", "  selector: all()\n  ingress:\n    - action: Allow\n      protocol: TCP\n      destination: {ports: [http]}\n    - action: Allow\n      protocol: UDP\n      source: {selector: app == 'web', ports: [dns, 1000]}\n    - action: Allow\n      protocol: TCP\n      destination: {notPorts: [http, '2000:2010']}\n");
     let msgs = compile_for(&yaml, "prod/api");
     let r = policy(&msgs, "p").inbound_rules;
-    assert!(r[0].dst_ip_set_ids.is_empty(), "named ports only: the selector goes into the named-port set");
+    assert!(
+        r[0].dst_ip_set_ids.is_empty(),
+        "named ports only: the selector goes into the named-port set"
+    );
     assert_eq!(
         ipset(&msgs, &r[0].dst_named_port_ip_set_ids[0]),
-        (1, vec!["10.0.0.1,tcp:8080".into(), "10.0.0.2,tcp:8080".into(), "10.0.1.1,tcp:8080".into()])
+        (
+            1,
+            vec![
+                "10.0.0.1,tcp:8080".into(),
+                "10.0.0.2,tcp:8080".into(),
+                "10.0.1.1,tcp:8080".into()
+            ]
+        )
     );
-    assert_eq!(ipset(&msgs, &r[1].src_named_port_ip_set_ids[0]).1, vec!["10.0.0.1,udp:53", "10.0.1.1,udp:53"]);
-    assert_eq!(r[1].src_ports, vec![w::PortRange { first: 1000, last: 1000 }]);
-    assert_eq!(r[1].src_ip_set_ids.len(), 1, "numeric ports too: the selector set stays");
-    assert_eq!(r[2].not_dst_ports, vec![w::PortRange { first: 2000, last: 2010 }]);
+    assert_eq!(
+        ipset(&msgs, &r[1].src_named_port_ip_set_ids[0]).1,
+        vec!["10.0.0.1,udp:53", "10.0.1.1,udp:53"]
+    );
+    assert_eq!(
+        r[1].src_ports,
+        vec![w::PortRange {
+            first: 1000,
+            last: 1000
+        }]
+    );
+    assert_eq!(
+        r[1].src_ip_set_ids.len(),
+        1,
+        "numeric ports too: the selector set stays"
+    );
+    assert_eq!(
+        r[2].not_dst_ports,
+        vec![w::PortRange {
+            first: 2000,
+            last: 2010
+        }]
+    );
     assert_eq!(r[2].not_dst_named_port_ip_set_ids.len(), 1);
-    let req = |port: u16| format!(r#"{{"destination":{{"address":"10.0.0.2","port":{port}}},"http":{{"method":"GET","path":"/"}}}}"#);
+    let req = |port: u16| {
+        format!(
+            r#"{{"destination":{{"address":"10.0.0.2","port":{port}}},"http":{{"method":"GET","path":"/"}}}}"#
+        )
+    };
     assert_eq!(decide(&msgs, &req(8080)), "allow p");
 }
 
@@ -197,7 +274,10 @@ fn pass_goes_to_the_next_tier_and_staged_policies_are_listed() {
     ]
     .concat();
     let msgs = compile_for(&yaml, "prod/web");
-    assert_eq!(policy(&msgs, "first.pass").inbound_rules[0].action, "next-tier");
+    assert_eq!(
+        policy(&msgs, "first.pass").inbound_rules[0].action,
+        "next-tier"
+    );
     assert_eq!(policy(&msgs, "first.pass").inbound_rules[1].action, "deny");
     assert_eq!(
         tiers(&msgs)[1],
@@ -206,7 +286,10 @@ fn pass_goes_to_the_next_tier_and_staged_policies_are_listed() {
     let get = |path: &str| format!(r#"{{"http":{{"method":"GET","path":"{path}"}}}}"#);
     assert_eq!(decide(&msgs, &get("/public/x")), "allow allow-get");
     assert_eq!(decide(&msgs, &get("/private")), "policy_denied ");
-    assert_eq!(decide(&msgs, r#"{"http":{"method":"POST","path":"/"}}"#), "policy_denied first.pass");
+    assert_eq!(
+        decide(&msgs, r#"{"http":{"method":"POST","path":"/"}}"#),
+        "policy_denied first.pass"
+    );
 }
 
 #[test]
@@ -214,11 +297,30 @@ fn service_accounts_protocols_and_http() {
     let yaml = np("prod", "p", "  selector: all()\n  serviceAccountSelector: role == 'frontend'\n  ingress:\n    - action: Allow\n      protocol: 6\n      notProtocol: UDP\n      source:\n        serviceAccounts: {names: [api], selector: has(x)}\n      http: {methods: [GET, PUT]}\n    - action: Allow\n      protocol: ICMP\n      icmp: {type: 8, code: 0}\n      notICMP: {type: 3}\n");
     let msgs = compile_for(&yaml, "prod/web");
     let r = policy(&msgs, "p").inbound_rules;
-    assert_eq!(r[0].src_service_account_match, Some(w::ServiceAccountMatch { selector: "has(x)".into(), names: vec!["api".into()] }));
-    assert_eq!(ipset(&msgs, &r[0].src_ip_set_ids[0]).1, Vec::<String>::new(), "api has no label x");
-    assert_eq!(r[0].protocol.as_ref().unwrap().number_or_name, Some(w::protocol::NumberOrName::Number(6)));
-    assert_eq!(r[0].not_protocol.as_ref().unwrap().number_or_name, Some(w::protocol::NumberOrName::Name("udp".into())));
-    assert_eq!(r[0].http_match.as_ref().unwrap().methods, vec!["GET", "PUT"]);
+    assert_eq!(
+        r[0].src_service_account_match,
+        Some(w::ServiceAccountMatch {
+            selector: "has(x)".into(),
+            names: vec!["api".into()]
+        })
+    );
+    assert_eq!(
+        ipset(&msgs, &r[0].src_ip_set_ids[0]).1,
+        Vec::<String>::new(),
+        "api has no label x"
+    );
+    assert_eq!(
+        r[0].protocol.as_ref().unwrap().number_or_name,
+        Some(w::protocol::NumberOrName::Number(6))
+    );
+    assert_eq!(
+        r[0].not_protocol.as_ref().unwrap().number_or_name,
+        Some(w::protocol::NumberOrName::Name("udp".into()))
+    );
+    assert_eq!(
+        r[0].http_match.as_ref().unwrap().methods,
+        vec!["GET", "PUT"]
+    );
     assert!(r[1].icmp.is_some() && r[1].not_icmp.is_some());
     // serviceAccountSelector: prod/api's account has no role label.
     assert!(endpoint(&compile_for(&yaml, "prod/api")).tiers.is_empty());
@@ -304,7 +406,10 @@ fn validation_errors_name_file_line_resource_and_field() {
     for (yaml, want) in cases {
         let problems = load_texts(&[("f.yaml", yaml)]).expect_err(yaml);
         let text: Vec<String> = problems.iter().map(ToString::to_string).collect();
-        assert!(text.iter().any(|t| t.contains(want)), "want {want:?}\ngot {text:#?}");
+        assert!(
+            text.iter().any(|t| t.contains(want)),
+            "want {want:?}\ngot {text:#?}"
+        );
     }
 }
 
@@ -341,19 +446,32 @@ fn path_values_that_do_not_normalise_are_errors() {
         match want {
             None => assert!(result.is_ok(), "{entry}: {:#?}", result.err()),
             Some(want) => {
-                let text: Vec<String> = result.expect_err(entry).iter().map(ToString::to_string).collect();
+                let text: Vec<String> = result
+                    .expect_err(entry)
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect();
                 assert_eq!(text.len(), 1, "{entry}: {text:#?}");
-                assert!(text[0].contains(want), "{entry}: want {want:?}\ngot {text:#?}");
+                assert!(
+                    text[0].contains(want),
+                    "{entry}: want {want:?}\ngot {text:#?}"
+                );
             }
         }
     }
     // Each entry is reported at its own line, in a document that is not the file's first.
     let yaml = format!("# policies\n---\n{head}          - exact: /ok\n          - prefix: /x/..%2Fy\n          - exact: /admin/..%3B\n");
     let problems = load_texts(&[("f.yaml", &yaml)]).unwrap_err();
-    let found: Vec<(usize, Option<&str>)> = problems.iter().map(|p| (p.line, p.field.as_deref())).collect();
+    let found: Vec<(usize, Option<&str>)> = problems
+        .iter()
+        .map(|p| (p.line, p.field.as_deref()))
+        .collect();
     assert_eq!(
         found,
-        [(13, Some("spec.ingress[0].http.paths[1].prefix")), (14, Some("spec.ingress[0].http.paths[2].exact"))]
+        [
+            (13, Some("spec.ingress[0].http.paths[1].prefix")),
+            (14, Some("spec.ingress[0].http.paths[2].exact"))
+        ]
     );
 }
 
@@ -369,10 +487,16 @@ fn every_problem_is_reported() {
 /// Felix updates in envoy/yaobank/*.jsonl, on a grid of requests.
 #[test]
 fn yaobank_round_trip_matches_hand_written_updates() {
-    let apps = alp_engine::testdata::shared_file("examples/yaobank/10-yaobank.yaml").expect("yaobank apps");
-    let policy = alp_engine::testdata::shared_file("examples/yaobank/30-policy.yaml").expect("yaobank policy");
-    let set = load_texts(&[("10-yaobank.yaml", &apps), ("30-policy.yaml", &policy), ("workloads.yaml", YAOBANK_WORKLOADS)])
-        .unwrap_or_else(|p| panic!("{p:#?}"));
+    let apps = alp_engine::testdata::shared_file("examples/yaobank/10-yaobank.yaml")
+        .expect("yaobank apps");
+    let policy = alp_engine::testdata::shared_file("examples/yaobank/30-policy.yaml")
+        .expect("yaobank policy");
+    let set = load_texts(&[
+        ("10-yaobank.yaml", &apps),
+        ("30-policy.yaml", &policy),
+        ("workloads.yaml", YAOBANK_WORKLOADS),
+    ])
+    .unwrap_or_else(|p| panic!("{p:#?}"));
     assert_eq!(set.policies.len(), 3);
     assert_eq!(set.service_accounts.len(), 3);
     let peers = [
@@ -387,15 +511,26 @@ fn yaobank_round_trip_matches_hand_written_updates() {
     let mut compared = 0;
     for app in ["customer", "summary", "database"] {
         let hand = alp_felix::updates::parse_updates(
-            &std::fs::read_to_string(format!("{}/../../envoy/yaobank/{app}.jsonl", env!("CARGO_MANIFEST_DIR"))).unwrap(),
+            &std::fs::read_to_string(format!(
+                "{}/../../envoy/yaobank/{app}.jsonl",
+                env!("CARGO_MANIFEST_DIR")
+            ))
+            .unwrap(),
         )
         .unwrap();
         let ours = compile(&set, "default", app).unwrap();
-        let (hand, ours) = (alp_felix::engine_from_updates(&hand), alp_felix::engine_from_updates(&ours));
+        let (hand, ours) = (
+            alp_felix::engine_from_updates(&hand),
+            alp_felix::engine_from_updates(&ours),
+        );
         for (sa, addr) in peers {
             for method in ["GET", "POST"] {
                 for http in [true, false] {
-                    let principal = if sa.is_empty() { String::new() } else { format!("spiffe://cluster.local/ns/default/sa/{sa}") };
+                    let principal = if sa.is_empty() {
+                        String::new()
+                    } else {
+                        format!("spiffe://cluster.local/ns/default/sa/{sa}")
+                    };
                     let mut req = serde_json::json!({"source": {"principal": principal}});
                     if !addr.is_empty() {
                         req["source"]["address"] = addr.into();

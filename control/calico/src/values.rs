@@ -10,8 +10,13 @@ pub fn protocol(p: &NumOrString) -> Option<String> {
         NumOrString::Num(n) if (1..=255).contains(n) => Some(n.to_string()),
         NumOrString::Num(_) => None,
         NumOrString::Str(s) => match s.to_ascii_lowercase().as_str() {
-            name @ ("tcp" | "udp" | "icmp" | "icmpv6" | "sctp" | "udplite") => Some(name.to_string()),
-            n => n.parse::<i64>().ok().and_then(|n| protocol(&NumOrString::Num(n))),
+            name @ ("tcp" | "udp" | "icmp" | "icmpv6" | "sctp" | "udplite") => {
+                Some(name.to_string())
+            }
+            n => n
+                .parse::<i64>()
+                .ok()
+                .and_then(|n| protocol(&NumOrString::Num(n))),
         },
     }
 }
@@ -25,7 +30,13 @@ pub enum Port {
 
 /// Parses `80`, `"80"`, `"1000:2000"` or a port name.
 pub fn port(p: &NumOrString) -> Result<Port, String> {
-    let num = |s: &str| s.trim().parse::<u32>().ok().filter(|n| *n <= 65535).map(|n| n as i32);
+    let num = |s: &str| {
+        s.trim()
+            .parse::<u32>()
+            .ok()
+            .filter(|n| *n <= 65535)
+            .map(|n| n as i32)
+    };
     match p {
         NumOrString::Num(n) if (0..=65535).contains(n) => Ok(Port::Range(*n as i32, *n as i32)),
         NumOrString::Num(n) => Err(format!("port {n} is out of range 0-65535")),
@@ -33,14 +44,17 @@ pub fn port(p: &NumOrString) -> Result<Port, String> {
             if let Some((a, b)) = s.split_once(':') {
                 match (num(a), num(b)) {
                     (Some(a), Some(b)) if a <= b => Ok(Port::Range(a, b)),
-                    _ => Err(format!("port range {s:?} must be FIRST:LAST with 0 <= FIRST <= LAST <= 65535")),
+                    _ => Err(format!(
+                        "port range {s:?} must be FIRST:LAST with 0 <= FIRST <= LAST <= 65535"
+                    )),
                 }
             } else if let Some(n) = num(s) {
                 Ok(Port::Range(n, n))
             } else if !s.is_empty()
                 && s.len() <= 128
                 && s.starts_with(|c: char| c.is_ascii_alphabetic())
-                && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
             {
                 Ok(Port::Named(s.clone()))
             } else {
@@ -71,7 +85,11 @@ pub fn net(text: &str) -> Option<String> {
             if len > 128 {
                 return None;
             }
-            let mask = if len == 0 { 0 } else { u128::MAX << (128 - len) };
+            let mask = if len == 0 {
+                0
+            } else {
+                u128::MAX << (128 - len)
+            };
             format!("{}/{len}", std::net::Ipv6Addr::from(u128::from(a) & mask))
         }
     })

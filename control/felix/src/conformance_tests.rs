@@ -7,9 +7,12 @@ use crate::updates::parse_values;
 use alp_engine::RequestSpec;
 use serde_json::Value;
 
-
 fn cases() -> Vec<Value> {
-    let cases: Vec<Value> = serde_json::from_str(&alp_engine::testdata::shared_file("conformance/authz_cases.json").expect("shared/conformance/authz_cases.json")).unwrap_or_else(|e| panic!("{e}"));
+    let cases: Vec<Value> = serde_json::from_str(
+        &alp_engine::testdata::shared_file("conformance/authz_cases.json")
+            .expect("shared/conformance/authz_cases.json"),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(cases.len(), 105);
     cases
 }

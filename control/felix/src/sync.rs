@@ -348,7 +348,10 @@ mod tests {
 
     #[test]
     fn replay_is_one_stream() {
-        let msgs: Vec<ToDataplane> = [NS_A, r#"{"namespaceUpdate": {}}"#, IN_SYNC, NS_B].iter().map(|t| msg(t)).collect();
+        let msgs: Vec<ToDataplane> = [NS_A, r#"{"namespaceUpdate": {}}"#, IN_SYNC, NS_B]
+            .iter()
+            .map(|t| msg(t))
+            .collect();
         let mut st = SyncState::new();
         let r = st.replay(&msgs);
         assert!(r.current_changed && st.in_sync());

@@ -90,29 +90,60 @@ pub async fn start(listen: &Listen, source: Box<dyn Source>, options: Options) -
     let source = tokio::spawn(source.run(outputs));
     let compiler = tokio::spawn(compile(policy_rx, engine_tx, options));
     let server = tokio::spawn(serve(bound, Authorizer::new(engine_rx), shutdown_rx));
-    Ok(Running { address, shutdown: shutdown_tx, server, source, worker: ("compiler", compiler) })
+    Ok(Running {
+        address,
+        shutdown: shutdown_tx,
+        server,
+        source,
+        worker: ("compiler", compiler),
+    })
 }
 
 /// Compiles each new revision once (off the async threads) and installs it for the checks.
 /// Versions as `control serve`'s ([`crate::versioner`]); a revision already compiled keeps its
 /// engine.
-async fn compile(mut policy: watch::Receiver<Policy>, engine: watch::Sender<Arc<Engine>>, options: Options) {
+async fn compile(
+    mut policy: watch::Receiver<Policy>,
+    engine: watch::Sender<Arc<Engine>>,
+    options: Options,
+) {
     let mut versioner = Versioner::new(unix_micros);
     loop {
         let current = policy.borrow_and_update().clone();
-        if let Next::Build { generation, version, snapshot } = versioner.next(&current) {
+        if let Next::Build {
+            generation,
+            version,
+            snapshot,
+        } = versioner.next(&current)
+        {
             let started = std::time::Instant::now();
             let for_compile = Arc::clone(&snapshot);
             let options = options.clone();
-            match tokio::task::spawn_blocking(move || Engine::from_snapshot_with(version, &for_compile, &options)).await {
+            match tokio::task::spawn_blocking(move || {
+                Engine::from_snapshot_with(version, &for_compile, &options)
+            })
+            .await
+            {
                 Ok(compiled) => {
-                    let rules: usize = snapshot.policies.iter().map(|p| p.inbound_rules.len()).sum();
-                    info!(version, rules, ms = started.elapsed().as_millis() as u64, "policy compiled");
+                    let rules: usize = snapshot
+                        .policies
+                        .iter()
+                        .map(|p| p.inbound_rules.len())
+                        .sum();
+                    info!(
+                        version,
+                        rules,
+                        ms = started.elapsed().as_millis() as u64,
+                        "policy compiled"
+                    );
                     let compiled = Arc::new(compiled);
                     versioner.built(generation, version, Arc::clone(&compiled));
                     engine.send_replace(compiled);
                 }
-                Err(e) => error!(version, "compiling the policy failed: {e}; keeping the previous one"),
+                Err(e) => error!(
+                    version,
+                    "compiling the policy failed: {e}; keeping the previous one"
+                ),
             }
         }
         if policy.changed().await.is_err() {
@@ -121,20 +152,32 @@ async fn compile(mut policy: watch::Receiver<Policy>, engine: watch::Sender<Arc<
     }
 }
 
-async fn serve(bound: Bound, authorizer: Authorizer, mut shutdown: watch::Receiver<bool>) -> Result<()> {
+async fn serve(
+    bound: Bound,
+    authorizer: Authorizer,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<()> {
     use proto::envoy::service::auth::v3::authorization_server::AuthorizationServer;
     let signal = async move {
         let _ = shutdown.wait_for(|stop| *stop).await;
     };
-    let router = tonic::transport::Server::builder().add_service(AuthorizationServer::new(authorizer));
+    let router =
+        tonic::transport::Server::builder().add_service(AuthorizationServer::new(authorizer));
     match bound {
         Bound::Tcp(listener) => {
-            let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-            router.serve_with_incoming_shutdown(incoming, signal).await.context("gRPC server")
+            let incoming =
+                tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+            router
+                .serve_with_incoming_shutdown(incoming, signal)
+                .await
+                .context("gRPC server")
         }
         Bound::Unix(listener, path) => {
             let incoming = tokio_stream::wrappers::UnixListenerStream::new(listener);
-            let result = router.serve_with_incoming_shutdown(incoming, signal).await.context("gRPC server");
+            let result = router
+                .serve_with_incoming_shutdown(incoming, signal)
+                .await
+                .context("gRPC server");
             if tokio::fs::remove_file(&path).await.is_ok() {
                 info!(path = %path.display(), "removed socket");
             }

@@ -1,6 +1,8 @@
 //! `Authorization/Check`: the request attributes Envoy sends -> the engine -> the answer.
 
-use super::proto::envoy::config::core::v3::{address, socket_address, HeaderValue, HeaderValueOption};
+use super::proto::envoy::config::core::v3::{
+    address, socket_address, HeaderValue, HeaderValueOption,
+};
 use super::proto::envoy::r#type::v3::HttpStatus;
 use super::proto::envoy::service::auth::v3::attribute_context;
 use super::proto::envoy::service::auth::v3::authorization_server::Authorization;
@@ -8,9 +10,9 @@ use super::proto::envoy::service::auth::v3::{
     check_response, CheckRequest, CheckResponse, DeniedHttpResponse, OkHttpResponse,
 };
 use super::proto::google::rpc;
+use crate::decide::{self, NonCanonicalPath};
 use alp_engine::address::parse_ip;
 use alp_engine::protocol::{TCP, UDP};
-use crate::decide::{self, NonCanonicalPath};
 use alp_engine::{Engine, Http, Peer, Request, Verdict};
 use std::sync::Arc;
 use tokio::sync::watch;
@@ -59,7 +61,11 @@ pub fn check(engine: &Engine, check: &CheckRequest) -> CheckResponse {
         source: src,
         destination: dst,
         protocol: if src_udp || dst_udp { UDP } else { TCP },
-        http: http.map(|h| Http { method: &h.method, path: &h.path, host: &h.host }),
+        http: http.map(|h| Http {
+            method: &h.method,
+            path: &h.path,
+            host: &h.host,
+        }),
     };
     // Envoy forwards the path as it is: a non-canonical one is refused (D10).
     let decided = decide::decide(engine, &request, NonCanonicalPath::Reject);
@@ -94,18 +100,30 @@ pub(super) fn peer(peer: Option<&attribute_context::Peer>) -> (Peer<'_>, bool) {
     };
     let ip = socket.and_then(|s| parse_ip(&s.address));
     let port = match (ip, socket.and_then(|s| s.port_specifier.as_ref())) {
-        (Some(_), Some(socket_address::PortSpecifier::PortValue(v))) => u16::try_from(*v).unwrap_or(0),
+        (Some(_), Some(socket_address::PortSpecifier::PortValue(v))) => {
+            u16::try_from(*v).unwrap_or(0)
+        }
         _ => 0,
     };
     let udp = socket.is_some_and(|s| s.protocol == socket_address::Protocol::Udp as i32);
-    (Peer { principal: &p.principal, address: ip, port }, udp)
+    (
+        Peer {
+            principal: &p.principal,
+            address: ip,
+            port,
+        },
+        udp,
+    )
 }
 
 /// OK, or the D9 status and body (the filter's local reply).
 pub fn response(verdict: Verdict) -> CheckResponse {
     let Some(status) = verdict.status() else {
         return CheckResponse {
-            status: Some(rpc::Status { code: OK, message: String::new() }),
+            status: Some(rpc::Status {
+                code: OK,
+                message: String::new(),
+            }),
             http_response: Some(check_response::HttpResponse::OkResponse(OkHttpResponse {})),
         };
     };
@@ -115,13 +133,23 @@ pub fn response(verdict: Verdict) -> CheckResponse {
         _ => PERMISSION_DENIED,
     };
     CheckResponse {
-        status: Some(rpc::Status { code, message: verdict.reason().to_string() }),
-        http_response: Some(check_response::HttpResponse::DeniedResponse(DeniedHttpResponse {
-            status: Some(HttpStatus { code: i32::from(status) }),
-            headers: vec![HeaderValueOption {
-                header: Some(HeaderValue { key: "content-type".into(), value: "text/plain".into() }),
-            }],
-            body: verdict.body().to_string(),
-        })),
+        status: Some(rpc::Status {
+            code,
+            message: verdict.reason().to_string(),
+        }),
+        http_response: Some(check_response::HttpResponse::DeniedResponse(
+            DeniedHttpResponse {
+                status: Some(HttpStatus {
+                    code: i32::from(status),
+                }),
+                headers: vec![HeaderValueOption {
+                    header: Some(HeaderValue {
+                        key: "content-type".into(),
+                        value: "text/plain".into(),
+                    }),
+                }],
+                body: verdict.body().to_string(),
+            },
+        )),
     }
 }

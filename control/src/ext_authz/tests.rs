@@ -1,11 +1,15 @@
 //! A tonic client checking requests against `start` over a Unix socket.
 
-use super::proto::envoy::config::core::v3::{address, socket_address, Address, Pipe, SocketAddress};
+use super::proto::envoy::config::core::v3::{
+    address, socket_address, Address, Pipe, SocketAddress,
+};
 use super::proto::envoy::service::auth::v3::authorization_client::AuthorizationClient;
-use super::proto::envoy::service::auth::v3::{attribute_context, check_response, AttributeContext, CheckRequest, CheckResponse};
+use super::proto::envoy::service::auth::v3::{
+    attribute_context, check_response, AttributeContext, CheckRequest, CheckResponse,
+};
 use super::*;
-use alp_engine::Verdict;
 use crate::source::updates_file::UpdatesFile;
+use alp_engine::Verdict;
 use hyper_util::rt::TokioIo;
 use std::path::Path;
 use std::time::Duration;
@@ -27,7 +31,9 @@ async fn client(socket: &Path) -> AuthorizationClient<Channel> {
     let channel = Endpoint::from_static("http://localhost")
         .connect_with_connector(tower::service_fn(move |_: Uri| {
             let path = path.clone();
-            async move { Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(path).await?)) }
+            async move {
+                Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(path).await?))
+            }
         }))
         .await
         .expect("connects");
@@ -78,7 +84,12 @@ fn outcome(r: &CheckResponse) -> Outcome {
     let code = r.status.as_ref().map_or(-1, |s| s.code);
     match &r.http_response {
         Some(check_response::HttpResponse::DeniedResponse(d)) => {
-            let headers: Vec<_> = d.headers.iter().filter_map(|h| h.header.as_ref()).map(|h| (h.key.as_str(), h.value.as_str())).collect();
+            let headers: Vec<_> = d
+                .headers
+                .iter()
+                .filter_map(|h| h.header.as_ref())
+                .map(|h| (h.key.as_str(), h.value.as_str()))
+                .collect();
             assert_eq!(headers, vec![("content-type", "text/plain")]);
             (code, d.status.as_ref().map(|s| s.code), d.body.clone())
         }
@@ -91,7 +102,11 @@ async fn start_with(dir: &Path, updates: &str) -> (Running, AuthorizationClient<
     start_with_options(dir, updates, Options::default()).await
 }
 
-async fn start_with_options(dir: &Path, updates: &str, options: Options) -> (Running, AuthorizationClient<Channel>) {
+async fn start_with_options(
+    dir: &Path,
+    updates: &str,
+    options: Options,
+) -> (Running, AuthorizationClient<Channel>) {
     let file = dir.join("updates.jsonl");
     std::fs::write(&file, updates).unwrap();
     let socket = dir.join("authz.sock");
@@ -107,7 +122,10 @@ async fn start_with_options(dir: &Path, updates: &str, options: Options) -> (Run
     (running, client)
 }
 
-async fn check_once(client: &mut AuthorizationClient<Channel>, req: CheckRequest) -> (i32, Option<i32>, String) {
+async fn check_once(
+    client: &mut AuthorizationClient<Channel>,
+    req: CheckRequest,
+) -> (i32, Option<i32>, String) {
     outcome(&client.check(req).await.expect("check answers").into_inner())
 }
 
@@ -122,24 +140,49 @@ async fn decides_like_the_filter() {
         if got == (0, None, String::new()) {
             break;
         }
-        assert_eq!(got, (14, Some(503), "policy not synchronised".into()), "only not-in-sync before the policy");
+        assert_eq!(
+            got,
+            (14, Some(503), "policy not synchronised".into()),
+            "only not-in-sync before the policy"
+        );
         assert!(std::time::Instant::now() < deadline, "no policy after 10 s");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let denied = (7, Some(403), "denied by policy".to_string());
-    assert_eq!(check_once(&mut client, request(CUSTOMER, Some("DELETE"), "/")).await, denied);
     assert_eq!(
-        check_once(&mut client, request("spiffe://cluster.local/ns/default/sa/summary", Some("GET"), "/")).await,
+        check_once(&mut client, request(CUSTOMER, Some("DELETE"), "/")).await,
         denied
     );
     assert_eq!(
-        check_once(&mut client, request("spiffe://cluster.local/default/customer", Some("GET"), "/")).await,
+        check_once(
+            &mut client,
+            request(
+                "spiffe://cluster.local/ns/default/sa/summary",
+                Some("GET"),
+                "/"
+            )
+        )
+        .await,
+        denied
+    );
+    assert_eq!(
+        check_once(
+            &mut client,
+            request("spiffe://cluster.local/default/customer", Some("GET"), "/")
+        )
+        .await,
         (7, Some(403), "invalid peer identity".into())
     );
     // No request.http: a connection-level check never matches an HTTP rule (D4).
-    assert_eq!(check_once(&mut client, request(CUSTOMER, None, "")).await, denied);
+    assert_eq!(
+        check_once(&mut client, request(CUSTOMER, None, "")).await,
+        denied
+    );
     // An empty CheckRequest: plaintext, no addresses, no HTTP.
-    assert_eq!(check_once(&mut client, CheckRequest::default()).await, denied);
+    assert_eq!(
+        check_once(&mut client, CheckRequest::default()).await,
+        denied
+    );
 
     // A new policy file takes effect: everything from anyone is allowed by the profile now.
     std::fs::write(
@@ -152,14 +195,22 @@ async fn decides_like_the_filter() {
     )
     .unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while check_once(&mut client, request(CUSTOMER, Some("DELETE"), "/")).await != (0, None, String::new()) {
-        assert!(std::time::Instant::now() < deadline, "new policy not in force after 10 s");
+    while check_once(&mut client, request(CUSTOMER, Some("DELETE"), "/")).await
+        != (0, None, String::new())
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "new policy not in force after 10 s"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
     let _ = running.shutdown.send(true);
     running.finished().await.unwrap();
-    assert!(!dir.path().join("authz.sock").exists(), "socket removed on shutdown");
+    assert!(
+        !dir.path().join("authz.sock").exists(),
+        "socket removed on shutdown"
+    );
 }
 
 #[tokio::test]
@@ -196,17 +247,33 @@ fn reads_addresses_and_protocol() {
     let engine = Engine::not_in_sync();
     let mut req = request(CUSTOMER, Some("GET"), "/");
     let attrs = req.attributes.as_mut().unwrap();
-    attrs.source.as_mut().unwrap().address = Some(Address { address: Some(address::Address::Pipe(Pipe { path: "/x".into() })) });
+    attrs.source.as_mut().unwrap().address = Some(Address {
+        address: Some(address::Address::Pipe(Pipe { path: "/x".into() })),
+    });
     attrs.destination.as_mut().unwrap().address = socket_address("::ffff:10.1.2.3", 70000);
     let attrs = req.attributes.as_ref().unwrap();
     let (p, udp) = service_peer(attrs.source.as_ref());
     assert_eq!((p.address, p.port, udp), (None, 0, false));
     let (p, _) = service_peer(attrs.destination.as_ref());
-    assert_eq!(p.address, "10.1.2.3".parse().ok(), "IPv4-mapped IPv6 is the IPv4 address");
+    assert_eq!(
+        p.address,
+        "10.1.2.3".parse().ok(),
+        "IPv4-mapped IPv6 is the IPv4 address"
+    );
     assert_eq!(p.port, 0, "a port out of range is no port");
-    let ok = attribute_context::Peer { address: socket_address("[::1]", 1), ..Default::default() };
-    assert_eq!(service_peer(Some(&ok)).0.address, None, "brackets are not part of the address");
-    let v6 = attribute_context::Peer { address: socket_address("2001:db8::1", 443), ..Default::default() };
+    let ok = attribute_context::Peer {
+        address: socket_address("[::1]", 1),
+        ..Default::default()
+    };
+    assert_eq!(
+        service_peer(Some(&ok)).0.address,
+        None,
+        "brackets are not part of the address"
+    );
+    let v6 = attribute_context::Peer {
+        address: socket_address("2001:db8::1", 443),
+        ..Default::default()
+    };
     let (p, _) = service_peer(Some(&v6));
     assert_eq!((p.address, p.port), ("2001:db8::1".parse().ok(), 443));
     // Not in sync whatever the attributes.
@@ -260,11 +327,20 @@ fn non_canonical_paths_are_refused() {
         ("public", &bad_path),
     ];
     for (path, want) in cases {
-        let got = outcome(&service::check(&engine, &request(CUSTOMER, Some("GET"), path)));
+        let got = outcome(&service::check(
+            &engine,
+            &request(CUSTOMER, Some("GET"), path),
+        ));
         assert_eq!(&got, *want, "{path}");
     }
     // A connection-level check has no path to refuse.
-    assert_eq!(outcome(&service::check(&engine, &request(CUSTOMER, None, "/a/../b"))), denied);
+    assert_eq!(
+        outcome(&service::check(
+            &engine,
+            &request(CUSTOMER, None, "/a/../b")
+        )),
+        denied
+    );
 }
 
 /// D12 over the wire: `--trust-domain` pins principals; a non-canonical path is refused there
@@ -272,19 +348,36 @@ fn non_canonical_paths_are_refused() {
 #[tokio::test]
 async fn trust_domains_and_non_canonical_paths_over_grpc() {
     let dir = tempfile::tempdir().unwrap();
-    let options = Options { trust_domains: alp_engine::TrustDomains::new(["cluster.local"]), ..Options::default() };
+    let options = Options {
+        trust_domains: alp_engine::TrustDomains::new(["cluster.local"]),
+        ..Options::default()
+    };
     let (running, mut client) = start_with_options(dir.path(), PATH_POLICY, options).await;
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while check_once(&mut client, request(CUSTOMER, Some("GET"), "/public")).await != (0, None, String::new()) {
+    while check_once(&mut client, request(CUSTOMER, Some("GET"), "/public")).await
+        != (0, None, String::new())
+    {
         assert!(std::time::Instant::now() < deadline, "no policy after 10 s");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(
-        check_once(&mut client, request("spiffe://evil.example/ns/default/sa/customer", Some("GET"), "/public")).await,
+        check_once(
+            &mut client,
+            request(
+                "spiffe://evil.example/ns/default/sa/customer",
+                Some("GET"),
+                "/public"
+            )
+        )
+        .await,
         (7, Some(403), "invalid peer identity".into())
     );
     assert_eq!(
-        check_once(&mut client, request(CUSTOMER, Some("GET"), "/admin/../public")).await,
+        check_once(
+            &mut client,
+            request(CUSTOMER, Some("GET"), "/admin/../public")
+        )
+        .await,
         (3, Some(400), "invalid request path".into())
     );
     let _ = running.shutdown.send(true);
@@ -292,6 +385,10 @@ async fn trust_domains_and_non_canonical_paths_over_grpc() {
 
     // Without the setting every trust domain is accepted, as upstream.
     let any = path_engine(&Options::default());
-    let r = request("spiffe://evil.example/ns/default/sa/customer", Some("GET"), "/public");
+    let r = request(
+        "spiffe://evil.example/ns/default/sa/customer",
+        Some("GET"),
+        "/public",
+    );
     assert_eq!(outcome(&service::check(&any, &r)), (0, None, String::new()));
 }

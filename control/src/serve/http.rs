@@ -15,7 +15,9 @@
 use super::metrics;
 use super::publish::Published;
 use crate::source::counters::Counters;
-use alp_engine::relay_contract::{self, Poll, CONTENT_TYPE, HAVE_VERSION_HEADER, SNAPSHOT_PATH, VERSION_HEADER, WAIT_HEADER};
+use alp_engine::relay_contract::{
+    self, Poll, CONTENT_TYPE, HAVE_VERSION_HEADER, SNAPSHOT_PATH, VERSION_HEADER, WAIT_HEADER,
+};
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -56,7 +58,9 @@ pub fn poll_request(headers: &HeaderMap) -> Result<PollRequest, String> {
 
 /// What the caller does not have yet, if anything.
 pub fn newer(current: Option<&Arc<Published>>, have: Option<u64>) -> Option<Arc<Published>> {
-    current.filter(|p| relay_contract::is_newer(p.version, have)).cloned()
+    current
+        .filter(|p| relay_contract::is_newer(p.version, have))
+        .cloned()
 }
 
 /// Waits up to `wait` for a snapshot the caller does not have; `None` on timeout or shutdown.
@@ -114,11 +118,14 @@ async fn snapshot(State(state): State<AppState>, headers: HeaderMap) -> Response
 
 async fn metrics_text(State(state): State<AppState>) -> Response {
     let published = state.published.borrow().clone();
-    let text = metrics::render(&state.counters, metrics::State {
-        in_sync: *state.in_sync.borrow(),
-        version: published.as_ref().map(|p| p.version),
-        bytes: published.as_ref().map(|p| p.envelope.len()),
-    });
+    let text = metrics::render(
+        &state.counters,
+        metrics::State {
+            in_sync: *state.in_sync.borrow(),
+            version: published.as_ref().map(|p| p.version),
+            bytes: published.as_ref().map(|p| p.envelope.len()),
+        },
+    );
     let mut response = text.into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -98,11 +98,14 @@ mod tests {
         m.built(Duration::from_micros(300));
         m.built(Duration::from_millis(30));
         m.built(Duration::from_secs(10));
-        let text = render(&m, State {
-            in_sync: true,
-            version: Some(42),
-            bytes: Some(1000),
-        });
+        let text = render(
+            &m,
+            State {
+                in_sync: true,
+                version: Some(42),
+                bytes: Some(1000),
+            },
+        );
         assert_eq!(value(&text, "alp_control_in_sync"), Some(1.0));
         assert_eq!(value(&text, "alp_control_snapshot_version"), Some(42.0));
         assert_eq!(value(&text, "alp_control_snapshot_bytes"), Some(1000.0));

@@ -95,7 +95,6 @@ pub async fn run(
         let current = policy.borrow_and_update().clone();
         let now = published.borrow().clone();
         match publisher.update(&current, now.as_ref()) {
-
             Update::Publish(p) => {
                 info!(
                     version = p.version,
@@ -188,7 +187,8 @@ mod tests {
 
     #[test]
     fn restart_gives_larger_versions() {
-        let before = published(&Publisher::new(unix_micros).update(&snapshot(1, "a"), None)).version;
+        let before =
+            published(&Publisher::new(unix_micros).update(&snapshot(1, "a"), None)).version;
         std::thread::sleep(std::time::Duration::from_millis(2));
         let after = published(&Publisher::new(unix_micros).update(&snapshot(1, "a"), None)).version;
         assert!(after > before);

@@ -1,9 +1,9 @@
 //! The server end to end, in process: a real listener (Unix socket and TCP), the updates-file
 //! source, and plain HTTP/1.1 requests.
 
+use super::start;
 use crate::listen::Listen;
 use crate::source::updates_file::UpdatesFile;
-use super::start;
 use alp_engine::envelope;
 use std::collections::HashMap;
 use std::path::Path;

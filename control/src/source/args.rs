@@ -59,7 +59,9 @@ impl SourceArgs {
         match (&self.updates, &self.felix_socket) {
             (Some(path), None) => Ok(Selected::Updates(path)),
             (None, Some(socket)) => Ok(Selected::Felix(socket)),
-            _ => anyhow::bail!("give one policy source: --felix-socket PATH, --updates FILE or --policy PATH"),
+            _ => anyhow::bail!(
+                "give one policy source: --felix-socket PATH, --updates FILE or --policy PATH"
+            ),
         }
     }
 
@@ -67,7 +69,11 @@ impl SourceArgs {
     pub fn source(&self) -> Result<Box<dyn Source>> {
         let interval = Duration::from_millis(self.watch_interval_ms.max(10));
         Ok(match self.selected()? {
-            Selected::Policy(paths, workload) => Box::new(CalicoYaml::new(paths.to_vec(), workload.to_string(), interval)),
+            Selected::Policy(paths, workload) => Box::new(CalicoYaml::new(
+                paths.to_vec(),
+                workload.to_string(),
+                interval,
+            )),
             Selected::Updates(path) => Box::new(UpdatesFile::new(path.to_path_buf(), interval)),
             Selected::Felix(socket) => Box::new(Felix::new(socket.to_path_buf())),
         })

@@ -20,14 +20,22 @@ pub struct CalicoYaml {
 
 impl CalicoYaml {
     pub fn new(paths: Vec<PathBuf>, workload: String, interval: Duration) -> Self {
-        CalicoYaml { paths, workload, interval }
+        CalicoYaml {
+            paths,
+            workload,
+            interval,
+        }
     }
 }
 
 impl Source for CalicoYaml {
     fn describe(&self) -> String {
         let paths: Vec<String> = self.paths.iter().map(|p| p.display().to_string()).collect();
-        format!("calico yaml {} for workload {}", paths.join(", "), self.workload)
+        format!(
+            "calico yaml {} for workload {}",
+            paths.join(", "),
+            self.workload
+        )
     }
 
     fn run(self: Box<Self>, out: Outputs) -> SourceFuture {
@@ -79,7 +87,8 @@ fn fingerprint(paths: &[PathBuf]) -> Vec<Stamp> {
         match std::fs::metadata(path) {
             Ok(meta) if meta.is_dir() => match std::fs::read_dir(path) {
                 Ok(entries) => {
-                    let mut children: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+                    let mut children: Vec<PathBuf> =
+                        entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
                     children.sort();
                     for child in children {
                         walk(&child, false, out);
@@ -90,7 +99,12 @@ fn fingerprint(paths: &[PathBuf]) -> Vec<Stamp> {
             Ok(meta) => {
                 let yaml = path.extension().is_some_and(|e| e == "yaml" || e == "yml");
                 if top || yaml {
-                    out.push(Stamp::File(path.to_path_buf(), meta.modified().ok(), meta.len(), meta.ino()));
+                    out.push(Stamp::File(
+                        path.to_path_buf(),
+                        meta.modified().ok(),
+                        meta.len(),
+                        meta.ino(),
+                    ));
                 }
             }
             Err(e) => out.push(Stamp::Error(path.to_path_buf(), e.to_string())),
@@ -120,7 +134,11 @@ pub fn load<'s>(sync: &'s mut SyncState, paths: &[PathBuf], workload: &str) -> O
         warn!("compiled message ignored: {why}");
     }
     let store = sync.current().filter(|_| sync.in_sync())?;
-    info!(workload, messages = messages.len(), "calico yaml policy loaded");
+    info!(
+        workload,
+        messages = messages.len(),
+        "calico yaml policy loaded"
+    );
     Some(store)
 }
 
@@ -140,11 +158,19 @@ mod tests {
         let paths = vec![dir.path().to_path_buf()];
         let before = fingerprint(&paths);
         assert_eq!(before.len(), 2, "{before:?}");
-        let snapshot = load(&mut SyncState::new(), &paths, "default/a").expect("loads").snapshot();
+        let snapshot = load(&mut SyncState::new(), &paths, "default/a")
+            .expect("loads")
+            .snapshot();
         assert_eq!(snapshot.endpoint.unwrap().tiers.len(), 1);
         std::fs::write(dir.path().join("p.yaml"), format!("{POLICY}    bogus: 1\n")).unwrap();
         assert_ne!(fingerprint(&paths), before);
-        assert!(load(&mut SyncState::new(), &paths, "default/a").is_none(), "an invalid edit gives nothing");
-        assert!(load(&mut SyncState::new(), &paths, "default/b").is_none(), "unknown workload");
+        assert!(
+            load(&mut SyncState::new(), &paths, "default/a").is_none(),
+            "an invalid edit gives nothing"
+        );
+        assert!(
+            load(&mut SyncState::new(), &paths, "default/b").is_none(),
+            "unknown workload"
+        );
     }
 }

@@ -130,14 +130,28 @@ mod tests {
     #[test]
     fn replays_to_a_snapshot_only_when_in_sync() {
         let endpoint = r#"{"workloadEndpointUpdate":{"id":{"orchestratorId":"k8s","workloadId":"default/pod","endpointId":"eth0"},"endpoint":{"profileIds":["kns.default"]}}}"#;
-        let snapshot = replay(&mut SyncState::new(), "t", &format!("{endpoint}\n\n{IN_SYNC}\n")).unwrap().snapshot();
+        let snapshot = replay(
+            &mut SyncState::new(),
+            "t",
+            &format!("{endpoint}\n\n{IN_SYNC}\n"),
+        )
+        .unwrap()
+        .snapshot();
         assert_eq!(
             snapshot.endpoint.unwrap().profile_ids,
             vec!["kns.default".to_string()]
         );
-        assert!(replay(&mut SyncState::new(), "t", endpoint).is_none(), "no inSync: nothing");
         assert!(
-            replay(&mut SyncState::new(), "t", &format!("[{endpoint},{IN_SYNC}]")).is_some(),
+            replay(&mut SyncState::new(), "t", endpoint).is_none(),
+            "no inSync: nothing"
+        );
+        assert!(
+            replay(
+                &mut SyncState::new(),
+                "t",
+                &format!("[{endpoint},{IN_SYNC}]")
+            )
+            .is_some(),
             "array form"
         );
     }

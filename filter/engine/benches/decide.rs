@@ -11,14 +11,22 @@ use std::net::{IpAddr, Ipv4Addr};
 
 fn request(principal: &str) -> Request<'_> {
     Request {
-        source: Peer { principal, address: Some(IpAddr::V4(Ipv4Addr::new(10, 0, 3, 7))), port: 51234 },
+        source: Peer {
+            principal,
+            address: Some(IpAddr::V4(Ipv4Addr::new(10, 0, 3, 7))),
+            port: 51234,
+        },
         destination: Peer {
             principal: "spiffe://cluster.local/ns/ns0/sa/server",
             address: Some(IpAddr::V4(Ipv4Addr::new(10, 0, 9, 9))),
             port: 8080,
         },
         protocol: 6,
-        http: Some(Http { method: "GET", path: "/api/v1/items/42?full=1", host: "server" }),
+        http: Some(Http {
+            method: "GET",
+            path: "/api/v1/items/42?full=1",
+            host: "server",
+        }),
     }
 }
 
@@ -28,9 +36,11 @@ fn decide(c: &mut Criterion) {
         let policy = CompiledPolicy::compile(&endpoint_with_rules(rules));
         let target = request(TARGET_PRINCIPAL);
         assert_eq!(policy.evaluate(&target).verdict, Verdict::Allow);
-        group.bench_with_input(BenchmarkId::new("allowed_by_last_rule", rules), &rules, |b, _| {
-            b.iter(|| policy.evaluate(black_box(&target)))
-        });
+        group.bench_with_input(
+            BenchmarkId::new("allowed_by_last_rule", rules),
+            &rules,
+            |b, _| b.iter(|| policy.evaluate(black_box(&target))),
+        );
         let client = client_principal(17);
         let busy = request(&client);
         group.bench_with_input(BenchmarkId::new("busy_client", rules), &rules, |b, _| {
@@ -46,9 +56,15 @@ fn snapshot(c: &mut Criterion) {
     for rules in [1_000usize, 10_000] {
         let snap = endpoint_with_rules(rules);
         let bytes = envelope::encode(1, &snap).expect("encodes");
-        group.bench_with_input(BenchmarkId::new("encode", rules), &rules, |b, _| b.iter(|| envelope::encode(1, black_box(&snap))));
-        group.bench_with_input(BenchmarkId::new("decode", rules), &rules, |b, _| b.iter(|| envelope::decode(black_box(&bytes))));
-        group.bench_with_input(BenchmarkId::new("compile", rules), &rules, |b, _| b.iter(|| CompiledPolicy::compile(black_box(&snap))));
+        group.bench_with_input(BenchmarkId::new("encode", rules), &rules, |b, _| {
+            b.iter(|| envelope::encode(1, black_box(&snap)))
+        });
+        group.bench_with_input(BenchmarkId::new("decode", rules), &rules, |b, _| {
+            b.iter(|| envelope::decode(black_box(&bytes)))
+        });
+        group.bench_with_input(BenchmarkId::new("compile", rules), &rules, |b, _| {
+            b.iter(|| CompiledPolicy::compile(black_box(&snap)))
+        });
     }
     group.finish();
 }

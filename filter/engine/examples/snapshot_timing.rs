@@ -14,7 +14,10 @@ fn median_ms(mut runs: Vec<f64>) -> f64 {
 }
 
 fn main() {
-    let rules: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(10_000);
+    let rules: usize = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(10_000);
     let snapshot = endpoint_with_rules(rules);
     let bytes = envelope::encode(1, &snapshot).expect("encodes");
     let time = |f: &mut dyn FnMut()| {
@@ -40,10 +43,18 @@ fn main() {
     });
     let policy = CompiledPolicy::compile(&snapshot);
     let request = Request {
-        source: Peer { principal: TARGET_PRINCIPAL, address: None, port: 0 },
+        source: Peer {
+            principal: TARGET_PRINCIPAL,
+            address: None,
+            port: 0,
+        },
         destination: Peer::default(),
         protocol: 6,
-        http: Some(Http { method: "GET", path: "/api/v1/items/1", host: "" }),
+        http: Some(Http {
+            method: "GET",
+            path: "/api/v1/items/1",
+            host: "",
+        }),
     };
     let n = 100_000;
     let t = Instant::now();

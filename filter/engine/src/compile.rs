@@ -9,17 +9,20 @@ use crate::identity::TrustDomains;
 use crate::index::CandidateIndex;
 use crate::ipset::IpSetLookup;
 use crate::program::{
-    Action, ClauseSelector, CompiledPolicy, CompiledRule, DefaultAction, HttpClause, NamespaceClause, PathClause, Program,
-    ServiceAccountClause, SideClause, Step, TierInfo,
+    Action, ClauseSelector, CompiledPolicy, CompiledRule, DefaultAction, HttpClause,
+    NamespaceClause, PathClause, Program, ServiceAccountClause, SideClause, Step, TierInfo,
 };
-use crate::{path, path_pattern};
 use crate::selector::Selector;
 use crate::snapshot::{self, Labels, PathMatch, PolicyId, Snapshot};
+use crate::{path, path_pattern};
 use std::collections::HashMap;
 
 /// Policy kinds that are stored but never enforced.
-const STAGED_KINDS: [&str; 3] =
-    ["StagedNetworkPolicy", "StagedGlobalNetworkPolicy", "StagedKubernetesNetworkPolicy"];
+const STAGED_KINDS: [&str; 3] = [
+    "StagedNetworkPolicy",
+    "StagedGlobalNetworkPolicy",
+    "StagedKubernetesNetworkPolicy",
+];
 
 /// Whether `kind` is a staged policy kind (never enforced; see [`Program::StagedAsEnforced`]).
 pub fn is_staged_kind(kind: &str) -> bool {
@@ -40,7 +43,11 @@ impl Program {
     /// The ingress policies of `tier` this program evaluates, in order.
     fn policies(self, tier: &snapshot::Tier) -> Vec<&PolicyId> {
         match self {
-            Program::Enforced => tier.ingress_policies.iter().filter(|id| !is_staged_kind(&id.kind)).collect(),
+            Program::Enforced => tier
+                .ingress_policies
+                .iter()
+                .filter(|id| !is_staged_kind(&id.kind))
+                .collect(),
             Program::StagedAsEnforced => {
                 let staged_for = |id: &PolicyId| {
                     tier.ingress_policies.iter().any(|s| {
@@ -50,7 +57,10 @@ impl Program {
                             && s.kind.strip_prefix("Staged") == Some(id.kind.as_str())
                     })
                 };
-                tier.ingress_policies.iter().filter(|id| is_staged_kind(&id.kind) || !staged_for(id)).collect()
+                tier.ingress_policies
+                    .iter()
+                    .filter(|id| is_staged_kind(&id.kind) || !staged_for(id))
+                    .collect()
             }
         }
     }
@@ -76,7 +86,10 @@ impl DefaultAction {
     fn parse(text: &str) -> DefaultAction {
         if text == "Pass" {
             DefaultAction::Pass
-        } else if text.is_empty() || text.eq_ignore_ascii_case("deny") || text.eq_ignore_ascii_case("pass") {
+        } else if text.is_empty()
+            || text.eq_ignore_ascii_case("deny")
+            || text.eq_ignore_ascii_case("pass")
+        {
             DefaultAction::Deny
         } else {
             DefaultAction::Invalid
@@ -96,7 +109,11 @@ impl<'s> IpSetTable<'s> {
         IpSetTable {
             ids: Vec::new(),
             by_id: HashMap::new(),
-            snapshot_sets: snapshot.ip_sets.iter().map(|s| (s.id.as_str(), s)).collect(),
+            snapshot_sets: snapshot
+                .ip_sets
+                .iter()
+                .map(|s| (s.id.as_str(), s))
+                .collect(),
         }
     }
 
@@ -115,27 +132,45 @@ impl<'s> IpSetTable<'s> {
     }
 
     fn exists(&self, i: u32) -> bool {
-        self.ids.get(i as usize).is_some_and(|id| self.snapshot_sets.contains_key(id.as_str()))
+        self.ids
+            .get(i as usize)
+            .is_some_and(|id| self.snapshot_sets.contains_key(id.as_str()))
     }
 
     fn lookups(&self) -> Vec<Option<IpSetLookup>> {
         self.ids
             .iter()
-            .map(|id| self.snapshot_sets.get(id.as_str()).map(|s| IpSetLookup::build(s.kind, &s.members)))
+            .map(|id| {
+                self.snapshot_sets
+                    .get(id.as_str())
+                    .map(|s| IpSetLookup::build(s.kind, &s.members))
+            })
             .collect()
     }
 }
 
-fn compile_side<'s>(side: &'s snapshot::RuleSide, policy_namespace: &str, sets: &mut IpSetTable<'s>) -> SideClause {
-    let service_account = side.service_account_match.as_ref().map(|m| ServiceAccountClause {
-        names: m.names.clone(),
-        selector: clause_selector(&m.selector),
-    });
-    let sa_named = side.service_account_match.as_ref().is_some_and(|m| !m.names.is_empty() || !m.selector.is_empty());
+fn compile_side<'s>(
+    side: &'s snapshot::RuleSide,
+    policy_namespace: &str,
+    sets: &mut IpSetTable<'s>,
+) -> SideClause {
+    let service_account = side
+        .service_account_match
+        .as_ref()
+        .map(|m| ServiceAccountClause {
+            names: m.names.clone(),
+            selector: clause_selector(&m.selector),
+        });
+    let sa_named = side
+        .service_account_match
+        .as_ref()
+        .is_some_and(|m| !m.names.is_empty() || !m.selector.is_empty());
     let namespace = if !side.original_namespace_selector.is_empty() {
         NamespaceClause::Selector(clause_selector(&side.original_namespace_selector))
     } else if !policy_namespace.is_empty()
-        && (!side.original_selector.is_empty() || !side.original_not_selector.is_empty() || sa_named)
+        && (!side.original_selector.is_empty()
+            || !side.original_not_selector.is_empty()
+            || sa_named)
     {
         NamespaceClause::Pinned(policy_namespace.to_string())
     } else {
@@ -159,24 +194,37 @@ fn compile_side<'s>(side: &'s snapshot::RuleSide, policy_namespace: &str, sets: 
 fn compile_http(m: &snapshot::HttpMatch) -> HttpClause {
     let any_method = m.methods.iter().any(|x| x == "*");
     HttpClause {
-        methods: if any_method { Vec::new() } else { m.methods.clone() },
+        methods: if any_method {
+            Vec::new()
+        } else {
+            m.methods.clone()
+        },
         paths: m
             .paths
             .iter()
             .map(|p| match p {
-                PathMatch::Exact(v) => path::normalize(v).map_or(PathClause::Nothing, PathClause::Exact),
-                PathMatch::Prefix(v) => path::normalize(v).map_or(PathClause::Nothing, PathClause::Prefix),
-                PathMatch::Unset => PathClause::Nothing,
-                PathMatch::Glob(g) => path_pattern::compile_glob(g).map_or(PathClause::Nothing, PathClause::Glob),
-                PathMatch::Template(t) => {
-                    path_pattern::compile_template(t).map_or(PathClause::Nothing, PathClause::Template)
+                PathMatch::Exact(v) => {
+                    path::normalize(v).map_or(PathClause::Nothing, PathClause::Exact)
                 }
+                PathMatch::Prefix(v) => {
+                    path::normalize(v).map_or(PathClause::Nothing, PathClause::Prefix)
+                }
+                PathMatch::Unset => PathClause::Nothing,
+                PathMatch::Glob(g) => {
+                    path_pattern::compile_glob(g).map_or(PathClause::Nothing, PathClause::Glob)
+                }
+                PathMatch::Template(t) => path_pattern::compile_template(t)
+                    .map_or(PathClause::Nothing, PathClause::Template),
             })
             .collect(),
     }
 }
 
-fn compile_rule<'s>(rule: &'s snapshot::Rule, policy_namespace: &str, sets: &mut IpSetTable<'s>) -> CompiledRule {
+fn compile_rule<'s>(
+    rule: &'s snapshot::Rule,
+    policy_namespace: &str,
+    sets: &mut IpSetTable<'s>,
+) -> CompiledRule {
     let src = compile_side(&rule.src, policy_namespace, sets);
     let dst = compile_side(&rule.dst, policy_namespace, sets);
     let missing_ip_set = [
@@ -223,8 +271,11 @@ impl CompiledPolicy {
 
         let policy_bodies: HashMap<&PolicyId, &snapshot::Policy> =
             snapshot.policies.iter().map(|p| (&p.id, p)).collect();
-        let profile_bodies: HashMap<&str, &snapshot::Profile> =
-            snapshot.profiles.iter().map(|p| (p.name.as_str(), p)).collect();
+        let profile_bodies: HashMap<&str, &snapshot::Profile> = snapshot
+            .profiles
+            .iter()
+            .map(|p| (p.name.as_str(), p))
+            .collect();
 
         if let Some(endpoint) = &snapshot.endpoint {
             for tier in &endpoint.tiers {
@@ -233,7 +284,9 @@ impl CompiledPolicy {
                     continue; // skipped without applying its default action
                 }
                 let t = tiers.len() as u32;
-                tiers.push(TierInfo { name: tier.name.clone() });
+                tiers.push(TierInfo {
+                    name: tier.name.clone(),
+                });
                 let default = DefaultAction::parse(&tier.default_action);
                 if default == DefaultAction::Invalid {
                     steps.push(Step::InvalidTierDefault { tier: t });
@@ -250,7 +303,13 @@ impl CompiledPolicy {
                     for (index, rule) in body.inbound_rules.iter().enumerate() {
                         let r = rules.len() as u32;
                         rules.push(compile_rule(rule, &body.namespace, &mut sets));
-                        steps.push(Step::PolicyRule { tier: t, policy: p, index: index as u32, rule: r, tier_end: 0 });
+                        steps.push(Step::PolicyRule {
+                            tier: t,
+                            policy: p,
+                            index: index as u32,
+                            rule: r,
+                            tier_end: 0,
+                        });
                     }
                 }
                 let tier_end = steps.len() as u32;
@@ -273,7 +332,11 @@ impl CompiledPolicy {
                 for (index, rule) in body.inbound_rules.iter().enumerate() {
                     let r = rules.len() as u32;
                     rules.push(compile_rule(rule, "", &mut sets));
-                    steps.push(Step::ProfileRule { profile: p, index: index as u32, rule: r });
+                    steps.push(Step::ProfileRule {
+                        profile: p,
+                        index: index as u32,
+                        rule: r,
+                    });
                 }
             }
             steps.push(Step::ProfilesEnd);
@@ -281,9 +344,16 @@ impl CompiledPolicy {
 
         let mut service_accounts: HashMap<String, HashMap<String, Labels>> = HashMap::new();
         for sa in &snapshot.service_accounts {
-            service_accounts.entry(sa.namespace.clone()).or_default().insert(sa.name.clone(), sa.labels.clone());
+            service_accounts
+                .entry(sa.namespace.clone())
+                .or_default()
+                .insert(sa.name.clone(), sa.labels.clone());
         }
-        let namespaces = snapshot.namespaces.iter().map(|n| (n.name.clone(), n.labels.clone())).collect();
+        let namespaces = snapshot
+            .namespaces
+            .iter()
+            .map(|n| (n.name.clone(), n.labels.clone()))
+            .collect();
         let keys: Vec<_> = steps.iter().map(|s| s.index_keys(&rules)).collect();
         let index = CandidateIndex::build(&keys);
         CompiledPolicy {

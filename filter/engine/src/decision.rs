@@ -40,9 +40,10 @@ impl Verdict {
         match self {
             Verdict::Allow => None,
             Verdict::PolicyDenied | Verdict::InvalidPeerIdentity => Some(403),
-            Verdict::NotInSync | Verdict::NoEndpoint | Verdict::InconsistentStore | Verdict::AttributesUnavailable => {
-                Some(503)
-            }
+            Verdict::NotInSync
+            | Verdict::NoEndpoint
+            | Verdict::InconsistentStore
+            | Verdict::AttributesUnavailable => Some(503),
             Verdict::BadRequestPath => Some(400),
         }
     }
@@ -130,6 +131,10 @@ pub struct Decision {
 
 impl Decision {
     pub fn precheck(verdict: Verdict) -> Self {
-        Decision { verdict, origin: Origin::Precheck, cause: Cause::Precheck }
+        Decision {
+            verdict,
+            origin: Origin::Precheck,
+            cause: Cause::Precheck,
+        }
     }
 }

@@ -37,7 +37,9 @@ pub fn encode(version: u64, snapshot: &Snapshot) -> Result<Vec<u8>, EnvelopeErro
 
 /// Reads the version without decoding the body (cheap: what a VM compares per request).
 pub fn peek_version(bytes: &[u8]) -> Result<u64, EnvelopeError> {
-    let header = bytes.get(..HEADER_LEN).ok_or(EnvelopeError::Truncated(bytes.len()))?;
+    let header = bytes
+        .get(..HEADER_LEN)
+        .ok_or(EnvelopeError::Truncated(bytes.len()))?;
     let (magic, rest) = header.split_at(8);
     if magic != MAGIC {
         return Err(EnvelopeError::BadMagic);
@@ -56,10 +58,16 @@ pub fn peek_version(bytes: &[u8]) -> Result<u64, EnvelopeError> {
 pub fn decode(bytes: &[u8]) -> Result<(u64, Snapshot), EnvelopeError> {
     let version = peek_version(bytes)?;
     let body = bytes.get(HEADER_LEN..).unwrap_or_default();
-    let (snapshot, rest) = postcard::take_from_bytes::<Snapshot>(body)
-        .map_err(|e| EnvelopeError::Body { version, message: e.to_string() })?;
+    let (snapshot, rest) =
+        postcard::take_from_bytes::<Snapshot>(body).map_err(|e| EnvelopeError::Body {
+            version,
+            message: e.to_string(),
+        })?;
     if !rest.is_empty() {
-        return Err(EnvelopeError::Body { version, message: format!("{} trailing bytes", rest.len()) });
+        return Err(EnvelopeError::Body {
+            version,
+            message: format!("{} trailing bytes", rest.len()),
+        });
     }
     Ok((version, snapshot))
 }
@@ -72,7 +80,10 @@ mod tests {
     fn sample() -> Snapshot {
         Snapshot {
             endpoint: Some(Endpoint {
-                tiers: vec![Tier { name: "default".into(), ..Default::default() }],
+                tiers: vec![Tier {
+                    name: "default".into(),
+                    ..Default::default()
+                }],
                 profile_ids: vec!["kns.default".into()],
             }),
             ..Default::default()
@@ -95,11 +106,20 @@ mod tests {
         assert_eq!(decode(&bad_magic), Err(EnvelopeError::BadMagic));
         let mut bad_schema = good.clone();
         bad_schema[8] = 99;
-        assert_eq!(decode(&bad_schema), Err(EnvelopeError::UnsupportedSchema { found: 99 }));
+        assert_eq!(
+            decode(&bad_schema),
+            Err(EnvelopeError::UnsupportedSchema { found: 99 })
+        );
         let mut trailing = good.clone();
         trailing.push(0);
-        assert!(matches!(decode(&trailing), Err(EnvelopeError::Body { version: 7, .. })));
+        assert!(matches!(
+            decode(&trailing),
+            Err(EnvelopeError::Body { version: 7, .. })
+        ));
         let truncated_body = &good[..good.len() - 1];
-        assert!(matches!(decode(truncated_body), Err(EnvelopeError::Body { .. })));
+        assert!(matches!(
+            decode(truncated_body),
+            Err(EnvelopeError::Body { .. })
+        ));
     }
 }

@@ -1,13 +1,16 @@
 //! Deciding one request against a [`CompiledPolicy`] (spec sections 4 and 5).
 
-use crate::program::{Action, CompiledPolicy, CompiledRule, DefaultAction, HttpClause, NamespaceClause, PathClause, SideClause, Step};
 use crate::decision::{Cause, Decision, Origin, Verdict};
 use crate::index::Candidates;
 use crate::ipset::IpSetLookup;
-use crate::{path, path_pattern};
+use crate::program::{
+    Action, CompiledPolicy, CompiledRule, DefaultAction, HttpClause, NamespaceClause, PathClause,
+    SideClause, Step,
+};
 use crate::protocol::l4_clause;
 use crate::request::{Peer, Request};
 use crate::snapshot::{Labels, PortRange};
+use crate::{path, path_pattern};
 use std::borrow::Cow;
 use std::cell::OnceCell;
 use std::net::IpAddr;
@@ -26,14 +29,24 @@ struct PeerView<'a> {
 }
 
 impl<'a> PeerView<'a> {
-    fn new(policy: &'a CompiledPolicy, namespace: &'a str, service_account: &'a str, peer: &Peer<'_>, protocol: u8) -> Self {
+    fn new(
+        policy: &'a CompiledPolicy,
+        namespace: &'a str,
+        service_account: &'a str,
+        peer: &Peer<'_>,
+        protocol: u8,
+    ) -> Self {
         let sa_labels = policy
             .service_accounts
             .get(namespace)
             .and_then(|m| m.get(service_account))
             .filter(|_| !service_account.is_empty())
             .unwrap_or(&NO_LABELS);
-        let ns_labels = policy.namespaces.get(namespace).filter(|_| !namespace.is_empty()).unwrap_or(&NO_LABELS);
+        let ns_labels = policy
+            .namespaces
+            .get(namespace)
+            .filter(|_| !namespace.is_empty())
+            .unwrap_or(&NO_LABELS);
         PeerView {
             namespace,
             service_account,
@@ -63,13 +76,22 @@ impl CompiledPolicy {
         match self.prepare(request) {
             Ok(eval) => {
                 let (ns, sa) = (eval.src.namespace, eval.src.service_account);
-                let identity =
-                    if sa.is_empty() { None } else { self.index.identity_steps(ns, sa, |i| eval.identity_may_match(i)) };
+                let identity = if sa.is_empty() {
+                    None
+                } else {
+                    self.index
+                        .identity_steps(ns, sa, |i| eval.identity_may_match(i))
+                };
                 let path = match &request.http {
                     Some(_) if self.index.indexes_paths() => eval.normalized_path().as_deref().ok(),
                     _ => None,
                 };
-                eval.run(self.index.candidates(sa, identity, request.http.as_ref().map(|h| h.method), path))
+                eval.run(self.index.candidates(
+                    sa,
+                    identity,
+                    request.http.as_ref().map(|h| h.method),
+                    path,
+                ))
             }
             Err(decision) => decision,
         }
@@ -90,9 +112,10 @@ impl CompiledPolicy {
         if !self.has_endpoint {
             return Err(Decision::precheck(Verdict::NoEndpoint));
         }
-        let (Ok((src_ns, src_sa)), Ok((dst_ns, dst_sa))) =
-            (self.trust_domains.peer(request.source.principal), self.trust_domains.peer(request.destination.principal))
-        else {
+        let (Ok((src_ns, src_sa)), Ok((dst_ns, dst_sa))) = (
+            self.trust_domains.peer(request.source.principal),
+            self.trust_domains.peer(request.destination.principal),
+        ) else {
             return Err(Decision::precheck(Verdict::InvalidPeerIdentity));
         };
         Ok(Evaluation {
@@ -106,7 +129,11 @@ impl CompiledPolicy {
 }
 
 fn decided(verdict: Verdict, origin: Origin, cause: Cause) -> Decision {
-    Decision { verdict, origin, cause }
+    Decision {
+        verdict,
+        origin,
+        cause,
+    }
 }
 
 impl<'a> Evaluation<'a> {
@@ -118,40 +145,85 @@ impl<'a> Evaluation<'a> {
             let Some(step) = steps.get(i) else { break };
             match *step {
                 Step::InvalidTierDefault { tier } => {
-                    return decided(Verdict::InconsistentStore, Origin::TierDefault { tier }, Cause::InvalidDefaultAction)
+                    return decided(
+                        Verdict::InconsistentStore,
+                        Origin::TierDefault { tier },
+                        Cause::InvalidDefaultAction,
+                    )
                 }
                 Step::MissingPolicy { tier, policy } => {
-                    return decided(Verdict::InconsistentStore, Origin::MissingPolicy { tier, policy }, Cause::MissingPolicy)
+                    return decided(
+                        Verdict::InconsistentStore,
+                        Origin::MissingPolicy { tier, policy },
+                        Cause::MissingPolicy,
+                    )
                 }
-                Step::PolicyRule { tier, policy, index, rule, tier_end } => {
-                    let origin = Origin::PolicyRule { tier, policy, rule: index };
+                Step::PolicyRule {
+                    tier,
+                    policy,
+                    index,
+                    rule,
+                    tier_end,
+                } => {
+                    let origin = Origin::PolicyRule {
+                        tier,
+                        policy,
+                        rule: index,
+                    };
                     match self.rule_outcome(rule) {
                         Outcome::NoMatch | Outcome::Action(Action::Log) => {}
                         Outcome::Action(Action::Pass) => pos = tier_end as usize + 1,
-                        Outcome::Action(Action::Allow) => return decided(Verdict::Allow, origin, Cause::RuleAction),
-                        Outcome::Action(Action::Deny) => return decided(Verdict::PolicyDenied, origin, Cause::RuleAction),
+                        Outcome::Action(Action::Allow) => {
+                            return decided(Verdict::Allow, origin, Cause::RuleAction)
+                        }
+                        Outcome::Action(Action::Deny) => {
+                            return decided(Verdict::PolicyDenied, origin, Cause::RuleAction)
+                        }
                         Outcome::Action(Action::Invalid) => {
-                            return decided(Verdict::InconsistentStore, origin, Cause::InvalidAction)
+                            return decided(
+                                Verdict::InconsistentStore,
+                                origin,
+                                Cause::InvalidAction,
+                            )
                         }
                         Outcome::Stop(verdict, cause) => return decided(verdict, origin, cause),
                     }
                 }
                 Step::TierEnd { tier, default } => {
                     if default != DefaultAction::Pass {
-                        return decided(Verdict::PolicyDenied, Origin::TierDefault { tier }, Cause::DefaultAction);
+                        return decided(
+                            Verdict::PolicyDenied,
+                            Origin::TierDefault { tier },
+                            Cause::DefaultAction,
+                        );
                     }
                 }
-                Step::NoProfiles => return decided(Verdict::PolicyDenied, Origin::NoProfiles, Cause::NoProfiles),
-                Step::ProfileRule { profile, index, rule } => {
-                    let origin = Origin::ProfileRule { profile, rule: index };
+                Step::NoProfiles => {
+                    return decided(Verdict::PolicyDenied, Origin::NoProfiles, Cause::NoProfiles)
+                }
+                Step::ProfileRule {
+                    profile,
+                    index,
+                    rule,
+                } => {
+                    let origin = Origin::ProfileRule {
+                        profile,
+                        rule: index,
+                    };
                     match self.rule_outcome(rule) {
                         Outcome::NoMatch | Outcome::Action(Action::Log) => {}
-                        Outcome::Action(Action::Allow) => return decided(Verdict::Allow, origin, Cause::RuleAction),
+                        Outcome::Action(Action::Allow) => {
+                            return decided(Verdict::Allow, origin, Cause::RuleAction)
+                        }
                         Outcome::Action(Action::Deny | Action::Pass) => {
                             return decided(Verdict::PolicyDenied, origin, Cause::RuleAction)
                         }
                         Outcome::Action(Action::Invalid) => {
-                            return decided(Verdict::InconsistentStore, origin, Cause::InvalidAction)
+                            return decided(
+                                Verdict::InconsistentStore,
+                                origin,
+                                Cause::InvalidAction,
+                            )
                         }
                         Outcome::Stop(verdict, cause) => return decided(verdict, origin, cause),
                     }
@@ -159,7 +231,11 @@ impl<'a> Evaluation<'a> {
                 Step::ProfilesEnd => break,
             }
         }
-        decided(Verdict::PolicyDenied, Origin::ProfilesExhausted, Cause::ProfilesExhausted)
+        decided(
+            Verdict::PolicyDenied,
+            Origin::ProfilesExhausted,
+            Cause::ProfilesExhausted,
+        )
     }
 
     fn rule_outcome(&self, index: u32) -> Outcome {
@@ -186,7 +262,11 @@ impl<'a> Evaluation<'a> {
                 return Ok(false);
             }
         }
-        Ok(l4_clause(rule.protocol.as_ref(), rule.not_protocol.as_ref(), i32::from(self.request.protocol)))
+        Ok(l4_clause(
+            rule.protocol.as_ref(),
+            rule.not_protocol.as_ref(),
+            i32::from(self.request.protocol),
+        ))
     }
 
     fn set(&self, i: u32) -> Option<&IpSetLookup> {
@@ -211,7 +291,9 @@ impl<'a> Evaluation<'a> {
     /// namespace clauses (steps other than rules always could).
     fn identity_may_match(&self, i: usize) -> bool {
         let rule = match self.policy.steps.get(i) {
-            Some(Step::PolicyRule { rule, .. } | Step::ProfileRule { rule, .. }) => self.policy.rules.get(*rule as usize),
+            Some(Step::PolicyRule { rule, .. } | Step::ProfileRule { rule, .. }) => {
+                self.policy.rules.get(*rule as usize)
+            }
             _ => None,
         };
         match rule {
@@ -227,7 +309,11 @@ impl<'a> Evaluation<'a> {
                 if !sa.names.is_empty() && !sa.names.iter().any(|n| n == peer.service_account) {
                     return false;
                 }
-                if !sa.selector.as_ref().is_some_and(|s| s.matches(peer.sa_labels)) {
+                if !sa
+                    .selector
+                    .as_ref()
+                    .is_some_and(|s| s.matches(peer.sa_labels))
+                {
                     return false;
                 }
             }
@@ -235,7 +321,9 @@ impl<'a> Evaluation<'a> {
         if !peer.namespace.is_empty() {
             let ok = match &side.namespace {
                 NamespaceClause::None => true,
-                NamespaceClause::Selector(sel) => sel.as_ref().is_some_and(|s| s.matches(peer.ns_labels)),
+                NamespaceClause::Selector(sel) => {
+                    sel.as_ref().is_some_and(|s| s.matches(peer.ns_labels))
+                }
                 NamespaceClause::Pinned(ns) => ns == peer.namespace,
             };
             if !ok {
@@ -249,7 +337,9 @@ impl<'a> Evaluation<'a> {
         if !self.identity_matches(side, peer) {
             return false;
         }
-        if !side.ip_sets.iter().all(|&s| self.ip_in(s, peer)) || side.not_ip_sets.iter().any(|&s| self.ip_in(s, peer)) {
+        if !side.ip_sets.iter().all(|&s| self.ip_in(s, peer))
+            || side.not_ip_sets.iter().any(|&s| self.ip_in(s, peer))
+        {
             return false;
         }
         if !side.ip_port_sets.iter().all(|&s| self.port_key_in(s, peer)) {
@@ -261,11 +351,19 @@ impl<'a> Evaluation<'a> {
         };
         if (!side.ports.is_empty() || !side.named_port_sets.is_empty())
             && !in_range(&side.ports)
-            && !side.named_port_sets.iter().any(|&s| self.port_key_in(s, peer))
+            && !side
+                .named_port_sets
+                .iter()
+                .any(|&s| self.port_key_in(s, peer))
         {
             return false;
         }
-        if in_range(&side.not_ports) || side.not_named_port_sets.iter().any(|&s| self.port_key_in(s, peer)) {
+        if in_range(&side.not_ports)
+            || side
+                .not_named_port_sets
+                .iter()
+                .any(|&s| self.port_key_in(s, peer))
+        {
             return false;
         }
         if !side.nets.is_empty() && !nets_match(&side.nets, peer.address) {
@@ -278,7 +376,9 @@ impl<'a> Evaluation<'a> {
     fn normalized_path(&self) -> &Result<Cow<'a, [u8]>, ()> {
         self.path.get_or_init(|| match &self.request.http {
             // The HTTP clause also wants a request path that starts with `/` (spec section 5).
-            Some(req) if req.path.starts_with('/') => path::normalize_request(req.path).map(|n| n.matching).map_err(|_| ()),
+            Some(req) if req.path.starts_with('/') => path::normalize_request(req.path)
+                .map(|n| n.matching)
+                .map_err(|_| ()),
             _ => Err(()),
         })
     }

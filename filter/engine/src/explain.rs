@@ -122,7 +122,9 @@ impl fmt::Display for OriginFields<'_> {
 impl Explanation {
     /// One line for a person (`control check --format text`).
     pub fn to_text(&self) -> String {
-        let status = self.status.map_or_else(|| "-".to_string(), |s| s.to_string());
+        let status = self
+            .status
+            .map_or_else(|| "-".to_string(), |s| s.to_string());
         format!(
             "{} (status {}, {}){}: {}",
             self.decision.to_uppercase(),
@@ -142,15 +144,26 @@ impl Explanation {
 
 /// The staged decision explained against the staged program, and whether it differs from the
 /// enforced decision. `policy` is the program staged decisions refer to.
-pub fn explain_staged(policy: Option<&CompiledPolicy>, staged: &Decision, enforced: &Decision) -> StagedExplanation {
-    StagedExplanation { decision: explain(policy, staged), differs: staged.verdict != enforced.verdict }
+pub fn explain_staged(
+    policy: Option<&CompiledPolicy>,
+    staged: &Decision,
+    enforced: &Decision,
+) -> StagedExplanation {
+    StagedExplanation {
+        decision: explain(policy, staged),
+        differs: staged.verdict != enforced.verdict,
+    }
 }
 
 /// Names for a decision's indices. `policy` is `None` before the first snapshot.
 pub fn explain(policy: Option<&CompiledPolicy>, decision: &Decision) -> Explanation {
     let verdict = decision.verdict;
     let mut e = Explanation {
-        decision: if verdict.is_allowed() { "allow" } else { "deny" },
+        decision: if verdict.is_allowed() {
+            "allow"
+        } else {
+            "deny"
+        },
         status: verdict.status(),
         reason: verdict.reason(),
         tier: None,
@@ -160,17 +173,27 @@ pub fn explain(policy: Option<&CompiledPolicy>, decision: &Decision) -> Explanat
         rule_id: None,
         detail: String::new(),
     };
-    let tier_name = |t: u32| policy.and_then(|p| p.tiers.get(t as usize)).map(|t| t.name.clone());
+    let tier_name = |t: u32| {
+        policy
+            .and_then(|p| p.tiers.get(t as usize))
+            .map(|t| t.name.clone())
+    };
     let policy_ref = |i: u32| {
-        policy.and_then(|p| p.policies.get(i as usize)).map(|id| PolicyRef {
-            name: id.name.clone(),
-            namespace: id.namespace.clone(),
-            kind: id.kind.clone(),
-        })
+        policy
+            .and_then(|p| p.policies.get(i as usize))
+            .map(|id| PolicyRef {
+                name: id.name.clone(),
+                namespace: id.namespace.clone(),
+                kind: id.kind.clone(),
+            })
     };
     match decision.origin {
         Origin::Precheck => {}
-        Origin::PolicyRule { tier, policy: p, rule } => {
+        Origin::PolicyRule {
+            tier,
+            policy: p,
+            rule,
+        } => {
             e.tier = tier_name(tier);
             e.policy = policy_ref(p);
             e.rule = Some(rule);
@@ -181,7 +204,9 @@ pub fn explain(policy: Option<&CompiledPolicy>, decision: &Decision) -> Explanat
         }
         Origin::TierDefault { tier } => e.tier = tier_name(tier),
         Origin::ProfileRule { profile, rule } => {
-            e.profile = policy.and_then(|p| p.profiles.get(profile as usize)).cloned();
+            e.profile = policy
+                .and_then(|p| p.profiles.get(profile as usize))
+                .cloned();
             e.rule = Some(rule);
         }
         Origin::NoProfiles | Origin::ProfilesExhausted => {}
@@ -227,16 +252,31 @@ pub fn explain(policy: Option<&CompiledPolicy>, decision: &Decision) -> Explanat
 fn decision_rule(policy: Option<&CompiledPolicy>, decision: &Decision) -> Option<u32> {
     let p = policy?;
     p.steps.iter().find_map(|s| match (*s, decision.origin) {
-        (Step::PolicyRule { tier, policy, index, rule, .. }, Origin::PolicyRule { tier: t, policy: q, rule: i })
-            if tier == t && policy == q && index == i =>
-        {
-            Some(rule)
-        }
-        (Step::ProfileRule { profile, index, rule }, Origin::ProfileRule { profile: q, rule: i })
-            if profile == q && index == i =>
-        {
-            Some(rule)
-        }
+        (
+            Step::PolicyRule {
+                tier,
+                policy,
+                index,
+                rule,
+                ..
+            },
+            Origin::PolicyRule {
+                tier: t,
+                policy: q,
+                rule: i,
+            },
+        ) if tier == t && policy == q && index == i => Some(rule),
+        (
+            Step::ProfileRule {
+                profile,
+                index,
+                rule,
+            },
+            Origin::ProfileRule {
+                profile: q,
+                rule: i,
+            },
+        ) if profile == q && index == i => Some(rule),
         _ => None,
     })
 }
@@ -247,10 +287,18 @@ mod tests {
 
     #[test]
     fn one_rendering_for_names_and_lines() {
-        let policy = |namespace: &str| PolicyRef { name: "p".into(), namespace: namespace.into(), kind: "NetworkPolicy".into() };
+        let policy = |namespace: &str| PolicyRef {
+            name: "p".into(),
+            namespace: namespace.into(),
+            kind: "NetworkPolicy".into(),
+        };
         assert_eq!(policy("").qualified_name().to_string(), "p");
         assert_eq!(policy("prod").qualified_name().to_string(), "prod/p");
-        let id = PolicyId { name: "g".into(), namespace: String::new(), kind: "GlobalNetworkPolicy".into() };
+        let id = PolicyId {
+            name: "g".into(),
+            namespace: String::new(),
+            kind: "GlobalNetworkPolicy".into(),
+        };
         assert_eq!(id.qualified_name().to_string(), "g");
         let e = Explanation {
             decision: "deny",
@@ -263,7 +311,10 @@ mod tests {
             rule_id: Some("prod/p:ingress:2".into()),
             detail: "a deny rule matched".into(),
         };
-        assert_eq!(e.origin_fields().to_string(), " tier=t policy=prod/p kind=NetworkPolicy rule=2 rule_id=prod/p:ingress:2");
+        assert_eq!(
+            e.origin_fields().to_string(),
+            " tier=t policy=prod/p kind=NetworkPolicy rule=2 rule_id=prod/p:ingress:2"
+        );
         assert_eq!(
             e.to_text(),
             "DENY (status 403, policy_denied) tier=t policy=prod/p kind=NetworkPolicy rule=2 rule_id=prod/p:ingress:2: a deny rule matched"

@@ -33,7 +33,8 @@ pub fn parse_principal(principal: &str) -> Result<Peer, InvalidPrincipal> {
 /// [`parse_principal`] without allocating: `(namespace, service_account)` borrowed from
 /// `principal`, both `""` for plaintext.
 pub fn parse_principal_ref(principal: &str) -> Result<(&str, &str), InvalidPrincipal> {
-    parse_principal_parts(principal).map(|(_, namespace, service_account)| (namespace, service_account))
+    parse_principal_parts(principal)
+        .map(|(_, namespace, service_account)| (namespace, service_account))
 }
 
 /// `(trust_domain, namespace, service_account)` of a principal, all `""` for plaintext.
@@ -41,11 +42,18 @@ pub fn parse_principal_parts(principal: &str) -> Result<(&str, &str, &str), Inva
     if principal.is_empty() {
         return Ok(("", "", ""));
     }
-    let rest = principal.strip_prefix("spiffe://").ok_or(InvalidPrincipal)?;
+    let rest = principal
+        .strip_prefix("spiffe://")
+        .ok_or(InvalidPrincipal)?;
     let mut parts = rest.split('/');
-    let (Some(td), Some("ns"), Some(ns), Some("sa"), Some(sa), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next(), parts.next(), parts.next())
-    else {
+    let (Some(td), Some("ns"), Some(ns), Some("sa"), Some(sa), None) = (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) else {
         return Err(InvalidPrincipal);
     };
     if td.is_empty() || ns.is_empty() || sa.is_empty() {
@@ -173,9 +181,19 @@ mod tests {
         assert_eq!(mesh.peer(evil), Err(InvalidPrincipal));
         assert_eq!(mesh.peer(good), Ok(("default", "admin")));
         assert_eq!(mesh.peer("spiffe://prod.example/ns/a/sa/b"), Ok(("a", "b")));
-        assert_eq!(mesh.peer("spiffe://Cluster.local/ns/a/sa/b"), Err(InvalidPrincipal));
-        assert_eq!(mesh.peer("spiffe://cluster.local.evil/ns/a/sa/b"), Err(InvalidPrincipal));
-        assert_eq!(mesh.peer(""), Ok(("", "")), "plaintext is not a trust-domain question");
+        assert_eq!(
+            mesh.peer("spiffe://Cluster.local/ns/a/sa/b"),
+            Err(InvalidPrincipal)
+        );
+        assert_eq!(
+            mesh.peer("spiffe://cluster.local.evil/ns/a/sa/b"),
+            Err(InvalidPrincipal)
+        );
+        assert_eq!(
+            mesh.peer(""),
+            Ok(("", "")),
+            "plaintext is not a trust-domain question"
+        );
         assert_eq!(mesh.peer("web"), Err(InvalidPrincipal));
     }
 

@@ -110,11 +110,15 @@ impl CandidateIndex {
             };
             match rule.http.as_ref().and_then(|h| h.path_segments.as_ref()) {
                 None => set(&mut path_other, i),
-                Some(segments) => segments.iter().for_each(|s| path_named.entry(Box::from(*s)).or_default().push(i)),
+                Some(segments) => segments
+                    .iter()
+                    .for_each(|s| path_named.entry(Box::from(*s)).or_default().push(i)),
             }
             match rule.service_accounts {
                 [] => set(&mut sa_other, i),
-                names => names.iter().for_each(|n| sa_named.entry(n.clone()).or_default().push(i)),
+                names => names
+                    .iter()
+                    .for_each(|n| sa_named.entry(n.clone()).or_default().push(i)),
             }
             match &rule.http {
                 None => {
@@ -122,7 +126,10 @@ impl CandidateIndex {
                     set(&mut method_other, i);
                 }
                 Some(http) if http.methods.is_empty() => set(&mut method_other, i),
-                Some(http) => http.methods.iter().for_each(|m| method_named.entry(m.clone()).or_default().push(i)),
+                Some(http) => http
+                    .methods
+                    .iter()
+                    .for_each(|m| method_named.entry(m.clone()).or_default().push(i)),
             }
         }
         let with = |base: &Vec<u64>, extra: Vec<usize>| {
@@ -130,10 +137,19 @@ impl CandidateIndex {
             extra.into_iter().for_each(|i| set(&mut bits, i));
             bits
         };
-        let sa_by_name = sa_named.into_iter().map(|(k, v)| (k, with(&sa_other, v))).collect();
-        let method_by_name = method_named.into_iter().map(|(k, v)| (k, with(&method_other, v))).collect();
+        let sa_by_name = sa_named
+            .into_iter()
+            .map(|(k, v)| (k, with(&sa_other, v)))
+            .collect();
+        let method_by_name = method_named
+            .into_iter()
+            .map(|(k, v)| (k, with(&method_other, v)))
+            .collect();
         let path_by_segment = if path_named.len() <= PATH_SEGMENTS {
-            path_named.into_iter().map(|(k, v)| (k, with(&path_other, v))).collect()
+            path_named
+                .into_iter()
+                .map(|(k, v)| (k, with(&path_other, v)))
+                .collect()
         } else {
             path_other = all.clone();
             HashMap::new()
@@ -165,7 +181,11 @@ impl CandidateIndex {
         passes: impl Fn(usize) -> bool,
     ) -> Option<StepSet> {
         let mut cache = self.identities.lock().ok()?;
-        if let Some(bits) = cache.by_namespace.get(namespace).and_then(|m| m.get(service_account)) {
+        if let Some(bits) = cache
+            .by_namespace
+            .get(namespace)
+            .and_then(|m| m.get(service_account))
+        {
             return Some(bits.clone());
         }
         if cache.entries >= IDENTITY_CACHE_ENTRIES {
@@ -173,13 +193,22 @@ impl CandidateIndex {
         }
         let mut bits = vec![0u64; self.all.len()];
         for i in 0..self.all.len() * 64 {
-            if self.all.get(i / 64).is_some_and(|w| w & (1 << (i % 64)) != 0) && passes(i) {
+            if self
+                .all
+                .get(i / 64)
+                .is_some_and(|w| w & (1 << (i % 64)) != 0)
+                && passes(i)
+            {
                 set(&mut bits, i);
             }
         }
         let bits: StepSet = bits.into();
         cache.entries += 1;
-        cache.by_namespace.entry(Box::from(namespace)).or_default().insert(Box::from(service_account), bits.clone());
+        cache
+            .by_namespace
+            .entry(Box::from(namespace))
+            .or_default()
+            .insert(Box::from(service_account), bits.clone());
         Some(bits)
     }
 
@@ -204,10 +233,17 @@ impl CandidateIndex {
             Some(m) => self.method_by_name.get(m).unwrap_or(&self.method_other),
         };
         let by_path: &[u64] = match path {
-            Some(p) if self.indexes_paths() => self.path_by_segment.get(first_segment(p)).unwrap_or(&self.path_other),
+            Some(p) if self.indexes_paths() => self
+                .path_by_segment
+                .get(first_segment(p))
+                .unwrap_or(&self.path_other),
             _ => &self.all,
         };
-        Candidates { a: by_sa, b: by_method, c: by_path }
+        Candidates {
+            a: by_sa,
+            b: by_method,
+            c: by_path,
+        }
     }
 }
 
@@ -215,7 +251,11 @@ impl CandidateIndex {
     /// Every step, unfiltered.
     #[cfg(test)]
     pub(crate) fn every_step(&self) -> Candidates<'_> {
-        Candidates { a: Bits::Shared(self.all.clone()), b: &self.all, c: &self.all }
+        Candidates {
+            a: Bits::Shared(self.all.clone()),
+            b: &self.all,
+            c: &self.all,
+        }
     }
 }
 

@@ -495,7 +495,6 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-
     fn kind_from(name: &str) -> IpSetKind {
         match name {
             "IP" => IpSetKind::Ip,
@@ -515,7 +514,11 @@ mod tests {
 
     #[test]
     fn conformance_ipset() {
-        let all: serde_json::Value = serde_json::from_str(&crate::testdata::shared_file("conformance/unit_cases.json").expect("shared/conformance/unit_cases.json")).expect("unit_cases.json");
+        let all: serde_json::Value = serde_json::from_str(
+            &crate::testdata::shared_file("conformance/unit_cases.json")
+                .expect("shared/conformance/unit_cases.json"),
+        )
+        .expect("unit_cases.json");
         let cases = all["ipset"].as_array().expect("array");
         assert!(!cases.is_empty());
         for case in cases {

@@ -12,35 +12,34 @@
 //! * [`explain`]: decision -> [`Explanation`] (names, a sentence) and every text rendering of a
 //!   decision.
 
-
-pub mod snapshot;
+pub mod address;
+pub mod compile;
+pub mod decision;
+pub mod envelope;
+mod evaluate;
+pub mod explain;
+pub mod identity;
+mod index;
+pub mod ipset;
 pub mod path;
 pub mod path_pattern;
-pub mod address;
-pub mod ipset;
-pub mod protocol;
-pub mod identity;
-pub mod selector;
-pub mod envelope;
-pub mod relay_contract;
-pub mod decision;
-pub mod request;
 pub mod program;
-pub mod compile;
-pub mod explain;
-mod evaluate;
-mod index;
+pub mod protocol;
+pub mod relay_contract;
+pub mod request;
+pub mod selector;
+pub mod snapshot;
 /// Generated snapshots for benchmarks and load tests (feature `test-util`).
 #[cfg(feature = "test-util")]
 pub mod synthetic;
 #[doc(hidden)]
 pub mod testdata;
 
-pub use program::{CompiledPolicy, Program};
 pub use decision::{Decision, Verdict};
 pub use explain::{Explanation, StagedExplanation};
-pub use request::{Http, Peer, Request, RequestSpec};
 pub use identity::TrustDomains;
+pub use program::{CompiledPolicy, Program};
+pub use request::{Http, Peer, Request, RequestSpec};
 pub use snapshot::Snapshot;
 
 /// How an [`Engine`] is built beyond its snapshot: settings of the filter or `control check`.
@@ -77,11 +76,15 @@ impl Engine {
     /// The enforced program plus, when `options.staged`, the staged rehearsal
     /// ([`Engine::decide_staged`]); principals pinned to `options.trust_domains`.
     pub fn from_snapshot_with(version: u64, snapshot: &Snapshot, options: &Options) -> Self {
-        let compile = |program| CompiledPolicy::compile_program(snapshot, program).with_trust_domains(options.trust_domains.clone());
+        let compile = |program| {
+            CompiledPolicy::compile_program(snapshot, program)
+                .with_trust_domains(options.trust_domains.clone())
+        };
         Engine {
             current: Some((version, compile(Program::Enforced))),
             options: options.clone(),
-            staged: (options.staged && compile::has_staged_policies(snapshot)).then(|| compile(Program::StagedAsEnforced)),
+            staged: (options.staged && compile::has_staged_policies(snapshot))
+                .then(|| compile(Program::StagedAsEnforced)),
         }
     }
 
@@ -139,7 +142,11 @@ impl Engine {
 
     /// A decision of [`Engine::decide_staged`] explained, and whether it differs from the
     /// `enforced` decision it was made beside.
-    pub fn explain_staged_against(&self, staged: &Decision, enforced: &Decision) -> StagedExplanation {
+    pub fn explain_staged_against(
+        &self,
+        staged: &Decision,
+        enforced: &Decision,
+    ) -> StagedExplanation {
         explain::explain_staged(self.staged_policy(), staged, enforced)
     }
 }

@@ -32,7 +32,9 @@ pub enum PathError {
     NotAbsolute,
     /// Step 5.3: segment `index` (0 = first after the leading `/`) is a dot segment once its
     /// escaped delimiters are decoded, e.g. `..%3B` or `..%2F`.
-    #[error("segment {index} is ambiguous: a dot segment once its escaped '/', '\\' or ';' is decoded")]
+    #[error(
+        "segment {index} is ambiguous: a dot segment once its escaped '/', '\\' or ';' is decoded"
+    )]
     AmbiguousSegment { index: usize },
 }
 
@@ -63,9 +65,15 @@ pub fn normalize_request(input: &str) -> Result<NormalizedPath<'_>, PathError> {
     let raw = path_part(input);
     check_escapes(raw)?;
     if let Some(matching) = plain(raw) {
-        return Ok(NormalizedPath { matching: Cow::Borrowed(matching), canonical: None });
+        return Ok(NormalizedPath {
+            matching: Cow::Borrowed(matching),
+            canonical: None,
+        });
     }
-    general(raw).map(|(matching, canonical)| NormalizedPath { matching: Cow::Owned(matching), canonical })
+    general(raw).map(|(matching, canonical)| NormalizedPath {
+        matching: Cow::Owned(matching),
+        canonical,
+    })
 }
 
 /// The path the upstream must receive for a request path `input`: `Ok(None)` when `input` is
@@ -103,7 +111,10 @@ pub fn prefix_matches(normalized_prefix: &[u8], normalized_path: &[u8]) -> bool 
 /// Step 1: the path before the first `?` or `#`.
 fn path_part(input: &str) -> &[u8] {
     let bytes = input.as_bytes();
-    let end = bytes.iter().position(|&b| b == b'?' || b == b'#').unwrap_or(bytes.len());
+    let end = bytes
+        .iter()
+        .position(|&b| b == b'?' || b == b'#')
+        .unwrap_or(bytes.len());
     bytes.get(..end).unwrap_or(bytes)
 }
 
@@ -160,7 +171,10 @@ fn plain(raw: &[u8]) -> Option<&[u8]> {
     }
     // `/a/` matches as `/a`.
     let body = rest.strip_suffix(b"/").unwrap_or(rest);
-    if body.split(|&b| b == b'/').any(|s| matches!(s, b"" | b"." | b"..")) {
+    if body
+        .split(|&b| b == b'/')
+        .any(|s| matches!(s, b"" | b"." | b".."))
+    {
         return None;
     }
     raw.get(..=body.len())
@@ -327,7 +341,10 @@ fn hex_digit(nibble: u8) -> u8 {
 
 /// `%2e`, `%2f` or `%5c` in any letter case.
 fn is_encoded_dot_or_slash(window: &[u8]) -> bool {
-    matches!(window, [b'%', b'2', b'e' | b'E' | b'f' | b'F'] | [b'%', b'5', b'c' | b'C'])
+    matches!(
+        window,
+        [b'%', b'2', b'e' | b'E' | b'f' | b'F'] | [b'%', b'5', b'c' | b'C']
+    )
 }
 
 #[cfg(test)]

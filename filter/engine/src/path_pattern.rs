@@ -56,7 +56,10 @@ fn normalised(pattern: &str) -> Result<String, PatternError> {
     if pattern.contains(['?', '#']) {
         return Err(PatternError::QueryOrFragment(pattern.to_string()));
     }
-    let bytes = path::normalize(pattern).map_err(|error| PatternError::Normalise { pattern: pattern.to_string(), error })?;
+    let bytes = path::normalize(pattern).map_err(|error| PatternError::Normalise {
+        pattern: pattern.to_string(),
+        error,
+    })?;
     Ok(text_form(&bytes).into_owned())
 }
 
@@ -72,14 +75,19 @@ fn build_glob(text: &str, pattern: &str) -> Result<globset::GlobMatcher, Pattern
         .backslash_escape(true)
         .build()
         .map(|g| g.compile_matcher())
-        .map_err(|e| PatternError::Glob { pattern: pattern.to_string(), message: e.kind().to_string() })
+        .map_err(|e| PatternError::Glob {
+            pattern: pattern.to_string(),
+            message: e.kind().to_string(),
+        })
 }
 
 /// A compiled glob over matching forms.
 pub fn compile_glob(pattern: &str) -> Result<Glob, PatternError> {
     let text = normalised(pattern)?;
     let full = build_glob(&text, pattern)?;
-    let stem = stem(&text, |last| last == "**").map(|s| build_glob(s, pattern)).transpose()?;
+    let stem = stem(&text, |last| last == "**")
+        .map(|s| build_glob(s, pattern))
+        .transpose()?;
     Ok(Glob { full, stem })
 }
 
@@ -87,7 +95,10 @@ pub fn compile_glob(pattern: &str) -> Result<Glob, PatternError> {
 /// its stem (`/files/{*rest}` matches `/files`).
 pub fn compile_template(pattern: &str) -> Result<matchit::Router<()>, PatternError> {
     let text = normalised(pattern)?;
-    let bad = |e: matchit::InsertError| PatternError::Template { pattern: pattern.to_string(), message: e.to_string() };
+    let bad = |e: matchit::InsertError| PatternError::Template {
+        pattern: pattern.to_string(),
+        message: e.to_string(),
+    };
     let mut router = matchit::Router::new();
     router.insert(text.as_str(), ()).map_err(bad)?;
     if let Some(stem) = stem(&text, |last| last.starts_with("{*") && last.ends_with('}')) {
@@ -172,12 +183,30 @@ mod tests {
 
     #[test]
     fn bad_patterns_explain_themselves() {
-        assert!(matches!(compile_glob("api/*"), Err(PatternError::NotAbsolute(_))));
-        assert!(matches!(compile_glob("/api/[a"), Err(PatternError::Glob { .. })));
-        assert!(matches!(compile_glob("/api/v?"), Err(PatternError::QueryOrFragment(_))));
-        assert!(matches!(compile_glob("/api/%zz"), Err(PatternError::Normalise { .. })));
-        assert!(matches!(compile_template("/a/{id"), Err(PatternError::Template { .. })));
-        assert!(matches!(compile_template("/a/{*rest}/b"), Err(PatternError::Template { .. })));
+        assert!(matches!(
+            compile_glob("api/*"),
+            Err(PatternError::NotAbsolute(_))
+        ));
+        assert!(matches!(
+            compile_glob("/api/[a"),
+            Err(PatternError::Glob { .. })
+        ));
+        assert!(matches!(
+            compile_glob("/api/v?"),
+            Err(PatternError::QueryOrFragment(_))
+        ));
+        assert!(matches!(
+            compile_glob("/api/%zz"),
+            Err(PatternError::Normalise { .. })
+        ));
+        assert!(matches!(
+            compile_template("/a/{id"),
+            Err(PatternError::Template { .. })
+        ));
+        assert!(matches!(
+            compile_template("/a/{*rest}/b"),
+            Err(PatternError::Template { .. })
+        ));
         let message = compile_glob("/api/[a").unwrap_err().to_string();
         assert!(message.contains("/api/[a"), "{message}");
     }

@@ -2,7 +2,8 @@ use super::*;
 use proptest::prelude::*;
 
 fn unit_cases() -> serde_json::Value {
-    let text = crate::testdata::shared_file("conformance/unit_cases.json").expect("unit_cases.json");
+    let text =
+        crate::testdata::shared_file("conformance/unit_cases.json").expect("unit_cases.json");
     serde_json::from_str(&text).expect("unit_cases.json is JSON")
 }
 
@@ -20,17 +21,27 @@ fn conformance_normalize_http_path() {
         let got = normalize_request(input);
         if !case["ok"].as_bool().expect("ok") {
             assert!(got.is_err(), "input {input:?} should fail, got {got:?}");
-            assert!(!input.starts_with('/') || forwarded_path(input).is_err(), "input {input:?}");
+            assert!(
+                !input.starts_with('/') || forwarded_path(input).is_err(),
+                "input {input:?}"
+            );
             continue;
         }
         let got = got.unwrap_or_else(|e| panic!("input {input:?} failed: {e}"));
         let want = match case["normalized"].as_str() {
             Some(text) => hex(text.as_bytes()),
-            None => case["normalized_hex"].as_str().expect("normalized_hex").to_string(),
+            None => case["normalized_hex"]
+                .as_str()
+                .expect("normalized_hex")
+                .to_string(),
         };
         assert_eq!(hex(&got.matching), want, "matching form of {input:?}");
         let non_canonical = case["non_canonical"].as_bool().expect("non_canonical");
-        assert_eq!(!got.is_canonical(), non_canonical, "non_canonical of {input:?}");
+        assert_eq!(
+            !got.is_canonical(),
+            non_canonical,
+            "non_canonical of {input:?}"
+        );
         let canonical = case["canonical"].as_str().expect("canonical");
         let raw = path_part(input);
         let forwarded = got.canonical.as_deref().map_or(raw, str::as_bytes);
@@ -57,7 +68,10 @@ fn errors_name_the_failing_step() {
         ("#/a", PathError::NotAbsolute),
         ("http://example.com/", PathError::NotAbsolute),
         ("%2Fadmin", PathError::NotAbsolute),
-        ("/admin/..%3B/public", PathError::AmbiguousSegment { index: 1 }),
+        (
+            "/admin/..%3B/public",
+            PathError::AmbiguousSegment { index: 1 },
+        ),
         ("/..%2F", PathError::AmbiguousSegment { index: 0 }),
         ("/a/b/x%2F..", PathError::AmbiguousSegment { index: 2 }),
         ("/a/%2E%2E%5C", PathError::AmbiguousSegment { index: 1 }),
@@ -97,7 +111,11 @@ fn more_normalisation() {
     for (input, want, canonical) in table {
         let got = normalize_request(input).unwrap_or_else(|e| panic!("{input:?}: {e}"));
         assert_eq!(&*got.matching, *want, "matching form of {input:?}");
-        assert_eq!(got.canonical.as_deref(), *canonical, "canonical of {input:?}");
+        assert_eq!(
+            got.canonical.as_deref(),
+            *canonical,
+            "canonical of {input:?}"
+        );
     }
 }
 
@@ -112,7 +130,11 @@ fn forwarded_path_keeps_the_query_and_drops_the_fragment() {
         ("/a/./b?", Some("/a/b?")),
     ];
     for (input, want) in table {
-        assert_eq!(forwarded_path(input).expect("ok").as_deref(), *want, "{input:?}");
+        assert_eq!(
+            forwarded_path(input).expect("ok").as_deref(),
+            *want,
+            "{input:?}"
+        );
     }
 }
 
@@ -141,7 +163,11 @@ fn prefix_table() {
         ("/public", "/public%2F..%2Fadmin", false),
     ];
     for (prefix, path, want) in table {
-        assert_eq!(prefix_matches(prefix.as_bytes(), path.as_bytes()), *want, "prefix {prefix:?} path {path:?}");
+        assert_eq!(
+            prefix_matches(prefix.as_bytes(), path.as_bytes()),
+            *want,
+            "prefix {prefix:?} path {path:?}"
+        );
     }
     let p = normalize("/foo/").expect("ok");
     assert!(prefix_matches(&p, b"/foo/x"));
@@ -176,12 +202,16 @@ fn path_strategy() -> impl Strategy<Value = String> {
         Just("/".to_string()),
         Just("é".to_string()),
     ];
-    (prop::collection::vec(piece, 0..12), prop::option::of("[?#][a-z=&%.]{0,6}")).prop_map(|(pieces, tail)| {
-        let mut s = String::from("/");
-        s.extend(pieces);
-        s.push_str(tail.as_deref().unwrap_or(""));
-        s
-    })
+    (
+        prop::collection::vec(piece, 0..12),
+        prop::option::of("[?#][a-z=&%.]{0,6}"),
+    )
+        .prop_map(|(pieces, tail)| {
+            let mut s = String::from("/");
+            s.extend(pieces);
+            s.push_str(tail.as_deref().unwrap_or(""));
+            s
+        })
 }
 
 fn assert_matching_shape(out: &[u8]) {
@@ -191,7 +221,10 @@ fn assert_matching_shape(out: &[u8]) {
         assert_ne!(out.last(), Some(&b'/'));
     }
     for segment in out.split(|&b| b == b'/').skip(1) {
-        assert!(segment != b"." && segment != b"..", "dot segment in {out:?}");
+        assert!(
+            segment != b"." && segment != b"..",
+            "dot segment in {out:?}"
+        );
         assert!(!segment.contains(&b';'), "raw ';' in {out:?}");
     }
     assert!(!out.contains(&0));

@@ -112,16 +112,34 @@ pub(crate) enum DefaultAction {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Step {
     /// Entering a tier whose default action is invalid.
-    InvalidTierDefault { tier: u32 },
+    InvalidTierDefault {
+        tier: u32,
+    },
     /// A referenced policy the snapshot lacks.
-    MissingPolicy { tier: u32, policy: u32 },
+    MissingPolicy {
+        tier: u32,
+        policy: u32,
+    },
     /// A policy rule; Pass continues at `tier_end`.
-    PolicyRule { tier: u32, policy: u32, index: u32, rule: u32, tier_end: u32 },
+    PolicyRule {
+        tier: u32,
+        policy: u32,
+        index: u32,
+        rule: u32,
+        tier_end: u32,
+    },
     /// Every policy of the tier gave no match.
-    TierEnd { tier: u32, default: DefaultAction },
+    TierEnd {
+        tier: u32,
+        default: DefaultAction,
+    },
     /// Reaching the profiles with none listed.
     NoProfiles,
-    ProfileRule { profile: u32, index: u32, rule: u32 },
+    ProfileRule {
+        profile: u32,
+        index: u32,
+        rule: u32,
+    },
     /// No profile rule decided.
     ProfilesEnd,
 }
@@ -188,14 +206,24 @@ impl CompiledPolicy {
     /// decides anything).
     pub fn policy_tier(&self, policy: u32) -> Option<u32> {
         self.steps.iter().find_map(|s| match *s {
-            Step::PolicyRule { tier, policy: p, .. } | Step::MissingPolicy { tier, policy: p } if p == policy => Some(tier),
+            Step::PolicyRule {
+                tier, policy: p, ..
+            }
+            | Step::MissingPolicy { tier, policy: p }
+                if p == policy =>
+            {
+                Some(tier)
+            }
             _ => None,
         })
     }
 
     /// The `rule_id` of a compiled rule (by its index in `rules`), unless empty.
     pub(crate) fn rule_id(&self, step_rule: u32) -> Option<String> {
-        self.rules.get(step_rule as usize).map(|r| r.rule_id.clone()).filter(|id| !id.is_empty())
+        self.rules
+            .get(step_rule as usize)
+            .map(|r| r.rule_id.clone())
+            .filter(|id| !id.is_empty())
     }
 }
 
@@ -205,7 +233,9 @@ impl Step {
     /// request.
     pub(crate) fn index_keys<'r>(&self, rules: &'r [CompiledRule]) -> StepKeys<'r> {
         let rule = match self {
-            Step::PolicyRule { rule, .. } | Step::ProfileRule { rule, .. } => rules.get(*rule as usize),
+            Step::PolicyRule { rule, .. } | Step::ProfileRule { rule, .. } => {
+                rules.get(*rule as usize)
+            }
             _ => None,
         };
         match rule.filter(|r| r.missing_ip_set.is_none()) {
@@ -220,8 +250,15 @@ impl CompiledRule {
     /// HTTP method and the first segment of the normalised path.
     fn index_keys(&self) -> RuleKeys<'_> {
         RuleKeys {
-            service_accounts: self.src.service_account.as_ref().map_or(&[], |sa| sa.names.as_slice()),
-            http: self.http.as_ref().map(|h| HttpKeys { methods: &h.methods, path_segments: path_segments(&h.paths) }),
+            service_accounts: self
+                .src
+                .service_account
+                .as_ref()
+                .map_or(&[], |sa| sa.names.as_slice()),
+            http: self.http.as_ref().map(|h| HttpKeys {
+                methods: &h.methods,
+                path_segments: path_segments(&h.paths),
+            }),
         }
     }
 }

@@ -90,7 +90,6 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-
     /// A `Protocol` in protobuf JSON mapping: `null` is unset, `{}` present with no member.
     fn protocol_from_json(v: &serde_json::Value) -> Option<Protocol> {
         if v.is_null() {
@@ -111,7 +110,11 @@ mod tests {
 
     #[test]
     fn conformance_l4_protocol() {
-        let all: serde_json::Value = serde_json::from_str(&crate::testdata::shared_file("conformance/unit_cases.json").expect("shared/conformance/unit_cases.json")).expect("unit_cases.json");
+        let all: serde_json::Value = serde_json::from_str(
+            &crate::testdata::shared_file("conformance/unit_cases.json")
+                .expect("shared/conformance/unit_cases.json"),
+        )
+        .expect("unit_cases.json");
         let cases = all["l4_protocol"].as_array().expect("array");
         assert!(!cases.is_empty());
         for case in cases {

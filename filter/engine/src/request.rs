@@ -79,7 +79,11 @@ impl PeerSpec {
         Peer {
             principal: self.principal.as_deref().unwrap_or(""),
             address,
-            port: if address.is_some() { self.port.unwrap_or(0) } else { 0 },
+            port: if address.is_some() {
+                self.port.unwrap_or(0)
+            } else {
+                0
+            },
         }
     }
 }

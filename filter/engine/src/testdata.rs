@@ -14,5 +14,8 @@ pub fn shared_file(relative: &str) -> Result<String, String> {
                 .map_err(|e| format!("{}: {e}", candidate.display()));
         }
     }
-    Err(format!("shared/{relative} not found above {}", start.display()))
+    Err(format!(
+        "shared/{relative} not found above {}",
+        start.display()
+    ))
 }

@@ -192,17 +192,25 @@ impl Host for FakeHost {
             return Err(HostError);
         }
         let headers = self.headers.borrow();
-        Ok((headers.get(":method").cloned(), headers.get(":path").cloned()))
+        Ok((
+            headers.get(":method").cloned(),
+            headers.get(":path").cloned(),
+        ))
     }
 
     fn set_request_header(&self, name: &str, value: &str) -> Result<(), HostError> {
-        self.header_writes.borrow_mut().push((name.to_string(), value.to_string()));
-        self.headers.borrow_mut().insert(name.to_string(), value.as_bytes().to_vec());
+        self.header_writes
+            .borrow_mut()
+            .push((name.to_string(), value.to_string()));
+        self.headers
+            .borrow_mut()
+            .insert(name.to_string(), value.as_bytes().to_vec());
         Ok(())
     }
 
     fn clear_route_cache(&self) {
-        self.route_cache_clears.set(self.route_cache_clears.get() + 1);
+        self.route_cache_clears
+            .set(self.route_cache_clears.get() + 1);
     }
 
     fn shared_data(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {

@@ -18,7 +18,10 @@ pub fn method_and_path(map: &[u8]) -> MethodAndPath {
     let mut data = 4usize.saturating_add(count.saturating_mul(8));
     for i in 0..count {
         let entry = i.checked_mul(8).and_then(|x| x.checked_add(4));
-        let (Some(key_len), Some(value_len)) = (entry.and_then(u32_at), entry.and_then(|e| e.checked_add(4)).and_then(u32_at)) else {
+        let (Some(key_len), Some(value_len)) = (
+            entry.and_then(u32_at),
+            entry.and_then(|e| e.checked_add(4)).and_then(u32_at),
+        ) else {
             break;
         };
         let key = map.get(data..data.saturating_add(key_len));
@@ -62,8 +65,16 @@ mod tests {
 
     #[test]
     fn finds_method_and_path_in_a_serialized_map() {
-        let map = serialize(&[(":authority", b"x"), (":path", b"/a?b"), (":method", b"GET"), ("cookie", b"c")]);
-        assert_eq!(method_and_path(&map), (Some(b"GET".to_vec()), Some(b"/a?b".to_vec())));
+        let map = serialize(&[
+            (":authority", b"x"),
+            (":path", b"/a?b"),
+            (":method", b"GET"),
+            ("cookie", b"c"),
+        ]);
+        assert_eq!(
+            method_and_path(&map),
+            (Some(b"GET".to_vec()), Some(b"/a?b".to_vec()))
+        );
         let map = serialize(&[("x-path", b"/no"), (":path", b""), ("bytes", b"\xff\x00")]);
         assert_eq!(method_and_path(&map), (None, Some(Vec::new())));
         assert_eq!(method_and_path(&serialize(&[])), (None, None));

@@ -15,7 +15,11 @@ mod raw {
     const HTTP_REQUEST_HEADERS: u32 = 0;
 
     extern "C" {
-        fn proxy_get_header_map_pairs(map_type: u32, return_map_data: *mut *mut u8, return_map_size: *mut usize) -> u32;
+        fn proxy_get_header_map_pairs(
+            map_type: u32,
+            return_map_data: *mut *mut u8,
+            return_map_size: *mut usize,
+        ) -> u32;
     }
 
     /// The serialized request header map; `None` on a host error (or outside an HTTP stream).
@@ -26,7 +30,9 @@ mod raw {
         // through `proxy_on_memory_allocate`, i.e. with the global allocator, as the SDK's own
         // calls do; ownership passes to us and the Vec frees it.
         unsafe {
-            if proxy_get_header_map_pairs(HTTP_REQUEST_HEADERS, &mut data, &mut size) != 0 || data.is_null() {
+            if proxy_get_header_map_pairs(HTTP_REQUEST_HEADERS, &mut data, &mut size) != 0
+                || data.is_null()
+            {
                 return None;
             }
             Some(Vec::from_raw_parts(data, size, size))

@@ -7,7 +7,8 @@
 use alp_e2e::certs::spiffe_id;
 use alp_e2e::demo::run_yaobank;
 use alp_e2e::stack::{
-    yaobank_ip, yaobank_options, yaobank_yaml_options, Stack, StackOptions, Updates, WorkloadSpec, YAOBANK,
+    yaobank_ip, yaobank_options, yaobank_yaml_options, Stack, StackOptions, Updates, WorkloadSpec,
+    YAOBANK,
 };
 use alp_e2e::{compose, PathMode, Request};
 use anyhow::Result;

@@ -26,19 +26,36 @@ impl IpSets {
     pub(super) fn selector(&mut self, sel: &EndpointSel, eps: &[Endpoint<'_>]) -> String {
         let id = format!("s:{}", fnv(&sel.describe()));
         self.0.entry(id.clone()).or_insert_with(|| {
-            let members = eps.iter().filter(|e| sel.matches(e)).flat_map(|e| e.ips.iter().map(IpAddr::to_string)).collect();
+            let members = eps
+                .iter()
+                .filter(|e| sel.matches(e))
+                .flat_map(|e| e.ips.iter().map(IpAddr::to_string))
+                .collect();
             (IpSetType::Ip, members)
         });
         id
     }
 
-    pub(super) fn named_port(&mut self, sel: &EndpointSel, name: &str, proto: &str, eps: &[Endpoint<'_>]) -> String {
-        let id = format!("n:{}", fnv(&format!("{} named port {proto}:{name}", sel.describe())));
+    pub(super) fn named_port(
+        &mut self,
+        sel: &EndpointSel,
+        name: &str,
+        proto: &str,
+        eps: &[Endpoint<'_>],
+    ) -> String {
+        let id = format!(
+            "n:{}",
+            fnv(&format!("{} named port {proto}:{name}", sel.describe()))
+        );
         self.0.entry(id.clone()).or_insert_with(|| {
             let mut members = BTreeSet::new();
             for e in eps.iter().filter(|e| sel.matches(e)) {
                 for p in &e.workload.spec.ports {
-                    let p_proto = p.protocol.as_ref().and_then(protocol).unwrap_or_else(|| DEFAULT_PORT_PROTOCOL.into());
+                    let p_proto = p
+                        .protocol
+                        .as_ref()
+                        .and_then(protocol)
+                        .unwrap_or_else(|| DEFAULT_PORT_PROTOCOL.into());
                     if p.name == name && p_proto == proto {
                         for ip in &e.ips {
                             members.insert(format!("{ip},{proto}:{}", p.port));
@@ -56,7 +73,11 @@ impl IpSets {
         self.0
             .into_iter()
             .map(|(id, (kind, members))| {
-                Payload::IpsetUpdate(w::IpSetUpdate { id, members: members.into_iter().collect(), r#type: kind as i32 })
+                Payload::IpsetUpdate(w::IpSetUpdate {
+                    id,
+                    members: members.into_iter().collect(),
+                    r#type: kind as i32,
+                })
             })
             .collect()
     }

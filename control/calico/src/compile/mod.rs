@@ -24,7 +24,6 @@
 //! service account and namespace (`labels`), the endpoint (`endpoint_update`), and the IP sets
 //! the rules referenced (`ip_sets`). Selecting workloads is `selection`.
 
-
 mod ip_sets;
 mod rules;
 mod selection;
@@ -32,7 +31,9 @@ mod selection;
 use crate::model::{Policy, PolicySet, Workload};
 use alp_felix::wire::felix::{self as w, to_dataplane::Payload, ToDataplane};
 use ip_sets::IpSets;
-use selection::{endpoint, namespace_labels, nonempty, selects, Endpoint, NS_LABEL, NS_PREFIX, SA_PREFIX};
+use selection::{
+    endpoint, namespace_labels, nonempty, selects, Endpoint, NS_LABEL, NS_PREFIX, SA_PREFIX,
+};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Why a workload's messages cannot be compiled.
@@ -48,16 +49,27 @@ pub enum CompileError {
     },
     /// The endpoint lists a profile this source does not define.
     #[error("WorkloadEndpoint {namespace}/{name}: profile {profile:?} is unknown (only kns.<namespace> and ksa.<namespace>.<serviceaccount> profiles exist in this source)")]
-    UnknownProfile { namespace: String, name: String, profile: String },
+    UnknownProfile {
+        namespace: String,
+        name: String,
+        profile: String,
+    },
 }
 
 /// The workloads of the inventory, `namespace/name`.
 pub fn workload_names(set: &PolicySet) -> Vec<String> {
-    set.workloads.iter().map(|w| format!("{}/{}", w.namespace, w.name)).collect()
+    set.workloads
+        .iter()
+        .map(|w| format!("{}/{}", w.namespace, w.name))
+        .collect()
 }
 
 /// The messages Felix would send for the workload `namespace/name`, ending in `inSync`.
-pub fn compile(set: &PolicySet, namespace: &str, name: &str) -> Result<Vec<ToDataplane>, CompileError> {
+pub fn compile(
+    set: &PolicySet,
+    namespace: &str,
+    name: &str,
+) -> Result<Vec<ToDataplane>, CompileError> {
     let eps: Vec<Endpoint<'_>> = set.workloads.iter().map(|w| endpoint(set, w)).collect();
     let me = eps
         .iter()
@@ -73,7 +85,14 @@ pub fn compile(set: &PolicySet, namespace: &str, name: &str) -> Result<Vec<ToDat
     let mut policy_msgs = Vec::new();
     let mut tier_infos = Vec::new();
     for (name, policies) in active_tiers(set, me) {
-        tier_infos.push(tier(set, &name, &policies, &mut sets, &eps, &mut policy_msgs));
+        tier_infos.push(tier(
+            set,
+            &name,
+            &policies,
+            &mut sets,
+            &eps,
+            &mut policy_msgs,
+        ));
     }
     let (profile_ids, profile_msgs) = profiles(wl)?;
     let endpoint = endpoint_update(wl, profile_ids, tier_infos);
@@ -87,7 +106,10 @@ pub fn compile(set: &PolicySet, namespace: &str, name: &str) -> Result<Vec<ToDat
     Ok(out
         .into_iter()
         .enumerate()
-        .map(|(i, payload)| ToDataplane { sequence_number: i as u64 + 1, payload: Some(payload) })
+        .map(|(i, payload)| ToDataplane {
+            sequence_number: i as u64 + 1,
+            payload: Some(payload),
+        })
         .collect())
 }
 
@@ -99,7 +121,11 @@ fn active_tiers<'s>(set: &'s PolicySet, me: &Endpoint<'_>) -> Vec<(String, Vec<&
         by_tier.entry(p.tier().to_string()).or_default().push(p);
     }
     let mut tiers: Vec<(String, Vec<&Policy>)> = by_tier.into_iter().collect();
-    tiers.sort_by(|a, b| set.tier_order(&a.0).total_cmp(&set.tier_order(&b.0)).then_with(|| a.0.cmp(&b.0)));
+    tiers.sort_by(|a, b| {
+        set.tier_order(&a.0)
+            .total_cmp(&set.tier_order(&b.0))
+            .then_with(|| a.0.cmp(&b.0))
+    });
     for (_, policies) in &mut tiers {
         policies.sort_by(|a, b| {
             a.order()
@@ -121,7 +147,11 @@ fn tier(
     eps: &[Endpoint<'_>],
     policy_msgs: &mut Vec<Payload>,
 ) -> w::TierInfo {
-    let mut info = w::TierInfo { name: name.to_string(), default_action: set.tier_default_action(name), ..Default::default() };
+    let mut info = w::TierInfo {
+        name: name.to_string(),
+        default_action: set.tier_default_action(name),
+        ..Default::default()
+    };
     for p in policies {
         let (ingress, egress) = p.types();
         if ingress {
@@ -168,11 +198,20 @@ fn policy(p: &Policy, tier: &str, sets: &mut IpSets, eps: &[Endpoint<'_>]) -> Pa
 }
 
 fn policy_id(p: &Policy) -> w::PolicyId {
-    w::PolicyId { name: p.name.clone(), namespace: p.namespace.clone(), kind: p.kind.as_str().into() }
+    w::PolicyId {
+        name: p.name.clone(),
+        namespace: p.namespace.clone(),
+        kind: p.kind.as_str().into(),
+    }
 }
 
 fn original_selector(p: &Policy) -> String {
-    let sel = p.spec.selector.clone().filter(|s| !s.trim().is_empty()).unwrap_or_else(|| "all()".into());
+    let sel = p
+        .spec
+        .selector
+        .clone()
+        .filter(|s| !s.trim().is_empty())
+        .unwrap_or_else(|| "all()".into());
     let mut parts = vec![sel];
     if p.kind.namespaced() {
         parts.push(format!("{NS_LABEL} == '{}'", p.namespace));
@@ -186,7 +225,11 @@ fn original_selector(p: &Policy) -> String {
     if parts.len() == 1 {
         parts.pop().unwrap_or_default()
     } else {
-        parts.iter().map(|s| format!("({s})")).collect::<Vec<_>>().join(" && ")
+        parts
+            .iter()
+            .map(|s| format!("({s})"))
+            .collect::<Vec<_>>()
+            .join(" && ")
     }
 }
 
@@ -206,8 +249,14 @@ fn profiles(wl: &Workload) -> Result<(Vec<String>, Vec<Payload>), CompileError> 
     let mut msgs = Vec::new();
     for id in &profile_ids {
         let profile = if id.starts_with("kns.") {
-            let allow = || w::Rule { action: "allow".into(), ..Default::default() };
-            w::Profile { inbound_rules: vec![allow()], outbound_rules: vec![allow()] }
+            let allow = || w::Rule {
+                action: "allow".into(),
+                ..Default::default()
+            };
+            w::Profile {
+                inbound_rules: vec![allow()],
+                outbound_rules: vec![allow()],
+            }
         } else if id.starts_with("ksa.") {
             w::Profile::default()
         } else {
@@ -232,7 +281,8 @@ fn labels(set: &PolicySet) -> Vec<Payload> {
     for w in &set.workloads {
         namespaces.insert(w.namespace.clone());
         if let Some(sa) = w.service_account() {
-            sas.entry((w.namespace.clone(), sa.to_string())).or_default();
+            sas.entry((w.namespace.clone(), sa.to_string()))
+                .or_default();
         }
     }
     for (ns, _) in sas.keys() {
@@ -246,13 +296,19 @@ fn labels(set: &PolicySet) -> Vec<Payload> {
     let mut out = Vec::new();
     for ((ns, name), labels) in sas {
         out.push(Payload::ServiceAccountUpdate(w::ServiceAccountUpdate {
-            id: Some(w::ServiceAccountId { namespace: ns, name }),
+            id: Some(w::ServiceAccountId {
+                namespace: ns,
+                name,
+            }),
             labels,
         }));
     }
     for ns in namespaces {
         let labels = namespace_labels(set, &ns);
-        out.push(Payload::NamespaceUpdate(w::NamespaceUpdate { id: Some(w::NamespaceId { name: ns }), labels }));
+        out.push(Payload::NamespaceUpdate(w::NamespaceUpdate {
+            id: Some(w::NamespaceId { name: ns }),
+            labels,
+        }));
     }
     out
 }

@@ -6,7 +6,8 @@ use super::selection::{nonempty, Endpoint, EndpointSel, NsConstraint};
 use crate::model::{EntityRule, NumOrString, Policy, Rule};
 use crate::values::{net, port, protocol, Port};
 use alp_felix::wire::felix::{
-    self as w, http_match::path_match::PathMatch as Pm, http_match::PathMatch, protocol::NumberOrName,
+    self as w, http_match::path_match::PathMatch as Pm, http_match::PathMatch,
+    protocol::NumberOrName,
 };
 
 fn wire_protocol(p: &NumOrString) -> Option<w::Protocol> {
@@ -46,7 +47,13 @@ fn split_ports(ports: &[NumOrString]) -> (Vec<w::PortRange>, Vec<String>) {
     (numeric, named)
 }
 
-fn convert_side(e: &EntityRule, policy_ns: &str, proto: &str, sets: &mut IpSets, eps: &[Endpoint<'_>]) -> Side {
+fn convert_side(
+    e: &EntityRule,
+    policy_ns: &str,
+    proto: &str,
+    sets: &mut IpSets,
+    eps: &[Endpoint<'_>],
+) -> Side {
     let sa = e.service_accounts.clone().unwrap_or_default();
     let sa_selector = nonempty(&sa.selector);
     let selector = nonempty(&e.selector);
@@ -68,7 +75,10 @@ fn convert_side(e: &EntityRule, policy_ns: &str, proto: &str, sets: &mut IpSets,
     if namespace.is_some() && (has_positive || not_selector.is_some() || ns_selector.is_some()) {
         positive.get_or_insert_with(EndpointSel::default).namespace = namespace;
     }
-    let mut negative = not_selector.clone().map(|s| EndpointSel { selector: Some(s), ..Default::default() });
+    let mut negative = not_selector.clone().map(|s| EndpointSel {
+        selector: Some(s),
+        ..Default::default()
+    });
     if let Some(p) = positive.as_mut() {
         // A positive selector absorbs the negation (Felix's combineMatchesIfPossible).
         p.not_selector = negative.take().and_then(|n| n.selector);
@@ -84,8 +94,14 @@ fn convert_side(e: &EntityRule, policy_ns: &str, proto: &str, sets: &mut IpSets,
         not_nets: e.not_nets.iter().filter_map(|n| net(n)).collect(),
         ..Default::default()
     };
-    side.named = named.iter().map(|n| sets.named_port(filter, n, proto, eps)).collect();
-    side.not_named = not_named.iter().map(|n| sets.named_port(filter, n, proto, eps)).collect();
+    side.named = named
+        .iter()
+        .map(|n| sets.named_port(filter, n, proto, eps))
+        .collect();
+    side.not_named = not_named
+        .iter()
+        .map(|n| sets.named_port(filter, n, proto, eps))
+        .collect();
     if let Some(p) = &positive {
         if !side.ports.is_empty() || named.is_empty() {
             side.ip_set_ids.push(sets.selector(p, eps));
@@ -95,7 +111,10 @@ fn convert_side(e: &EntityRule, policy_ns: &str, proto: &str, sets: &mut IpSets,
         side.not_ip_set_ids.push(sets.selector(n, eps));
     }
     if !sa.names.is_empty() || sa_selector.is_some() {
-        side.sa_match = Some(w::ServiceAccountMatch { selector: sa_selector.unwrap_or_default(), names: sa.names });
+        side.sa_match = Some(w::ServiceAccountMatch {
+            selector: sa_selector.unwrap_or_default(),
+            names: sa.names,
+        });
     }
     side
 }
@@ -108,7 +127,13 @@ fn action(a: &str) -> String {
     }
 }
 
-pub(super) fn convert_rule(r: &Rule, p: &Policy, rule_id: String, sets: &mut IpSets, eps: &[Endpoint<'_>]) -> w::Rule {
+pub(super) fn convert_rule(
+    r: &Rule,
+    p: &Policy,
+    rule_id: String,
+    sets: &mut IpSets,
+    eps: &[Endpoint<'_>],
+) -> w::Rule {
     let named_proto = match r.protocol.as_ref().and_then(protocol).as_deref() {
         Some("udp") => "udp",
         Some("sctp") => "sctp",
@@ -117,15 +142,24 @@ pub(super) fn convert_rule(r: &Rule, p: &Policy, rule_id: String, sets: &mut IpS
     let src = convert_side(&r.source, &p.namespace, named_proto, sets, eps);
     let dst = convert_side(&r.destination, &p.namespace, named_proto, sets, eps);
     let icmp = r.icmp.as_ref().and_then(|i| match (i.icmp_type, i.code) {
-        (Some(t), Some(c)) => Some(w::rule::Icmp::IcmpTypeCode(w::IcmpTypeAndCode { r#type: t, code: c })),
+        (Some(t), Some(c)) => Some(w::rule::Icmp::IcmpTypeCode(w::IcmpTypeAndCode {
+            r#type: t,
+            code: c,
+        })),
         (Some(t), None) => Some(w::rule::Icmp::IcmpType(t)),
         _ => None,
     });
-    let not_icmp = r.not_icmp.as_ref().and_then(|i| match (i.icmp_type, i.code) {
-        (Some(t), Some(c)) => Some(w::rule::NotIcmp::NotIcmpTypeCode(w::IcmpTypeAndCode { r#type: t, code: c })),
-        (Some(t), None) => Some(w::rule::NotIcmp::NotIcmpType(t)),
-        _ => None,
-    });
+    let not_icmp = r
+        .not_icmp
+        .as_ref()
+        .and_then(|i| match (i.icmp_type, i.code) {
+            (Some(t), Some(c)) => Some(w::rule::NotIcmp::NotIcmpTypeCode(w::IcmpTypeAndCode {
+                r#type: t,
+                code: c,
+            })),
+            (Some(t), None) => Some(w::rule::NotIcmp::NotIcmpType(t)),
+            _ => None,
+        });
     w::Rule {
         action: action(&r.action),
         ip_version: r.ip_version.unwrap_or(0),
@@ -150,7 +184,11 @@ pub(super) fn convert_rule(r: &Rule, p: &Policy, rule_id: String, sets: &mut IpS
         original_src_selector: r.source.selector.clone().unwrap_or_default(),
         original_dst_selector: r.destination.selector.clone().unwrap_or_default(),
         original_src_namespace_selector: r.source.namespace_selector.clone().unwrap_or_default(),
-        original_dst_namespace_selector: r.destination.namespace_selector.clone().unwrap_or_default(),
+        original_dst_namespace_selector: r
+            .destination
+            .namespace_selector
+            .clone()
+            .unwrap_or_default(),
         original_not_src_selector: r.source.not_selector.clone().unwrap_or_default(),
         original_not_dst_selector: r.destination.not_selector.clone().unwrap_or_default(),
         src_service_account_match: src.sa_match,
@@ -168,11 +206,15 @@ pub(super) fn convert_rule(r: &Rule, p: &Policy, rule_id: String, sets: &mut IpS
                         (None, None, None, Some(t)) => Pm::Template(t.clone()),
                         (None, None, None, None) => return None,
                     };
-                    Some(PathMatch { path_match: Some(m) })
+                    Some(PathMatch {
+                        path_match: Some(m),
+                    })
                 })
                 .collect(),
         }),
-        metadata: r.metadata.as_ref().map(|m| w::RuleMetadata { annotations: m.annotations.clone() }),
+        metadata: r.metadata.as_ref().map(|m| w::RuleMetadata {
+            annotations: m.annotations.clone(),
+        }),
         icmp,
         not_icmp,
         rule_id,

@@ -31,7 +31,9 @@ impl LabelSource for Prefixed<'_> {
 
 pub(super) fn namespace_labels(set: &PolicySet, ns: &str) -> BTreeMap<String, String> {
     let mut labels = set.namespaces.get(ns).cloned().unwrap_or_default();
-    labels.entry("kubernetes.io/metadata.name".into()).or_insert_with(|| ns.to_string());
+    labels
+        .entry("kubernetes.io/metadata.name".into())
+        .or_insert_with(|| ns.to_string());
     labels
 }
 
@@ -57,7 +59,11 @@ pub(super) fn endpoint<'a>(set: &PolicySet, w: &'a Workload) -> Endpoint<'a> {
         .iter()
         .filter_map(|n| n.split('/').next()?.parse().ok())
         .collect();
-    Endpoint { workload: w, labels, ips }
+    Endpoint {
+        workload: w,
+        labels,
+        ips,
+    }
 }
 
 fn parse(text: &str) -> Selector {
@@ -91,13 +97,27 @@ impl EndpointSel {
         let ns_ok = match &self.namespace {
             None => true,
             Some(NsConstraint::Name(n)) => ep.workload.namespace == *n,
-            Some(NsConstraint::Selector(s)) => !is_global(s) && parse(s).matches(&Prefixed(&ep.labels, NS_PREFIX)),
+            Some(NsConstraint::Selector(s)) => {
+                !is_global(s) && parse(s).matches(&Prefixed(&ep.labels, NS_PREFIX))
+            }
         };
         let names_ok = self.sa_names.is_empty()
-            || ep.labels.get(SA_LABEL).is_some_and(|sa| self.sa_names.contains(sa));
-        let sa_ok = self.sa_selector.as_deref().is_none_or(|s| parse(s).matches(&Prefixed(&ep.labels, SA_PREFIX)));
-        let sel_ok = self.selector.as_deref().is_none_or(|s| !is_global(s) && parse(s).matches(&ep.labels));
-        let not_ok = self.not_selector.as_deref().is_none_or(|s| !parse(s).matches(&ep.labels));
+            || ep
+                .labels
+                .get(SA_LABEL)
+                .is_some_and(|sa| self.sa_names.contains(sa));
+        let sa_ok = self
+            .sa_selector
+            .as_deref()
+            .is_none_or(|s| parse(s).matches(&Prefixed(&ep.labels, SA_PREFIX)));
+        let sel_ok = self
+            .selector
+            .as_deref()
+            .is_none_or(|s| !is_global(s) && parse(s).matches(&ep.labels));
+        let not_ok = self
+            .not_selector
+            .as_deref()
+            .is_none_or(|s| !parse(s).matches(&ep.labels));
         ns_ok && names_ok && sa_ok && sel_ok && not_ok
     }
 

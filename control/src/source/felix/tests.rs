@@ -3,10 +3,10 @@
 
 use super::*;
 use crate::source::{Outputs, Policy};
-use std::sync::Arc;
 use alp_engine::Snapshot;
 use felix_sim::{FelixSim, Session};
 use std::path::Path;
+use std::sync::Arc;
 use tokio::sync::watch;
 
 /// Generous bounds for a loaded 2-core machine; every wait ends by itself.
@@ -101,7 +101,10 @@ impl Harness {
                 Ok(Err(_)) => panic!("source gone while waiting for {what}"),
                 Err(_) => panic!(
                     "no snapshot with {what} within {WAIT:?}; last: {:?}",
-                    self.policy.borrow().as_ref().map(|r| names(&r.snapshot).join(","))
+                    self.policy
+                        .borrow()
+                        .as_ref()
+                        .map(|r| names(&r.snapshot).join(","))
                 ),
             }
         }

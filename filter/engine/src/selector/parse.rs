@@ -15,8 +15,8 @@
 //! and printing of the resulting tree can exhaust the stack.
 
 use super::ast::Node;
-use super::token::{shown, Kind, Lexer, Op, Token};
 use super::error::SelectorError;
+use super::token::{shown, Kind, Lexer, Op, Token};
 
 /// Most `(` and `!` that may enclose any part of a selector.
 pub const MAX_DEPTH: usize = 128;

@@ -9,7 +9,6 @@ use serde_json::Value;
 use super::ast::{CompareOp, Node};
 use super::{LabelSource, Selector, SelectorError, MAX_DEPTH, MAX_LABEL_LEN};
 
-
 fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
     pairs
         .iter()
@@ -57,7 +56,11 @@ fn json_labels(value: &Value) -> BTreeMap<String, String> {
 
 #[test]
 fn conformance_selector_cases() {
-    let rows: Vec<Value> = serde_json::from_str(&crate::testdata::shared_file("conformance/selector_cases.json").expect("shared/conformance/selector_cases.json")).expect("selector_cases.json parses");
+    let rows: Vec<Value> = serde_json::from_str(
+        &crate::testdata::shared_file("conformance/selector_cases.json")
+            .expect("shared/conformance/selector_cases.json"),
+    )
+    .expect("selector_cases.json parses");
     assert!(!rows.is_empty());
     for row in &rows {
         let text = row["selector"].as_str().expect("selector");
@@ -93,7 +96,11 @@ fn conformance_selector_cases() {
 
 #[test]
 fn conformance_selector_invalid() {
-    let rows: Vec<Value> = serde_json::from_str(&crate::testdata::shared_file("conformance/selector_invalid.json").expect("shared/conformance/selector_invalid.json")).expect("selector_invalid.json parses");
+    let rows: Vec<Value> = serde_json::from_str(
+        &crate::testdata::shared_file("conformance/selector_invalid.json")
+            .expect("shared/conformance/selector_invalid.json"),
+    )
+    .expect("selector_invalid.json parses");
     assert!(!rows.is_empty());
     for row in &rows {
         let text = row["selector"].as_str().expect("selector");
