@@ -27,13 +27,7 @@ pub fn load_paths(paths: &[PathBuf]) -> Result<PolicySet, Vec<Problem>> {
                 found.sort();
                 files.extend(found);
             }
-            Err(e) => problems.push(Problem {
-                file: path.display().to_string(),
-                line: 0,
-                resource: None,
-                field: None,
-                message: format!("cannot read: {e}"),
-            }),
+            Err(e) => problems.push(Problem::unreadable(path, &e)),
         }
     }
     files.dedup();
@@ -41,13 +35,7 @@ pub fn load_paths(paths: &[PathBuf]) -> Result<PolicySet, Vec<Problem>> {
     for file in &files {
         match std::fs::read_to_string(file) {
             Ok(text) => inputs.push((file.display().to_string(), text)),
-            Err(e) => problems.push(Problem {
-                file: file.display().to_string(),
-                line: 0,
-                resource: None,
-                field: None,
-                message: format!("cannot read: {e}"),
-            }),
+            Err(e) => problems.push(Problem::unreadable(file, &e)),
         }
     }
     let refs: Vec<(&str, &str)> = inputs

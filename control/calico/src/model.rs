@@ -250,6 +250,19 @@ pub struct Problem {
     pub message: String,
 }
 
+impl Problem {
+    /// A file or directory that could not be read.
+    pub fn unreadable(file: &std::path::Path, error: &std::io::Error) -> Self {
+        Problem {
+            file: file.display().to_string(),
+            line: 0,
+            resource: None,
+            field: None,
+            message: format!("cannot read: {error}"),
+        }
+    }
+}
+
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}:{}:", self.file, self.line)?;
