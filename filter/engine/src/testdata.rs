@@ -1,21 +1,19 @@
 //! Test support: the project's test material in `shared/` beside the checkout (CI lays it
 //! there), read at run time so that the crates build without it. Natively and under wasmtime
-//! (whose runner preopens `/`, see `.cargo/config.toml`) alike.
+//! (whose runner preopens `/`, see `.cargo/config.toml`) alike: `build.rs` finds the folder and
+//! resolves links, which the wasm sandbox would not follow.
 
 use std::path::PathBuf;
 
-/// The contents of `shared/<relative>`, looked up from this crate's directory upwards.
+/// The contents of `shared/<relative>`.
 pub fn shared_file(relative: &str) -> Result<String, String> {
-    let start = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    for dir in start.ancestors() {
-        let candidate = dir.join("shared").join(relative);
-        if candidate.is_file() {
-            return std::fs::read_to_string(&candidate)
-                .map_err(|e| format!("{}: {e}", candidate.display()));
-        }
+    let dir = env!("ALP_SHARED_DIR");
+    if dir.is_empty() {
+        return Err(format!(
+            "shared/{relative}: no shared/ folder was found above {} when this crate was built",
+            env!("CARGO_MANIFEST_DIR")
+        ));
     }
-    Err(format!(
-        "shared/{relative} not found above {}",
-        start.display()
-    ))
+    let path = PathBuf::from(dir).join(relative);
+    std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))
 }
