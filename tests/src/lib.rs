@@ -5,7 +5,10 @@
 //! `envoy/bootstrap.yaml`) protecting one inbound listener per workload with the wasm filter, one
 //! `control serve` per workload fed from a Felix `ToDataplane` JSON Lines file, and clients that
 //! are `curl` (TLS/mTLS with SPIFFE certificates from a throw-away CA) or a small HTTP/1.1 client,
-//! bound to chosen 127.x source addresses.
+//! bound to chosen 127.x source addresses. The tests that run requests under load share
+//! `load` (background requests whose every answer is checked), `probe` (connections on every
+//! Envoy worker, waiting for a change to reach them) and `stats` (percentiles, the latency
+//! budget).
 
 pub mod artifacts;
 pub mod backend;
@@ -17,9 +20,12 @@ pub mod control;
 pub mod demo;
 pub mod envoy;
 pub mod http;
+pub mod load;
 pub mod policy;
+pub mod probe;
 pub mod process;
 pub mod stack;
+pub mod stats;
 pub mod template;
 
 pub use client::{Outcome, Request, Transport};

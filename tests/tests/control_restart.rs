@@ -2,13 +2,11 @@
 //! the gap (no request the policy denies is ever allowed, allowed ones keep working), and a
 //! policy written while control was down is enforced once it is back.
 
-use alp_e2e::http::Conn;
+use alp_e2e::load::{DecisionLoad, LoadOptions};
 use alp_e2e::policy::single_policy;
 use alp_e2e::stack::{StackOptions, Updates, WorkloadSpec};
 use alp_e2e::{report, Request, Stack};
 use serde_json::{json, Value};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 fn policy(extra_allowed: Option<&str>) -> Vec<Value> {
@@ -27,13 +25,6 @@ fn policy(extra_allowed: Option<&str>) -> Vec<Value> {
     )
 }
 
-#[derive(Default)]
-struct Tally {
-    denied_ok: u64,
-    allowed_ok: u64,
-    violations: Vec<String>,
-}
-
 #[test]
 fn no_denied_request_is_allowed_while_control_is_down() {
     let mut stack = Stack::start(StackOptions {
@@ -43,43 +34,14 @@ fn no_denied_request_is_allowed_while_control_is_down() {
     .expect("start the stack");
     let addr = stack.addr("app");
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let tally = Arc::new(Mutex::new(Tally::default()));
-    let load: Vec<_> = (0..3)
-        .map(|n| {
-            let (stop, tally) = (stop.clone(), tally.clone());
-            std::thread::spawn(move || {
-                let mut conn: Option<Conn> = None;
-                let mut i = 0u64;
-                while !stop.load(Ordering::Relaxed) {
-                    i += 1;
-                    // Mostly keep-alive; every 50th request on a fresh connection.
-                    if conn.as_ref().is_none_or(|c| c.is_closed()) || i.is_multiple_of(50) {
-                        conn = Conn::tcp(addr, None, Duration::from_secs(10)).ok();
-                    }
-                    let Some(c) = conn.as_mut() else { continue };
-                    let (path, want) = if i % 2 == n % 2 {
-                        ("/denied/x", 403)
-                    } else {
-                        ("/allowed/x", 200)
-                    };
-                    let outcome = c.request("GET", path, &[]);
-                    let mut t = tally.lock().unwrap();
-                    match outcome {
-                        Ok(r) if r.status == want => {
-                            if want == 403 {
-                                t.denied_ok += 1
-                            } else {
-                                t.allowed_ok += 1
-                            }
-                        }
-                        Ok(r) => t.violations.push(format!("{path}: {}", r.summary())),
-                        Err(e) => t.violations.push(format!("{path}: {e:#}")),
-                    }
-                }
-            })
-        })
-        .collect();
+    let load = DecisionLoad::start(
+        addr,
+        LoadOptions {
+            threads: 3,
+            pace: None,
+            connect_failure_is_violation: false,
+        },
+    );
 
     std::thread::sleep(Duration::from_millis(500));
     // Crash, stay down long enough for several failed polls and retries, come back unchanged.
@@ -117,11 +79,7 @@ fn no_denied_request_is_allowed_while_control_is_down() {
     );
     std::thread::sleep(Duration::from_millis(500));
 
-    stop.store(true, Ordering::Relaxed);
-    for t in load {
-        t.join().unwrap();
-    }
-    let t = tally.lock().unwrap();
+    let t = load.stop();
     report(format!("control restarts under load: {} denied requests refused, {} allowed requests served, {} violations", t.denied_ok, t.allowed_ok, t.violations.len()));
     assert!(
         t.denied_ok > 100 && t.allowed_ok > 100,

@@ -13,15 +13,19 @@
 //!    nothing of the new stream is enforced before its `inSync`, everything after.
 
 use alp_e2e::http::Conn;
+use alp_e2e::load::{DecisionLoad, LoadOptions, Tally};
 use alp_e2e::policy::{default_profiles, endpoint, in_sync, policy};
+use alp_e2e::probe::{
+    assert_stable, await_decision, connections_on_every_worker, reopen_if_closed, stagger,
+};
 use alp_e2e::stack::{StackOptions, Updates, WorkloadSpec};
+use alp_e2e::stats::{self, latency_budget_ms, percentile, sorted, tenths};
 use alp_e2e::{report, Request, Stack};
 use felix_sim::felix::ToDataplane;
 use felix_sim::{parse_message, FelixSim, Session};
 use serde_json::{json, Value};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use tokio::runtime::Runtime;
 
@@ -70,92 +74,6 @@ fn accept(rt: &Runtime, sim: &mut FelixSim, stack: &Stack) -> Session {
         .unwrap_or_else(|e| panic!("{e:#}; {}", stack.diagnostics("app")))
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    let idx = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[idx.clamp(1, sorted.len()) - 1]
-}
-
-#[derive(Default)]
-struct Tally {
-    denied_ok: u64,
-    allowed_ok: u64,
-    violations: Vec<String>,
-}
-
-/// Background requests on keep-alive connections (a fresh one now and then): `/denied` must
-/// always be 403 and `/allowed` always 200, whatever happens to Felix and control.
-fn start_load(
-    addr: SocketAddr,
-    stop: Arc<AtomicBool>,
-    tally: Arc<Mutex<Tally>>,
-) -> Vec<std::thread::JoinHandle<()>> {
-    (0..2)
-        .map(|n| {
-            let (stop, tally) = (stop.clone(), tally.clone());
-            std::thread::spawn(move || {
-                let mut conn: Option<Conn> = None;
-                let mut i = 0u64;
-                while !stop.load(Ordering::Relaxed) {
-                    i += 1;
-                    if conn.as_ref().is_none_or(|c| c.is_closed()) || i.is_multiple_of(50) {
-                        conn = Conn::tcp(addr, None, Duration::from_secs(10)).ok();
-                    }
-                    let Some(c) = conn.as_mut() else {
-                        tally
-                            .lock()
-                            .unwrap()
-                            .violations
-                            .push("cannot connect".into());
-                        std::thread::sleep(Duration::from_millis(10));
-                        continue;
-                    };
-                    let (path, want) = if i % 2 == n % 2 {
-                        ("/denied/x", 403)
-                    } else {
-                        ("/allowed/x", 200)
-                    };
-                    let outcome = c.request("GET", path, &[]);
-                    let mut t = tally.lock().unwrap();
-                    match outcome {
-                        Ok(r) if r.status == want => {
-                            if want == 403 {
-                                t.denied_ok += 1
-                            } else {
-                                t.allowed_ok += 1
-                            }
-                        }
-                        Ok(r) => t.violations.push(format!("{path}: {}", r.summary())),
-                        Err(e) => t.violations.push(format!("{path}: {e:#}")),
-                    }
-                    drop(t);
-                    // Paced: steady traffic on both workers without starving control and Envoy.
-                    std::thread::sleep(Duration::from_micros(700));
-                }
-            })
-        })
-        .collect()
-}
-
-/// Keep-alive probe connections until every Envoy worker holds some.
-fn connections_on_every_worker(stack: &Stack, addr: SocketAddr) -> Vec<Conn> {
-    let mut conns = vec![];
-    for _ in 0..64 {
-        let mut c = Conn::tcp(addr, None, Duration::from_secs(10)).unwrap();
-        c.request("GET", "/warm", &[]).unwrap();
-        conns.push(c);
-        if conns.len() >= PROBE_CONNECTIONS {
-            let per_worker = stack
-                .envoy
-                .worker_connections("inbound_app", stack.concurrency)
-                .unwrap();
-            if per_worker.iter().all(|&n| n > 0) {
-                return conns;
-            }
-        }
-    }
-    panic!("could not get connections on every worker");
-}
-
 /// Flips `/probe` TRIALS times through the stream; per change, ms from the message leaving the
 /// test Felix until every probe connection answers the new decision.
 fn measure_series(
@@ -171,44 +89,20 @@ fn measure_series(
         *allowed = !*allowed;
         let want = if *allowed { 200 } else { 403 };
         // Vary where the change lands relative to the filters' polls and ticks.
-        std::thread::sleep(Duration::from_millis(60 + (trial as u64 * 37) % 120));
+        std::thread::sleep(stagger(trial));
         let msg = policy_update(*allowed, None);
         let start = Instant::now();
         rt.block_on(session.send(msg))
             .expect("control reads the stream");
-        let mut seen = vec![false; conns.len()];
-        let deadline = start + Duration::from_secs(10);
-        while seen.iter().any(|s| !s) && Instant::now() < deadline {
-            for (i, c) in conns.iter_mut().enumerate() {
-                if seen[i] {
-                    continue;
-                }
-                if c.is_closed() {
-                    *c = Conn::tcp(addr, None, Duration::from_secs(10)).unwrap();
-                }
-                let r = c.request("GET", "/probe", &[]).unwrap();
-                assert!(
-                    r.status == 200 || r.status == 403,
-                    "probe got {}",
-                    r.summary()
-                );
-                seen[i] = r.status == want;
-            }
-        }
+        let seen = await_decision(conns, addr, "/probe", want, start, Duration::from_secs(10));
         let took = start.elapsed();
         assert!(
-            seen.iter().all(|s| *s),
+            seen.iter().all(Option::is_some),
             "trial {trial}: not every connection saw the change in 10 s; {}",
             stack.diagnostics("app")
         );
         samples.push(took.as_secs_f64() * 1000.0);
-        for c in conns.iter_mut().filter(|c| !c.is_closed()) {
-            assert_eq!(
-                c.request("GET", "/probe", &[]).unwrap().status,
-                want,
-                "trial {trial}: decision flapped"
-            );
-        }
+        assert_stable(conns, "/probe", want, trial);
     }
     samples
 }
@@ -220,25 +114,13 @@ fn check_every_worker(conns: &mut [Conn], addr: SocketAddr, d: Duration, tally: 
     let until = Instant::now() + d;
     while Instant::now() < until {
         for c in conns.iter_mut() {
-            if c.is_closed() {
-                *c = Conn::tcp(addr, None, Duration::from_secs(10)).unwrap();
-            }
+            reopen_if_closed(c, addr);
             for (path, want) in [("/denied/w", 403), ("/allowed/w", 200)] {
                 let outcome = c.request("GET", path, &[]);
-                let mut t = tally.lock().unwrap();
-                match outcome {
-                    Ok(r) if r.status == want => {
-                        if want == 403 {
-                            t.denied_ok += 1
-                        } else {
-                            t.allowed_ok += 1
-                        }
-                    }
-                    Ok(r) => t
-                        .violations
-                        .push(format!("probe connection {path}: {}", r.summary())),
-                    Err(e) => t.violations.push(format!("probe connection {path}: {e:#}")),
-                }
+                tally
+                    .lock()
+                    .unwrap()
+                    .record(&format!("probe connection {path}"), want, outcome);
             }
         }
         std::thread::sleep(Duration::from_millis(5));
@@ -310,27 +192,30 @@ fn felix_stream_drives_envoy_enforcement() {
     ));
 
     // Load for the rest of the test: the invariants must hold across changes and restarts.
-    let stop = Arc::new(AtomicBool::new(false));
-    let tally = Arc::new(Mutex::new(Tally::default()));
-    let load = start_load(addr, stop.clone(), tally.clone());
+    // Paced: steady traffic on both workers without starving control and Envoy.
+    let load = DecisionLoad::start(
+        addr,
+        LoadOptions {
+            threads: 2,
+            pace: Some(Duration::from_micros(700)),
+            connect_failure_is_violation: true,
+        },
+    );
 
     // 2. Propagation through the stream while requests flow, to every worker.
-    let mut conns = connections_on_every_worker(&stack, addr);
-    let budget: f64 = std::env::var("ALP_E2E_LATENCY_BUDGET_MS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(50.0);
+    let (mut conns, _) = connections_on_every_worker(&stack, "app", PROBE_CONNECTIONS);
+    let budget = latency_budget_ms(50.0);
     let mut allowed = true;
     let mut p99s = vec![];
     for series in 1..=2 {
-        let mut samples = measure_series(&rt, &first, &stack, &mut conns, &mut allowed);
-        samples.sort_by(f64::total_cmp);
+        let samples = measure_series(&rt, &first, &stack, &mut conns, &mut allowed);
+        let samples = sorted(&samples);
         let (p50, p99) = (percentile(&samples, 50.0), percentile(&samples, 99.0));
         report(format!(
             "felix: stream-to-enforcement latency, series {series}, {TRIALS} changes, every worker (--concurrency {}): \
              p50 {p50:.1} ms, p99 {p99:.1} ms (budget {budget} ms); samples {:?}",
             stack.concurrency,
-            samples.iter().map(|v| (v * 10.0).round() / 10.0).collect::<Vec<_>>()
+            tenths(&samples)
         ));
         p99s.push(p99);
         // A noisy neighbour on the shared machine can stall one series; measure a second then.
@@ -347,7 +232,7 @@ fn felix_stream_drives_envoy_enforcement() {
     rt.block_on(sim.crash());
     drop(first);
     let crashed = Instant::now();
-    check_every_worker(&mut conns, addr, Duration::from_millis(1500), &tally);
+    check_every_worker(&mut conns, addr, Duration::from_millis(1500), load.tally());
     assert!(
         !stack.control("app").unwrap().ready(),
         "not ready while Felix is away"
@@ -367,11 +252,11 @@ fn felix_stream_drives_envoy_enforcement() {
     let endpoint_msg = pieces.pop().unwrap();
     let policy_msg = pieces.pop().unwrap();
     send(&rt, &second, vec![endpoint_msg]);
-    check_every_worker(&mut conns, addr, Duration::from_millis(400), &tally);
+    check_every_worker(&mut conns, addr, Duration::from_millis(400), load.tally());
     send(&rt, &second, pieces);
-    check_every_worker(&mut conns, addr, Duration::from_millis(400), &tally);
+    check_every_worker(&mut conns, addr, Duration::from_millis(400), load.tally());
     send(&rt, &second, vec![policy_msg]);
-    check_every_worker(&mut conns, addr, Duration::from_millis(400), &tally);
+    check_every_worker(&mut conns, addr, Duration::from_millis(400), load.tally());
     assert_eq!(
         stack.send("app", &Request::get("/new")).unwrap().summary(),
         "403 denied by policy",
@@ -401,14 +286,10 @@ fn felix_stream_drives_envoy_enforcement() {
         })
         .unwrap();
     assert_eq!(o.summary(), "403 denied by policy");
-    check_every_worker(&mut conns, addr, Duration::from_millis(300), &tally);
+    check_every_worker(&mut conns, addr, Duration::from_millis(300), load.tally());
     drop(conns);
 
-    stop.store(true, Ordering::Relaxed);
-    for t in load {
-        t.join().unwrap();
-    }
-    let t = tally.lock().unwrap();
+    let t = load.stop();
     report(format!(
         "felix: restart mid-stream: control reconnected {:.0} ms after the test Felix came back ({:.0} ms after it died), \
          new state enforced {:.0} ms after its inSync; under load {} denied requests refused, {} allowed served, {} violations \
@@ -430,7 +311,7 @@ fn felix_stream_drives_envoy_enforcement() {
         t.denied_ok > 100 && t.allowed_ok > 100,
         "too little load to mean anything"
     );
-    let best = p99s.iter().copied().fold(f64::INFINITY, f64::min);
+    let best = stats::min(&p99s);
     assert!(
         best <= budget,
         "stream-to-enforcement p99 {p99s:?} ms exceeds {budget} ms; {}",

@@ -9,10 +9,11 @@
 
 use alp_e2e::http::Conn;
 use alp_e2e::policy::single_policy;
+use alp_e2e::probe::{assert_stable, await_decision, connections_on_every_worker, stagger};
 use alp_e2e::stack::{StackOptions, Updates, WorkloadSpec};
+use alp_e2e::stats::{self, latency_budget_ms, percentile, sorted, tenths};
 use alp_e2e::{report, Stack};
 use serde_json::{json, Value};
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -38,33 +39,6 @@ fn status_of(allow: bool) -> u16 {
     }
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    let idx = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[idx.clamp(1, sorted.len()) - 1]
-}
-
-/// Opens keep-alive probe connections until the workers all hold some (Envoy's kernel-balanced
-/// listener decides which worker gets a connection; the admin's per-worker gauges tell).
-fn connections_on_every_worker(stack: &Stack, addr: SocketAddr) -> Vec<Conn> {
-    let mut conns = vec![];
-    for _ in 0..64 {
-        let mut c = Conn::tcp(addr, None, Duration::from_secs(10)).unwrap();
-        c.request("GET", "/warm", &[]).unwrap();
-        conns.push(c);
-        if conns.len() >= PROBE_CONNECTIONS {
-            let per_worker = stack
-                .envoy
-                .worker_connections("inbound_app", stack.concurrency)
-                .unwrap();
-            if per_worker.iter().all(|&n| n > 0) {
-                println!("probe connections per worker: {per_worker:?}");
-                return conns;
-            }
-        }
-    }
-    panic!("could not get connections on every worker");
-}
-
 #[test]
 fn policy_changes_reach_every_worker_quickly_under_load() {
     let mut stack = Stack::start(StackOptions {
@@ -74,7 +48,8 @@ fn policy_changes_reach_every_worker_quickly_under_load() {
     })
     .expect("start the stack");
     let addr = stack.addr("app");
-    let mut conns = connections_on_every_worker(&stack, addr);
+    let (mut conns, per_worker) = connections_on_every_worker(&stack, "app", PROBE_CONNECTIONS);
+    println!("probe connections per worker: {per_worker:?}");
 
     // Background load on its own connections: every answer must be a decision (200 or 403),
     // never an error or 503, while the policy flips underneath.
@@ -109,19 +84,11 @@ fn policy_changes_reach_every_worker_quickly_under_load() {
 
     // A timing budget on a shared 2-core machine: a noisy neighbour can stall one change, so a
     // second series is measured if the first misses the budget; every series is printed.
-    let budget: f64 = std::env::var("ALP_E2E_LATENCY_BUDGET_MS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(50.0);
+    let budget = latency_budget_ms(50.0);
     let mut allow = true;
     let mut results = vec![];
     for series in 1..=2 {
         let (all, skew) = measure_series(&stack, &mut conns, &mut allow);
-        let sorted = |v: &[f64]| {
-            let mut v = v.to_vec();
-            v.sort_by(f64::total_cmp);
-            v
-        };
         let (all_s, skew_s) = (sorted(&all), sorted(&skew));
         let (p50, p99) = (percentile(&all_s, 50.0), percentile(&all_s, 99.0));
         report(format!(
@@ -131,7 +98,7 @@ fn policy_changes_reach_every_worker_quickly_under_load() {
             stack.concurrency,
             percentile(&skew_s, 50.0),
             percentile(&skew_s, 99.0),
-            all.iter().map(|v| (v * 10.0).round() / 10.0).collect::<Vec<_>>(),
+            tenths(&all),
         ));
         results.push(p99);
         if p99 <= budget {
@@ -147,7 +114,7 @@ fn policy_changes_reach_every_worker_quickly_under_load() {
         .worker_connections("inbound_app", stack.concurrency)
         .unwrap();
     report(format!("{} load requests during the changes; probe connections per worker at the end {per_worker:?}", served.load(Ordering::Relaxed)));
-    let best = results.iter().copied().fold(f64::INFINITY, f64::min);
+    let best = stats::min(&results);
     assert!(
         best <= budget,
         "update-to-enforcement p99 {results:?} ms exceeds {budget} ms; {}",
@@ -166,30 +133,10 @@ fn measure_series(stack: &Stack, conns: &mut [Conn], allow: &mut bool) -> (Vec<f
         let want = status_of(*allow);
         // Pause a varying time so the write lands at different points of control's watch cycle
         // and the filters' tick.
-        std::thread::sleep(Duration::from_millis(60 + (trial as u64 * 37) % 120));
+        std::thread::sleep(stagger(trial));
         let start = Instant::now();
         stack.write_updates("app", &policy(*allow)).unwrap();
-        let mut seen: Vec<Option<Duration>> = vec![None; conns.len()];
-        let deadline = start + Duration::from_secs(10);
-        while seen.iter().any(Option::is_none) && Instant::now() < deadline {
-            for (i, c) in conns.iter_mut().enumerate() {
-                if seen[i].is_some() {
-                    continue;
-                }
-                if c.is_closed() {
-                    *c = Conn::tcp(addr, None, Duration::from_secs(10)).unwrap();
-                }
-                let r = c.request("GET", "/probe", &[]).unwrap();
-                assert!(
-                    r.status == 200 || r.status == 403,
-                    "probe got {}",
-                    r.summary()
-                );
-                if r.status == want {
-                    seen[i] = Some(start.elapsed());
-                }
-            }
-        }
+        let seen = await_decision(conns, addr, "/probe", want, start, Duration::from_secs(10));
         assert!(
             seen.iter().all(Option::is_some),
             "trial {trial}: not every connection saw the change in 10 s; {}",
@@ -200,15 +147,7 @@ fn measure_series(stack: &Stack, conns: &mut [Conn], allow: &mut bool) -> (Vec<f
         all_ms.push(last.as_secs_f64() * 1000.0);
         skew_ms.push((last - first).as_secs_f64() * 1000.0);
         // Once enforced, the decision is stable on every connection.
-        for c in conns.iter_mut() {
-            if !c.is_closed() {
-                assert_eq!(
-                    c.request("GET", "/probe", &[]).unwrap().status,
-                    want,
-                    "trial {trial}: decision flapped"
-                );
-            }
-        }
+        assert_stable(conns, "/probe", want, trial);
     }
     (all_ms, skew_ms)
 }

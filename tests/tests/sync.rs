@@ -63,51 +63,26 @@ fn unsynchronised_until_policy_arrives() {
         .unwrap()
         .wait_ready(Duration::from_secs(30))
         .unwrap();
-    let o = stack
-        .eventually(
-            "nosync",
-            &Request::get("/ok"),
-            Duration::from_secs(20),
-            |o| o.status() != Some(503),
-        )
-        .unwrap();
-    assert_eq!(
-        o.summary(),
-        "200 nosync: ok",
-        "{}",
-        stack.diagnostics("nosync")
-    );
-    assert_eq!(
-        stack
-            .send("nosync", &Request::get("/other"))
-            .unwrap()
-            .summary(),
-        "403 denied by policy"
-    );
+    assert_enforced(&stack, "nosync", "200 nosync: ok");
 
     // Control starts late: the filter has kept retrying and picks the policy up.
     stack
         .start_control("nocontrol", Duration::from_secs(30))
         .unwrap();
+    assert_enforced(&stack, "nocontrol", "200 nocontrol: ok");
+}
+
+/// Once workload `w`'s filter stops answering 503 (within 20 s), its policy is enforced: `/ok`
+/// answers `ok` and `/other` is denied.
+fn assert_enforced(stack: &Stack, w: &str, ok: &str) {
     let o = stack
-        .eventually(
-            "nocontrol",
-            &Request::get("/ok"),
-            Duration::from_secs(20),
-            |o| o.status() != Some(503),
-        )
+        .eventually(w, &Request::get("/ok"), Duration::from_secs(20), |o| {
+            o.status() != Some(503)
+        })
         .unwrap();
+    assert_eq!(o.summary(), ok, "{}", stack.diagnostics(w));
     assert_eq!(
-        o.summary(),
-        "200 nocontrol: ok",
-        "{}",
-        stack.diagnostics("nocontrol")
-    );
-    assert_eq!(
-        stack
-            .send("nocontrol", &Request::get("/other"))
-            .unwrap()
-            .summary(),
+        stack.send(w, &Request::get("/other")).unwrap().summary(),
         "403 denied by policy"
     );
 }

@@ -15,45 +15,13 @@ fn yaobank_from_the_tutorials_calico_yaml() {
     let opts = yaobank_yaml_options()
         .expect("../shared/examples/yaobank (the tutorial's YAML) must be beside the project");
     let stack = Stack::start(opts).expect("start the YAO bank stack on the YAML source");
-    let mut report = vec![];
-    let unexpected = run_yaobank(&stack, |case, outcome, ok| {
-        report.push(format!(
-            "{} {}",
-            if ok { "ok  " } else { "FAIL" },
-            case.describe(outcome)
-        ));
-    })
-    .unwrap();
-    println!("{}", report.join("\n"));
-    assert_eq!(
-        unexpected,
-        0,
-        "unexpected outcomes:\n{}\n{}",
-        report.join("\n"),
-        stack.diagnostics("database")
-    );
+    assert_every_case_as_expected(&stack);
 }
 
 #[test]
 fn yaobank_decisions_over_mtls() {
     let stack = Stack::start(yaobank_options()).expect("start the YAO bank stack");
-    let mut report = vec![];
-    let unexpected = run_yaobank(&stack, |case, outcome, ok| {
-        report.push(format!(
-            "{} {}",
-            if ok { "ok  " } else { "FAIL" },
-            case.describe(outcome)
-        ));
-    })
-    .unwrap();
-    println!("{}", report.join("\n"));
-    assert_eq!(
-        unexpected,
-        0,
-        "unexpected outcomes:\n{}\n{}",
-        report.join("\n"),
-        stack.diagnostics("database")
-    );
+    assert_every_case_as_expected(&stack);
 
     // The allowed requests reached the right backend through the router.
     let ok = stack
@@ -89,6 +57,28 @@ fn yaobank_decisions_over_mtls() {
             "cert {sa} from {ip}'s IP"
         );
     }
+}
+
+/// Runs the demonstration's cases, prints each with its outcome, and fails if any outcome was
+/// not the expected one.
+fn assert_every_case_as_expected(stack: &Stack) {
+    let mut report = vec![];
+    let unexpected = run_yaobank(stack, |case, outcome, ok| {
+        report.push(format!(
+            "{} {}",
+            if ok { "ok  " } else { "FAIL" },
+            case.describe(outcome)
+        ));
+    })
+    .unwrap();
+    println!("{}", report.join("\n"));
+    assert_eq!(
+        unexpected,
+        0,
+        "unexpected outcomes:\n{}\n{}",
+        report.join("\n"),
+        stack.diagnostics("database")
+    );
 }
 
 #[test]
