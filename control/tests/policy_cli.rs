@@ -150,13 +150,21 @@ fn validate_exit_codes_and_messages() {
     assert_eq!(out.status.code(), Some(1));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("bad.yaml:6: GlobalNetworkPolicy p: spec.selector: bad selector \"app = 'x'\" at position 4"), "{text}");
-    assert!(text.contains("GlobalNetworkPolicy q: spec.egress[0].http: HTTP match is only allowed on ingress rules"), "{text}");
-    assert!(text.contains("path \"x\" must start with '/'"), "{text}");
+    assert!(
+        text.contains(
+            "bad.yaml:15: GlobalNetworkPolicy q: spec.egress[0].http: not allowed in egress rules"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("prefix: Invalid path \"x\" (must start with `/`"),
+        "{text}"
+    );
 
     // D10: an ambiguous path value is an error at its line, naming the value and why.
     std::fs::write(
         &bad,
-        "apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata:\n  name: p\nspec:\n  ingress:\n    - action: Deny\n      http:\n        paths:\n          - prefix: /admin\n          - exact: /admin/..%3B\n",
+        "apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata:\n  name: p\nspec:\n  ingress:\n    - action: Allow\n      http:\n        paths:\n          - prefix: /admin\n          - exact: /admin/..%3B\n",
     )
     .expect("write");
     let out = control(&["validate", bad.to_str().expect("utf-8")], "");
@@ -166,4 +174,72 @@ fn validate_exit_codes_and_messages() {
         text.contains("bad.yaml:11: GlobalNetworkPolicy p: spec.ingress[0].http.paths[1].exact: path \"/admin/..%3B\" does not normalise: segment 1 is ambiguous"),
         "{text}"
     );
+}
+
+/// What `calicoctl get -o yaml` prints (a `GlobalNetworkPolicyList`), read from standard input,
+/// with one JSON object per problem.
+const LIST: &str = "apiVersion: projectcalico.org/v3\nitems:\n- apiVersion: projectcalico.org/v3\n  kind: GlobalNetworkPolicy\n  metadata:\n    name: ok\n    resourceVersion: '1'\n  spec:\n    selector: all()\n    types: [Ingress]\n- apiVersion: projectcalico.org/v3\n  kind: GlobalNetworkPolicy\n  metadata:\n    name: bad\n  spec:\n    ingress:\n    - action: Allow\n      protocol: 6\n      http: {methods: [GET]}\n    - action: Deny\n      destination: {ports: [80]}\nkind: GlobalNetworkPolicyList\nmetadata:\n  resourceVersion: '2'\n";
+
+#[test]
+fn validate_reads_standard_input_and_prints_json() {
+    let out = control(&["validate", "-o", "json", "-"], LIST);
+    assert_eq!(out.status.code(), Some(1));
+    let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+        .collect();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    let p = &lines[0];
+    assert_eq!(p["level"], "error");
+    assert_eq!(p["file"], "<stdin>");
+    assert_eq!(p["line"], 21);
+    assert_eq!(p["resource"], "GlobalNetworkPolicy bad");
+    assert_eq!(p["field"], "spec.ingress[1].destination.ports");
+    assert_eq!(
+        p["message"],
+        "rules with numeric port or port range must set protocol to TCP or UDP or SCTP"
+    );
+
+    let fixed = LIST.replace("    - action: Deny\n      destination: {ports: [80]}\n", "");
+    let out = control(&["validate", "-o", "json", "-"], &fixed);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(out.stdout.is_empty());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("ok: 2 policies"));
+}
+
+/// `--policy -`: the policy from standard input (the requests from a file), the inventory
+/// from another path.
+#[test]
+fn check_reads_policy_from_standard_input() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let requests = dir.path().join("request.json");
+    std::fs::write(&requests, request("customer", "GET")).expect("write");
+    let policy = std::fs::read_to_string(format!("{YAOBANK}/30-policy.yaml")).expect("policy");
+    let out = control(
+        &[
+            "check",
+            "--policy",
+            "-",
+            "--policy",
+            INVENTORY,
+            "--workload",
+            "default/summary",
+            "--request",
+            requests.to_str().expect("utf-8"),
+        ],
+        &policy,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line: Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    assert_eq!(line["decision"], "allow", "{line}");
+    assert_eq!(line["policy"]["name"], "summary", "{line}");
 }

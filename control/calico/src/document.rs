@@ -41,15 +41,3 @@ pub fn split_documents(text: &str) -> Vec<Document<'_>> {
     });
     docs
 }
-
-/// The line of the document that first contains `needle` (after the document start), else the
-/// document's first line.
-pub fn line_of(doc: &Document<'_>, needle: &str) -> usize {
-    if needle.is_empty() {
-        return doc.start_line;
-    }
-    doc.text
-        .lines()
-        .position(|l| l.contains(needle))
-        .map_or(doc.start_line, |i| doc.start_line + i)
-}

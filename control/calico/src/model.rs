@@ -1,22 +1,25 @@
 //! The types of this crate and their defaults:
 //!
-//! * the YAML resources this source reads, as serde types. Field names follow Calico's
-//!   `projectcalico.org/v3` CRDs (`shared/schemas/calico-*.yaml`); unknown fields in a `spec`
-//!   are rejected so that a typo does not silently widen a policy;
-//! * what loading them gives ([`PolicySet`]: policies, tiers, workloads, labels) and what can
-//!   be wrong with them ([`Problem`]);
+//! * the resources this source reads, as `decode` leaves them: field names follow Calico's
+//!   `projectcalico.org/v3` API types, values are what calicoctl's decoding makes of the YAML
+//!   (a string selector absent or empty is `""`, as in Calico);
+//! * what loading them gives ([`PolicySet`]: policies, tiers, workloads, labels, services) and
+//!   what can be wrong with them ([`Problem`]);
 //! * the defaults Calico applies where a resource says nothing (tier `default` and its order,
 //!   a tier's default action, a policy's types, a workload's orchestrator and endpoint).
 
-use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
 
 /// The tier of a policy that names none.
 pub const DEFAULT_TIER: &str = "default";
-/// The order of tier `default` unless a `Tier default` says otherwise.
+/// The order of tier `default` (Calico requires a `Tier default` to say exactly this).
 pub const DEFAULT_TIER_ORDER: f64 = 1_000_000.0;
+/// The order Calico requires of tier `kube-admin`.
+pub const KUBE_ADMIN_TIER_ORDER: f64 = 1_000.0;
+/// The order Calico requires of tier `kube-baseline`.
+pub const KUBE_BASELINE_TIER_ORDER: f64 = 10_000_000.0;
 /// A tier's `defaultAction` unless it says `Pass`.
 pub const DEFAULT_TIER_ACTION: &str = "Deny";
 /// The namespace of a namespaced resource without `metadata.namespace`.
@@ -25,214 +28,221 @@ pub const DEFAULT_NAMESPACE: &str = "default";
 pub const DEFAULT_ORCHESTRATOR: &str = "k8s";
 /// A `WorkloadEndpoint`'s `spec.endpoint` when absent.
 pub const DEFAULT_ENDPOINT: &str = "eth0";
-/// The protocol of a named port that gives none.
+/// The protocol of a workload's named port that gives none.
 pub const DEFAULT_PORT_PROTOCOL: &str = "tcp";
 
-/// `metadata` of any resource. Other Kubernetes metadata (uid, resourceVersion, ...) is
-/// accepted and ignored.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
+/// `metadata` of a resource: what this source uses of Kubernetes' `ObjectMeta`.
+#[derive(Debug, Clone, Default)]
 pub struct Metadata {
-    #[serde(default)]
     pub name: String,
-    #[serde(default)]
-    pub namespace: Option<String>,
-    #[serde(default)]
+    /// Empty when absent.
+    pub namespace: String,
     pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
 }
 
-/// Kubernetes `v1` `Namespace` or `ServiceAccount`: only the labels are used.
-#[derive(Debug, Clone, Deserialize)]
-pub struct LabelsOnly {
-    #[serde(default)]
-    pub metadata: Metadata,
+/// `numorstring.Protocol` as calicoctl decodes it: a number (a numeric string becomes one) or a
+/// name, kept as written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Protocol {
+    Num(u8),
+    Name(String),
 }
 
-/// A Calico v3 resource: header plus a typed spec.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct Resource<S> {
-    #[allow(dead_code)]
-    pub api_version: String,
-    #[allow(dead_code)]
-    pub kind: String,
-    #[serde(default)]
-    pub metadata: Metadata,
-    #[serde(default)]
-    pub spec: S,
+/// The protocol names Calico accepts, case-sensitive.
+pub const PROTOCOL_NAMES: [&str; 6] = ["TCP", "UDP", "ICMP", "ICMPv6", "SCTP", "UDPLite"];
+
+impl Protocol {
+    /// Calico's `SupportsPorts`: TCP, UDP or SCTP by number or name (either case).
+    pub fn supports_ports(&self) -> bool {
+        match self {
+            Protocol::Num(n) => matches!(n, 6 | 17 | 132),
+            Protocol::Name(s) => {
+                matches!(s.as_str(), "TCP" | "UDP" | "SCTP" | "tcp" | "udp" | "sctp")
+            }
+        }
+    }
+
+    /// Whether Calico's validator accepts it: 1-255 or one of [`PROTOCOL_NAMES`].
+    pub fn is_valid(&self) -> bool {
+        match self {
+            Protocol::Num(n) => *n != 0,
+            Protocol::Name(s) => PROTOCOL_NAMES.contains(&s.as_str()),
+        }
+    }
+
+    /// Equal to `name` or `num`, as a CEL rule compares an int-or-string.
+    pub fn is(&self, name: &str, num: u8) -> bool {
+        match self {
+            Protocol::Num(n) => *n == num,
+            Protocol::Name(s) => s == name,
+        }
+    }
+
+    /// The protocol a named-port IP set is for (Felix's `ProtocolFrom`): udp, sctp, else tcp.
+    pub fn named_port_protocol(&self) -> &'static str {
+        match self {
+            Protocol::Num(17) => "udp",
+            Protocol::Num(132) => "sctp",
+            Protocol::Name(s) if s.eq_ignore_ascii_case("udp") => "udp",
+            Protocol::Name(s) if s.eq_ignore_ascii_case("sctp") => "sctp",
+            _ => "tcp",
+        }
+    }
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Protocol::Num(n) => write!(f, "{n}"),
+            Protocol::Name(s) => f.write_str(s),
+        }
+    }
+}
+
+/// `numorstring.Port`: a range (a single port is `min == max`) or a port name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Port {
+    Range(u16, u16),
+    Named(String),
+}
+
+impl fmt::Display for Port {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Port::Range(a, b) if a == b => write!(f, "{a}"),
+            Port::Range(a, b) => write!(f, "{a}:{b}"),
+            Port::Named(n) => f.write_str(n),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
 pub struct TierSpec {
     pub order: Option<f64>,
+    /// As written; absent is [`DEFAULT_TIER_ACTION`] (the CRD's default).
     pub default_action: Option<String>,
 }
 
-/// Spec of all four policy kinds (the namespaced kinds do not have every field; the loader
-/// rejects those it does not allow).
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+/// Spec of the four policy kinds (each kind accepts only its own fields; `decode` refuses the
+/// others as unknown).
+#[derive(Debug, Clone, Default)]
 pub struct PolicySpec {
-    pub tier: Option<String>,
+    /// Empty: [`DEFAULT_TIER`].
+    pub tier: String,
     pub order: Option<f64>,
-    pub selector: Option<String>,
-    pub namespace_selector: Option<String>,
-    pub service_account_selector: Option<String>,
-    #[serde(default)]
+    pub selector: String,
+    pub namespace_selector: String,
+    pub service_account_selector: String,
+    /// As written; see [`Policy::types`] for the defaulted value.
     pub types: Vec<String>,
-    #[serde(default)]
     pub ingress: Vec<Rule>,
-    #[serde(default)]
     pub egress: Vec<Rule>,
-    pub do_not_track: Option<bool>,
-    #[serde(rename = "preDNAT")]
-    pub pre_dnat: Option<bool>,
-    pub apply_on_forward: Option<bool>,
-    #[serde(default)]
+    pub do_not_track: bool,
+    pub pre_dnat: bool,
+    pub apply_on_forward: bool,
     pub performance_hints: Vec<String>,
-    pub staged_action: Option<String>,
+    /// Staged kinds; empty: `Set` (the CRD's default).
+    pub staged_action: String,
+    /// The fields (other than `tier`, `types` and `stagedAction`) that are not Go's zero value:
+    /// what a staged `Delete` may not have.
+    pub set_fields: Vec<&'static str>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[derive(Debug, Clone, Default)]
 pub struct Rule {
-    #[serde(default)]
     pub action: String,
-    pub protocol: Option<NumOrString>,
-    pub not_protocol: Option<NumOrString>,
+    pub ip_version: Option<i64>,
+    pub protocol: Option<Protocol>,
+    pub not_protocol: Option<Protocol>,
     pub icmp: Option<Icmp>,
-    #[serde(rename = "notICMP")]
     pub not_icmp: Option<Icmp>,
-    pub ip_version: Option<i32>,
-    #[serde(default)]
     pub source: EntityRule,
-    #[serde(default)]
     pub destination: EntityRule,
     pub http: Option<Http>,
     pub metadata: Option<RuleMetadata>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, Default)]
 pub struct RuleMetadata {
-    #[serde(default)]
     pub annotations: BTreeMap<String, String>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, Default)]
 pub struct Icmp {
-    #[serde(rename = "type")]
-    pub icmp_type: Option<i32>,
-    pub code: Option<i32>,
+    pub icmp_type: Option<i64>,
+    pub code: Option<i64>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[derive(Debug, Clone, Default)]
 pub struct EntityRule {
-    #[serde(default)]
     pub nets: Vec<String>,
-    #[serde(default)]
     pub not_nets: Vec<String>,
-    pub selector: Option<String>,
-    pub not_selector: Option<String>,
-    pub namespace_selector: Option<String>,
-    #[serde(default)]
-    pub ports: Vec<NumOrString>,
-    #[serde(default)]
-    pub not_ports: Vec<NumOrString>,
+    pub selector: String,
+    pub not_selector: String,
+    pub namespace_selector: String,
+    pub ports: Vec<Port>,
+    pub not_ports: Vec<Port>,
     pub service_accounts: Option<ServiceAccounts>,
-    pub services: Option<Services>,
+    pub services: Option<ServiceMatch>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, Default)]
 pub struct ServiceAccounts {
-    #[serde(default)]
     pub names: Vec<String>,
-    pub selector: Option<String>,
+    pub selector: String,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Services {
-    #[serde(default)]
+#[derive(Debug, Clone, Default)]
+pub struct ServiceMatch {
     pub name: String,
-    #[serde(default)]
+    /// Empty: the policy's namespace.
     pub namespace: String,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, Default)]
 pub struct Http {
-    #[serde(default)]
     pub methods: Vec<String>,
-    #[serde(default)]
     pub paths: Vec<HttpPath>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// An `http.paths` entry; an empty string is an absent match, as in Calico.
+#[derive(Debug, Clone, Default)]
 pub struct HttpPath {
-    pub exact: Option<String>,
-    pub prefix: Option<String>,
+    pub exact: String,
+    pub prefix: String,
     /// Extension: a segment-aware glob (`alp_engine::path_pattern`).
-    pub glob: Option<String>,
+    pub glob: String,
     /// Extension: a route template such as `/accounts/{id}/summary`.
-    pub template: Option<String>,
-}
-
-/// A port, protocol or similar YAML scalar that may be a number or a string.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(untagged)]
-pub enum NumOrString {
-    Num(i64),
-    Str(String),
-}
-
-impl std::fmt::Display for NumOrString {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            NumOrString::Num(n) => write!(f, "{n}"),
-            NumOrString::Str(s) => f.write_str(s),
-        }
-    }
+    pub template: String,
 }
 
 /// Calico's `WorkloadEndpoint` (`projectcalico.org/v3`): the inventory of workloads.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[derive(Debug, Clone, Default)]
 pub struct WorkloadEndpointSpec {
-    pub orchestrator: Option<String>,
-    pub workload: Option<String>,
-    pub node: Option<String>,
-    #[serde(rename = "containerID")]
-    pub container_id: Option<String>,
-    pub pod: Option<String>,
-    pub endpoint: Option<String>,
-    pub service_account_name: Option<String>,
-    #[serde(default)]
+    pub orchestrator: String,
+    pub workload: String,
+    pub node: String,
+    pub container_id: String,
+    pub pod: String,
+    pub endpoint: String,
+    pub service_account_name: String,
     pub ip_networks: Vec<String>,
-    #[serde(default)]
+    /// `None` when absent: the default `kns.` / `ksa.` profiles.
     pub profiles: Option<Vec<String>>,
-    pub interface_name: Option<String>,
-    pub mac: Option<String>,
-    #[serde(default)]
+    pub interface_name: String,
+    pub mac: String,
     pub ports: Vec<EndpointPort>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[derive(Debug, Clone, Default)]
 pub struct EndpointPort {
-    #[serde(default)]
     pub name: String,
-    pub protocol: Option<NumOrString>,
-    #[serde(default)]
+    /// `None`: [`DEFAULT_PORT_PROTOCOL`].
+    pub protocol: Option<Protocol>,
     pub port: u16,
-    pub host_port: Option<u16>,
-    #[serde(rename = "hostIP")]
-    pub host_ip: Option<String>,
+    pub host_port: u16,
+    pub host_ip: String,
 }
 
 // What loading the resources gives.
@@ -307,6 +317,12 @@ impl PolicyKind {
             PolicyKind::NetworkPolicy | PolicyKind::StagedNetworkPolicy
         )
     }
+    pub fn staged(self) -> bool {
+        matches!(
+            self,
+            PolicyKind::StagedGlobalNetworkPolicy | PolicyKind::StagedNetworkPolicy
+        )
+    }
     pub(crate) fn from_kind(kind: &str) -> Option<PolicyKind> {
         Some(match kind {
             "GlobalNetworkPolicy" => PolicyKind::GlobalNetworkPolicy,
@@ -324,6 +340,7 @@ pub struct Policy {
     pub name: String,
     /// Empty for the global kinds.
     pub namespace: String,
+    pub metadata: Metadata,
     pub spec: PolicySpec,
     pub origin: Origin,
 }
@@ -331,11 +348,11 @@ pub struct Policy {
 impl Policy {
     /// `spec.tier`, else [`DEFAULT_TIER`].
     pub fn tier(&self) -> &str {
-        self.spec
-            .tier
-            .as_deref()
-            .filter(|t| !t.is_empty())
-            .unwrap_or(DEFAULT_TIER)
+        if self.spec.tier.is_empty() {
+            DEFAULT_TIER
+        } else {
+            &self.spec.tier
+        }
     }
 
     /// `spec.order` as a sort key (absent: last).
@@ -343,17 +360,45 @@ impl Policy {
         order_key(self.spec.order)
     }
 
-    /// Whether the policy applies to ingress and to egress: `spec.types`, else Ingress, plus
-    /// Egress when it has egress rules.
+    /// Whether the policy applies to ingress and to egress: `spec.types`, else as Calico
+    /// defaults them: Ingress when there are no egress rules, Egress when there are egress
+    /// rules and no ingress rules, both when there are both.
     pub fn types(&self) -> (bool, bool) {
         if self.spec.types.is_empty() {
-            (true, !self.spec.egress.is_empty())
+            let egress = !self.spec.egress.is_empty();
+            let ingress = !self.spec.ingress.is_empty();
+            (!egress || ingress, egress)
         } else {
             (
                 self.spec.types.iter().any(|t| t == "Ingress"),
                 self.spec.types.iter().any(|t| t == "Egress"),
             )
         }
+    }
+
+    /// `spec.types` after Calico's defaulting ([`Policy::types`]); none for a staged
+    /// `Delete` (whose types Calico clears).
+    pub fn defaulted_types(&self) -> Vec<String> {
+        if !self.spec.types.is_empty() {
+            return self.spec.types.clone();
+        }
+        if self.is_staged_delete() {
+            return Vec::new();
+        }
+        let (ingress, egress) = self.types();
+        let mut out = Vec::new();
+        if ingress {
+            out.push("Ingress".to_string());
+        }
+        if egress {
+            out.push("Egress".to_string());
+        }
+        out
+    }
+
+    /// A staged policy with `stagedAction: Delete`: never sent to Felix.
+    pub fn is_staged_delete(&self) -> bool {
+        self.kind.staged() && self.spec.staged_action == "Delete"
     }
 
     /// `namespace/name` for the namespaced kinds, `name` for the global ones.
@@ -385,24 +430,45 @@ pub struct Workload {
 impl Workload {
     /// `spec.serviceAccountName`, when given.
     pub fn service_account(&self) -> Option<&str> {
-        self.spec
-            .service_account_name
-            .as_deref()
-            .filter(|s| !s.is_empty())
+        Some(self.spec.service_account_name.as_str()).filter(|s| !s.is_empty())
     }
 
     /// `spec.orchestrator`, else [`DEFAULT_ORCHESTRATOR`].
     pub fn orchestrator(&self) -> &str {
-        self.spec
-            .orchestrator
-            .as_deref()
+        Some(self.spec.orchestrator.as_str())
+            .filter(|s| !s.is_empty())
             .unwrap_or(DEFAULT_ORCHESTRATOR)
     }
 
     /// `spec.endpoint`, else [`DEFAULT_ENDPOINT`].
     pub fn endpoint(&self) -> &str {
-        self.spec.endpoint.as_deref().unwrap_or(DEFAULT_ENDPOINT)
+        Some(self.spec.endpoint.as_str())
+            .filter(|s| !s.is_empty())
+            .unwrap_or(DEFAULT_ENDPOINT)
     }
+}
+
+/// One port of an `EndpointSlice` (`discovery.k8s.io/v1`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SlicePort {
+    /// `None`: no port (contributes nothing to a set with ports).
+    pub port: Option<u16>,
+    /// `TCP`, `UDP` or `SCTP`; `None` is TCP.
+    pub protocol: Option<String>,
+}
+
+/// An `EndpointSlice`: the endpoints of the Kubernetes Service named by its
+/// `kubernetes.io/service-name` label, what Felix's service matches are made of.
+#[derive(Debug, Clone)]
+pub struct EndpointSlice {
+    pub namespace: String,
+    pub name: String,
+    /// `kubernetes.io/service-name`.
+    pub service: String,
+    /// Every endpoint's addresses.
+    pub addresses: Vec<String>,
+    pub ports: Vec<SlicePort>,
+    pub origin: Origin,
 }
 
 /// Everything read from the policy path.
@@ -415,17 +481,27 @@ pub struct PolicySet {
     /// (namespace, name) -> labels.
     pub service_accounts: BTreeMap<(String, String), BTreeMap<String, String>>,
     pub workloads: Vec<Workload>,
-    /// Documents of other kinds (Deployments, Services, ...), skipped: `file:line Kind name`.
+    /// `EndpointSlice`s, for service matches.
+    pub endpoint_slices: Vec<EndpointSlice>,
+    /// Kubernetes `Service`s known (namespace, name), for messages.
+    pub services: Vec<(String, String)>,
+    /// Documents of other kinds (Deployments, ...), skipped: `file:line Kind name`.
     pub skipped: Vec<String>,
+    /// Valid Calico that this project treats differently (its extensions, rule values its
+    /// filter matches nothing with): `file:line: resource: field: what`.
+    pub notes: Vec<Problem>,
     pub files: Vec<PathBuf>,
 }
 
 impl PolicySet {
     /// A tier's order as a sort key: its `order`; tier `default` [`DEFAULT_TIER_ORDER`]
-    /// unless its resource says otherwise; else last.
+    /// without a resource; else last.
     pub fn tier_order(&self, tier: &str) -> f64 {
-        let order = self.tiers.get(tier).and_then(|t| t.spec.order);
-        order_key(order.or((tier == DEFAULT_TIER).then_some(DEFAULT_TIER_ORDER)))
+        match self.tiers.get(tier) {
+            Some(t) => order_key(t.spec.order),
+            None if tier == DEFAULT_TIER => DEFAULT_TIER_ORDER,
+            None => order_key(None),
+        }
     }
 
     /// A tier's `defaultAction`, else [`DEFAULT_TIER_ACTION`].

@@ -1,65 +1,54 @@
-//! Parsers of the values resources hold: protocols, ports, nets, and the `NAMESPACE/NAME` of a
-//! workload. The validator reports what they refuse; the compiler converts what they accept.
+//! Parsers of the values resources hold: networks and the `NAMESPACE/NAME` of a workload. The
+//! validator reports what they refuse; the compiler converts what they accept.
 
-use crate::model::NumOrString;
 use std::net::IpAddr;
 
-/// The Calico name of a protocol (`tcp`, `udp`, ...) or its number in decimal.
-pub fn protocol(p: &NumOrString) -> Option<String> {
-    match p {
-        NumOrString::Num(n) if (1..=255).contains(n) => Some(n.to_string()),
-        NumOrString::Num(_) => None,
-        NumOrString::Str(s) => match s.to_ascii_lowercase().as_str() {
-            name @ ("tcp" | "udp" | "icmp" | "icmpv6" | "sctp" | "udplite") => {
-                Some(name.to_string())
-            }
-            n => n
-                .parse::<i64>()
-                .ok()
-                .and_then(|n| protocol(&NumOrString::Num(n))),
-        },
+/// An address, as Go's `net.ParseIP` reads one (dotted IPv4 without leading zeros, or IPv6
+/// without a zone).
+pub fn parse_ip(text: &str) -> Option<IpAddr> {
+    text.parse::<IpAddr>().ok()
+}
+
+/// `ADDRESS/LENGTH` as Go's `net.ParseCIDR` reads it: the address and the prefix length.
+pub fn parse_cidr(text: &str) -> Option<(IpAddr, u8)> {
+    let (addr, len) = text.split_once('/')?;
+    let addr = parse_ip(addr)?;
+    if len.is_empty() || !len.bytes().all(|b| b.is_ascii_digit()) || len.len() > 3 {
+        return None;
+    }
+    let len: u8 = len.parse().ok()?;
+    let max = if addr.is_ipv4() { 32 } else { 128 };
+    (len <= max).then_some((addr, len))
+}
+
+/// A CIDR, or an address (a full-length prefix): Calico's `ParseCIDROrIP`.
+pub fn parse_cidr_or_ip(text: &str) -> Option<(IpAddr, u8)> {
+    if text.contains('/') {
+        parse_cidr(text)
+    } else {
+        let addr = parse_ip(text)?;
+        Some((addr, if addr.is_ipv4() { 32 } else { 128 }))
     }
 }
 
-/// A rule port: a numeric range or a named port.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Port {
-    Range(i32, i32),
-    Named(String),
-}
-
-/// Parses `80`, `"80"`, `"1000:2000"` or a port name.
-pub fn port(p: &NumOrString) -> Result<Port, String> {
-    let num = |s: &str| {
-        s.trim()
-            .parse::<u32>()
-            .ok()
-            .filter(|n| *n <= 65535)
-            .map(|n| n as i32)
-    };
-    match p {
-        NumOrString::Num(n) if (0..=65535).contains(n) => Ok(Port::Range(*n as i32, *n as i32)),
-        NumOrString::Num(n) => Err(format!("port {n} is out of range 0-65535")),
-        NumOrString::Str(s) => {
-            if let Some((a, b)) = s.split_once(':') {
-                match (num(a), num(b)) {
-                    (Some(a), Some(b)) if a <= b => Ok(Port::Range(a, b)),
-                    _ => Err(format!(
-                        "port range {s:?} must be FIRST:LAST with 0 <= FIRST <= LAST <= 65535"
-                    )),
-                }
-            } else if let Some(n) = num(s) {
-                Ok(Port::Range(n, n))
-            } else if !s.is_empty()
-                && s.len() <= 128
-                && s.starts_with(|c: char| c.is_ascii_alphabetic())
-                && s.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
-            {
-                Ok(Port::Named(s.clone()))
+/// `addr` with the bits after `len` cleared.
+pub fn masked(addr: IpAddr, len: u8) -> IpAddr {
+    match addr {
+        IpAddr::V4(a) => {
+            let mask = if len == 0 {
+                0
             } else {
-                Err(format!("{s:?} is neither a port, a range nor a port name"))
-            }
+                u32::MAX << (32 - u32::from(len))
+            };
+            IpAddr::V4(std::net::Ipv4Addr::from(u32::from(a) & mask))
+        }
+        IpAddr::V6(a) => {
+            let mask = if len == 0 {
+                0
+            } else {
+                u128::MAX << (128 - u32::from(len))
+            };
+            IpAddr::V6(std::net::Ipv6Addr::from(u128::from(a) & mask))
         }
     }
 }
@@ -67,32 +56,8 @@ pub fn port(p: &NumOrString) -> Result<Port, String> {
 /// An address or CIDR as the network Felix sends (`10.0.0.0/8`; an address is a full-length
 /// prefix); `None` if it is neither.
 pub fn net(text: &str) -> Option<String> {
-    let (addr, len) = match text.split_once('/') {
-        Some((a, l)) => (a.parse::<IpAddr>().ok()?, Some(l.parse::<u8>().ok()?)),
-        None => (text.parse::<IpAddr>().ok()?, None),
-    };
-    Some(match addr {
-        IpAddr::V4(a) => {
-            let len = len.unwrap_or(32);
-            if len > 32 {
-                return None;
-            }
-            let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
-            format!("{}/{len}", std::net::Ipv4Addr::from(u32::from(a) & mask))
-        }
-        IpAddr::V6(a) => {
-            let len = len.unwrap_or(128);
-            if len > 128 {
-                return None;
-            }
-            let mask = if len == 0 {
-                0
-            } else {
-                u128::MAX << (128 - len)
-            };
-            format!("{}/{len}", std::net::Ipv6Addr::from(u128::from(a) & mask))
-        }
-    })
+    let (addr, len) = parse_cidr_or_ip(text)?;
+    Some(format!("{}/{len}", masked(addr, len)))
 }
 
 /// `--workload` that is not `NAMESPACE/NAME`.
@@ -107,5 +72,32 @@ pub fn parse_workload(text: &str) -> Result<(String, String), BadWorkload> {
             Ok((ns.to_string(), name.to_string()))
         }
         _ => Err(BadWorkload(text.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cidrs_as_go_reads_them() {
+        assert!(parse_cidr("10.0.0.0/8").is_some());
+        assert!(parse_cidr("10.0.0.0/08").is_some());
+        assert!(parse_cidr("aabb:aabb::0000/122").is_some());
+        for bad in [
+            "10.0.0.1",
+            "10.0.0.0/33",
+            "10.0.0.0/+8",
+            "10.0.0.0/",
+            "010.0.0.0/8",
+            "::/129",
+            "fe80::1%eth0/64",
+            "x/8",
+        ] {
+            assert!(parse_cidr(bad).is_none(), "{bad}");
+        }
+        assert_eq!(parse_cidr_or_ip("10.1.2.3").map(|(_, l)| l), Some(32));
+        assert_eq!(net("10.1.2.3/8").as_deref(), Some("10.0.0.0/8"));
+        assert_eq!(net("::1").as_deref(), Some("::1/128"));
     }
 }

@@ -1,9 +1,10 @@
-//! Calico v3 resource YAML (`--policy PATH`, files or directories) compiled for one workload
-//! (`--workload NAMESPACE/NAME`) into the messages Felix would send, replayed as one Policy
-//! Sync stream of the source's one [`SyncState`]. Checked every `interval` (paths,
-//! modification times, sizes, inodes of every YAML file); a change that loads and compiles
-//! replaces the policy (one that compiles to the same messages keeps its generation), one
-//! that does not is reported problem by problem and the last good snapshot stays.
+//! Calico v3 resource YAML (`--policy PATH`, files or directories, `-` for standard input)
+//! compiled for one workload (`--workload NAMESPACE/NAME`) into the messages Felix would send,
+//! replayed as one Policy Sync stream of the source's one [`SyncState`]. Checked every
+//! `interval` (paths, modification times, sizes, inodes of every YAML file; standard input is
+//! read once, at the start); a change that loads and compiles replaces the policy (one that
+//! compiles to the same messages keeps its generation), one that does not is reported problem
+//! by problem and the last good snapshot stays.
 
 use super::{Outputs, Revision, Source, SourceFuture};
 use alp_felix::store::Store;
@@ -40,6 +41,20 @@ impl Source for CalicoYaml {
 
     fn run(self: Box<Self>, out: Outputs) -> SourceFuture {
         Box::pin(async move {
+            let stdin = if self
+                .paths
+                .iter()
+                .any(|p| p == Path::new(alp_calico::load::STDIN))
+            {
+                let text = tokio::task::spawn_blocking(|| {
+                    let mut text = String::new();
+                    std::io::Read::read_to_string(&mut std::io::stdin(), &mut text).map(|_| text)
+                })
+                .await??;
+                Some(std::sync::Arc::new(text))
+            } else {
+                None
+            };
             let mut sync = SyncState::new();
             let mut last: Option<Vec<Stamp>> = None;
             loop {
@@ -48,11 +63,18 @@ impl Source for CalicoYaml {
                 if last.as_ref() != Some(&now) {
                     last = Some(now);
                     let (paths, workload) = (self.paths.clone(), self.workload.clone());
+                    let stdin = stdin.clone();
                     let started = std::time::Instant::now();
                     let sent = out.sent_generation();
                     // Off the async threads: compile, replay, and the snapshot if it is new.
                     let (back, loaded) = tokio::task::spawn_blocking(move || {
-                        let loaded = load(&mut sync, &paths, &workload).is_some();
+                        let loaded = load(
+                            &mut sync,
+                            &paths,
+                            stdin.as_deref().map(String::as_str),
+                            &workload,
+                        )
+                        .is_some();
                         let new = loaded.then(|| Revision::newer_than(&sync, sent));
                         (sync, new)
                     })
@@ -111,16 +133,24 @@ fn fingerprint(paths: &[PathBuf]) -> Vec<Stamp> {
         }
     }
     let mut out = Vec::new();
-    for p in paths {
+    for p in paths
+        .iter()
+        .filter(|p| *p != Path::new(alp_calico::load::STDIN))
+    {
         walk(p, true, &mut out);
     }
     out
 }
 
-/// Loads, compiles and replays into `sync` as a new stream; the current store, or `None` with
-/// every problem logged.
-pub fn load<'s>(sync: &'s mut SyncState, paths: &[PathBuf], workload: &str) -> Option<&'s Store> {
-    let messages = match alp_calico::updates_for(paths, workload) {
+/// Loads (`stdin`: standard input's text, for the path `-`), compiles and replays into `sync`
+/// as a new stream; the current store, or `None` with every problem logged.
+pub fn load<'s>(
+    sync: &'s mut SyncState,
+    paths: &[PathBuf],
+    stdin: Option<&str>,
+    workload: &str,
+) -> Option<&'s Store> {
+    let messages = match alp_calico::updates_for_with(paths, stdin, workload) {
         Ok(messages) => messages,
         Err(problems) => {
             for line in problems.to_string().lines() {
@@ -158,18 +188,18 @@ mod tests {
         let paths = vec![dir.path().to_path_buf()];
         let before = fingerprint(&paths);
         assert_eq!(before.len(), 2, "{before:?}");
-        let snapshot = load(&mut SyncState::new(), &paths, "default/a")
+        let snapshot = load(&mut SyncState::new(), &paths, None, "default/a")
             .expect("loads")
             .snapshot();
         assert_eq!(snapshot.endpoint.unwrap().tiers.len(), 1);
         std::fs::write(dir.path().join("p.yaml"), format!("{POLICY}    bogus: 1\n")).unwrap();
         assert_ne!(fingerprint(&paths), before);
         assert!(
-            load(&mut SyncState::new(), &paths, "default/a").is_none(),
+            load(&mut SyncState::new(), &paths, None, "default/a").is_none(),
             "an invalid edit gives nothing"
         );
         assert!(
-            load(&mut SyncState::new(), &paths, "default/b").is_none(),
+            load(&mut SyncState::new(), &paths, None, "default/b").is_none(),
             "unknown workload"
         );
     }

@@ -3,8 +3,8 @@
 //! description, its members the matching workloads' addresses.
 
 use super::selection::{Endpoint, EndpointSel};
-use crate::model::DEFAULT_PORT_PROTOCOL;
-use crate::values::protocol;
+use crate::model::{PolicySet, DEFAULT_PORT_PROTOCOL};
+use crate::values::parse_ip;
 use alp_felix::wire::felix::{self as w, ip_set_update::IpSetType, to_dataplane::Payload};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -36,16 +36,22 @@ impl IpSets {
         id
     }
 
+    /// The named port `name` of the endpoints `sel` selects, for `proto` (`None`: any
+    /// protocol, each member with its port's own).
     pub(super) fn named_port(
         &mut self,
         sel: &EndpointSel,
         name: &str,
-        proto: &str,
+        proto: Option<&str>,
         eps: &[Endpoint<'_>],
     ) -> String {
         let id = format!(
             "n:{}",
-            fnv(&format!("{} named port {proto}:{name}", sel.describe()))
+            fnv(&format!(
+                "{} named port {}:{name}",
+                sel.describe(),
+                proto.unwrap_or("any")
+            ))
         );
         self.0.entry(id.clone()).or_insert_with(|| {
             let mut members = BTreeSet::new();
@@ -54,16 +60,62 @@ impl IpSets {
                     let p_proto = p
                         .protocol
                         .as_ref()
-                        .and_then(protocol)
-                        .unwrap_or_else(|| DEFAULT_PORT_PROTOCOL.into());
-                    if p.name == name && p_proto == proto {
+                        .map_or(DEFAULT_PORT_PROTOCOL, |p| p.named_port_protocol());
+                    if p.name == name && proto.is_none_or(|want| want == p_proto) {
                         for ip in &e.ips {
-                            members.insert(format!("{ip},{proto}:{}", p.port));
+                            members.insert(format!("{ip},{p_proto}:{}", p.port));
                         }
                     }
                 }
             }
             (IpSetType::IpAndPort, members)
+        });
+        id
+    }
+
+    /// The endpoints of the Kubernetes Service `namespace/name` (its EndpointSlices), as
+    /// Felix's service index makes them: with `ports`, `<ip>,<proto>:<port>` for each address
+    /// and numbered port (`svc:`); without, the addresses (`svcnoport:`).
+    pub(super) fn service(
+        &mut self,
+        set: &PolicySet,
+        namespace: &str,
+        name: &str,
+        ports: bool,
+    ) -> String {
+        let service = format!("{namespace}/{name}");
+        let prefix = if ports { "svc" } else { "svcnoport" };
+        let id = format!("{prefix}:{}", fnv(&service));
+        self.0.entry(id.clone()).or_insert_with(|| {
+            let mut members = BTreeSet::new();
+            for slice in set
+                .endpoint_slices
+                .iter()
+                .filter(|s| s.namespace == namespace && s.service == name)
+            {
+                let addrs = slice.addresses.iter().filter_map(|a| parse_ip(a));
+                for addr in addrs {
+                    if !ports {
+                        members.insert(addr.to_string());
+                        continue;
+                    }
+                    for p in &slice.ports {
+                        let Some(port) = p.port else { continue };
+                        let proto = match p.protocol.as_deref() {
+                            Some("UDP") => "udp",
+                            Some("SCTP") => "sctp",
+                            _ => "tcp",
+                        };
+                        members.insert(format!("{addr},{proto}:{port}"));
+                    }
+                }
+            }
+            let kind = if ports {
+                IpSetType::IpAndPort
+            } else {
+                IpSetType::Ip
+            };
+            (kind, members)
         });
         id
     }

@@ -8,16 +8,21 @@
 //!   `namespaceSelector`, limits them to its namespace(s) as soon as any selector field is used
 //!   (`notSelector` included); a positive selector absorbs the `notSelector`;
 //! * the positive selector becomes one IP set (`src_ip_set_ids`), unless only named ports are
-//!   given: then each named port becomes an `IP_AND_PORT` set filtered by that selector;
+//!   given: then each named port becomes an `IP_AND_PORT` set filtered by that selector (for the
+//!   rule's protocol; for any protocol when the rule has none);
+//! * a destination service match becomes an `IP_AND_PORT` set of the Service's endpoints and
+//!   ports (`dst_ip_port_set_ids`), a source one an IP set of its endpoint addresses (added to
+//!   `src_ip_set_ids`), both from the inventory's EndpointSlices (felix `serviceindex`);
 //! * `Pass` becomes `next-tier`, other actions are lower-cased;
 //! * tiers by `order` (absent = last), then name; policies likewise. The `default` tier has
-//!   order 1000000 unless a `Tier` resource says otherwise; a tier's default action is `Deny`
-//!   unless it says `Pass`;
+//!   order 1000000 (what Calico requires of a `Tier default`); a tier's default action is
+//!   `Deny` unless it says `Pass`; a staged `Delete` is not sent;
 //! * profiles `kns.<namespace>` (allow everything) and `ksa.<namespace>.<serviceaccount>` (no
 //!   rules), unless the endpoint lists `spec.profiles`.
 //!
-//! IP set ids are `s:` / `n:` plus a 64-bit FNV-1a hash (hex) of a canonical description of the
-//! selector (and named port): deterministic, equal for equal selectors.
+//! IP set ids are `s:` / `n:` / `svc:` / `svcnoport:` plus a 64-bit FNV-1a hash (hex) of a
+//! canonical description of the selector (and named port) or the service: deterministic, equal
+//! for equal selectors.
 //!
 //! The steps of [`compile`]: the tiers and their active policies (`active_tiers`, `tier`), each
 //! policy (`policy`) with its rules (`rules`), the profiles (`profiles`), the labels of every
@@ -117,7 +122,12 @@ pub fn compile(
 /// name), and each tier's policies in order (then by name, namespace and kind).
 fn active_tiers<'s>(set: &'s PolicySet, me: &Endpoint<'_>) -> Vec<(String, Vec<&'s Policy>)> {
     let mut by_tier: BTreeMap<String, Vec<&Policy>> = BTreeMap::new();
-    for p in set.policies.iter().filter(|p| selects(p, me)) {
+    // A staged Delete is not sent to Felix (libcalico-go's update processors drop it).
+    for p in set
+        .policies
+        .iter()
+        .filter(|p| !p.is_staged_delete() && selects(p, me))
+    {
         by_tier.entry(p.tier().to_string()).or_default().push(p);
     }
     let mut tiers: Vec<(String, Vec<&Policy>)> = by_tier.into_iter().collect();
@@ -160,35 +170,42 @@ fn tier(
         if egress {
             info.egress_policies.push(policy_id(p));
         }
-        policy_msgs.push(policy(p, name, sets, eps));
+        policy_msgs.push(policy(set, p, name, sets, eps));
     }
     info
 }
 
 /// The policy step: one active policy, its rules converted (their IP sets added to `sets`).
-fn policy(p: &Policy, tier: &str, sets: &mut IpSets, eps: &[Endpoint<'_>]) -> Payload {
+fn policy(
+    set: &PolicySet,
+    p: &Policy,
+    tier: &str,
+    sets: &mut IpSets,
+    eps: &[Endpoint<'_>],
+) -> Payload {
     let key = p.qualified_name();
+    let mut cx = rules::RuleCtx { set, sets, eps };
     let inbound = p
         .spec
         .ingress
         .iter()
         .enumerate()
-        .map(|(i, r)| rules::convert_rule(r, p, format!("{key}:ingress:{i}"), sets, eps))
+        .map(|(i, r)| rules::convert_rule(r, p, format!("{key}:ingress:{i}"), &mut cx))
         .collect();
     let outbound = p
         .spec
         .egress
         .iter()
         .enumerate()
-        .map(|(i, r)| rules::convert_rule(r, p, format!("{key}:egress:{i}"), sets, eps))
+        .map(|(i, r)| rules::convert_rule(r, p, format!("{key}:egress:{i}"), &mut cx))
         .collect();
     Payload::ActivePolicyUpdate(w::ActivePolicyUpdate {
         id: Some(policy_id(p)),
         policy: Some(w::Policy {
             inbound_rules: inbound,
             outbound_rules: outbound,
-            untracked: p.spec.do_not_track.unwrap_or(false),
-            pre_dnat: p.spec.pre_dnat.unwrap_or(false),
+            untracked: p.spec.do_not_track,
+            pre_dnat: p.spec.pre_dnat,
             namespace: p.namespace.clone(),
             original_selector: original_selector(p),
             perf_hints: p.spec.performance_hints.clone(),
@@ -206,10 +223,7 @@ fn policy_id(p: &Policy) -> w::PolicyId {
 }
 
 fn original_selector(p: &Policy) -> String {
-    let sel = p
-        .spec
-        .selector
-        .clone()
+    let sel = Some(p.spec.selector.clone())
         .filter(|s| !s.trim().is_empty())
         .unwrap_or_else(|| "all()".into());
     let mut parts = vec![sel];
@@ -329,8 +343,8 @@ fn endpoint_update(wl: &Workload, profile_ids: Vec<String>, tiers: Vec<w::TierIn
         }),
         endpoint: Some(w::WorkloadEndpoint {
             state: "active".into(),
-            name: wl.spec.interface_name.clone().unwrap_or_default(),
-            mac: wl.spec.mac.clone().unwrap_or_default(),
+            name: wl.spec.interface_name.clone(),
+            mac: wl.spec.mac.clone(),
             profile_ids,
             ipv4_nets: v4,
             ipv6_nets: v6,

@@ -3,21 +3,21 @@
 
 use super::ip_sets::IpSets;
 use super::selection::{nonempty, Endpoint, EndpointSel, NsConstraint};
-use crate::model::{EntityRule, NumOrString, Policy, Rule};
-use crate::values::{net, port, protocol, Port};
+use crate::model::{EntityRule, Icmp, Policy, PolicySet, Port, Protocol, Rule};
+use crate::values::net;
 use alp_felix::wire::felix::{
     self as w, http_match::path_match::PathMatch as Pm, http_match::PathMatch,
     protocol::NumberOrName,
 };
 
-fn wire_protocol(p: &NumOrString) -> Option<w::Protocol> {
-    let text = protocol(p)?;
-    Some(w::Protocol {
-        number_or_name: Some(match text.parse::<i32>() {
-            Ok(n) => NumberOrName::Number(n),
-            Err(_) => NumberOrName::Name(text),
+/// A protocol as Felix sends it: a number, or the name in lower case (libcalico-go's v1 form).
+fn wire_protocol(p: &Protocol) -> w::Protocol {
+    w::Protocol {
+        number_or_name: Some(match p {
+            Protocol::Num(n) => NumberOrName::Number(i32::from(*n)),
+            Protocol::Name(s) => NumberOrName::Name(s.to_ascii_lowercase()),
         }),
-    })
+    }
 }
 
 /// What one side of a rule becomes.
@@ -25,6 +25,7 @@ fn wire_protocol(p: &NumOrString) -> Option<w::Protocol> {
 struct Side {
     ip_set_ids: Vec<String>,
     not_ip_set_ids: Vec<String>,
+    ip_port_set_ids: Vec<String>,
     ports: Vec<w::PortRange>,
     not_ports: Vec<w::PortRange>,
     named: Vec<String>,
@@ -34,25 +35,35 @@ struct Side {
     sa_match: Option<w::ServiceAccountMatch>,
 }
 
-fn split_ports(ports: &[NumOrString]) -> (Vec<w::PortRange>, Vec<String>) {
+fn split_ports(ports: &[Port]) -> (Vec<w::PortRange>, Vec<String>) {
     let mut numeric = Vec::new();
     let mut named = Vec::new();
     for p in ports {
-        match port(p) {
-            Ok(Port::Range(first, last)) => numeric.push(w::PortRange { first, last }),
-            Ok(Port::Named(n)) => named.push(n),
-            Err(_) => {}
+        match p {
+            Port::Range(first, last) => numeric.push(w::PortRange {
+                first: i32::from(*first),
+                last: i32::from(*last),
+            }),
+            Port::Named(n) => named.push(n.clone()),
         }
     }
     (numeric, named)
 }
 
+/// The context of one rule's conversion.
+pub(super) struct RuleCtx<'a, 'e> {
+    pub(super) set: &'a PolicySet,
+    pub(super) sets: &'a mut IpSets,
+    pub(super) eps: &'a [Endpoint<'e>],
+}
+
+/// One side of a rule; `source` says which (service matches differ).
 fn convert_side(
     e: &EntityRule,
     policy_ns: &str,
-    proto: &str,
-    sets: &mut IpSets,
-    eps: &[Endpoint<'_>],
+    proto: Option<&str>,
+    source: bool,
+    cx: &mut RuleCtx<'_, '_>,
 ) -> Side {
     let sa = e.service_accounts.clone().unwrap_or_default();
     let sa_selector = nonempty(&sa.selector);
@@ -96,19 +107,29 @@ fn convert_side(
     };
     side.named = named
         .iter()
-        .map(|n| sets.named_port(filter, n, proto, eps))
+        .map(|n| cx.sets.named_port(filter, n, proto, cx.eps))
         .collect();
     side.not_named = not_named
         .iter()
-        .map(|n| sets.named_port(filter, n, proto, eps))
+        .map(|n| cx.sets.named_port(filter, n, proto, cx.eps))
         .collect();
     if let Some(p) = &positive {
         if !side.ports.is_empty() || named.is_empty() {
-            side.ip_set_ids.push(sets.selector(p, eps));
+            side.ip_set_ids.push(cx.sets.selector(p, cx.eps));
         }
     }
     if let Some(n) = &negative {
-        side.not_ip_set_ids.push(sets.selector(n, eps));
+        side.not_ip_set_ids.push(cx.sets.selector(n, cx.eps));
+    }
+    if let Some(svc) = &e.services {
+        // Felix: a destination service is an IP-and-port set of its endpoints; a source
+        // service an address set appended to the source's IP sets.
+        let id = cx.sets.service(cx.set, &svc.namespace, &svc.name, !source);
+        if source {
+            side.ip_set_ids.push(id);
+        } else {
+            side.ip_port_set_ids.push(id);
+        }
     }
     if !sa.names.is_empty() || sa_selector.is_some() {
         side.sa_match = Some(w::ServiceAccountMatch {
@@ -117,6 +138,11 @@ fn convert_side(
         });
     }
     side
+}
+
+fn icmp_match(i: &Icmp) -> Option<(i32, Option<i32>)> {
+    let t = i32::try_from(i.icmp_type?).ok()?;
+    Some((t, i.code.and_then(|c| i32::try_from(c).ok())))
 }
 
 fn action(a: &str) -> String {
@@ -131,40 +157,34 @@ pub(super) fn convert_rule(
     r: &Rule,
     p: &Policy,
     rule_id: String,
-    sets: &mut IpSets,
-    eps: &[Endpoint<'_>],
+    cx: &mut RuleCtx<'_, '_>,
 ) -> w::Rule {
-    let named_proto = match r.protocol.as_ref().and_then(protocol).as_deref() {
-        Some("udp") => "udp",
-        Some("sctp") => "sctp",
-        _ => "tcp",
-    };
-    let src = convert_side(&r.source, &p.namespace, named_proto, sets, eps);
-    let dst = convert_side(&r.destination, &p.namespace, named_proto, sets, eps);
-    let icmp = r.icmp.as_ref().and_then(|i| match (i.icmp_type, i.code) {
-        (Some(t), Some(c)) => Some(w::rule::Icmp::IcmpTypeCode(w::IcmpTypeAndCode {
-            r#type: t,
-            code: c,
-        })),
-        (Some(t), None) => Some(w::rule::Icmp::IcmpType(t)),
-        _ => None,
+    // Named ports of a rule without a protocol match ports of any protocol (Felix's
+    // ProtocolAny).
+    let named_proto = r.protocol.as_ref().map(Protocol::named_port_protocol);
+    let src = convert_side(&r.source, &p.namespace, named_proto, true, cx);
+    let dst = convert_side(&r.destination, &p.namespace, named_proto, false, cx);
+    let icmp = r.icmp.as_ref().and_then(icmp_match).map(|(t, c)| match c {
+        Some(c) => w::rule::Icmp::IcmpTypeCode(w::IcmpTypeAndCode { r#type: t, code: c }),
+        None => w::rule::Icmp::IcmpType(t),
     });
     let not_icmp = r
         .not_icmp
         .as_ref()
-        .and_then(|i| match (i.icmp_type, i.code) {
-            (Some(t), Some(c)) => Some(w::rule::NotIcmp::NotIcmpTypeCode(w::IcmpTypeAndCode {
-                r#type: t,
-                code: c,
-            })),
-            (Some(t), None) => Some(w::rule::NotIcmp::NotIcmpType(t)),
-            _ => None,
+        .and_then(icmp_match)
+        .map(|(t, c)| match c {
+            Some(c) => w::rule::NotIcmp::NotIcmpTypeCode(w::IcmpTypeAndCode { r#type: t, code: c }),
+            None => w::rule::NotIcmp::NotIcmpType(t),
         });
+    let original = |s: &str| s.to_string();
     w::Rule {
         action: action(&r.action),
-        ip_version: r.ip_version.unwrap_or(0),
-        protocol: r.protocol.as_ref().and_then(wire_protocol),
-        not_protocol: r.not_protocol.as_ref().and_then(wire_protocol),
+        ip_version: r
+            .ip_version
+            .and_then(|v| i32::try_from(v).ok())
+            .unwrap_or(0),
+        protocol: r.protocol.as_ref().map(wire_protocol),
+        not_protocol: r.not_protocol.as_ref().map(wire_protocol),
         src_net: src.nets,
         not_src_net: src.not_nets,
         dst_net: dst.nets,
@@ -176,21 +196,18 @@ pub(super) fn convert_rule(
         src_ip_set_ids: src.ip_set_ids,
         not_src_ip_set_ids: src.not_ip_set_ids,
         dst_ip_set_ids: dst.ip_set_ids,
+        dst_ip_port_set_ids: dst.ip_port_set_ids,
         not_dst_ip_set_ids: dst.not_ip_set_ids,
         src_named_port_ip_set_ids: src.named,
         not_src_named_port_ip_set_ids: src.not_named,
         dst_named_port_ip_set_ids: dst.named,
         not_dst_named_port_ip_set_ids: dst.not_named,
-        original_src_selector: r.source.selector.clone().unwrap_or_default(),
-        original_dst_selector: r.destination.selector.clone().unwrap_or_default(),
-        original_src_namespace_selector: r.source.namespace_selector.clone().unwrap_or_default(),
-        original_dst_namespace_selector: r
-            .destination
-            .namespace_selector
-            .clone()
-            .unwrap_or_default(),
-        original_not_src_selector: r.source.not_selector.clone().unwrap_or_default(),
-        original_not_dst_selector: r.destination.not_selector.clone().unwrap_or_default(),
+        original_src_selector: original(&r.source.selector),
+        original_dst_selector: original(&r.destination.selector),
+        original_src_namespace_selector: original(&r.source.namespace_selector),
+        original_dst_namespace_selector: original(&r.destination.namespace_selector),
+        original_not_src_selector: original(&r.source.not_selector),
+        original_not_dst_selector: original(&r.destination.not_selector),
         src_service_account_match: src.sa_match,
         dst_service_account_match: dst.sa_match,
         http_match: r.http.as_ref().map(|h| w::HttpMatch {
@@ -199,12 +216,16 @@ pub(super) fn convert_rule(
                 .paths
                 .iter()
                 .filter_map(|p| {
-                    let m = match (&p.exact, &p.prefix, &p.glob, &p.template) {
-                        (Some(e), ..) => Pm::Exact(e.clone()),
-                        (None, Some(x), ..) => Pm::Prefix(x.clone()),
-                        (None, None, Some(g), _) => Pm::Glob(g.clone()),
-                        (None, None, None, Some(t)) => Pm::Template(t.clone()),
-                        (None, None, None, None) => return None,
+                    let m = if !p.exact.is_empty() {
+                        Pm::Exact(p.exact.clone())
+                    } else if !p.prefix.is_empty() {
+                        Pm::Prefix(p.prefix.clone())
+                    } else if !p.glob.is_empty() {
+                        Pm::Glob(p.glob.clone())
+                    } else if !p.template.is_empty() {
+                        Pm::Template(p.template.clone())
+                    } else {
+                        return None;
                     };
                     Some(PathMatch {
                         path_match: Some(m),

@@ -169,6 +169,6 @@ pub(super) fn selects(p: &Policy, ep: &Endpoint<'_>) -> bool {
     sel.matches(ep)
 }
 
-pub(super) fn nonempty(s: &Option<String>) -> Option<String> {
-    s.clone().filter(|s| !s.is_empty())
+pub(super) fn nonempty(s: &str) -> Option<String> {
+    (!s.is_empty()).then(|| s.to_string())
 }

@@ -267,9 +267,21 @@ impl<'a> Lexer<'a> {
                 pos: start,
             });
         }
-        for (literal, kind) in [("all()", Kind::All), ("global()", Kind::Global)] {
-            if rest.starts_with(literal) {
-                self.pos += literal.len();
+        // `all(` and `global(`, optional spaces or tabs, `)` (as upstream: `all( )` is all()).
+        for (open, kind) in [("all(", Kind::All), ("global(", Kind::Global)] {
+            if rest.starts_with(open) {
+                self.pos += open.len();
+                self.skip_spaces();
+                if self.byte(self.pos) != Some(b')') {
+                    return Err(SelectorError::new(
+                        self.pos,
+                        format!(
+                            "expected ')' to close {open} at position {start}, found {}",
+                            self.found_at(self.pos)
+                        ),
+                    ));
+                }
+                self.pos += 1;
                 return Ok(Token { kind, pos: start });
             }
         }
@@ -352,5 +364,35 @@ impl<'a> Lexer<'a> {
                 self.found_at(second_at)
             ),
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::selector::Selector;
+
+    #[test]
+    fn all_and_global_take_spaces_inside() {
+        for (text, canonical) in [
+            ("all( )", "all()"),
+            ("all(\t \t)", "all()"),
+            ("global( )", "global()"),
+            ("!all(  ) && has(a)", "(!all() && has(a))"),
+        ] {
+            let parsed = Selector::parse(text).expect(text);
+            assert_eq!(parsed.to_string(), canonical, "{text:?}");
+        }
+        for text in [
+            "all( x)",
+            "all(",
+            "all( ",
+            "global(a)",
+            "all (  )",
+            "all(\n)",
+        ] {
+            assert!(Selector::parse(text).is_err(), "{text:?}");
+        }
+        let err = Selector::parse("all( x)").unwrap_err();
+        assert_eq!(err.position, 5, "{err:?}");
     }
 }
