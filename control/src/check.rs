@@ -191,7 +191,14 @@ pub fn load_policy_engine(paths: &[PathBuf], workload: &str, options: &Options) 
 
 pub fn run(args: &CheckArgs) -> Result<ExitCode> {
     let options = args.engine.options(args.staged);
-    let engine = match args.source.selected()? {
+    let selected = args.source.selected()?;
+    let stdin = Path::new("-");
+    if args.request == stdin
+        && matches!(selected, Selected::Policy(paths, _) if paths.iter().any(|p| p == stdin))
+    {
+        bail!("standard input can hold the policy or the requests, not both: give --request FILE");
+    }
+    let engine = match selected {
         Selected::Updates(updates) => load_engine(updates, &options)?,
         Selected::Policy(paths, workload) => load_policy_engine(paths, workload, &options)?,
         Selected::Felix(_) => bail!(

@@ -243,3 +243,25 @@ fn check_reads_policy_from_standard_input() {
     assert_eq!(line["decision"], "allow", "{line}");
     assert_eq!(line["policy"]["name"], "summary", "{line}");
 }
+
+#[test]
+fn standard_input_holds_the_policy_or_the_requests_not_both() {
+    let out = control(
+        &[
+            "check",
+            "--policy",
+            "-",
+            "--workload",
+            "ns/w",
+            "--request",
+            "-",
+        ],
+        LIST,
+    );
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("standard input can hold the policy or the requests, not both"),
+        "{err}"
+    );
+}

@@ -13,10 +13,6 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::rc::Rc;
 
-/// Request protocol: this is an HTTP filter on a TCP listener (the number is
-/// `alp_engine::protocol`'s; re-exported for the filter's modules).
-pub use alp_engine::protocol::TCP;
-
 /// The attributes of one downstream connection.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Connection {

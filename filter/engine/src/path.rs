@@ -238,8 +238,10 @@ fn general(raw: &[u8]) -> Result<(Vec<u8>, Option<String>), PathError> {
     if kept.is_empty() || trailing_slash {
         canonical.push(b'/');
     }
-    // Raw segments are slices of a `&str` cut at ASCII bytes, so they are UTF-8.
-    let canonical = String::from_utf8(canonical).map_err(|_| PathError::NotAbsolute)?;
+    // Raw segments are slices of a `&str` cut at ASCII bytes, so they are UTF-8 (the lossy
+    // conversion never replaces anything).
+    let canonical = String::from_utf8(canonical)
+        .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
     Ok((matching, Some(canonical)))
 }
 
