@@ -415,6 +415,16 @@ impl Loader<'_, '_> {
         }
     }
 
+    /// Whether the resource has a name; reports that it is required otherwise.
+    fn named(&mut self, res: &Res<'_>, shown: &str, name: &str) -> bool {
+        if !name.is_empty() {
+            return true;
+        }
+        let field = FieldPath::root().key("metadata").key("name");
+        self.report(res, shown, vec![(field, "is required".into())]);
+        false
+    }
+
     fn cluster_scoped(&mut self, res: &Res<'_>, shown: &str, kind: &str, namespace: &str) -> bool {
         if namespace.is_empty() {
             return true;
@@ -437,21 +447,11 @@ impl Loader<'_, '_> {
         if self.report(res, &shown, d.errors) {
             return;
         }
-        if meta.name.is_empty() {
-            self.report(
-                res,
-                &shown,
-                vec![(
-                    FieldPath::root().key("metadata").key("name"),
-                    "is required".into(),
-                )],
-            );
+        if !self.named(res, &shown, &meta.name) {
             return;
         }
         let namespace = if kind.namespaced() {
-            Some(meta.namespace.clone())
-                .filter(|n| !n.is_empty())
-                .unwrap_or_else(|| DEFAULT_NAMESPACE.into())
+            namespace_or_default(&meta.namespace)
         } else {
             if !self.cluster_scoped(res, &shown, kind.as_str(), &meta.namespace) {
                 return;
@@ -481,15 +481,7 @@ impl Loader<'_, '_> {
         if self.report(res, &shown, d.errors) {
             return;
         }
-        if meta.name.is_empty() {
-            self.report(
-                res,
-                &shown,
-                vec![(
-                    FieldPath::root().key("metadata").key("name"),
-                    "is required".into(),
-                )],
-            );
+        if !self.named(res, &shown, &meta.name) {
             return;
         }
         if !self.cluster_scoped(res, &shown, "Tier", &meta.namespace) {
@@ -512,20 +504,10 @@ impl Loader<'_, '_> {
         if self.report(res, &shown, d.errors) {
             return;
         }
-        if meta.name.is_empty() {
-            self.report(
-                res,
-                &shown,
-                vec![(
-                    FieldPath::root().key("metadata").key("name"),
-                    "is required".into(),
-                )],
-            );
+        if !self.named(res, &shown, &meta.name) {
             return;
         }
-        let namespace = Some(meta.namespace.clone())
-            .filter(|n| !n.is_empty())
-            .unwrap_or_else(|| DEFAULT_NAMESPACE.into());
+        let namespace = namespace_or_default(&meta.namespace);
         let name = Some(spec.pod.clone())
             .filter(|p| !p.is_empty())
             .unwrap_or_else(|| meta.name.clone());
@@ -552,9 +534,7 @@ impl Loader<'_, '_> {
         if meta.name.is_empty() && d.errors.is_empty() {
             d.err(&root.key("metadata").key("name"), "is required");
         }
-        let namespace = Some(meta.namespace.clone())
-            .filter(|n| !n.is_empty())
-            .unwrap_or_else(|| DEFAULT_NAMESPACE.into());
+        let namespace = namespace_or_default(&meta.namespace);
         match kind {
             "Namespace" => {
                 self.set
@@ -691,5 +671,14 @@ fn strip_location(message: &str) -> String {
     match message.find(" at line ") {
         Some(i) => message[..i].to_string(),
         None => message.to_string(),
+    }
+}
+
+/// A resource's namespace, `default` when it names none (as Kubernetes does).
+fn namespace_or_default(namespace: &str) -> String {
+    if namespace.is_empty() {
+        DEFAULT_NAMESPACE.into()
+    } else {
+        namespace.to_string()
     }
 }
