@@ -183,20 +183,8 @@ impl HttpAttributes {
 /// `:path` as text without losing bytes: a byte that is not part of valid UTF-8 becomes its
 /// `%XX` escape, which normalises to the same byte (a lossy U+FFFD would merge distinct paths).
 fn path_text(raw: Vec<u8>) -> String {
-    match String::from_utf8(raw) {
-        Ok(text) => text,
-        Err(e) => {
-            let raw = e.into_bytes();
-            let mut out = String::with_capacity(raw.len() + 8);
-            for chunk in raw.utf8_chunks() {
-                out.push_str(chunk.valid());
-                for b in chunk.invalid() {
-                    out.push_str(&format!("%{b:02X}"));
-                }
-            }
-            out
-        }
-    }
+    String::from_utf8(raw)
+        .unwrap_or_else(|e| alp_engine::path::escape_invalid_utf8(e.as_bytes()).into_owned())
 }
 
 /// Connection attributes by `connection.id`, per VM. Bounded: when full it starts over (entries

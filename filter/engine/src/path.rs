@@ -96,6 +96,27 @@ pub fn forwarded_path(input: &str) -> Result<Option<String>, PathError> {
     }))
 }
 
+/// `bytes` as text without losing any: each byte that is not part of valid UTF-8 becomes its
+/// `%XX` escape (upper-case hex), which percent-decodes back to the same byte. Valid UTF-8 is
+/// borrowed as it is.
+pub fn escape_invalid_utf8(bytes: &[u8]) -> Cow<'_, str> {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => Cow::Borrowed(text),
+        Err(_) => {
+            let mut out = String::with_capacity(bytes.len() + 8);
+            for chunk in bytes.utf8_chunks() {
+                out.push_str(chunk.valid());
+                for b in chunk.invalid() {
+                    out.push('%');
+                    out.push(char::from(hex_digit(b >> 4)));
+                    out.push(char::from(hex_digit(b & 0xf)));
+                }
+            }
+            Cow::Owned(out)
+        }
+    }
+}
+
 /// Segment-boundary prefix match of two matching forms (spec section 5 HTTP clause, D7): `/`
 /// matches every path; otherwise the path equals the prefix or continues it with `/`.
 pub fn prefix_matches(normalized_prefix: &[u8], normalized_path: &[u8]) -> bool {

@@ -30,23 +30,11 @@ pub struct Glob {
     stem: Option<globset::GlobMatcher>,
 }
 
-/// The matching form as text for globset and matchit, without losing bytes: a byte that is not
-/// part of valid UTF-8 becomes `%XX` (upper-case hex). The mapping is one-to-one because in a
-/// matching form `%` only starts a delimiter escape (`%2F %5C %3B %3F %23 %25`), never `%80`-`%FF`.
+/// The matching form as text for globset and matchit, without losing bytes
+/// ([`path::escape_invalid_utf8`]). The mapping is one-to-one because in a matching form `%`
+/// only starts a delimiter escape (`%2F %5C %3B %3F %23 %25`), never `%80`-`%FF`.
 pub fn text_form(matching: &[u8]) -> Cow<'_, str> {
-    match std::str::from_utf8(matching) {
-        Ok(text) => Cow::Borrowed(text),
-        Err(_) => {
-            let mut out = String::with_capacity(matching.len() + 8);
-            for chunk in matching.utf8_chunks() {
-                out.push_str(chunk.valid());
-                for b in chunk.invalid() {
-                    out.push_str(&format!("%{b:02X}"));
-                }
-            }
-            Cow::Owned(out)
-        }
-    }
+    path::escape_invalid_utf8(matching)
 }
 
 fn normalised(pattern: &str) -> Result<String, PatternError> {
