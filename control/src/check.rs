@@ -11,8 +11,9 @@
 //! path is non-canonical. `--non-canonical-path reject` decides as `non_canonical_path: reject`
 //! (400 `bad_request_path`). `--trust-domain` is the filter's `trust_domains` (D12).
 
-use crate::decide::{self, Decided, EngineArgs, NonCanonicalPath};
+use crate::decide::{self, Decided, EngineArgs};
 use crate::source::args::{Selected, SourceArgs};
+use alp_engine::path::NonCanonicalPath;
 use alp_engine::{Engine, Explanation, Options, RequestSpec, StagedExplanation};
 use anyhow::{bail, Context, Result};
 use clap::{ArgGroup, Args, ValueEnum};
@@ -49,7 +50,7 @@ pub struct CheckArgs {
     staged: bool,
     /// What the filter does with a non-canonical request path (`non_canonical_path`): `rewrite`
     /// decides on the canonical path it forwards, `reject` answers 400 (bad_request_path).
-    #[arg(long, value_enum, value_name = "MODE", default_value_t = NonCanonicalPath::Rewrite)]
+    #[arg(long, value_name = "rewrite|reject", default_value = "rewrite")]
     non_canonical_path: NonCanonicalPath,
     #[command(flatten)]
     engine: EngineArgs,

@@ -14,8 +14,9 @@
 //! attribute then.
 
 use alp_engine::decision::{Cause, Origin};
+use alp_engine::path::NonCanonicalPath;
 use alp_engine::{Decision, Engine, Http, Options, Request, TrustDomains, Verdict};
-use clap::{Args, ValueEnum};
+use clap::Args;
 
 /// The engine settings `check` and `ext-authz` share (the filter's plugin settings).
 #[derive(Args, Debug, Clone, Default)]
@@ -45,16 +46,6 @@ fn parse_trust_domain(text: &str) -> Result<String, String> {
         ));
     }
     Ok(text.to_string())
-}
-
-/// What happens to a non-canonical request path (the filter's `non_canonical_path`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
-pub enum NonCanonicalPath {
-    /// Forward the canonical path, and decide on it (the filter's default).
-    #[default]
-    Rewrite,
-    /// Refuse it: 400 `invalid request path` (bad_request_path).
-    Reject,
 }
 
 /// The request path, when it is non-canonical: what it would be forwarded as.

@@ -24,6 +24,7 @@
 //!   `//`, `\`, parameter-only segments; D10): `rewrite` (default) forwards the canonical path,
 //!   decided on that path; `reject` answers 400 `invalid request path`.
 
+pub use alp_engine::path::NonCanonicalPath;
 use alp_engine::relay_contract::{DEFAULT_WAIT_MS, MAX_WAIT_MS};
 use serde::Deserialize;
 use std::fmt;
@@ -38,26 +39,6 @@ pub enum DecisionLog {
     /// Requests refused, or in a dry run that would have been (and staged differences).
     Deny,
     All,
-}
-
-/// What happens to a non-canonical request path (`non_canonical_path`, D10).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum NonCanonicalPath {
-    /// Rewrite `:path` to the canonical path, and decide on it.
-    #[default]
-    Rewrite,
-    /// Answer `BadRequestPath` (400).
-    Reject,
-}
-
-impl NonCanonicalPath {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            NonCanonicalPath::Rewrite => "rewrite",
-            NonCanonicalPath::Reject => "reject",
-        }
-    }
 }
 
 impl DecisionLog {

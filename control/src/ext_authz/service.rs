@@ -10,8 +10,9 @@ use super::proto::envoy::service::auth::v3::{
     check_response, CheckRequest, CheckResponse, DeniedHttpResponse, OkHttpResponse,
 };
 use super::proto::google::rpc;
-use crate::decide::{self, NonCanonicalPath};
+use crate::decide;
 use alp_engine::address::parse_ip;
+use alp_engine::path::NonCanonicalPath;
 use alp_engine::protocol::{TCP, UDP};
 use alp_engine::{Engine, Http, Peer, Request, Verdict};
 use std::sync::Arc;

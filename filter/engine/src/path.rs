@@ -38,6 +38,40 @@ pub enum PathError {
     AmbiguousSegment { index: usize },
 }
 
+/// What the filter does with a non-canonical request path (plugin setting
+/// `non_canonical_path`; `control check --non-canonical-path`). `control ext-authz`, which
+/// cannot change what Envoy forwards, always rejects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NonCanonicalPath {
+    /// Rewrite `:path` to the canonical path, and decide on it.
+    #[default]
+    Rewrite,
+    /// Answer `BadRequestPath` (400 `invalid request path`).
+    Reject,
+}
+
+impl NonCanonicalPath {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NonCanonicalPath::Rewrite => "rewrite",
+            NonCanonicalPath::Reject => "reject",
+        }
+    }
+}
+
+impl std::str::FromStr for NonCanonicalPath {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "rewrite" => Ok(NonCanonicalPath::Rewrite),
+            "reject" => Ok(NonCanonicalPath::Reject),
+            other => Err(format!("{other:?} is neither \"rewrite\" nor \"reject\"")),
+        }
+    }
+}
+
 /// The normalised form of a request path.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NormalizedPath<'a> {

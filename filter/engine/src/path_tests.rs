@@ -281,3 +281,12 @@ proptest! {
         prop_assert!(prefix_matches(&a, &joined));
     }
 }
+
+#[test]
+fn non_canonical_path_modes_parse_by_name() {
+    for mode in [NonCanonicalPath::Rewrite, NonCanonicalPath::Reject] {
+        assert_eq!(mode.as_str().parse::<NonCanonicalPath>(), Ok(mode));
+    }
+    assert!("keep".parse::<NonCanonicalPath>().is_err());
+    assert!("Reject".parse::<NonCanonicalPath>().is_err());
+}
