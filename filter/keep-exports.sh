@@ -8,7 +8,8 @@
 # body, log and done, each a call into the VM that does nothing. Envoy skips a callback the
 # module does not export, so keeping only the ones the filter implements saves those calls
 # (about 2-3 µs of Envoy's CPU per request, measured with bench/run.sh). Kept: what the filter
-# uses (`filter/src/context.rs`: configure, tick, HTTP callout responses, request headers) and
+# uses (`filter/src/context.rs`: configure, tick, HTTP callout responses, request headers; new
+# connection, downstream and upstream data for the network filter) and
 # what the SDK and the VM need (memory, allocation, context creation and deletion, start).
 # `proxy_on_done` goes too: neither context overrides `on_done`, and Envoy takes a missing one
 # as "done". The bench's no-op filter is treated the same way, so it stays the floor.
@@ -26,6 +27,7 @@ KEEP=(
     proxy_on_memory_allocate proxy_on_context_create proxy_on_delete
     proxy_on_vm_start proxy_on_configure proxy_on_tick proxy_on_http_call_response
     proxy_on_request_headers
+    proxy_on_new_connection proxy_on_downstream_data proxy_on_upstream_data
 )
 
 if ! command -v wasm-metadce >/dev/null; then

@@ -23,6 +23,11 @@
 //! * `non_canonical_path`: what to do with a request path that is not canonical (dot segments,
 //!   `//`, `\`, parameter-only segments; D10): `rewrite` (default) forwards the canonical path,
 //!   decided on that path; `reject` answers 400 `invalid request path`.
+//! * `filter`: which Envoy filter this configuration is for: `http` (default,
+//!   `envoy.filters.http.wasm`: each request is decided) or `network`
+//!   (`envoy.filters.network.wasm` before `tcp_proxy`: each connection is decided, spec section 7;
+//!   see `connection`). The module cannot tell which filter loaded it, so a network filter
+//!   configured as `http` (or the reverse) stops the VM at its first connection: fail closed.
 
 pub use alp_engine::path::NonCanonicalPath;
 use alp_engine::relay_contract::{DEFAULT_WAIT_MS, MAX_WAIT_MS};
@@ -30,6 +35,26 @@ use serde::Deserialize;
 use std::fmt;
 /// Added to the poll timeout to get the callout's own timeout, so control answers first.
 pub const CALL_GRACE_MS: u64 = 5_000;
+
+/// Which Envoy filter the plugin configuration is for (`filter`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FilterKind {
+    /// `envoy.filters.http.wasm`: one decision per request.
+    #[default]
+    Http,
+    /// `envoy.filters.network.wasm`: one decision per connection.
+    Network,
+}
+
+impl FilterKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FilterKind::Http => "http",
+            FilterKind::Network => "network",
+        }
+    }
+}
 
 /// Which decisions are logged (`decision_log`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -80,6 +105,8 @@ pub struct Config {
     pub trust_domains: Vec<String>,
     /// D10: rewrite or reject a non-canonical request path.
     pub non_canonical_path: NonCanonicalPath,
+    /// The HTTP filter or the network filter.
+    pub filter: FilterKind,
 }
 
 impl Default for Config {
@@ -98,6 +125,7 @@ impl Default for Config {
             decision_log_max_per_second: 1000,
             trust_domains: Vec::new(),
             non_canonical_path: NonCanonicalPath::Rewrite,
+            filter: FilterKind::Http,
         }
     }
 }
@@ -248,6 +276,17 @@ mod tests {
         assert!(err(r#"{"trust_domains":["spiffe://x/"]}"#).contains("\"trust_domains\""));
         assert!(err(r#"{"trust_domains":"cluster.local"}"#).contains("invalid type"));
         assert!(err(r#"{"non_canonical_path":"keep"}"#).contains("unknown variant"));
+    }
+
+    #[test]
+    fn filter_kind() {
+        assert_eq!(Config::default().filter, FilterKind::Http);
+        let c = Config::parse(Some(br#"{"filter":"network"}"#)).unwrap();
+        assert_eq!(c.filter, FilterKind::Network);
+        let err = Config::parse(Some(br#"{"filter":"tcp"}"#))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown variant `tcp`"), "{err}");
     }
 
     #[test]

@@ -1,17 +1,19 @@
-//! proxy-wasm contexts: the root context (configuration, tick, callouts) and one HTTP context
-//! per request, sharing the VM's [`VmState`] and delegating to [`Relay`] and the request path
-//! (`decide`) with the real host.
+//! proxy-wasm contexts: the root context (configuration, tick, callouts) and, as configured
+//! (`filter`), one HTTP context per request or one stream context per connection, sharing the
+//! filter's [`VmState`] and delegating to [`Relay`], the request path (`decide`) and the
+//! connection gate (`connection`) with the real host.
 
-use crate::config::Config;
+use crate::config::{Config, FilterKind};
+use crate::connection::{ConnectionGate, Flow};
 use crate::decide::Action as FilterAction;
 use crate::decision_log::DecisionLogger;
 use crate::host::proxy::ProxyHost;
 use crate::host::{Host, Level};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, Subject};
 use crate::relay::Relay;
 use crate::vm_state::{Settings, VmState};
 use alp_engine::{Options, TrustDomains};
-use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::traits::{Context, HttpContext, RootContext, StreamContext};
 use proxy_wasm::types::{Action, ContextType};
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
@@ -27,6 +29,7 @@ pub struct Root {
     relay: Option<Relay>,
     owner: u64,
     ticks: u32,
+    kind: FilterKind,
 }
 
 impl Root {
@@ -39,6 +42,7 @@ impl Root {
             relay: None,
             owner: owner_id(&host),
             ticks: 0,
+            kind: FilterKind::Http,
         }
     }
 }
@@ -83,7 +87,7 @@ impl RootContext for Root {
                         "{err}; expected a JSON object with optional keys control_cluster, \
                          control_authority, poll_timeout_ms, retry_interval_ms, tick_ms, \
                          enforce, staged, metrics, decision_log, decision_log_sample, \
-                         decision_log_max_per_second, trust_domains, non_canonical_path"
+                         decision_log_max_per_second, trust_domains, non_canonical_path, filter"
                     ),
                 );
                 return false;
@@ -93,8 +97,13 @@ impl RootContext for Root {
             self.host.log(Level::Error, "could not set the tick period");
             return false;
         }
+        self.kind = config.filter;
+        let subject = match config.filter {
+            FilterKind::Http => Subject::Request,
+            FilterKind::Network => Subject::Connection,
+        };
         self.vm.metrics = Rc::new(if config.metrics {
-            Metrics::define(&self.host, !config.enforce)
+            Metrics::define(&self.host, !config.enforce, subject)
         } else {
             Metrics::disabled()
         });
@@ -107,6 +116,7 @@ impl RootContext for Root {
                 self.owner,
             ),
             non_canonical_path: config.non_canonical_path,
+            subject,
         });
         if let Ok(mut cache) = self.vm.cache.try_borrow_mut() {
             cache.set_options(Options {
@@ -117,9 +127,10 @@ impl RootContext for Root {
         self.host.log(
             Level::Info,
             &format!(
-                "configured: control cluster {:?}, authority {:?}, poll {} ms, retry {} ms, tick {} ms; \
+                "configured as the {} filter: control cluster {:?}, authority {:?}, poll {} ms, retry {} ms, tick {} ms; \
                  {}, staged rehearsal {}, metrics {}, decision log {} sampled at {} (at most {}/s, 0: no limit); \
                  trust domains {}, non-canonical paths: {}",
+                config.filter.as_str(),
                 config.control_cluster,
                 config.control_authority,
                 config.poll_timeout_ms,
@@ -166,8 +177,19 @@ impl RootContext for Root {
         }))
     }
 
+    fn create_stream_context(&self, _context_id: u32) -> Option<Box<dyn StreamContext>> {
+        Some(Box::new(Tcp {
+            host: self.host,
+            vm: self.vm.clone(),
+            gate: ConnectionGate::new(),
+        }))
+    }
+
     fn get_type(&self) -> Option<ContextType> {
-        Some(ContextType::HttpContext)
+        Some(match self.kind {
+            FilterKind::Http => ContextType::HttpContext,
+            FilterKind::Network => ContextType::StreamContext,
+        })
     }
 }
 
@@ -184,5 +206,38 @@ impl HttpContext for Http {
             FilterAction::Continue => Action::Continue,
             FilterAction::Replied => Action::Pause,
         }
+    }
+}
+
+/// One downstream connection through the network filter.
+pub struct Tcp {
+    host: ProxyHost,
+    vm: VmState,
+    gate: ConnectionGate,
+}
+
+impl Context for Tcp {}
+
+fn action(flow: Flow) -> Action {
+    match flow {
+        Flow::Continue => Action::Continue,
+        Flow::Pause => Action::Pause,
+    }
+}
+
+impl StreamContext for Tcp {
+    fn on_new_connection(&mut self) -> Action {
+        action(self.gate.on_new_connection(&self.vm, &self.host))
+    }
+
+    fn on_downstream_data(&mut self, data_size: usize, end_of_stream: bool) -> Action {
+        action(
+            self.gate
+                .on_downstream_data(&self.vm, &self.host, data_size, end_of_stream),
+        )
+    }
+
+    fn on_upstream_data(&mut self, _data_size: usize, _end_of_stream: bool) -> Action {
+        action(self.gate.on_upstream_data(&self.vm, &self.host))
     }
 }

@@ -22,6 +22,13 @@ pub enum Action {
     Replied,
 }
 
+/// A recorded decision: its verdict, and whether it is to be enforced.
+pub(crate) struct Judged {
+    pub verdict: Verdict,
+    /// A denial outside a dry run.
+    pub refuse: bool,
+}
+
 /// What was read for one request, or why it could not be.
 struct Read {
     connection: Option<Rc<Connection>>,
@@ -37,13 +44,7 @@ impl VmState {
     /// per `cache::RECHECK_MS`), the reply or log line, and for a non-canonical path its
     /// rewrite (D10).
     pub fn on_request_headers(&self, host: &dyn Host) -> Action {
-        let engine = match self.cache.try_borrow_mut() {
-            Ok(mut cache) => {
-                cache.refresh_on_request(host);
-                cache.engine()
-            }
-            Err(_) => Rc::new(Engine::not_in_sync()),
-        };
+        let engine = self.current_engine(host);
         // Before the first snapshot nothing else needs reading.
         let read = match engine.version() {
             Some(_) => self.read(host),
@@ -67,41 +68,16 @@ impl VmState {
                 http: None,
             },
         };
-        let (decision, staged) = match read.verdict {
-            Some(verdict) => (Decision::precheck(verdict), None),
-            None => {
-                let decision = engine.decide(&request);
-                let staged = engine.decide_staged(&request, &decision);
-                (decision, staged)
-            }
-        };
-        let allowed = decision.verdict.is_allowed();
-        let refuse = !allowed && !self.settings.dry_run;
-        self.metrics
-            .count(&engine, &decision, staged.as_ref(), refuse);
-        let differs = staged.is_some_and(|s| s.verdict != decision.verdict);
-        if host.log_enabled(Level::Info) && self.settings.log.wants(allowed, differs) {
-            host.log(
-                Level::Info,
-                &decision_log::line(&Entry {
-                    engine: &engine,
-                    decision: &decision,
-                    staged: staged.as_ref(),
-                    enforced: !self.settings.dry_run,
-                    blocked: refuse,
-                    connection: read.connection.as_deref(),
-                    http: read.http.as_ref(),
-                }),
-            );
-        }
-        if host.log_enabled(Level::Debug) {
-            host.log(
-                Level::Debug,
-                &describe(&engine, &decision, read.connection.as_deref()),
-            );
-        }
-        if refuse {
-            return respond(host, decision.verdict);
+        let judged = self.judge(
+            host,
+            &engine,
+            &request,
+            read.verdict,
+            read.connection.as_deref(),
+            read.http.as_ref(),
+        );
+        if judged.refuse {
+            return respond(host, judged.verdict);
         }
         // What was decided is what the upstream receives.
         if let Some(http) = read.http.as_ref().filter(|h| h.original_path.is_some()) {
@@ -115,6 +91,67 @@ impl VmState {
             host.clear_route_cache();
         }
         Action::Continue
+    }
+
+    /// The engine in force, following shared data (an engine that is not in sync while the
+    /// cache is busy).
+    pub(crate) fn current_engine(&self, host: &dyn Host) -> Rc<Engine> {
+        match self.cache.try_borrow_mut() {
+            Ok(mut cache) => {
+                cache.refresh_on_request(host);
+                cache.engine()
+            }
+            Err(_) => Rc::new(Engine::not_in_sync()),
+        }
+    }
+
+    /// Decides `request` with `engine` (or takes `precheck`, a verdict reached before the
+    /// engine), with the staged rehearsal when configured; counts and logs the decision.
+    /// `refuse`: it is a denial and this is not a dry run.
+    pub(crate) fn judge(
+        &self,
+        host: &dyn Host,
+        engine: &Rc<Engine>,
+        request: &Request<'_>,
+        precheck: Option<Verdict>,
+        connection: Option<&Connection>,
+        http: Option<&HttpAttributes>,
+    ) -> Judged {
+        let (decision, staged) = match precheck {
+            Some(verdict) => (Decision::precheck(verdict), None),
+            None => {
+                let decision = engine.decide(request);
+                let staged = engine.decide_staged(request, &decision);
+                (decision, staged)
+            }
+        };
+        let allowed = decision.verdict.is_allowed();
+        let refuse = !allowed && !self.settings.dry_run;
+        self.metrics
+            .count(engine, &decision, staged.as_ref(), refuse);
+        let differs = staged.is_some_and(|s| s.verdict != decision.verdict);
+        if host.log_enabled(Level::Info) && self.settings.log.wants(allowed, differs) {
+            host.log(
+                Level::Info,
+                &decision_log::line(&Entry {
+                    subject: self.settings.subject,
+                    engine,
+                    decision: &decision,
+                    staged: staged.as_ref(),
+                    enforced: !self.settings.dry_run,
+                    blocked: refuse,
+                    connection,
+                    http,
+                }),
+            );
+        }
+        if host.log_enabled(Level::Debug) {
+            host.log(Level::Debug, &describe(engine, &decision, connection));
+        }
+        Judged {
+            verdict: decision.verdict,
+            refuse,
+        }
     }
 
     /// The connection and request attributes (D11: a host error decides
@@ -213,7 +250,7 @@ mod tests {
     use crate::config::DecisionLog;
     use crate::decision_log::DecisionLogger;
     use crate::host::fake::{FakeHost, Reply};
-    use crate::metrics::Metrics;
+    use crate::metrics::{Metrics, Subject};
     use crate::vm_state::Settings;
     use alp_engine::envelope;
     use alp_engine::snapshot::{Endpoint, HttpMatch, Policy, PolicyId, Rule, Snapshot, Tier};
@@ -263,7 +300,7 @@ mod tests {
 
     fn filter(host: &FakeHost) -> VmState {
         VmState {
-            metrics: Rc::new(Metrics::define(host, false)),
+            metrics: Rc::new(Metrics::define(host, false, Subject::Request)),
             ..Default::default()
         }
     }
@@ -414,7 +451,7 @@ mod tests {
 
     fn configured(host: &FakeHost, dry_run: bool, log: DecisionLog, staged: bool) -> VmState {
         let f = VmState {
-            metrics: Rc::new(Metrics::define(host, dry_run)),
+            metrics: Rc::new(Metrics::define(host, dry_run, Subject::Request)),
             settings: Rc::new(Settings {
                 dry_run,
                 log: DecisionLogger::new(log, 1.0, 0, 3),
@@ -678,7 +715,7 @@ mod tests {
 
     fn with_path_mode(host: &FakeHost, mode: NonCanonicalPath) -> VmState {
         VmState {
-            metrics: Rc::new(Metrics::define(host, false)),
+            metrics: Rc::new(Metrics::define(host, false, Subject::Request)),
             settings: Rc::new(Settings {
                 log: DecisionLogger::new(DecisionLog::All, 1.0, 0, 3),
                 non_canonical_path: mode,

@@ -3,7 +3,7 @@
 //! the rest of the line, from `{"event":"alp.decision"`:
 //!
 //! ```json
-//! {"event":"alp.decision","decision":"deny","status":403,"reason":"policy_denied",
+//! {"event":"alp.decision","kind":"http","decision":"deny","status":403,"reason":"policy_denied",
 //!  "tier":"default","policy":{"name":"database","kind":"GlobalNetworkPolicy"},"rule":0,
 //!  "rule_id":"…","detail":"a deny rule matched","enforced":true,"blocked":true,"version":17,
 //!  "source":{"principal":"spiffe://cluster.local/ns/default/sa/customer","address":"10.0.0.1","port":40000},
@@ -20,11 +20,15 @@
 //!   `method`, and `path` without its query string or fragment (which may carry secrets),
 //!   JSON-escaped and cut to [`MAX_PATH`] bytes (`path_truncated`). No other header value, and
 //!   no body, is ever read.
+//! * `kind`: `http` for a request (HTTP filter), `connection` for a connection (network
+//!   filter); a connection's line has no `method`, `path` or path fields, and `status` is null
+//!   (a denied connection is closed without a reply).
 //! * `path_rewritten: true` (D10): the request path was not canonical; `forwarded_path` is the
 //!   canonical path it was decided on and forwarded with (`path` stays what the client sent).
 
 use crate::attributes::{Connection, HttpAttributes};
 use crate::config::DecisionLog;
+use crate::metrics::Subject;
 use alp_engine::{Decision, Engine, Explanation, StagedExplanation};
 use serde::Serialize;
 use std::cell::Cell;
@@ -128,6 +132,7 @@ impl DecisionLogger {
 #[derive(Serialize)]
 struct Line<'a> {
     event: &'static str,
+    kind: &'static str,
     #[serde(flatten)]
     decision: Explanation,
     enforced: bool,
@@ -163,8 +168,9 @@ struct Side<'a> {
     port: u16,
 }
 
-/// One logged request.
+/// One logged request or connection.
 pub struct Entry<'a> {
+    pub subject: Subject,
     pub engine: &'a Engine,
     pub decision: &'a Decision,
     pub staged: Option<&'a Decision>,
@@ -197,9 +203,15 @@ pub fn line(entry: &Entry<'_>) -> String {
         .http
         .filter(|h| h.original_path.is_some())
         .map(|h| loggable_path(&h.path).0);
+    let mut decision = entry.engine.explain(entry.decision);
+    if entry.subject == Subject::Connection {
+        // A denied connection is closed: there is no reply status.
+        decision.status = None;
+    }
     let line = Line {
         event: EVENT,
-        decision: entry.engine.explain(entry.decision),
+        kind: entry.subject.as_str(),
+        decision,
         enforced: entry.enforced,
         blocked: entry.blocked,
         version: entry.engine.version(),

@@ -1,4 +1,5 @@
-//! Calico application layer policy as a proxy-wasm HTTP filter: thin glue around `alp-engine`.
+//! Calico application layer policy as a proxy-wasm HTTP filter and network filter: thin glue
+//! around `alp-engine`.
 //!
 //! * [`config`]: the plugin configuration (JSON, every key optional).
 //! * [`host`]: everything the filter needs from Envoy, behind one trait: the real host
@@ -10,15 +11,17 @@
 //! * [`vm_state`]: what one VM's root and HTTP contexts share (snapshot cache, connections,
 //!   metrics, settings).
 //! * [`decide`]: request -> engine -> continue or local reply (spec section 7).
+//! * [`connection`]: connection -> engine -> continue or close, and when (network filter).
 //! * [`metrics`]: Envoy stats `alp.*` (counted in the VM, flushed on the tick).
 //! * [`decision_log`]: one JSON line per logged decision in Envoy's log.
-//! * `context`: the proxy-wasm root and HTTP contexts wiring the above to the real host.
+//! * `context`: the proxy-wasm root, HTTP and stream contexts wiring the above to the real host.
 //!
 //! Relay protocol and shared-data layout: see `relay` and `cache`.
 
 pub mod attributes;
 pub mod cache;
 pub mod config;
+pub mod connection;
 pub mod decide;
 pub mod decision_log;
 pub mod host;

@@ -18,6 +18,13 @@
 //! | `alp.dry_run` | gauge | 1 when `enforce: false` |
 //! | `alp.decision_log.suppressed` | counter | decision lines dropped by `decision_log_max_per_second` |
 //!
+//! The network filter (`filter: network`) counts connections under the same scheme:
+//! `alp.connections.{allowed,denied,would_deny}`, `alp.connection.decision.reason.<reason>`,
+//! `alp.connection.policy.<tier>.<policy>.<allow|deny>`, `alp.connection.staged.*`, plus
+//! `alp.connections.upstream_held` (connections whose upstream bytes arrived before the TLS
+//! handshake let them be decided, and were held). The snapshot stats are the same names: with
+//! both filters on one `vm_id`, `alp.snapshot.reloads` counts each filter's install.
+//!
 //! `<tier>` and `<policy>` come from the snapshot, never from a request: a policy is `name` or
 //! `namespace/name`; decisions of a tier's default action use policy `_default`, profiles use
 //! tier `_profiles` (and policy `_default` when no profile decided). Characters other than
@@ -52,19 +59,67 @@ const REFUSALS: usize = 7;
 const LOG_SUPPRESSED: usize = 8;
 const PATH_REWRITTEN: usize = 9;
 const PATH_REJECTED: usize = 10;
-const FIXED: [&str; 11] = [
-    "alp.requests.allowed",
-    "alp.requests.denied",
-    "alp.requests.would_deny",
-    "alp.staged.differs",
-    "alp.staged.would_allow",
-    "alp.staged.would_deny",
-    "alp.snapshot.reloads",
-    "alp.snapshot.refusals",
-    "alp.decision_log.suppressed",
-    "alp.path.rewritten",
-    "alp.path.rejected",
-];
+const UPSTREAM_HELD: usize = 11;
+const FIXED: usize = 12;
+
+/// What one filter instance decides: HTTP requests or connections. Each has its own names
+/// (the same scheme); a slot a subject never counts has no name and no stat.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Subject {
+    #[default]
+    Request,
+    Connection,
+}
+
+impl Subject {
+    /// The decision log's `kind`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Subject::Request => "http",
+            Subject::Connection => "connection",
+        }
+    }
+
+    fn fixed(self) -> [Option<&'static str>; FIXED] {
+        match self {
+            Subject::Request => [
+                Some("alp.requests.allowed"),
+                Some("alp.requests.denied"),
+                Some("alp.requests.would_deny"),
+                Some("alp.staged.differs"),
+                Some("alp.staged.would_allow"),
+                Some("alp.staged.would_deny"),
+                Some("alp.snapshot.reloads"),
+                Some("alp.snapshot.refusals"),
+                Some("alp.decision_log.suppressed"),
+                Some("alp.path.rewritten"),
+                Some("alp.path.rejected"),
+                None,
+            ],
+            Subject::Connection => [
+                Some("alp.connections.allowed"),
+                Some("alp.connections.denied"),
+                Some("alp.connections.would_deny"),
+                Some("alp.connection.staged.differs"),
+                Some("alp.connection.staged.would_allow"),
+                Some("alp.connection.staged.would_deny"),
+                Some("alp.snapshot.reloads"),
+                Some("alp.snapshot.refusals"),
+                Some("alp.decision_log.suppressed"),
+                None,
+                None,
+                Some("alp.connections.upstream_held"),
+            ],
+        }
+    }
+
+    fn reason_prefix(self) -> &'static str {
+        match self {
+            Subject::Request => "alp.decision.reason",
+            Subject::Connection => "alp.connection.decision.reason",
+        }
+    }
+}
 
 /// What happened to a non-canonical request path (D10).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,9 +128,6 @@ pub enum PathOutcome {
     Rejected,
 }
 const REASONS: usize = Verdict::ALL.len();
-
-const POLICY_PREFIX: &str = "alp.policy";
-const STAGED_POLICY_PREFIX: &str = "alp.staged.policy";
 
 /// Which program of an engine a table counts for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,10 +144,12 @@ impl Program {
         }
     }
 
-    fn prefix(self) -> &'static str {
-        match self {
-            Program::Enforced => POLICY_PREFIX,
-            Program::Staged => STAGED_POLICY_PREFIX,
+    fn prefix(self, subject: Subject) -> &'static str {
+        match (subject, self) {
+            (Subject::Request, Program::Enforced) => "alp.policy",
+            (Subject::Request, Program::Staged) => "alp.staged.policy",
+            (Subject::Connection, Program::Enforced) => "alp.connection.policy",
+            (Subject::Connection, Program::Staged) => "alp.connection.staged.policy",
         }
     }
 }
@@ -206,8 +260,9 @@ pub fn segment(text: &str, policy: bool) -> String {
 #[derive(Debug, Default)]
 pub struct Metrics {
     enabled: bool,
-    fixed: [Option<u32>; FIXED.len()],
-    fixed_pending: [Cell<u64>; FIXED.len()],
+    subject: Subject,
+    fixed: [Option<u32>; FIXED],
+    fixed_pending: [Cell<u64>; FIXED],
     reasons: [Option<u32>; REASONS],
     reasons_pending: [Cell<u64>; REASONS],
     version_gauge: Option<u32>,
@@ -221,21 +276,23 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    /// Defines the fixed metrics (at configuration time). `dry_run` sets `alp.dry_run`.
-    pub fn define(host: &dyn Host, dry_run: bool) -> Self {
-        let mut fixed = [None; FIXED.len()];
-        for (id, name) in fixed.iter_mut().zip(FIXED) {
-            *id = host.define_counter(name);
+    /// Defines the fixed metrics of `subject` (at configuration time). `dry_run` sets
+    /// `alp.dry_run`.
+    pub fn define(host: &dyn Host, dry_run: bool, subject: Subject) -> Self {
+        let mut fixed = [None; FIXED];
+        for (id, name) in fixed.iter_mut().zip(subject.fixed()) {
+            *id = name.and_then(|name| host.define_counter(name));
         }
         let mut reasons = [None; REASONS];
         for (id, verdict) in reasons.iter_mut().zip(Verdict::ALL) {
-            *id = host.define_counter(&format!("alp.decision.reason.{}", verdict.reason()));
+            *id = host.define_counter(&format!("{}.{}", subject.reason_prefix(), verdict.reason()));
         }
         if let Some(id) = host.define_gauge("alp.dry_run") {
             host.set_gauge(id, u64::from(dry_run));
         }
         Metrics {
             enabled: true,
+            subject,
             fixed,
             reasons,
             version_gauge: host.define_gauge("alp.snapshot.version"),
@@ -263,6 +320,14 @@ impl Metrics {
                 PathOutcome::Rewritten => PATH_REWRITTEN,
                 PathOutcome::Rejected => PATH_REJECTED,
             });
+        }
+    }
+
+    /// A connection whose upstream bytes arrived before it could be decided (held). No host
+    /// call.
+    pub fn count_upstream_held(&self) {
+        if self.enabled {
+            self.bump(UPSTREAM_HELD);
         }
     }
 
@@ -388,7 +453,7 @@ impl Metrics {
         let Some(policy) = table.program.of(&table.engine) else {
             return;
         };
-        let prefix = table.program.prefix();
+        let prefix = table.program.prefix(self.subject);
         for (i, (count, id)) in table.counts.iter().zip(table.ids.iter_mut()).enumerate() {
             let n = count.take();
             if n == 0 {
@@ -501,7 +566,7 @@ mod tests {
     #[test]
     fn per_policy_names_come_from_the_snapshot() {
         let host = FakeHost::new();
-        let m = Metrics::define(&host, false);
+        let m = Metrics::define(&host, false, Subject::Request);
         let e = engine();
         let rule = |policy| Origin::PolicyRule {
             tier: 0,
@@ -567,7 +632,7 @@ mod tests {
     #[test]
     fn a_new_version_keeps_the_old_counts() {
         let host = FakeHost::new();
-        let m = Metrics::define(&host, false);
+        let m = Metrics::define(&host, false, Subject::Request);
         let (v1, v2) = (engine(), engine());
         let origin = Origin::PolicyRule {
             tier: 0,
@@ -583,9 +648,9 @@ mod tests {
     #[test]
     fn series_are_capped() {
         let host = FakeHost::new();
-        let m = Metrics::define(&host, false);
+        let m = Metrics::define(&host, false, Subject::Request);
         for i in 0..MAX_POLICY_SERIES + 5 {
-            m.series_id(&host, POLICY_PREFIX, "t", &format!("p{i}"), "allow");
+            m.series_id(&host, "alp.policy", "t", &format!("p{i}"), "allow");
         }
         let defined = host
             .counters
@@ -594,13 +659,13 @@ mod tests {
             .filter(|(n, _)| n.starts_with("alp.policy."))
             .count();
         assert_eq!(defined, MAX_POLICY_SERIES + 1, "the cap plus `_other`");
-        let other = m.series_id(&host, POLICY_PREFIX, "t", "new", "allow");
+        let other = m.series_id(&host, "alp.policy", "t", "new", "allow");
         assert_eq!(
             other,
-            m.series_id(&host, POLICY_PREFIX, "_other", "_other", "allow")
+            m.series_id(&host, "alp.policy", "_other", "_other", "allow")
         );
         assert!(m
-            .series_id(&host, POLICY_PREFIX, "t", "p3", "allow")
+            .series_id(&host, "alp.policy", "t", "p3", "allow")
             .is_some());
     }
 

@@ -1,11 +1,12 @@
-//! The state of one wasm VM (one per Envoy worker thread, plus the main thread's), shared by its
-//! root context and every HTTP context it creates: [`VmState`].
+//! The state of one filter instance in a wasm VM (one VM per Envoy worker thread, plus the main
+//! thread's), shared by its root context and every HTTP or stream context it creates:
+//! [`VmState`].
 
 use crate::attributes::ConnectionCache;
 use crate::cache::SnapshotCache;
 use crate::config::NonCanonicalPath;
 use crate::decision_log::DecisionLogger;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, Subject};
 use std::cell::RefCell;
 use std::rc::Rc;
 
@@ -17,12 +18,15 @@ pub struct Settings {
     pub log: DecisionLogger,
     /// D10: what a non-canonical request path gets.
     pub non_canonical_path: NonCanonicalPath,
+    /// Requests (HTTP filter) or connections (network filter).
+    pub subject: Subject,
 }
 
 /// What the contexts of one VM share: the compiled snapshot, the connections' attributes, the
 /// stats and the settings. The root context configures it, relays snapshots into `cache` and
 /// flushes `metrics` on its tick; HTTP contexts decide requests with it
-/// (`VmState::on_request_headers`, in `decide`). Clones share everything.
+/// (`VmState::on_request_headers`, in `decide`), stream contexts connections (`connection`).
+/// Clones share everything.
 #[derive(Debug, Clone, Default)]
 pub struct VmState {
     pub cache: Rc<RefCell<SnapshotCache>>,

@@ -70,6 +70,8 @@ pub struct FakeHost {
     /// Every `set_request_header` call.
     pub header_writes: RefCell<Vec<(String, String)>>,
     pub route_cache_clears: Cell<usize>,
+    /// `close_downstream` calls.
+    pub closes: Cell<usize>,
 }
 
 impl FakeHost {
@@ -248,6 +250,10 @@ impl Host for FakeHost {
                 .collect(),
             body: body.to_string(),
         });
+    }
+
+    fn close_downstream(&self) {
+        self.closes.set(self.closes.get() + 1);
     }
 
     fn dispatch_call(

@@ -54,6 +54,9 @@ pub trait Host {
         -> Result<(), CasMismatch>;
     /// Answers the current HTTP stream locally.
     fn send_local_reply(&self, status: u16, headers: &[(&str, &str)], body: &str);
+    /// Closes the current downstream connection (network filter); the filters after this one
+    /// (`tcp_proxy`) then close their side too.
+    fn close_downstream(&self);
     /// Starts an HTTP callout to `cluster`; the token identifies its response.
     fn dispatch_call(
         &self,

@@ -112,6 +112,10 @@ impl Host for ProxyHost {
         );
     }
 
+    fn close_downstream(&self) {
+        let _ = proxy_wasm::hostcalls::close_downstream();
+    }
+
     fn dispatch_call(
         &self,
         cluster: &str,
