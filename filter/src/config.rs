@@ -23,6 +23,10 @@
 //! * `non_canonical_path`: what to do with a request path that is not canonical (dot segments,
 //!   `//`, `\`, parameter-only segments; D10): `rewrite` (default) forwards the canonical path,
 //!   decided on that path; `reject` answers 400 `invalid request path`.
+//! * `filter_state` (default `true`): write each decision to Envoy filter state
+//!   `wasm.alp_decision` (`allow reason=allow tier=default policy=summary rule=0 rule_id=…`), so
+//!   an access log shows it with `%FILTER_STATE(wasm.alp_decision:PLAIN)%`. One host call per
+//!   request or connection; `false` saves it.
 //! * `filter`: which Envoy filter this configuration is for: `http` (default,
 //!   `envoy.filters.http.wasm`: each request is decided) or `network`
 //!   (`envoy.filters.network.wasm` before `tcp_proxy`: each connection is decided, spec section 7;
@@ -107,6 +111,8 @@ pub struct Config {
     pub non_canonical_path: NonCanonicalPath,
     /// The HTTP filter or the network filter.
     pub filter: FilterKind,
+    /// Write each decision to Envoy filter state `wasm.alp_decision` for access logs.
+    pub filter_state: bool,
 }
 
 impl Default for Config {
@@ -126,6 +132,7 @@ impl Default for Config {
             trust_domains: Vec::new(),
             non_canonical_path: NonCanonicalPath::Rewrite,
             filter: FilterKind::Http,
+            filter_state: true,
         }
     }
 }

@@ -87,7 +87,7 @@ impl RootContext for Root {
                         "{err}; expected a JSON object with optional keys control_cluster, \
                          control_authority, poll_timeout_ms, retry_interval_ms, tick_ms, \
                          enforce, staged, metrics, decision_log, decision_log_sample, \
-                         decision_log_max_per_second, trust_domains, non_canonical_path, filter"
+                         decision_log_max_per_second, trust_domains, non_canonical_path, filter, filter_state"
                     ),
                 );
                 return false;
@@ -117,6 +117,7 @@ impl RootContext for Root {
             ),
             non_canonical_path: config.non_canonical_path,
             subject,
+            filter_state: config.filter_state,
         });
         if let Ok(mut cache) = self.vm.cache.try_borrow_mut() {
             cache.set_options(Options {

@@ -7,7 +7,7 @@ use crate::attributes::{Connection, HttpAttributes};
 use crate::config::NonCanonicalPath;
 use crate::decision_log::{self, Entry};
 use crate::host::{Host, Level};
-use crate::metrics::PathOutcome;
+use crate::metrics::{PathOutcome, Subject};
 use crate::vm_state::VmState;
 use alp_engine::protocol::TCP;
 use alp_engine::{path, Decision, Engine, Peer, Request, Verdict};
@@ -130,11 +130,20 @@ impl VmState {
         self.metrics
             .count(engine, &decision, staged.as_ref(), refuse);
         let differs = staged.is_some_and(|s| s.verdict != decision.verdict);
+        if self.settings.filter_state {
+            host.set_filter_state(FILTER_STATE, access_log_value(engine, &decision).as_bytes());
+        }
         if host.log_enabled(Level::Info) && self.settings.log.wants(allowed, differs) {
+            let request_id = match self.settings.subject {
+                Subject::Request => host.request_header("x-request-id"),
+                Subject::Connection => None,
+            };
             host.log(
                 Level::Info,
                 &decision_log::line(&Entry {
                     subject: self.settings.subject,
+                    now_ms: host.now_ms(),
+                    request_id: request_id.as_deref(),
                     engine,
                     decision: &decision,
                     staged: staged.as_ref(),
@@ -200,6 +209,17 @@ pub fn respond(host: &dyn Host, verdict: Verdict) -> Action {
             Action::Replied
         }
     }
+}
+
+/// The filter state the decision is written to, for access logs:
+/// `%FILTER_STATE(wasm.alp_decision:PLAIN)%`.
+pub const FILTER_STATE: &str = "alp_decision";
+
+/// `deny reason=policy_denied tier=default policy=database rule=0 rule_id=…`: the decision as
+/// an access log shows it (the `control check --format text` fields; never request values).
+pub fn access_log_value(engine: &Engine, decision: &Decision) -> String {
+    let e = engine.explain(decision);
+    format!("{} reason={}{}", e.decision, e.reason, e.origin_fields())
 }
 
 /// One debug line: verdict, version, where it came from (the engine's
@@ -526,6 +546,35 @@ mod tests {
         assert_eq!(host.gauge("alp.snapshot.age_seconds"), Some(7));
         assert_eq!(host.counter("alp.snapshot.reloads"), 1);
         assert_eq!(host.counter("alp.snapshot.refusals"), 1);
+    }
+
+    #[test]
+    fn decision_lines_carry_time_and_request_id_and_the_access_log_gets_the_decision() {
+        let host = host_with("DELETE", PRINCIPAL);
+        host.set_header("x-request-id", "a1b2-c3");
+        host.now.set(1_796_135_712_345);
+        publish(&host, 1, &envelope::encode(1, &get_only()).unwrap());
+        let mut f = configured(&host, false, DecisionLog::All, false);
+        f.settings = Rc::new(Settings {
+            filter_state: true,
+            log: DecisionLogger::new(DecisionLog::All, 1.0, 0, 3),
+            ..Default::default()
+        });
+        f.on_request_headers(&host);
+        let l = &decision_lines(&host)[0];
+        assert_eq!(l["ts"], "2026-12-01T14:35:12.345Z");
+        assert_eq!(l["request_id"], "a1b2-c3");
+        assert_eq!(l["kind"], "http");
+        let state = host.filter_state.borrow().get(FILTER_STATE).cloned();
+        assert_eq!(
+            String::from_utf8(state.unwrap()).unwrap(),
+            "deny reason=policy_denied tier=t"
+        );
+        // Off: no filter state, no host call for it.
+        let host = host_with("GET", PRINCIPAL);
+        publish(&host, 1, &envelope::encode(1, &get_only()).unwrap());
+        configured(&host, false, DecisionLog::Off, false).on_request_headers(&host);
+        assert!(host.filter_state.borrow().is_empty());
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! the rest of the line, from `{"event":"alp.decision"`:
 //!
 //! ```json
-//! {"event":"alp.decision","kind":"http","decision":"deny","status":403,"reason":"policy_denied",
+//! {"event":"alp.decision","ts":"2026-12-01T14:35:12.345Z","kind":"http",
+//!  "request_id":"3f0c…","decision":"deny","status":403,"reason":"policy_denied",
 //!  "tier":"default","policy":{"name":"database","kind":"GlobalNetworkPolicy"},"rule":0,
 //!  "rule_id":"…","detail":"a deny rule matched","enforced":true,"blocked":true,"version":17,
 //!  "source":{"principal":"spiffe://cluster.local/ns/default/sa/customer","address":"10.0.0.1","port":40000},
@@ -20,6 +21,9 @@
 //!   `method`, and `path` without its query string or fragment (which may carry secrets),
 //!   JSON-escaped and cut to [`MAX_PATH`] bytes (`path_truncated`). No other header value, and
 //!   no body, is ever read.
+//! * `ts`: when it was decided (UTC, milliseconds); `request_id`: the request's `x-request-id`
+//!   (Envoy sets one on every request it receives), cut to [`MAX_REQUEST_ID`] bytes; both read
+//!   only when a line is written.
 //! * `kind`: `http` for a request (HTTP filter), `connection` for a connection (network
 //!   filter); a connection's line has no `method`, `path` or path fields, and `status` is null
 //!   (a denied connection is closed without a reply).
@@ -29,6 +33,7 @@
 use crate::attributes::{Connection, HttpAttributes};
 use crate::config::DecisionLog;
 use crate::metrics::Subject;
+use crate::timestamp::rfc3339_ms;
 use alp_engine::{Decision, Engine, Explanation, StagedExplanation};
 use serde::Serialize;
 use std::cell::Cell;
@@ -36,6 +41,8 @@ use std::net::IpAddr;
 
 /// Longest path logged, in bytes.
 pub const MAX_PATH: usize = 512;
+/// Longest request id logged, in bytes.
+pub const MAX_REQUEST_ID: usize = 128;
 /// Longest method logged, in bytes.
 pub const MAX_METHOD: usize = 32;
 /// What every decision line's JSON starts with.
@@ -132,7 +139,12 @@ impl DecisionLogger {
 #[derive(Serialize)]
 struct Line<'a> {
     event: &'static str,
+    /// When the decision was made (UTC, RFC 3339 with milliseconds).
+    ts: String,
     kind: &'static str,
+    /// The request's `x-request-id` (Envoy's request id), read only when a line is written.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    request_id: Option<&'a str>,
     #[serde(flatten)]
     decision: Explanation,
     enforced: bool,
@@ -171,6 +183,9 @@ struct Side<'a> {
 /// One logged request or connection.
 pub struct Entry<'a> {
     pub subject: Subject,
+    /// The host's clock, milliseconds since the Unix epoch.
+    pub now_ms: u64,
+    pub request_id: Option<&'a str>,
     pub engine: &'a Engine,
     pub decision: &'a Decision,
     pub staged: Option<&'a Decision>,
@@ -210,7 +225,9 @@ pub fn line(entry: &Entry<'_>) -> String {
     }
     let line = Line {
         event: EVENT,
+        ts: rfc3339_ms(entry.now_ms),
         kind: entry.subject.as_str(),
+        request_id: entry.request_id.map(|id| truncate(id, MAX_REQUEST_ID)),
         decision,
         enforced: entry.enforced,
         blocked: entry.blocked,

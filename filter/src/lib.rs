@@ -13,7 +13,8 @@
 //! * [`decide`]: request -> engine -> continue or local reply (spec section 7).
 //! * [`connection`]: connection -> engine -> continue or close, and when (network filter).
 //! * [`metrics`]: Envoy stats `alp.*` (counted in the VM, flushed on the tick).
-//! * [`decision_log`]: one JSON line per logged decision in Envoy's log.
+//! * [`decision_log`]: one JSON line per logged decision in Envoy's log ([`timestamp`]: its
+//!   time).
 //! * `context`: the proxy-wasm root, HTTP and stream contexts wiring the above to the real host.
 //!
 //! Relay protocol and shared-data layout: see `relay` and `cache`.
@@ -28,6 +29,7 @@ pub mod host;
 pub mod lease;
 pub mod metrics;
 pub mod relay;
+pub mod timestamp;
 pub mod vm_state;
 
 mod context;

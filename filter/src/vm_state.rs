@@ -20,6 +20,8 @@ pub struct Settings {
     pub non_canonical_path: NonCanonicalPath,
     /// Requests (HTTP filter) or connections (network filter).
     pub subject: Subject,
+    /// Write each decision to filter state `wasm.alp_decision` (access logs).
+    pub filter_state: bool,
 }
 
 /// What the contexts of one VM share: the compiled snapshot, the connections' attributes, the

@@ -72,6 +72,8 @@ pub struct FakeHost {
     pub route_cache_clears: Cell<usize>,
     /// `close_downstream` calls.
     pub closes: Cell<usize>,
+    /// Filter state written, by name (the last value).
+    pub filter_state: RefCell<HashMap<String, Vec<u8>>>,
 }
 
 impl FakeHost {
@@ -250,6 +252,19 @@ impl Host for FakeHost {
                 .collect(),
             body: body.to_string(),
         });
+    }
+
+    fn request_header(&self, name: &str) -> Option<String> {
+        self.headers
+            .borrow()
+            .get(name)
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+    }
+
+    fn set_filter_state(&self, name: &str, value: &[u8]) {
+        self.filter_state
+            .borrow_mut()
+            .insert(name.to_string(), value.to_vec());
     }
 
     fn close_downstream(&self) {

@@ -42,6 +42,12 @@ pub trait Host {
     /// `:method` and `:path` of the current HTTP stream. The real host reads both with one host
     /// call (the serialized header map) instead of one call each.
     fn request_method_and_path(&self) -> Result<MethodAndPath, HostError>;
+    /// A request header of the current HTTP stream, for logs only (`None` when absent or
+    /// unreadable).
+    fn request_header(&self, name: &str) -> Option<String>;
+    /// Sets Envoy filter state `wasm.<name>` of the current stream or connection (what access
+    /// logs read with `%FILTER_STATE(wasm.<name>:PLAIN)%`).
+    fn set_filter_state(&self, name: &str, value: &[u8]);
     /// Replaces a request header of the current HTTP stream (`:path` after a D10 rewrite).
     fn set_request_header(&self, name: &str, value: &str) -> Result<(), HostError>;
     /// Makes Envoy choose the route again (after `:path` changed).

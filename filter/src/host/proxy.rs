@@ -76,6 +76,16 @@ impl Host for ProxyHost {
             .ok_or(HostError)
     }
 
+    fn request_header(&self, name: &str) -> Option<String> {
+        proxy_wasm::hostcalls::get_map_value(proxy_wasm::types::MapType::HttpRequestHeaders, name)
+            .ok()
+            .flatten()
+    }
+
+    fn set_filter_state(&self, name: &str, value: &[u8]) {
+        let _ = proxy_wasm::hostcalls::set_property(vec![name], Some(value));
+    }
+
     fn set_request_header(&self, name: &str, value: &str) -> Result<(), HostError> {
         proxy_wasm::hostcalls::set_map_value(
             proxy_wasm::types::MapType::HttpRequestHeaders,
