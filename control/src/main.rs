@@ -1,5 +1,8 @@
 //! `control`: relays Calico policy to the Envoy wasm filter, and the operator's CLI.
 
+// Compiled into build.rs, which sets what `version` reads; only its tests run from here.
+#[allow(dead_code)]
+mod build_info;
 mod check;
 mod decide;
 mod ext_authz;
@@ -10,16 +13,27 @@ mod runtime;
 mod serve;
 mod source;
 mod validate;
+mod version;
 mod versioner;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
+/// The exit statuses every subcommand keeps to (`--help` of each says which it uses).
+const EXIT_CODES: &str = "\
+Exit status:
+  0  success (check: every request decided; with --fail-on-deny, every one allowed)
+  1  the thing checked is not fine: validate found problems, health got no 200
+  2  bad input or usage (a file that cannot be read or parsed, a bad flag), or a server that
+     could not start or failed
+  3  check --fail-on-deny: at least one request was not allowed";
+
 #[derive(Parser)]
 #[command(
     name = "control",
     version,
-    about = "Calico application layer policy for Envoy: relay and operator tools"
+    about = "Calico application layer policy for Envoy: relay and operator tools",
+    after_help = EXIT_CODES
 )]
 struct Cli {
     #[command(subcommand)]
@@ -28,7 +42,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Explain how the policy decides requests, offline.
+    /// Explain how the policy decides requests, offline (exit 0; 3 with --fail-on-deny when a
+    /// request is not allowed; 2 bad input).
+    #[command(after_help = EXIT_CODES)]
     Check(check::CheckArgs),
     /// Serve the current policy snapshot to the Envoy filters (HTTP long-poll).
     Serve(serve::ServeArgs),
@@ -38,6 +54,8 @@ enum Command {
     Validate(validate::ValidateArgs),
     /// Serve Envoy's ext_authz gRPC API (Authorization/Check) with the same engine.
     ExtAuthz(ext_authz::ExtAuthzArgs),
+    /// Print this build's version and the sha256 of the wasm module built with it.
+    Version(version::VersionArgs),
 }
 
 fn main() -> ExitCode {
@@ -48,6 +66,7 @@ fn main() -> ExitCode {
         Command::ExtAuthz(args) => ext_authz::run(&args),
         Command::Health(args) => return health::run(&args),
         Command::Validate(args) => return validate::run(&args),
+        Command::Version(args) => return version::run(&args),
     };
     match result {
         Ok(code) => code,

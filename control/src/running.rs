@@ -10,6 +10,8 @@ use tracing::{error, info};
 pub struct Running {
     /// The address actually bound (`unix:/path`, or the port of `:0` resolved).
     pub address: String,
+    /// `control serve --metrics-listen`: the address its metrics server bound.
+    pub metrics_address: Option<String>,
     pub shutdown: watch::Sender<bool>,
     pub(crate) server: JoinHandle<Result<()>>,
     pub(crate) source: JoinHandle<Result<()>>,

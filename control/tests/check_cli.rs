@@ -500,3 +500,143 @@ fn every_path_vector_reports_its_canonical_path() {
         failures.join("\n")
     );
 }
+
+/// `--fail-on-deny`: exit 3 after every answer when any request is not allowed (0 when all
+/// are; 2 for bad input, as without the flag); without the flag a denial exits 0.
+#[test]
+fn fail_on_deny_sets_the_exit_status() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let updates = write(dir.path(), "u.jsonl", UPDATES);
+    let customer = r#"{"source":{"principal":"spiffe://cluster.local/ns/default/sa/customer"},"http":{"method":"GET","path":"/"}}"#;
+    let database = r#"{"source":{"principal":"spiffe://cluster.local/ns/default/sa/database"},"http":{"method":"GET","path":"/"}}"#;
+    let run = |extra: &[&str], requests: &str| {
+        let mut args = vec!["check", "--updates", &updates, "--request", "-"];
+        args.extend_from_slice(extra);
+        control(&args, Some(requests))
+    };
+    let mixed = format!("{customer}\n{database}\n{customer}\n");
+    let out = run(&["--fail-on-deny"], &mixed);
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    // Every answer is printed before the status says "not all allowed".
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 3);
+    let out = run(&["--fail-on-deny"], &format!("{customer}\n{customer}\n"));
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(run(&[], &mixed).status.code(), Some(0), "no flag: 0");
+    // Text output and the dry run count the same decision; the staged one does not count.
+    assert_eq!(
+        run(&["--fail-on-deny", "-o", "text"], &mixed).status.code(),
+        Some(3)
+    );
+    let out = run(&["--fail-on-deny", "--dry-run"], &mixed);
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains(r#""would_block":true"#));
+    assert_eq!(
+        run(&["--fail-on-deny", "--staged"], customer).status.code(),
+        Some(0)
+    );
+    // Not in sync (503) is "not allowed" too.
+    let unsynced = write(
+        dir.path(),
+        "unsynced.jsonl",
+        UPDATES.lines().next().expect("first line"),
+    );
+    let out = control(
+        &[
+            "check",
+            "--updates",
+            &unsynced,
+            "--request",
+            "-",
+            "--fail-on-deny",
+        ],
+        Some(customer),
+    );
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    // Bad input stays 2, with or without the flag.
+    let out = run(&["--fail-on-deny"], "{\"source\":{\"port\":\"x\"}}\n");
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("port"));
+    // The exit statuses are in --help.
+    let help = control(&["check", "--help"], None);
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(
+        help.contains("--fail-on-deny") && help.contains("3  check --fail-on-deny"),
+        "{help}"
+    );
+}
+
+/// Each answer echoes its request's `id` (a string or a number), in JSON Lines and in text;
+/// requests without one get answers without one. `-o` and `--format` are the same flag.
+#[test]
+fn answers_echo_the_request_id() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let updates = write(dir.path(), "u.jsonl", UPDATES);
+    let requests = concat!(
+        r#"{"id":"r-1","source":{"principal":"spiffe://cluster.local/ns/default/sa/customer"},"http":{"method":"GET","path":"/"}}"#,
+        "\n",
+        r#"{"source":{"principal":"spiffe://cluster.local/ns/default/sa/database"},"http":{"method":"GET","path":"/"}}"#,
+        "\n",
+        r#"{"id":42,"http":null}"#,
+        "\n"
+    );
+    let lines = check_lines(
+        &["check", "--updates", &updates, "--request", "-"],
+        requests,
+    );
+    assert_eq!(lines.len(), 3);
+    assert_eq!(
+        (&lines[0]["id"], &lines[0]["decision"]),
+        (&Value::from("r-1"), &Value::from("allow"))
+    );
+    assert!(lines[1].get("id").is_none(), "{}", lines[1]);
+    assert_eq!(lines[1]["decision"], "deny");
+    assert_eq!(lines[2]["id"], 42);
+    // The id comes first, so a line can be read as "id: answer".
+    let raw = control(
+        &["check", "--updates", &updates, "--request", "-"],
+        Some(requests),
+    );
+    assert!(String::from_utf8_lossy(&raw.stdout).starts_with(r#"{"id":"r-1","decision""#));
+
+    for flag in ["-o", "--output", "--format"] {
+        let out = control(
+            &[
+                "check",
+                "--updates",
+                &updates,
+                "--request",
+                "-",
+                flag,
+                "text",
+            ],
+            Some(requests),
+        );
+        assert!(out.status.success(), "{flag}: {out:?}");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let text: Vec<&str> = text.lines().collect();
+        assert_eq!(text.len(), 3, "{flag}: {text:?}");
+        assert!(text[0].starts_with("id=r-1 ALLOW"), "{flag}: {text:?}");
+        assert!(text[1].starts_with("DENY"), "{flag}: {text:?}");
+        assert!(text[2].starts_with("id=42 "), "{flag}: {text:?}");
+    }
+
+    // A single request object spread over lines keeps its id.
+    let one = write(
+        dir.path(),
+        "one.json",
+        "{\n  \"id\": \"only\",\n  \"http\": {\"method\": \"GET\", \"path\": \"/\"}\n}\n",
+    );
+    let out = control(&["check", "--updates", &updates, "--request", &one], None);
+    let line: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(line["id"], "only");
+
+    // An id that is neither a string nor a number is bad input, named with its line.
+    let out = control(
+        &["check", "--updates", &updates, "--request", "-"],
+        Some("{}\n{\"id\":{\"a\":1}}\n"),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("-:2") && err.contains("`id`"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}

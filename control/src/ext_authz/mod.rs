@@ -92,6 +92,7 @@ pub async fn start(listen: &Listen, source: Box<dyn Source>, options: Options) -
     let server = tokio::spawn(serve(bound, Authorizer::new(engine_rx), shutdown_rx));
     Ok(Running {
         address,
+        metrics_address: None,
         shutdown: shutdown_tx,
         server,
         source,

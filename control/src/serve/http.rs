@@ -11,6 +11,10 @@
 //! * `GET /readyz`: `200` while the source is in sync and its snapshot is published, else
 //!   `503` (before the first sync, and while a Felix stream is reconnecting: the last in-sync
 //!   snapshot is still served then, but control is not following Felix).
+//!
+//! [`metrics_router`], for `--metrics-listen` (an address Prometheus reaches): `GET /metrics` and
+//! `GET /healthz` only; everything else is 404, so that the policy snapshot is not served
+//! beyond `--listen`.
 
 use super::metrics;
 use super::publish::Published;
@@ -44,6 +48,14 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
+        .with_state(state)
+}
+
+/// What `--metrics-listen` serves: `/metrics` and `/healthz`, nothing else.
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics_text))
+        .route("/healthz", get(|| async { "ok\n" }))
         .with_state(state)
 }
 

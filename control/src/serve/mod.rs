@@ -5,7 +5,7 @@
 //! source (Felix Policy Sync, updates file, Calico YAML) --watch<Policy>--> publish (versions, envelope)
 //!     --watch<Option<Arc<Published>>>--> http (GET /v1/snapshot long-poll, /healthz, /readyz)
 //! source --watch<bool> (in sync)--> http (/readyz)
-//! source --Arc<Counters>--> http (/metrics)
+//! source --Arc<Counters>--> http (/metrics; also on --metrics-listen, with /healthz only)
 //! ```
 //!
 //! * [`crate::source`]: the [`Source`] trait and the sources (shared with `ext-authz`, `check`).
@@ -43,8 +43,36 @@ pub struct ServeArgs {
         env = "ALP_LISTEN"
     )]
     pub listen: Listen,
+    /// Also serve `GET /metrics` (Prometheus text format) and `GET /healthz` on this address,
+    /// and nothing else (the snapshot and /readyz stay on --listen), so that Prometheus can
+    /// scrape control in a pod: HOST:PORT, e.g. 127.0.0.1:9402 for Istio's metrics merging,
+    /// 0.0.0.0:9402 for a direct scrape. Off unless given (an empty value: off).
+    #[arg(long, value_name = "ADDR", env = "ALP_METRICS_LISTEN")]
+    pub metrics_listen: Option<OptionalListen>,
     #[command(flatten)]
     pub source: SourceArgs,
+}
+
+/// An address, or none for an empty value (so that `ALP_METRICS_LISTEN=` turns it off).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OptionalListen(pub Option<Listen>);
+
+impl std::str::FromStr for OptionalListen {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s.trim().is_empty() {
+            return Ok(OptionalListen(None));
+        }
+        s.parse().map(|l| OptionalListen(Some(l)))
+    }
+}
+
+impl ServeArgs {
+    /// Where to serve the metrics as well, if anywhere.
+    pub fn metrics_listen(&self) -> Option<&Listen> {
+        self.metrics_listen.as_ref().and_then(|m| m.0.as_ref())
+    }
 }
 
 /// Runs the server until SIGINT or SIGTERM.
@@ -52,17 +80,37 @@ pub fn run(args: &ServeArgs) -> Result<ExitCode> {
     crate::runtime::init_tracing();
     crate::runtime::runtime(2)?.block_on(async {
         let source = args.source.source()?;
-        let running = start(&args.listen, source).await?;
+        let running = start_with(&args.listen, args.metrics_listen(), source).await?;
         info!(listen = %running.address, "control serving");
+        if let Some(metrics) = &running.metrics_address {
+            info!(metrics_listen = %metrics, "serving /metrics and /healthz");
+        }
         running.until_signal().await?;
         Ok(ExitCode::SUCCESS)
     })
 }
 
 /// Binds `listen` and starts the source, the publisher and the HTTP server.
+#[cfg(test)]
 pub async fn start(listen: &Listen, source: Box<dyn Source>) -> Result<Running> {
+    start_with(listen, None, source).await
+}
+
+/// [`start`], and with `metrics` the metrics-only server there too. Both addresses are bound
+/// before anything starts, so either failing to bind is an error here; a server that fails
+/// later stops the whole (as [`Running::finished`] reports).
+pub async fn start_with(
+    listen: &Listen,
+    metrics: Option<&Listen>,
+    source: Box<dyn Source>,
+) -> Result<Running> {
     let bound = listen.bind().await?;
     let address = bound.address();
+    let metrics_bound = match metrics {
+        Some(m) => Some(m.bind().await?),
+        None => None,
+    };
+    let metrics_address = metrics_bound.as_ref().map(|b| b.address());
     info!(source = %source.describe(), "policy source");
     let (outputs, policy_rx, in_sync_rx) = Outputs::new();
     let counters = outputs.counters.clone();
@@ -76,9 +124,19 @@ pub async fn start(listen: &Listen, source: Box<dyn Source>) -> Result<Running> 
         in_sync: in_sync_rx,
         counters,
     };
-    let server = tokio::spawn(bound.serve(http::router(state), shutdown_rx));
+    let main_server = bound.serve(http::router(state.clone()), shutdown_rx.clone());
+    let server = tokio::spawn(async move {
+        match metrics_bound {
+            None => main_server.await,
+            Some(m) => {
+                let metrics_server = m.serve(http::metrics_router(state), shutdown_rx);
+                tokio::try_join!(main_server, metrics_server).map(|_| ())
+            }
+        }
+    });
     Ok(Running {
         address,
+        metrics_address,
         shutdown: shutdown_tx,
         server,
         source,

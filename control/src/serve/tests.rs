@@ -235,3 +235,119 @@ async fn a_missing_file_is_not_fatal() {
     running.shutdown.send_replace(true);
     running.finished().await.unwrap();
 }
+
+/// `--metrics-listen`: a second, TCP server with `/metrics` (Prometheus text, counters named
+/// `..._total`) and `/healthz` only; the snapshot stays on `--listen`.
+#[tokio::test]
+async fn metrics_listener_serves_metrics_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("updates.jsonl");
+    let socket = dir.path().join("control.sock");
+    std::fs::write(&file, updates("kns.m")).unwrap();
+    let running = super::start_with(
+        &Listen::Unix(socket.clone()),
+        Some(&"127.0.0.1:0".parse().unwrap()),
+        source(&file),
+    )
+    .await
+    .unwrap();
+    let address = running.address.clone();
+    let metrics = running.metrics_address.clone().expect("metrics address");
+    assert!(
+        metrics.starts_with("127.0.0.1:") && !metrics.ends_with(":0"),
+        "{metrics}"
+    );
+    wait_ready(&address).await;
+
+    let r = get(&metrics, "/metrics", &[]).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.headers["content-type"],
+        "text/plain; version=0.0.4; charset=utf-8"
+    );
+    let text = String::from_utf8(r.body).unwrap();
+    assert!(text.contains("\nalp_control_in_sync 1\n"), "{text}");
+    let counters: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.strip_suffix(" counter"))
+        .collect();
+    assert!(counters.len() >= 2, "{text}");
+    for c in &counters {
+        assert!(c.ends_with("_total"), "counter {c} does not end in _total");
+    }
+    // Every sample belongs to a declared family (no stray lines Prometheus would reject).
+    for line in text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
+        let name = line.split(['{', ' ']).next().unwrap_or("");
+        assert!(
+            text.contains(&format!("# TYPE {name} "))
+                || ["_bucket", "_sum", "_count"].iter().any(|s| name
+                    .strip_suffix(s)
+                    .is_some_and(|f| text.contains(&format!("# TYPE {f} histogram")))),
+            "{line}"
+        );
+    }
+    assert_eq!(get(&metrics, "/healthz", &[]).await.status, 200);
+    // Nothing else: not the policy, not readiness.
+    assert_eq!(
+        get(&metrics, "/v1/snapshot", &poll_headers(0, 0))
+            .await
+            .status,
+        404
+    );
+    assert_eq!(get(&metrics, "/readyz", &[]).await.status, 404);
+    let mut s = tokio::net::TcpStream::connect(&metrics).await.unwrap();
+    s.write_all(
+        b"POST /metrics HTTP/1.1\r\nhost: c\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).await.unwrap();
+    assert!(raw.starts_with("HTTP/1.1 405"), "{raw}");
+    // The main listener is unchanged.
+    let r = get(&address, "/v1/snapshot", &poll_headers(0, 0)).await;
+    assert_eq!(profile_of(&r.body).1, "kns.m");
+    assert_eq!(get(&address, "/metrics", &[]).await.status, 200);
+
+    running.shutdown.send_replace(true);
+    tokio::time::timeout(Duration::from_secs(5), running.finished())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(tokio::net::TcpStream::connect(&metrics).await.is_err());
+}
+
+/// A metrics address that cannot be bound fails the start, naming it.
+#[tokio::test]
+async fn a_metrics_address_in_use_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("updates.jsonl");
+    std::fs::write(&file, updates("kns.x")).unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let err = super::start_with(
+        &Listen::Unix(dir.path().join("c.sock")),
+        Some(&addr.parse().unwrap()),
+        source(&file),
+    )
+    .await
+    .err()
+    .expect("refused");
+    assert!(err.to_string().contains(&addr), "{err:#}");
+}
+
+#[test]
+fn an_empty_metrics_address_is_off() {
+    use super::OptionalListen;
+    assert_eq!("".parse(), Ok(OptionalListen(None)));
+    assert_eq!(" ".parse(), Ok(OptionalListen(None)));
+    assert_eq!(
+        "127.0.0.1:9402".parse(),
+        Ok(OptionalListen(Some(Listen::Tcp("127.0.0.1:9402".into()))))
+    );
+    assert!("9402".parse::<OptionalListen>().is_err());
+}
