@@ -7,9 +7,10 @@ cd "$(dirname "$0")"
 
 source scripts/setup.sh
 
-echo "== build (once: native workspace, release wasm module)"
-cargo build --workspace --all-targets --locked
+echo "== build (once: release wasm module, native workspace)"
+# The module first: control's build records its checksum (`control version`).
 ./wasm-bundle.sh
+cargo build --workspace --all-targets --locked
 
 echo "== format and clippy"
 cargo fmt --all --check
