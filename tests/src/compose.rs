@@ -9,8 +9,15 @@ use crate::stack::YAOBANK;
 use anyhow::Result;
 use std::path::Path;
 
-/// Inbound port of each YAO bank workload (local-stack uses the same defaults).
+/// Inbound (HTTP) port of the first YAO bank workload; the others follow (local-stack uses the
+/// same defaults).
 pub const BASE_PORT: u16 = 15443;
+
+/// How far above its inbound (HTTP) port a workload's raw TCP listener is.
+pub const TCP_PORT_OFFSET: u16 = 10;
+
+/// Raw TCP listener port of the first YAO bank workload; the others follow.
+pub const TCP_BASE_PORT: u16 = BASE_PORT + TCP_PORT_OFFSET;
 
 /// Bootstrap parameters for the compose topology, with `etc` and `run` standing for the
 /// containers' `/etc/alp` and `/run/alp`.
@@ -31,10 +38,12 @@ pub fn compose_params(etc: &Path, run: &Path) -> BootstrapParams {
         workloads: YAOBANK
             .iter()
             .zip(BASE_PORT..)
-            .map(|(w, port)| WorkloadParams {
+            .zip(TCP_BASE_PORT..)
+            .map(|((w, port), tcp_port)| WorkloadParams {
                 name: w.to_string(),
                 listen_address: "0.0.0.0".into(),
                 listen_port: port,
+                tcp_port,
                 server_cert: etc.join(format!("certs/server-{w}.pem")),
                 server_key: etc.join(format!("certs/server-{w}.key")),
                 control_socket: run.join(format!("control-{w}.sock")),

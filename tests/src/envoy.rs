@@ -44,6 +44,8 @@ pub struct WorkloadParams {
     pub name: String,
     pub listen_address: String,
     pub listen_port: u16,
+    /// The raw TCP listener `tcp_<name>` (network filter -> tcp_proxy), on `listen_address`.
+    pub tcp_port: u16,
     pub server_cert: PathBuf,
     pub server_key: PathBuf,
     pub control_socket: PathBuf,
@@ -65,8 +67,9 @@ pub struct BootstrapParams {
     pub wasm_filter: bool,
     /// The inbound route answers itself instead of proxying to the backend (benchmark).
     pub direct_response: bool,
-    /// Envoy serves each workload's backend socket itself (a direct response echoing the path);
-    /// false: something else listens there (the path tests' `backend::EchoBackend`).
+    /// Envoy serves each workload's backend sockets itself (HTTP: a direct response echoing the
+    /// path; TCP: the echo filter); false: something else listens there (the harness's
+    /// `backend::EchoBackend` and `tcp_backend::TcpBackend`).
     pub envoy_backend: bool,
     /// Extra members of every filter's plugin configuration JSON object, e.g.
     /// `"enforce":false,"decision_log":"all"` (empty: the filter's defaults).
@@ -109,6 +112,7 @@ impl BootstrapParams {
                     .var("NAME", &w.name)
                     .var("LISTEN_ADDRESS", &w.listen_address)
                     .var("LISTEN_PORT", w.listen_port)
+                    .var("TCP_PORT", w.tcp_port)
                     .var("SERVER_CERT", w.server_cert.display())
                     .var("SERVER_KEY", w.server_key.display())
                     .var("CONTROL_SOCKET", w.control_socket.display()),
@@ -280,12 +284,16 @@ impl Envoy {
     /// Per-worker active connection gauges of listener `listener` (its stat_prefix, which the
     /// bootstrap sets to its name; index = worker).
     pub fn worker_connections(&self, listener: &str, concurrency: u32) -> Result<Vec<u64>> {
+        self.worker_stats(listener, "downstream_cx_active", concurrency)
+    }
+
+    /// Per-worker values of listener `listener`'s stat `stat` (`downstream_cx_total`, ...;
+    /// index = worker, 0 when absent).
+    pub fn worker_stats(&self, listener: &str, stat: &str, concurrency: u32) -> Result<Vec<u64>> {
         (0..concurrency)
             .map(|w| {
-                self.stat(&format!(
-                    "listener.{listener}.worker_{w}.downstream_cx_active"
-                ))
-                .map(|v| v.unwrap_or(0))
+                self.stat(&format!("listener.{listener}.worker_{w}.{stat}"))
+                    .map(|v| v.unwrap_or(0))
             })
             .collect::<Result<Vec<_>>>()
             .map_err(|e| anyhow!("reading worker stats: {e}"))

@@ -5,10 +5,13 @@
 //! `envoy/bootstrap.yaml`) protecting one inbound listener per workload with the wasm filter, one
 //! `control serve` per workload fed from a Felix `ToDataplane` JSON Lines file, and clients that
 //! are `curl` (TLS/mTLS with SPIFFE certificates from a throw-away CA) or a small HTTP/1.1 client,
-//! bound to chosen 127.x source addresses. The tests that run requests under load share
-//! `load` (background requests whose every answer is checked), `probe` (connections on every
-//! Envoy worker, waiting for a change to reach them) and `stats` (percentiles, the latency
-//! budget).
+//! bound to chosen 127.x source addresses. Each workload also has a raw TCP listener (the network
+//! filter before tcp_proxy), reached with `tcp_client` (plaintext, or mTLS with rustls: `tls`)
+//! and served by Envoy's echo filter or the harness's recording `tcp_backend`; `tcp_cases` checks
+//! a connection from both ends. The tests that run requests under load share `load` (background
+//! requests whose every answer is checked; `tcp_load` for new connections), `probe` (connections
+//! on every Envoy worker, waiting for a change to reach them) and `stats` (percentiles, the
+//! latency budget); `filter_stats` and `decision_log` read what the filter reports.
 
 pub mod artifacts;
 pub mod backend;
@@ -17,8 +20,11 @@ pub mod certs;
 pub mod client;
 pub mod compose;
 pub mod control;
+pub mod decision_log;
 pub mod demo;
+pub mod demo_tcp;
 pub mod envoy;
+pub mod filter_stats;
 pub mod http;
 pub mod load;
 pub mod policy;
@@ -26,7 +32,12 @@ pub mod probe;
 pub mod process;
 pub mod stack;
 pub mod stats;
+pub mod tcp_backend;
+pub mod tcp_cases;
+pub mod tcp_client;
+pub mod tcp_load;
 pub mod template;
+pub mod tls;
 
 pub use client::{Outcome, Request, Transport};
 pub use envoy::PathMode;

@@ -51,6 +51,12 @@ pub fn service_account(name: &str, labels: Value) -> Value {
     json!({"serviceAccountUpdate": {"id": {"namespace": "default", "name": name}, "labels": labels}})
 }
 
+/// `{"namespaceUpdate": ...}`: namespace `name` with `labels` (Felix adds
+/// `kubernetes.io/metadata.name` itself; so do these tests where they need it).
+pub fn namespace(name: &str, labels: Value) -> Value {
+    json!({"namespaceUpdate": {"id": {"name": name}, "labels": labels}})
+}
+
 pub fn in_sync() -> Value {
     json!({"inSync": {}})
 }

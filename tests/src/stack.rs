@@ -8,6 +8,8 @@ use crate::client::{self, Outcome, Request, Transport};
 use crate::control::{self, Control};
 use crate::envoy::{BootstrapParams, Envoy, PathMode, WorkloadParams};
 use crate::process::wait_for;
+use crate::tcp_backend::TcpBackend;
+use crate::tcp_client::TcpTransport;
 use anyhow::{anyhow, bail, Context as _, Result};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -45,6 +47,11 @@ pub struct WorkloadSpec {
     pub start_control: bool,
     /// Inbound listener port (0: any free port).
     pub port: u16,
+    /// Raw TCP listener port (0: any free port).
+    pub tcp_port: u16,
+    /// What the harness's TCP backend sends first on each connection (`StackOptions::
+    /// echo_backend`; empty: nothing, the client speaks first).
+    pub tcp_greeting: Vec<u8>,
 }
 
 impl WorkloadSpec {
@@ -54,7 +61,16 @@ impl WorkloadSpec {
             updates,
             start_control: true,
             port: 0,
+            tcp_port: 0,
+            tcp_greeting: vec![],
         }
+    }
+
+    /// The harness's TCP backend of this workload speaks first: it sends `greeting` on every
+    /// connection it accepts (a server-first protocol such as MySQL or SMTP).
+    pub fn server_first(mut self, greeting: &str) -> Self {
+        self.tcp_greeting = greeting.as_bytes().to_vec();
+        self
     }
 }
 
@@ -90,8 +106,9 @@ pub struct StackOptions {
     pub direct_response: bool,
     /// Extra members of the filter's plugin configuration (`BootstrapParams::plugin_options`).
     pub plugin_options: String,
-    /// Each workload's upstream is the harness's `EchoBackend` (which records what it received)
-    /// instead of Envoy's own direct-response listener.
+    /// Each workload's upstreams are the harness's, which record what they received: HTTP an
+    /// `EchoBackend`, raw TCP a `TcpBackend` (greeting `WorkloadSpec::tcp_greeting`), instead of
+    /// Envoy's own direct-response and echo listeners.
     pub echo_backend: bool,
 }
 
@@ -120,6 +137,8 @@ impl Default for StackOptions {
 pub struct Workload {
     pub name: String,
     pub addr: SocketAddr,
+    /// The raw TCP listener `tcp_<name>`.
+    pub tcp_addr: SocketAddr,
     /// The updates file (the Felix socket for `Updates::FelixSocket`).
     pub updates: PathBuf,
     /// What its control is started with.
@@ -170,6 +189,7 @@ pub struct Stack {
     pub envoy: Envoy,
     controls: BTreeMap<String, Control>,
     backends: BTreeMap<String, EchoBackend>,
+    tcp_backends: BTreeMap<String, TcpBackend>,
     pub workloads: Vec<Workload>,
     pub ca: Ca,
     identities: Mutex<BTreeMap<String, CertFiles>>,
@@ -256,6 +276,7 @@ impl Stack {
                 name: spec.name.clone(),
                 listen_address: opts.listen_address.clone(),
                 listen_port: spec.port,
+                tcp_port: spec.tcp_port,
                 server_cert: server_cert.cert.clone(),
                 server_key: server_cert.key.clone(),
                 control_socket: control_socket.clone(),
@@ -281,12 +302,16 @@ impl Stack {
                 controls.insert(spec.name.clone(), c);
             }
         }
-        let mut backends = BTreeMap::new();
+        let (mut backends, mut tcp_backends) = (BTreeMap::new(), BTreeMap::new());
         if opts.echo_backend {
             for spec in &opts.workloads {
-                // The socket the bootstrap's cluster backend_<name> points at.
+                // The sockets the bootstrap's clusters backend_<name> and backend_tcp_<name>
+                // point at.
                 let socket = run.join(format!("backend-{}.sock", spec.name));
                 backends.insert(spec.name.clone(), EchoBackend::start(&socket)?);
+                let socket = run.join(format!("backend-tcp-{}.sock", spec.name));
+                let tcp = TcpBackend::start(&socket, &spec.tcp_greeting)?;
+                tcp_backends.insert(spec.name.clone(), tcp);
             }
         }
         let envoy = Envoy::start(
@@ -299,14 +324,11 @@ impl Stack {
         )?;
         let mut workloads = vec![];
         for (spec, updates, source, control_socket, server_cert) in pending {
-            let listener = format!("inbound_{}", spec.name);
-            let addr = *envoy
-                .listeners
-                .get(&listener)
-                .ok_or_else(|| anyhow!("Envoy has no listener {listener}"))?;
+            let (addr, tcp_addr) = workload_addrs(&envoy, &spec.name)?;
             workloads.push(Workload {
                 name: spec.name,
                 addr,
+                tcp_addr,
                 updates,
                 source,
                 control_socket,
@@ -317,6 +339,7 @@ impl Stack {
             envoy,
             controls,
             backends,
+            tcp_backends,
             workloads,
             ca,
             identities: Mutex::new(BTreeMap::new()),
@@ -358,6 +381,18 @@ impl Stack {
         self.workload(name).addr
     }
 
+    /// Workload `name`'s raw TCP listener (`tcp_<name>`: network filter, tcp_proxy).
+    pub fn tcp_addr(&self, name: &str) -> SocketAddr {
+        self.workload(name).tcp_addr
+    }
+
+    /// Workload `name`'s TCP backend (`StackOptions::echo_backend`).
+    pub fn tcp_backend(&self, name: &str) -> &TcpBackend {
+        self.tcp_backends.get(name).unwrap_or_else(|| {
+            panic!("workload {name} has no TCP backend (StackOptions::echo_backend)")
+        })
+    }
+
     /// Workload `name`'s echo backend (`StackOptions::echo_backend`).
     pub fn backend(&self, name: &str) -> &EchoBackend {
         self.backends.get(name).unwrap_or_else(|| {
@@ -393,6 +428,19 @@ impl Stack {
             ca: self.ca.cert_file.clone(),
             client,
         }
+    }
+
+    /// Raw TCP over mTLS as service account `sa` (for `tcp_client`).
+    pub fn tcp_mtls(&self, sa: &str) -> Result<TcpTransport> {
+        self.tcp_tls_with(&self.identity(sa)?)
+    }
+
+    /// Raw TCP over TLS presenting an arbitrary client certificate.
+    pub fn tcp_tls_with(&self, client: &CertFiles) -> Result<TcpTransport> {
+        Ok(TcpTransport::Tls(crate::tls::client_config(
+            &self.ca.cert_file,
+            client,
+        )?))
     }
 
     /// Sends `req` to workload `name`'s listener.
@@ -511,11 +559,7 @@ impl Stack {
             self.ready_timeout,
         )?;
         for w in &mut self.workloads {
-            let listener = format!("inbound_{}", w.name);
-            w.addr = *envoy
-                .listeners
-                .get(&listener)
-                .ok_or_else(|| anyhow!("Envoy has no listener {listener}"))?;
+            (w.addr, w.tcp_addr) = workload_addrs(&envoy, &w.name)?;
         }
         self.envoy = envoy;
         Ok(())
@@ -524,6 +568,21 @@ impl Stack {
     pub fn run_dir(&self) -> &Path {
         &self.dir.path
     }
+}
+
+/// The bound addresses of workload `name`'s listeners: (`inbound_<name>`, `tcp_<name>`).
+fn workload_addrs(envoy: &Envoy, name: &str) -> Result<(SocketAddr, SocketAddr)> {
+    let addr = |listener: String| {
+        envoy
+            .listeners
+            .get(&listener)
+            .copied()
+            .ok_or_else(|| anyhow!("Envoy has no listener {listener}"))
+    };
+    Ok((
+        addr(format!("inbound_{name}"))?,
+        addr(format!("tcp_{name}"))?,
+    ))
 }
 
 /// The loopback "pod IP" of each YAO bank workload (the source IPs its clients bind to; the

@@ -29,6 +29,7 @@ fn params(run: &Path, ca: &Ca, wasm: &Path, mode: PathMode, names: &[&str]) -> B
                     name: n.to_string(),
                     listen_address: "127.0.0.1".into(),
                     listen_port: 0,
+                    tcp_port: 0,
                     server_cert: c.cert,
                     server_key: c.key,
                     control_socket: run.join(format!("control-{n}.sock")),
@@ -58,12 +59,42 @@ fn bootstrap_validates_for_the_harness_in_every_path_mode() {
             );
             assert!(yaml.contains(&format!("\"control_cluster\":\"alp_control_{n}\"")));
         }
+        // Two filters per workload (HTTP and network), both on the workload's vm_id.
         let vm_ids = yaml
             .lines()
             .filter(|l| l.trim_start().starts_with("vm_id:"))
             .count();
-        assert_eq!(vm_ids, names.len(), "every filter has its vm_id");
-        assert!(yaml.contains("failure_policy: FAIL_CLOSED"));
+        assert_eq!(vm_ids, 2 * names.len(), "every filter has its vm_id");
+        for n in names {
+            assert_eq!(
+                yaml.matches(&format!("vm_id: calico-alp-{n}\n")).count(),
+                2,
+                "the network filter shares the HTTP filter's vm_id (one snapshot per workload)"
+            );
+            assert!(
+                yaml.contains(&format!("- name: tcp_{n}\n")),
+                "listener tcp_{n}"
+            );
+            assert!(yaml.contains(&format!("cluster: backend_tcp_{n}\n")));
+        }
+        assert_eq!(
+            yaml.matches("'{\"filter\":\"network\",").count(),
+            names.len(),
+            "one network filter configuration per workload"
+        );
+        let fail_closed = yaml
+            .lines()
+            .filter(|l| l.trim() == "failure_policy: FAIL_CLOSED")
+            .count();
+        assert_eq!(fail_closed, 2 * names.len(), "both filters fail closed");
+        // The TLS chain connects upstream only after the handshake (the plaintext chain needs
+        // nothing); Envoy requires max_early_data_bytes with that mode.
+        assert_eq!(
+            yaml.matches("upstream_connect_mode: ON_DOWNSTREAM_TLS_HANDSHAKE")
+                .count(),
+            names.len()
+        );
+        assert!(yaml.contains("name: envoy.filters.network.echo"));
         assert!(yaml.contains("use_remote_address: true"));
         let (normalize, merge, escaped) = mode.hcm_settings();
         assert!(
@@ -97,6 +128,15 @@ fn bootstrap_validates_for_the_harness_in_every_path_mode() {
         yaml.contains("cluster_name: backend_app"),
         "the backend cluster stays"
     );
+    assert!(
+        !yaml.contains("- name: backend_tcp_app\n    address:")
+            && !yaml.contains("name: envoy.filters.network.echo"),
+        "no TCP echo listener"
+    );
+    assert!(
+        yaml.contains("cluster_name: backend_tcp_app"),
+        "the TCP backend cluster stays"
+    );
     let file = dir.path.join("envoy-echo.yaml");
     std::fs::write(&file, yaml).unwrap();
     validate(&envoy, &file).unwrap();
@@ -106,7 +146,8 @@ fn bootstrap_validates_for_the_harness_in_every_path_mode() {
     bench.direct_response = true;
     let yaml = bench.render().unwrap();
     assert!(
-        !yaml.contains("envoy.filters.http.wasm")
+        !yaml.contains("name: envoy.filters.http.wasm")
+            && !yaml.contains("name: envoy.filters.network.wasm")
             && yaml.contains("direct_response: { status: 200")
     );
     let file = dir.path.join("envoy-bench.yaml");
@@ -171,14 +212,17 @@ fn compose_variant_renders_and_validates() {
         std::fs::read_to_string(artifacts::workspace_root().join("envoy/docker-compose.yaml"))
             .unwrap();
     for (i, _) in YAOBANK.iter().enumerate() {
-        let port = alp_e2e::compose::BASE_PORT + i as u16;
-        assert!(
-            compose.contains(&format!("\"{port}:{port}\"")),
-            "compose publishes port {port}"
-        );
-        assert!(
-            written.contains(&format!("port_value: {port}")),
-            "the rendered config listens on {port}"
-        );
+        let http = alp_e2e::compose::BASE_PORT + i as u16;
+        let tcp = alp_e2e::compose::TCP_BASE_PORT + i as u16;
+        for port in [http, tcp] {
+            assert!(
+                compose.contains(&format!("\"{port}:{port}\"")),
+                "compose publishes port {port}"
+            );
+            assert!(
+                written.contains(&format!("port_value: {port}")),
+                "the rendered config listens on {port}"
+            );
+        }
     }
 }

@@ -1,9 +1,11 @@
 //! The YAO bank tutorial through real Envoy over mTLS: customer (GET from anyone), summary (only
 //! service account customer), database (only service account summary), each its own listener,
-//! vm_id and control; plus what the TLS layer and the identity rules refuse.
+//! vm_id and control; the same policy at L4 on each workload's raw TCP listener; plus what the
+//! TLS layer and the identity rules refuse.
 
 use alp_e2e::certs::Ca;
 use alp_e2e::demo::run_yaobank;
+use alp_e2e::demo_tcp::run_yaobank_tcp;
 use alp_e2e::stack::{yaobank_ip, yaobank_options, yaobank_yaml_options};
 use alp_e2e::{Outcome, Request, Stack};
 
@@ -59,16 +61,17 @@ fn yaobank_decisions_over_mtls() {
     }
 }
 
-/// Runs the demonstration's cases, prints each with its outcome, and fails if any outcome was
-/// not the expected one.
+/// Runs the demonstration's cases (HTTP requests, then raw TCP connections), prints each with
+/// its outcome, and fails if any outcome was not the expected one.
 fn assert_every_case_as_expected(stack: &Stack) {
     let mut report = vec![];
-    let unexpected = run_yaobank(stack, |case, outcome, ok| {
-        report.push(format!(
-            "{} {}",
-            if ok { "ok  " } else { "FAIL" },
-            case.describe(outcome)
-        ));
+    let line = |ok: bool, text: String| format!("{} {text}", if ok { "ok  " } else { "FAIL" });
+    let mut unexpected = run_yaobank(stack, |case, outcome, ok| {
+        report.push(line(ok, case.describe(outcome)));
+    })
+    .unwrap();
+    unexpected += run_yaobank_tcp(stack, |case, outcome, ok| {
+        report.push(line(ok, case.describe(outcome)));
     })
     .unwrap();
     println!("{}", report.join("\n"));

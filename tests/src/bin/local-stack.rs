@@ -6,12 +6,14 @@
 
 use alp_e2e::certs::spiffe_id;
 use alp_e2e::demo::run_yaobank;
+use alp_e2e::demo_tcp::{run_yaobank_tcp, yaobank_tcp_cases};
 use alp_e2e::stack::{
     yaobank_ip, yaobank_options, yaobank_yaml_options, Stack, StackOptions, Updates, WorkloadSpec,
     YAOBANK,
 };
+use alp_e2e::tcp_client::{self, TcpTransport};
 use alp_e2e::{compose, PathMode, Request};
-use anyhow::Result;
+use anyhow::{Context as _, Result};
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -36,7 +38,8 @@ struct Cli {
     /// Workload name of the listener protected with --updates.
     #[arg(long, default_value = "app")]
     name: String,
-    /// Port of the first inbound listener (the others follow); 0 picks free ports.
+    /// Port of the first inbound (HTTP) listener; the others follow, and each workload's raw
+    /// TCP listener is 10 above its inbound port. 0 picks free ports.
     #[arg(long, default_value_t = compose::BASE_PORT)]
     port: u16,
     /// Envoy worker threads.
@@ -110,11 +113,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         },
     };
     for (i, w) in opts.workloads.iter_mut().enumerate() {
-        w.port = if cli.port == 0 {
-            0
-        } else {
-            cli.port + i as u16
-        };
+        (w.port, w.tcp_port) = ports(cli.port, i)?;
     }
     opts.concurrency = cli.concurrency;
     opts.path_mode = path_mode;
@@ -138,16 +137,31 @@ fn run(cli: Cli) -> Result<ExitCode> {
         unexpected = run_yaobank(&stack, |case, outcome, _| {
             println!("  {}", case.describe(outcome))
         })?;
-        let total = alp_e2e::demo::yaobank_cases().len();
+        println!("Raw TCP to the tcp_ listeners (the network filter decides each connection; the backend echoes):");
+        unexpected += run_yaobank_tcp(&stack, |case, outcome, _| {
+            println!("  {}", case.describe(outcome))
+        })?;
+        let total = alp_e2e::demo::yaobank_cases().len() + yaobank_tcp_cases().len();
         println!("{} of {total} outcomes as expected.", total - unexpected);
     } else {
-        let name = &stack.workloads[0].name;
-        let _ = stack.wait_synced(name, Duration::from_secs(10));
-        let o = stack.send(name, &Request::get("/"))?;
+        let w = &stack.workloads[0];
+        let _ = stack.wait_synced(&w.name, Duration::from_secs(10));
+        let o = stack.send(&w.name, &Request::get("/"))?;
         println!(
-            "\nplaintext GET / from 127.0.0.1 -> {name}: {}",
+            "\nplaintext GET / from 127.0.0.1 -> {}: {}",
+            w.name,
             o.summary()
         );
+        let hello = b"hello\n";
+        let o = tcp_client::dial(w.tcp_addr, None, &TcpTransport::Plaintext, 0, hello)?;
+        let seen = if o.passed(hello) {
+            "passed (echoed)".to_string()
+        } else if o.closed_silently() {
+            "closed, not a byte received".to_string()
+        } else {
+            o.summary()
+        };
+        println!("plaintext raw TCP from 127.0.0.1 -> tcp_{}: {seen}", w.name);
     }
 
     if cli.once {
@@ -195,6 +209,10 @@ fn describe(stack: &Stack, cli: &Cli) {
             w.control_socket.display(),
             w.source.describe()
         );
+        println!(
+            "  tcp_{:<13} {}  raw TCP: network filter -> tcp_proxy -> a backend that echoes what it receives",
+            w.name, w.tcp_addr
+        );
     }
     let ca = stack.ca.cert_file.display();
     let target = stack
@@ -213,6 +231,12 @@ fn describe(stack: &Stack, cli: &Cli) {
         target.addr.port()
     );
     println!("  curl http://{}/      # plaintext", target.addr);
+    println!(
+        "  openssl s_client -quiet -connect {0} -bind {2}:0 -servername localhost -CAfile {ca} \\\n       -cert {1}/certs/client-summary.pem -key {1}/certs/client-summary.key   # raw TCP over mTLS; type, it echoes",
+        target.tcp_addr,
+        run.display(),
+        yaobank_ip("summary")
+    );
     if cli.updates.is_some() {
         println!(
             "Edit {} (Felix ToDataplane JSON Lines) and control applies it at once.",
@@ -223,4 +247,19 @@ fn describe(stack: &Stack, cli: &Cli) {
         "Logs: {0}/envoy.log, {0}/access.log, {0}/control-<workload>.log",
         run.display()
     );
+}
+
+/// (inbound port, raw TCP port) of the `i`-th workload for `--port base` (0: both free).
+fn ports(base: u16, i: usize) -> Result<(u16, u16)> {
+    if base == 0 {
+        return Ok((0, 0));
+    }
+    let port = u16::try_from(i)
+        .ok()
+        .and_then(|i| base.checked_add(i))
+        .context("--port: the listeners' ports would pass 65535")?;
+    let tcp = port
+        .checked_add(compose::TCP_PORT_OFFSET)
+        .context("--port: the raw TCP listeners' ports would pass 65535")?;
+    Ok((port, tcp))
 }
