@@ -9,14 +9,14 @@
 //! ```
 //!
 //! * `enforce: false` is a dry run: every request is decided, counted and logged as usual, and
-//!   none is refused (`alp.requests.would_deny` counts what would have been).
+//!   none is refused (`alp_requests_total{alp_decision="would_deny"}` counts what would have been).
 //! * `staged: true` also evaluates the staged policies as if they were enforced and counts and
-//!   logs where that would decide differently (`alp.staged.*`).
-//! * `metrics: false` defines and updates no `alp.*` stat at all.
+//!   logs where that would decide differently (`alp_staged_*`).
+//! * `metrics: false` defines and updates no `alp_*` stat at all.
 //! * `decision_log`: `off`, `deny` (every refused, or in a dry run would-be refused, request) or
 //!   `all`; one JSON line per decision at `info` in Envoy's log, sampled with probability
 //!   `decision_log_sample` (0.0 to 1.0), at most `decision_log_max_per_second` lines per worker
-//!   (0: no limit; the rest count in `alp.decision_log.suppressed`), so a flood of denials
+//!   (0: no limit; the rest count in `alp_decision_log_suppressed_total`), so a flood of denials
 //!   cannot make logging expensive. Staged differences are logged at any level but `off`.
 //! * `trust_domains`: the SPIFFE trust domains a peer principal may come from (D12); a principal
 //!   from any other is an invalid peer identity (403). Empty or absent: any trust domain.
@@ -98,7 +98,7 @@ pub struct Config {
     pub enforce: bool,
     /// Also evaluate staged policies as if enforced, and count and log differences.
     pub staged: bool,
-    /// Envoy stats `alp.*`.
+    /// Envoy stats `alp_*`.
     pub metrics: bool,
     pub decision_log: DecisionLog,
     /// Probability that a decision selected by `decision_log` is logged.

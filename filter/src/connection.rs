@@ -12,7 +12,7 @@
 //!   first downstream data (TLS delivers none before), or upstream data once `connection.mtls`
 //!   says the peer certificate is there. Upstream bytes that arrive before that are held
 //!   (returning `Pause` leaves them in `tcp_proxy`'s buffer) and counted
-//!   (`alp.connections.upstream_held`); they are never delivered undecided.
+//!   (`alp_connections_held_total`); they are never delivered undecided.
 //!
 //!   For a server-first protocol (MySQL, SMTP: the client waits for the server's greeting), the
 //!   `tcp_proxy` must use `upstream_connect_mode: ON_DOWNSTREAM_TLS_HANDSHAKE`: it then connects

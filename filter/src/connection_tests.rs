@@ -180,7 +180,7 @@ fn upstream_bytes_before_the_handshake_are_held_and_decide_after_it() {
     assert_eq!(gate.on_upstream_data(&f, &host), Flow::Pause, "still held");
     assert!(decision_lines(&host).is_empty(), "not decided");
     f.metrics.flush(&host, None);
-    assert_eq!(host.counter("alp.connections.upstream_held"), 1);
+    assert_eq!(host.counter("alp_connections_held_total"), 1);
     // With ON_DOWNSTREAM_TLS_HANDSHAKE the greeting comes after the handshake.
     complete_handshake(&host, CUSTOMER);
     assert_eq!(gate.on_upstream_data(&f, &host), Flow::Pause);
@@ -218,10 +218,13 @@ fn no_policy_closes_at_once_tls_or_not() {
         assert!(gate.is_closed());
         f.metrics.flush(&host, None);
         assert_eq!(
-            host.counter("alp.connection.decision.reason.not_in_sync"),
+            host.metric("alp_connections_total", &[("alp_reason", "not_in_sync")]),
             1
         );
-        assert_eq!(host.counter("alp.connections.denied"), 1);
+        assert_eq!(
+            host.metric("alp_connections_total", &[("alp_decision", "denied")]),
+            1
+        );
     }
 }
 
@@ -259,7 +262,10 @@ fn unreadable_attributes_close_the_connection() {
         assert_eq!(gate.on_new_connection(&f, &host), Flow::Pause, "{failing}");
         f.metrics.flush(&host, None);
         assert_eq!(
-            host.counter("alp.connection.decision.reason.attributes_unavailable"),
+            host.metric(
+                "alp_connections_total",
+                &[("alp_reason", "attributes_unavailable")]
+            ),
             1,
             "{failing}"
         );
@@ -287,8 +293,14 @@ fn dry_run_lets_a_denied_connection_through_and_counts_it() {
     assert!(gate.is_allowed());
     assert_eq!(host.closes.get(), 0);
     f.metrics.flush(&host, None);
-    assert_eq!(host.counter("alp.connections.would_deny"), 1);
-    assert_eq!(host.counter("alp.connections.denied"), 0);
+    assert_eq!(
+        host.metric("alp_connections_total", &[("alp_decision", "would_deny")]),
+        1
+    );
+    assert_eq!(
+        host.metric("alp_connections_total", &[("alp_decision", "denied")]),
+        0
+    );
     let line = &decision_lines(&host)[0];
     assert_eq!(line["blocked"], false);
     assert_eq!(line["enforced"], false);
@@ -304,13 +316,30 @@ fn decisions_are_counted_and_logged_as_connections() {
     complete_handshake(&host, CUSTOMER);
     gate.on_downstream_data(&f, &host, 3, false);
     f.metrics.flush(&host, None);
-    assert_eq!(host.counter("alp.connections.denied"), 1);
     assert_eq!(
-        host.counter("alp.connection.decision.reason.policy_denied"),
+        host.metric("alp_connections_total", &[("alp_decision", "denied")]),
         1
     );
-    assert_eq!(host.counter("alp.connection.policy.t._default.deny"), 1);
-    assert_eq!(host.counter("alp.requests.denied"), 0, "not a request");
+    assert_eq!(
+        host.metric("alp_connections_total", &[("alp_reason", "policy_denied")]),
+        1
+    );
+    assert_eq!(
+        host.metric(
+            "alp_policy_connections_total",
+            &[
+                ("alp_tier", "t"),
+                ("alp_policy", "_default"),
+                ("alp_action", "deny")
+            ]
+        ),
+        1
+    );
+    assert_eq!(
+        host.metric("alp_requests_total", &[("alp_decision", "denied")]),
+        0,
+        "not a request"
+    );
     let lines = decision_lines(&host);
     assert_eq!(lines.len(), 1);
     let l = &lines[0];

@@ -127,8 +127,7 @@ impl VmState {
         };
         let allowed = decision.verdict.is_allowed();
         let refuse = !allowed && !self.settings.dry_run;
-        self.metrics
-            .count(engine, &decision, staged.as_ref(), refuse);
+        self.metrics.count(engine, &decision, staged.as_ref());
         let differs = staged.is_some_and(|s| s.verdict != decision.verdict);
         if self.settings.filter_state {
             host.set_filter_state(FILTER_STATE, access_log_value(engine, &decision).as_bytes());
@@ -358,12 +357,15 @@ mod tests {
             "no attributes read without a policy"
         );
         assert_eq!(
-            host.counter("alp.decision.reason.not_in_sync"),
+            host.metric("alp_requests_total", &[("alp_reason", "not_in_sync")]),
             0,
             "counted on the next tick"
         );
         f.metrics.flush(&host, None);
-        assert_eq!(host.counter("alp.decision.reason.not_in_sync"), 1);
+        assert_eq!(
+            host.metric("alp_requests_total", &[("alp_reason", "not_in_sync")]),
+            1
+        );
     }
 
     #[test]
@@ -381,8 +383,14 @@ mod tests {
         f.on_request_headers(&host);
         f.metrics.flush(&host, None);
         f.metrics.flush(&host, None);
-        assert_eq!(host.counter("alp.decision.reason.policy_denied"), 2);
-        assert_eq!(host.counter("alp.decision.reason.allow"), 1);
+        assert_eq!(
+            host.metric("alp_requests_total", &[("alp_reason", "policy_denied")]),
+            2
+        );
+        assert_eq!(
+            host.metric("alp_requests_total", &[("alp_reason", "allow")]),
+            1
+        );
         let line = host
             .logs
             .borrow()
@@ -514,19 +522,51 @@ mod tests {
         let mut cache = f.cache.borrow_mut();
         f.metrics.flush(&host, Some(&mut cache));
         assert_eq!(
-            host.counter("wasmcustom.alp.requests.allowed"),
+            host.counter("wasmcustom.alp_requests_total"),
             0,
             "Envoy adds wasmcustom."
         );
-        assert_eq!(host.counter("alp.requests.allowed"), 1);
-        assert_eq!(host.counter("alp.requests.denied"), 2);
-        assert_eq!(host.counter("alp.requests.would_deny"), 0);
-        assert_eq!(host.counter("alp.decision.reason.policy_denied"), 2);
-        assert_eq!(host.counter("alp.policy.t.p.allow"), 1);
-        assert_eq!(host.counter("alp.policy.t._default.deny"), 2);
-        assert_eq!(host.gauge("alp.snapshot.version"), Some(1));
-        assert_eq!(host.gauge("alp.snapshot.age_seconds"), Some(0));
-        assert_eq!(host.gauge("alp.dry_run"), Some(0));
+        assert_eq!(
+            host.metric("alp_requests_total", &[("alp_decision", "allowed")]),
+            1
+        );
+        assert_eq!(
+            host.metric("alp_requests_total", &[("alp_decision", "denied")]),
+            2
+        );
+        assert_eq!(
+            host.metric("alp_requests_total", &[("alp_decision", "would_deny")]),
+            0
+        );
+        assert_eq!(
+            host.metric("alp_requests_total", &[("alp_reason", "policy_denied")]),
+            2
+        );
+        assert_eq!(
+            host.metric(
+                "alp_policy_requests_total",
+                &[
+                    ("alp_tier", "t"),
+                    ("alp_policy", "p"),
+                    ("alp_action", "allow")
+                ]
+            ),
+            1
+        );
+        assert_eq!(
+            host.metric(
+                "alp_policy_requests_total",
+                &[
+                    ("alp_tier", "t"),
+                    ("alp_policy", "_default"),
+                    ("alp_action", "deny")
+                ]
+            ),
+            2
+        );
+        assert_eq!(host.gauge("alp_snapshot_version"), Some(1));
+        assert_eq!(host.gauge("alp_snapshot_age_seconds"), Some(0));
+        assert_eq!(host.gauge("alp_dry_run"), Some(0));
     }
 
     #[test]
@@ -542,10 +582,10 @@ mod tests {
         }
         host.advance(7_500);
         f.metrics.flush(&host, Some(&mut f.cache.borrow_mut()));
-        assert_eq!(host.gauge("alp.snapshot.version"), Some(42));
-        assert_eq!(host.gauge("alp.snapshot.age_seconds"), Some(7));
-        assert_eq!(host.counter("alp.snapshot.reloads"), 1);
-        assert_eq!(host.counter("alp.snapshot.refusals"), 1);
+        assert_eq!(host.gauge("alp_snapshot_version"), Some(42));
+        assert_eq!(host.gauge("alp_snapshot_age_seconds"), Some(7));
+        assert_eq!(host.counter("alp_snapshot_reloads_total"), 1);
+        assert_eq!(host.counter("alp_snapshot_refusals_total"), 1);
     }
 
     #[test]
@@ -659,11 +699,30 @@ mod tests {
         assert_eq!(f.on_request_headers(&host), Action::Continue);
         assert!(host.replies.borrow().is_empty(), "no local reply");
         f.metrics.flush(&host, None);
-        assert_eq!(host.counter("alp.requests.would_deny"), 1);
-        assert_eq!(host.counter("alp.requests.denied"), 0);
-        assert_eq!(host.counter("alp.decision.reason.policy_denied"), 1);
-        assert_eq!(host.counter("alp.policy.t._default.deny"), 1);
-        assert_eq!(host.gauge("alp.dry_run"), Some(1));
+        assert_eq!(
+            host.metric("alp_requests_total", &[("alp_decision", "would_deny")]),
+            1
+        );
+        assert_eq!(
+            host.metric("alp_requests_total", &[("alp_decision", "denied")]),
+            0
+        );
+        assert_eq!(
+            host.metric("alp_requests_total", &[("alp_reason", "policy_denied")]),
+            1
+        );
+        assert_eq!(
+            host.metric(
+                "alp_policy_requests_total",
+                &[
+                    ("alp_tier", "t"),
+                    ("alp_policy", "_default"),
+                    ("alp_action", "deny")
+                ]
+            ),
+            1
+        );
+        assert_eq!(host.gauge("alp_dry_run"), Some(1));
         let l = &decision_lines(&host)[0];
         assert_eq!(
             (l["decision"].as_str(), l["status"].as_u64()),
@@ -719,12 +778,44 @@ mod tests {
         host.set_header(":path", "/public");
         assert_eq!(f.on_request_headers(&host), Action::Continue);
         f.metrics.flush(&host, None);
-        assert_eq!(host.counter("alp.staged.differs"), 1);
-        assert_eq!(host.counter("alp.staged.would_deny"), 1);
-        assert_eq!(host.counter("alp.staged.would_allow"), 0);
-        assert_eq!(host.counter("alp.staged.policy.t.prod/s.deny"), 1);
-        assert_eq!(host.counter("alp.requests.allowed"), 2);
-        assert_eq!(host.counter("alp.policy.t.p.allow"), 2);
+        assert_eq!(host.metric("alp_staged_requests_total", &[]), 1);
+        assert_eq!(
+            host.metric("alp_staged_requests_total", &[("alp_staged", "would_deny")]),
+            1
+        );
+        assert_eq!(
+            host.metric(
+                "alp_staged_requests_total",
+                &[("alp_staged", "would_allow")]
+            ),
+            0
+        );
+        assert_eq!(
+            host.metric(
+                "alp_staged_policy_requests_total",
+                &[
+                    ("alp_tier", "t"),
+                    ("alp_policy", "prod/s"),
+                    ("alp_action", "deny")
+                ]
+            ),
+            1
+        );
+        assert_eq!(
+            host.metric("alp_requests_total", &[("alp_decision", "allowed")]),
+            2
+        );
+        assert_eq!(
+            host.metric(
+                "alp_policy_requests_total",
+                &[
+                    ("alp_tier", "t"),
+                    ("alp_policy", "p"),
+                    ("alp_action", "allow")
+                ]
+            ),
+            2
+        );
         let lines = decision_lines(&host);
         assert_eq!(lines.len(), 1, "the difference is logged in deny mode");
         let l = &lines[0];
@@ -747,7 +838,7 @@ mod tests {
         let plain = configured(&plain_host, false, DecisionLog::All, false);
         plain.on_request_headers(&plain_host);
         plain.metrics.flush(&plain_host, None);
-        assert_eq!(plain_host.counter("alp.staged.differs"), 0);
+        assert_eq!(plain_host.metric("alp_staged_requests_total", &[]), 0);
         assert!(decision_lines(&plain_host)[0].get("staged").is_none());
     }
 
@@ -823,7 +914,10 @@ mod tests {
             // Every non-canonical path is rewritten before it is decided, allowed or not.
             let non_canonical = alp_engine::path::forwarded_path(path).is_ok_and(|p| p.is_some());
             assert_eq!(
-                host.counter("alp.path.rewritten"),
+                host.metric(
+                    "alp_noncanonical_paths_total",
+                    &[("alp_outcome", "rewritten")]
+                ),
                 u64::from(non_canonical),
                 "{path}"
             );
@@ -865,7 +959,10 @@ mod tests {
             }
             f.metrics.flush(&host, None);
             assert_eq!(
-                host.counter("alp.path.rejected"),
+                host.metric(
+                    "alp_noncanonical_paths_total",
+                    &[("alp_outcome", "rejected")]
+                ),
                 u64::from(want == Some(400)),
                 "{path}"
             );
@@ -912,11 +1009,18 @@ mod tests {
             );
             f.metrics.flush(&host, None);
             assert_eq!(
-                host.counter("alp.decision.reason.attributes_unavailable"),
+                host.metric(
+                    "alp_requests_total",
+                    &[("alp_reason", "attributes_unavailable")]
+                ),
                 1,
                 "{failing}"
             );
-            assert_eq!(host.counter("alp.decision.reason.allow"), 0, "{failing}");
+            assert_eq!(
+                host.metric("alp_requests_total", &[("alp_reason", "allow")]),
+                0,
+                "{failing}"
+            );
         }
     }
 

@@ -12,7 +12,7 @@
 //!   metrics, settings).
 //! * [`decide`]: request -> engine -> continue or local reply (spec section 7).
 //! * [`connection`]: connection -> engine -> continue or close, and when (network filter).
-//! * [`metrics`]: Envoy stats `alp.*` (counted in the VM, flushed on the tick).
+//! * [`metrics`]: Envoy stats `alp_*` (counted in the VM, flushed on the tick).
 //! * [`decision_log`]: one JSON line per logged decision in Envoy's log ([`timestamp`]: its
 //!   time).
 //! * `context`: the proxy-wasm root, HTTP and stream contexts wiring the above to the real host.

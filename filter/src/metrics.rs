@@ -1,36 +1,36 @@
-//! The filter's Envoy stats. Envoy shows them with the prefix `wasmcustom.`; all names start
-//! with `alp.`:
+//! The filter's Envoy stats, named for Prometheus: one family per quantity, counters ending in
+//! `_total`, and what varies (decision, reason, tier, policy, ...) as labels. Envoy shows them in
+//! `/stats` with the prefix `wasmcustom.` and in `/stats/prometheus` without it.
 //!
-//! | name | type | what |
-//! |---|---|---|
-//! | `alp.requests.allowed` | counter | requests the policy allows |
-//! | `alp.requests.denied` | counter | requests refused (local reply) |
-//! | `alp.requests.would_deny` | counter | dry run (`enforce: false`): denials let through |
-//! | `alp.decision.reason.<reason>` | counter | decisions by verdict class: `allow`, `policy_denied`, `invalid_peer_identity`, `not_in_sync`, `no_endpoint`, `inconsistent_store`, `bad_request_path`, `attributes_unavailable` (D11) |
-//! | `alp.path.rewritten` / `alp.path.rejected` | counter | non-canonical request paths rewritten to their canonical form / refused (`non_canonical_path: reject`), D10 |
-//! | `alp.policy.<tier>.<policy>.<allow\|deny>` | counter | decisions by the policy that made them |
-//! | `alp.staged.differs` | counter | `staged: true`: requests the staged policies would decide otherwise |
-//! | `alp.staged.would_allow` / `alp.staged.would_deny` | counter | ... allowing what is denied now / denying what is allowed now |
-//! | `alp.staged.policy.<tier>.<policy>.<allow\|deny>` | counter | those differing staged decisions by the policy that made them |
-//! | `alp.snapshot.version` | gauge | the policy version in force |
-//! | `alp.snapshot.age_seconds` | gauge | seconds since that version was received from control |
-//! | `alp.snapshot.reloads` / `alp.snapshot.refusals` | counter | versions installed / refused |
-//! | `alp.dry_run` | gauge | 1 when `enforce: false` |
-//! | `alp.decision_log.suppressed` | counter | decision lines dropped by `decision_log_max_per_second` |
+//! Labels travel inside the stat name the way Istio's own stats carry theirs: each as
+//! `label=.=value;.;` before the family name ([`stat_name`]), e.g.
+//! `alp_decision=.=denied;.;alp_reason=.=policy_denied;.;alp_requests_total`. An Envoy tag
+//! extractor with the regex `(label=\.=(.*?);\.;)` cuts each one out into a tag: Istio
+//! generates exactly that for every name listed in `extraStatTags` (mesh config, or the pod
+//! annotation `sidecar.istio.io/extraStatTags`), and `envoy/bootstrap.yaml` lists the same
+//! regexes. [`LABELS`] are the label names to list.
 //!
-//! The network filter (`filter: network`) counts connections under the same scheme:
-//! `alp.connections.{allowed,denied,would_deny}`, `alp.connection.decision.reason.<reason>`,
-//! `alp.connection.policy.<tier>.<policy>.<allow|deny>`, `alp.connection.staged.*`, plus
-//! `alp.connections.upstream_held` (connections whose upstream bytes arrived before the TLS
-//! handshake let them be decided, and were held). The snapshot stats are the same names: with
-//! both filters on one `vm_id`, `alp.snapshot.reloads` counts each filter's install.
+//! | family | type | labels | what |
+//! |---|---|---|---|
+//! | `alp_requests_total` | counter | `alp_decision` (`allowed`, `denied`, `would_deny`), `alp_reason` | HTTP requests decided; `would_deny`: denied but let through by a dry run (`enforce: false`). Reasons: `allow`, `policy_denied`, `invalid_peer_identity`, `not_in_sync`, `no_endpoint`, `inconsistent_store`, `bad_request_path`, `attributes_unavailable` (D11) |
+//! | `alp_connections_total` | counter | the same | connections decided (network filter) |
+//! | `alp_policy_requests_total`, `alp_policy_connections_total` | counter | `alp_tier`, `alp_policy`, `alp_action` (`allow`, `deny`) | decisions by the policy that made them |
+//! | `alp_staged_requests_total`, `alp_staged_connections_total` | counter | `alp_staged` (`would_allow`, `would_deny`, `other_denial`) | `staged: true`: decided otherwise by the staged policies: allowing what is denied now, denying what is allowed now, or denying for another reason; their sum is every difference |
+//! | `alp_staged_policy_requests_total`, `alp_staged_policy_connections_total` | counter | `alp_tier`, `alp_policy`, `alp_action` | those differing staged decisions by the policy that made them |
+//! | `alp_noncanonical_paths_total` | counter | `alp_outcome` (`rewritten`, `rejected`) | non-canonical request paths rewritten to their canonical form / refused (`non_canonical_path: reject`), D10 |
+//! | `alp_connections_held_total` | counter | | TLS connections whose upstream bytes arrived before the handshake let them be decided, and were held |
+//! | `alp_snapshot_version` | gauge | | the policy version in force |
+//! | `alp_snapshot_age_seconds` | gauge | | seconds since that version was received from control |
+//! | `alp_snapshot_reloads_total`, `alp_snapshot_refusals_total` | counter | | versions installed / refused (with both filters on one `vm_id`, each counts its own install) |
+//! | `alp_dry_run` | gauge | | 1 when `enforce: false` |
+//! | `alp_decision_log_suppressed_total` | counter | | decision lines dropped by `decision_log_max_per_second` |
 //!
-//! `<tier>` and `<policy>` come from the snapshot, never from a request: a policy is `name` or
+//! Tier and policy values come from the snapshot, never from a request: a policy is `name` or
 //! `namespace/name`; decisions of a tier's default action use policy `_default`, profiles use
 //! tier `_profiles` (and policy `_default` when no profile decided). Characters other than
 //! letters, digits, `_`, `-` (and `.`, `/` in policy names) become `_`. At most
-//! [`MAX_POLICY_SERIES`] per-policy series are defined per VM; the rest count under
-//! `alp.policy._other._other.<allow|deny>`.
+//! [`MAX_POLICY_SERIES`] per-policy series are defined per VM; the rest count under tier and
+//! policy `_other`.
 //!
 //! Nothing here calls the host on the request path: requests add to cells in the VM, and the
 //! root context's tick ([`Metrics::flush`]) defines what it needs and adds the counts to Envoy.
@@ -48,22 +48,43 @@ pub const MAX_POLICY_SERIES: usize = 1000;
 /// Per-version tables kept for flushing after a version change (older ones are dropped).
 const MAX_RETIRED: usize = 8;
 
-const ALLOWED: usize = 0;
-const DENIED: usize = 1;
-const WOULD_DENY: usize = 2;
-const STAGED_DIFFERS: usize = 3;
-const STAGED_WOULD_ALLOW: usize = 4;
-const STAGED_WOULD_DENY: usize = 5;
-const RELOADS: usize = 6;
-const REFUSALS: usize = 7;
-const LOG_SUPPRESSED: usize = 8;
-const PATH_REWRITTEN: usize = 9;
-const PATH_REJECTED: usize = 10;
-const UPSTREAM_HELD: usize = 11;
-const FIXED: usize = 12;
+const STAGED_WOULD_ALLOW: usize = 0;
+const STAGED_WOULD_DENY: usize = 1;
+const STAGED_OTHER_DENIAL: usize = 2;
+const RELOADS: usize = 3;
+const REFUSALS: usize = 4;
+const LOG_SUPPRESSED: usize = 5;
+const PATH_REWRITTEN: usize = 6;
+const PATH_REJECTED: usize = 7;
+const UPSTREAM_HELD: usize = 8;
+const FIXED: usize = 9;
 
-/// What one filter instance decides: HTTP requests or connections. Each has its own names
-/// (the same scheme); a slot a subject never counts has no name and no stat.
+/// The label names the stats carry (for `extraStatTags` and the bootstrap's tag extractors).
+pub const LABELS: [&str; 7] = [
+    "alp_decision",
+    "alp_reason",
+    "alp_tier",
+    "alp_policy",
+    "alp_action",
+    "alp_staged",
+    "alp_outcome",
+];
+
+/// An Envoy stat name for `family` with `labels`, in Istio's encoding (see the module docs).
+pub fn stat_name(family: &str, labels: &[(&str, &str)]) -> String {
+    let mut name = String::with_capacity(family.len() + labels.len() * 32);
+    for (label, value) in labels {
+        name.push_str(label);
+        name.push_str("=.=");
+        name.push_str(value);
+        name.push_str(";.;");
+    }
+    name.push_str(family);
+    name
+}
+
+/// What one filter instance decides: HTTP requests or connections. Each has its own families
+/// (the same scheme); a slot a subject never counts has no stat.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Subject {
     #[default]
@@ -80,44 +101,46 @@ impl Subject {
         }
     }
 
-    fn fixed(self) -> [Option<&'static str>; FIXED] {
+    /// `alp_requests_total` or `alp_connections_total`.
+    fn decisions(self) -> &'static str {
         match self {
-            Subject::Request => [
-                Some("alp.requests.allowed"),
-                Some("alp.requests.denied"),
-                Some("alp.requests.would_deny"),
-                Some("alp.staged.differs"),
-                Some("alp.staged.would_allow"),
-                Some("alp.staged.would_deny"),
-                Some("alp.snapshot.reloads"),
-                Some("alp.snapshot.refusals"),
-                Some("alp.decision_log.suppressed"),
-                Some("alp.path.rewritten"),
-                Some("alp.path.rejected"),
-                None,
-            ],
-            Subject::Connection => [
-                Some("alp.connections.allowed"),
-                Some("alp.connections.denied"),
-                Some("alp.connections.would_deny"),
-                Some("alp.connection.staged.differs"),
-                Some("alp.connection.staged.would_allow"),
-                Some("alp.connection.staged.would_deny"),
-                Some("alp.snapshot.reloads"),
-                Some("alp.snapshot.refusals"),
-                Some("alp.decision_log.suppressed"),
-                None,
-                None,
-                Some("alp.connections.upstream_held"),
-            ],
+            Subject::Request => "alp_requests_total",
+            Subject::Connection => "alp_connections_total",
         }
     }
 
-    fn reason_prefix(self) -> &'static str {
+    fn staged(self) -> &'static str {
         match self {
-            Subject::Request => "alp.decision.reason",
-            Subject::Connection => "alp.connection.decision.reason",
+            Subject::Request => "alp_staged_requests_total",
+            Subject::Connection => "alp_staged_connections_total",
         }
+    }
+
+    /// The stat name of each fixed slot (`None`: not counted for this subject).
+    fn fixed(self) -> [Option<String>; FIXED] {
+        let staged = |value| Some(stat_name(self.staged(), &[("alp_staged", value)]));
+        let plain = |family: &str| Some(family.to_string());
+        let path = |value| match self {
+            Subject::Request => Some(stat_name(
+                "alp_noncanonical_paths_total",
+                &[("alp_outcome", value)],
+            )),
+            Subject::Connection => None,
+        };
+        [
+            staged("would_allow"),
+            staged("would_deny"),
+            staged("other_denial"),
+            plain("alp_snapshot_reloads_total"),
+            plain("alp_snapshot_refusals_total"),
+            plain("alp_decision_log_suppressed_total"),
+            path("rewritten"),
+            path("rejected"),
+            match self {
+                Subject::Request => None,
+                Subject::Connection => plain("alp_connections_held_total"),
+            },
+        ]
     }
 }
 
@@ -144,12 +167,12 @@ impl Program {
         }
     }
 
-    fn prefix(self, subject: Subject) -> &'static str {
+    fn family(self, subject: Subject) -> &'static str {
         match (subject, self) {
-            (Subject::Request, Program::Enforced) => "alp.policy",
-            (Subject::Request, Program::Staged) => "alp.staged.policy",
-            (Subject::Connection, Program::Enforced) => "alp.connection.policy",
-            (Subject::Connection, Program::Staged) => "alp.connection.staged.policy",
+            (Subject::Request, Program::Enforced) => "alp_policy_requests_total",
+            (Subject::Request, Program::Staged) => "alp_staged_policy_requests_total",
+            (Subject::Connection, Program::Enforced) => "alp_policy_connections_total",
+            (Subject::Connection, Program::Staged) => "alp_staged_policy_connections_total",
         }
     }
 }
@@ -277,17 +300,25 @@ pub struct Metrics {
 
 impl Metrics {
     /// Defines the fixed metrics of `subject` (at configuration time). `dry_run` sets
-    /// `alp.dry_run`.
+    /// `alp_dry_run`, and makes denials count as `would_deny`.
     pub fn define(host: &dyn Host, dry_run: bool, subject: Subject) -> Self {
         let mut fixed = [None; FIXED];
         for (id, name) in fixed.iter_mut().zip(subject.fixed()) {
-            *id = name.and_then(|name| host.define_counter(name));
+            *id = name.and_then(|name| host.define_counter(&name));
         }
         let mut reasons = [None; REASONS];
         for (id, verdict) in reasons.iter_mut().zip(Verdict::ALL) {
-            *id = host.define_counter(&format!("{}.{}", subject.reason_prefix(), verdict.reason()));
+            let decision = match (verdict.is_allowed(), dry_run) {
+                (true, _) => "allowed",
+                (false, false) => "denied",
+                (false, true) => "would_deny",
+            };
+            *id = host.define_counter(&stat_name(
+                subject.decisions(),
+                &[("alp_decision", decision), ("alp_reason", verdict.reason())],
+            ));
         }
-        if let Some(id) = host.define_gauge("alp.dry_run") {
+        if let Some(id) = host.define_gauge("alp_dry_run") {
             host.set_gauge(id, u64::from(dry_run));
         }
         Metrics {
@@ -295,8 +326,8 @@ impl Metrics {
             subject,
             fixed,
             reasons,
-            version_gauge: host.define_gauge("alp.snapshot.version"),
-            age_gauge: host.define_gauge("alp.snapshot.age_seconds"),
+            version_gauge: host.define_gauge("alp_snapshot_version"),
+            age_gauge: host.define_gauge("alp_snapshot_age_seconds"),
             ..Default::default()
         }
     }
@@ -337,24 +368,12 @@ impl Metrics {
         }
     }
 
-    /// Counts one request: its decision, whether it was refused, and the staged rehearsal's
-    /// decision if there is one. No host call.
-    pub fn count(
-        &self,
-        engine: &Rc<Engine>,
-        decision: &Decision,
-        staged: Option<&Decision>,
-        refused: bool,
-    ) {
+    /// Counts one request or connection: its decision (a denial as `denied`, or `would_deny`
+    /// in a dry run), and the staged rehearsal's decision if there is one. No host call.
+    pub fn count(&self, engine: &Rc<Engine>, decision: &Decision, staged: Option<&Decision>) {
         if !self.enabled {
             return;
         }
-        let allowed = decision.verdict.is_allowed();
-        self.bump(match (allowed, refused) {
-            (true, _) => ALLOWED,
-            (false, true) => DENIED,
-            (false, false) => WOULD_DENY,
-        });
         if let Some(c) = Verdict::ALL
             .iter()
             .position(|v| *v == decision.verdict)
@@ -364,12 +383,13 @@ impl Metrics {
         }
         self.add(&self.enforced, engine, Program::Enforced, decision);
         if let Some(s) = staged.filter(|s| s.verdict != decision.verdict) {
-            self.bump(STAGED_DIFFERS);
-            if s.verdict.is_allowed() {
-                self.bump(STAGED_WOULD_ALLOW);
-            } else if allowed {
-                self.bump(STAGED_WOULD_DENY);
-            }
+            self.bump(if s.verdict.is_allowed() {
+                STAGED_WOULD_ALLOW
+            } else if decision.verdict.is_allowed() {
+                STAGED_WOULD_DENY
+            } else {
+                STAGED_OTHER_DENIAL
+            });
             self.add(&self.staged, engine, Program::Staged, s);
         }
     }
@@ -453,7 +473,7 @@ impl Metrics {
         let Some(policy) = table.program.of(&table.engine) else {
             return;
         };
-        let prefix = table.program.prefix(self.subject);
+        let family = table.program.family(self.subject);
         for (i, (count, id)) in table.counts.iter().zip(table.ids.iter_mut()).enumerate() {
             let n = count.take();
             if n == 0 {
@@ -462,7 +482,7 @@ impl Metrics {
             if id.is_none() {
                 let (tier, name) = slot_names(policy, i / 2);
                 let verdict = if i % 2 == 0 { "allow" } else { "deny" };
-                *id = self.series_id(host, prefix, &tier, &name, verdict);
+                *id = self.series_id(host, family, &tier, &name, verdict);
             }
             if let Some(id) = id {
                 host.increment_counter(*id, n);
@@ -470,22 +490,32 @@ impl Metrics {
         }
     }
 
-    /// The id of series `<prefix>.<tier>.<policy>.<verdict>`, or of the `_other` series once
-    /// [`MAX_POLICY_SERIES`] are defined.
+    /// The id of the series of `family` for (`tier`, `policy`, `action`), or of the `_other`
+    /// series once [`MAX_POLICY_SERIES`] are defined.
     fn series_id(
         &self,
         host: &dyn Host,
-        prefix: &str,
+        family: &str,
         tier: &str,
         policy: &str,
-        verdict: &str,
+        action: &str,
     ) -> Option<u32> {
         let mut series = self.series.try_borrow_mut().ok()?;
-        let name = format!("{prefix}.{tier}.{policy}.{verdict}");
+        let labels = |tier, policy| {
+            stat_name(
+                family,
+                &[
+                    ("alp_tier", tier),
+                    ("alp_policy", policy),
+                    ("alp_action", action),
+                ],
+            )
+        };
+        let name = labels(tier, policy);
         if let Some(id) = series.get(&name) {
             return Some(*id);
         }
-        let other = format!("{prefix}._other._other.{verdict}");
+        let other = labels("_other", "_other");
         let name = if series.len() < MAX_POLICY_SERIES {
             name
         } else {
@@ -573,14 +603,13 @@ mod tests {
             policy,
             rule: 0,
         };
-        m.count(&e, &decision(Verdict::Allow, rule(0)), None, false);
-        m.count(&e, &decision(Verdict::PolicyDenied, rule(1)), None, true);
-        m.count(&e, &decision(Verdict::PolicyDenied, rule(1)), None, true);
+        m.count(&e, &decision(Verdict::Allow, rule(0)), None);
+        m.count(&e, &decision(Verdict::PolicyDenied, rule(1)), None);
+        m.count(&e, &decision(Verdict::PolicyDenied, rule(1)), None);
         m.count(
             &e,
             &decision(Verdict::PolicyDenied, Origin::TierDefault { tier: 0 }),
             None,
-            true,
         );
         m.count(
             &e,
@@ -592,41 +621,67 @@ mod tests {
                 },
             ),
             None,
-            true,
         );
         m.count(
             &e,
             &decision(Verdict::PolicyDenied, Origin::ProfilesExhausted),
             None,
-            true,
         );
-        m.count(
-            &e,
-            &Decision::precheck(Verdict::InvalidPeerIdentity),
-            None,
-            true,
-        );
-        assert_eq!(host.counters_with("alp.policy"), vec![]);
+        m.count(&e, &Decision::precheck(Verdict::InvalidPeerIdentity), None);
+        let policy_series = |host: &FakeHost| host.counters_with("alp_tier=");
+        assert_eq!(policy_series(&host), vec![]);
         let calls = host.metric_calls.get();
         m.flush(&host, None);
         assert!(host.metric_calls.get() > calls);
+        let series = |tier: &str, policy: &str, action: &str, n: u64| {
+            let labels = [
+                ("alp_tier", tier),
+                ("alp_policy", policy),
+                ("alp_action", action),
+            ];
+            (stat_name("alp_policy_requests_total", &labels), n)
+        };
+        let mut expected = vec![
+            series("_profiles", "_default", "deny", 1),
+            series("_profiles", "kns.prod", "allow", 1),
+            series("default", "_default", "deny", 1),
+            series("default", "deny.all", "deny", 2),
+            series("default", "prod/allow-db", "allow", 1),
+        ];
+        expected.sort();
+        assert_eq!(policy_series(&host), expected);
         assert_eq!(
-            host.counters_with("alp.policy"),
-            vec![
-                ("alp.policy._profiles._default.deny".to_string(), 1),
-                ("alp.policy._profiles.kns.prod.allow".to_string(), 1),
-                ("alp.policy.default._default.deny".to_string(), 1),
-                ("alp.policy.default.deny.all.deny".to_string(), 2),
-                ("alp.policy.default.prod/allow-db.allow".to_string(), 1),
-            ]
+            host.metric("alp_requests_total", &[("alp_decision", "allowed")]),
+            2
         );
-        assert_eq!(host.counter("alp.requests.allowed"), 2);
-        assert_eq!(host.counter("alp.requests.denied"), 5);
-        assert_eq!(host.counter("alp.decision.reason.policy_denied"), 4);
-        assert_eq!(host.counter("alp.decision.reason.invalid_peer_identity"), 1);
+        assert_eq!(
+            host.metric("alp_requests_total", &[("alp_decision", "denied")]),
+            5
+        );
+        assert_eq!(
+            host.metric("alp_requests_total", &[("alp_reason", "policy_denied")]),
+            4
+        );
+        assert_eq!(
+            host.metric(
+                "alp_requests_total",
+                &[("alp_reason", "invalid_peer_identity")]
+            ),
+            1
+        );
         // Flushed once: a second flush adds nothing.
         m.flush(&host, None);
-        assert_eq!(host.counter("alp.policy.default.deny.all.deny"), 2);
+        assert_eq!(
+            host.metric(
+                "alp_policy_requests_total",
+                &[
+                    ("alp_tier", "default"),
+                    ("alp_policy", "deny.all"),
+                    ("alp_action", "deny")
+                ]
+            ),
+            2
+        );
     }
 
     #[test]
@@ -639,10 +694,20 @@ mod tests {
             policy: 1,
             rule: 0,
         };
-        m.count(&v1, &decision(Verdict::PolicyDenied, origin), None, true);
-        m.count(&v2, &decision(Verdict::PolicyDenied, origin), None, true);
+        m.count(&v1, &decision(Verdict::PolicyDenied, origin), None);
+        m.count(&v2, &decision(Verdict::PolicyDenied, origin), None);
         m.flush(&host, None);
-        assert_eq!(host.counter("alp.policy.default.deny.all.deny"), 2);
+        assert_eq!(
+            host.metric(
+                "alp_policy_requests_total",
+                &[
+                    ("alp_tier", "default"),
+                    ("alp_policy", "deny.all"),
+                    ("alp_action", "deny")
+                ]
+            ),
+            2
+        );
     }
 
     #[test]
@@ -650,22 +715,34 @@ mod tests {
         let host = FakeHost::new();
         let m = Metrics::define(&host, false, Subject::Request);
         for i in 0..MAX_POLICY_SERIES + 5 {
-            m.series_id(&host, "alp.policy", "t", &format!("p{i}"), "allow");
+            m.series_id(
+                &host,
+                "alp_policy_requests_total",
+                "t",
+                &format!("p{i}"),
+                "allow",
+            );
         }
         let defined = host
             .counters
             .borrow()
             .iter()
-            .filter(|(n, _)| n.starts_with("alp.policy."))
+            .filter(|(n, _)| n.ends_with(";.;alp_policy_requests_total"))
             .count();
         assert_eq!(defined, MAX_POLICY_SERIES + 1, "the cap plus `_other`");
-        let other = m.series_id(&host, "alp.policy", "t", "new", "allow");
+        let other = m.series_id(&host, "alp_policy_requests_total", "t", "new", "allow");
         assert_eq!(
             other,
-            m.series_id(&host, "alp.policy", "_other", "_other", "allow")
+            m.series_id(
+                &host,
+                "alp_policy_requests_total",
+                "_other",
+                "_other",
+                "allow"
+            )
         );
         assert!(m
-            .series_id(&host, "alp.policy", "t", "p3", "allow")
+            .series_id(&host, "alp_policy_requests_total", "t", "p3", "allow")
             .is_some());
     }
 
@@ -682,12 +759,7 @@ mod tests {
     fn disabled_counts_nothing() {
         let host = FakeHost::new();
         let m = Metrics::disabled();
-        m.count(
-            &engine(),
-            &Decision::precheck(Verdict::NotInSync),
-            None,
-            true,
-        );
+        m.count(&engine(), &Decision::precheck(Verdict::NotInSync), None);
         m.flush(&host, None);
         assert_eq!(host.metric_calls.get(), 0);
     }

@@ -163,6 +163,24 @@ impl FakeHost {
         out
     }
 
+    /// The sum of the counters of `family` whose labels include `labels` (names in Istio's
+    /// label encoding, `metrics::stat_name`).
+    pub fn metric(&self, family: &str, labels: &[(&str, &str)]) -> u64 {
+        self.counters
+            .borrow()
+            .iter()
+            .filter(|(name, _)| {
+                let mut parts: Vec<&str> = name.split(";.;").collect();
+                let own = parts.pop();
+                own == Some(family)
+                    && labels
+                        .iter()
+                        .all(|(l, v)| parts.contains(&format!("{l}=.={v}").as_str()))
+            })
+            .map(|(_, v)| *v)
+            .sum()
+    }
+
     pub fn counter(&self, name: &str) -> u64 {
         self.counters
             .borrow()
