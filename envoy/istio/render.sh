@@ -7,6 +7,7 @@
 #   envoy/istio/render.sh --wasm-url oci://registry.example.com/calico-alp/filter:v0.1.0 \
 #                         --oci-digest sha256:<manifest digest> --control-image ...
 #   ... --trust-domain example.org [--trust-domain old.example]   (default: cluster.local)
+#   ... --tcp-port 5432 [--tcp-port 3306]   (default: 5432, the committed example)
 #
 # * https:// (or http://): the checksum is the module's, from dist/calico-alp.wasm.sha256
 #   (./wasm-bundle.sh writes it), checked against the module itself. Publish exactly that file.
@@ -16,12 +17,16 @@
 # * --trust-domain: the mesh's trust domain (meshConfig.trustDomain; repeat it for each of
 #   meshConfig.trustDomainAliases). The filter refuses peers of any other trust domain
 #   (trust_domains in the filter's configuration); without the option it is cluster.local.
+# * --tcp-port: a port the network filter of wasmplugin-tcp.yaml decides (the WasmPlugin's
+#   match ports), once per port. Only ports whose Service declares a TCP protocol (tcp, tls,
+#   mysql, mongo, redis...), never an HTTP or undeclared one: istiod would put the network
+#   filter in front of that port's HTTP chains too. envoyfilter-wasm.yaml needs no list.
 # The placeholders in the committed files are deliberately unusable: an unrendered WasmPlugin
 # names an unresolvable host and an all-zero checksum, so the selected pods fail closed.
 set -euo pipefail
 
 die() { echo "render: error: $*" >&2; exit 1; }
-usage() { sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
+usage() { sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
@@ -29,6 +34,7 @@ WASM="$ROOT/dist/calico-alp.wasm"
 OUT="$ROOT/dist/istio"
 URL="" IMAGE="" DIGEST=""
 TRUST_DOMAINS=()
+TCP_PORTS=()
 
 while [[ $# -gt 0 ]]; do
     case "$1" in
@@ -36,6 +42,7 @@ while [[ $# -gt 0 ]]; do
         --control-image) IMAGE=${2:?}; shift 2 ;;
         --oci-digest) DIGEST=${2:?}; shift 2 ;;
         --trust-domain) TRUST_DOMAINS+=("${2:?}"); shift 2 ;;
+        --tcp-port) TCP_PORTS+=("${2:?}"); shift 2 ;;
         --wasm) WASM=${2:?}; shift 2 ;;
         --out) OUT=${2:?}; shift 2 ;;
         -h|--help) usage 0 ;;
@@ -85,6 +92,15 @@ for td in "${TRUST_DOMAINS[@]}"; do
 done
 TD_YAML_TO="trust_domains: [${td_list//,/, }]"
 TD_JSON_TO="\"trust_domains\":[$td_list]"
+# The network WasmPlugin's match ports, as committed in wasmplugin-tcp.yaml.
+PORTS_FROM='ports: [{number: 5432}]'
+[[ ${#TCP_PORTS[@]} -gt 0 ]] || TCP_PORTS=(5432)
+port_list=""
+for p in "${TCP_PORTS[@]}"; do
+    [[ "$p" =~ ^[1-9][0-9]{0,4}$ && "$p" -le 65535 ]] || die "--tcp-port $p is not a port number (1-65535)"
+    port_list+="${port_list:+, }{number: $p}"
+done
+PORTS_TO="ports: [$port_list]"
 
 mkdir -p "$OUT"
 n=0
@@ -92,7 +108,7 @@ for f in "$HERE"/*.yaml; do
     out="$OUT/$(basename "$f")"
     # Literal replacements (no regular expressions: URLs and image names contain their syntax).
     URL="$URL" SHA="$SHA" IMAGE="$IMAGE" TDYF="$TD_YAML_FROM" TDYT="$TD_YAML_TO" \
-        TDJF="$TD_JSON_FROM" TDJT="$TD_JSON_TO" awk \
+        TDJF="$TD_JSON_FROM" TDJT="$TD_JSON_TO" PF="$PORTS_FROM" PT="$PORTS_TO" awk \
         -v pu="$PLACEHOLDER_URL" -v ps="$PLACEHOLDER_SHA" -v pi="$PLACEHOLDER_IMAGE" '
         function repl(s, from, to,    i, r) {
             r = ""
@@ -101,7 +117,8 @@ for f in "$HERE"/*.yaml; do
         }
         {
             line = repl($0, pu, ENVIRON["URL"]); line = repl(line, ps, ENVIRON["SHA"]); line = repl(line, pi, ENVIRON["IMAGE"])
-            line = repl(line, ENVIRON["TDYF"], ENVIRON["TDYT"]); print repl(line, ENVIRON["TDJF"], ENVIRON["TDJT"])
+            line = repl(line, ENVIRON["TDYF"], ENVIRON["TDYT"]); line = repl(line, ENVIRON["TDJF"], ENVIRON["TDJT"])
+            print repl(line, ENVIRON["PF"], ENVIRON["PT"])
         }
     ' "$f" > "$out.tmp"
     if grep -qF -e "$PLACEHOLDER_URL" -e "$PLACEHOLDER_SHA" -e "$PLACEHOLDER_IMAGE" "$out.tmp"; then
@@ -111,8 +128,12 @@ for f in "$HERE"/*.yaml; do
     mv -f "$out.tmp" "$out"
     n=$((n + 1))
 done
-# Both configurations of the filter name the trust domains asked for (the committed text drifted
-# if not).
-grep -qF -- "$TD_YAML_TO" "$OUT/wasmplugin.yaml" || die "no '$TD_YAML_FROM' in wasmplugin.yaml to render"
-grep -qF -- "$TD_JSON_TO" "$OUT/envoyfilter-wasm.yaml" || die "no '$TD_JSON_FROM' in envoyfilter-wasm.yaml to render"
-echo "render: wrote $n files to $OUT (module $URL, sha256 $SHA, control image $IMAGE, trust domains ${TRUST_DOMAINS[*]})"
+# Every configuration of the filter names the trust domains asked for, and the network
+# WasmPlugin the ports (the committed text drifted if not).
+for f in wasmplugin.yaml wasmplugin-tcp.yaml; do
+    grep -qF -- "$TD_YAML_TO" "$OUT/$f" || die "no '$TD_YAML_FROM' in $f to render"
+done
+[[ $(grep -cF -- "$TD_JSON_TO" "$OUT/envoyfilter-wasm.yaml") -eq 2 ]] ||
+    die "not two '$TD_JSON_FROM' (HTTP and network filter) in envoyfilter-wasm.yaml to render"
+grep -qF -- "$PORTS_TO" "$OUT/wasmplugin-tcp.yaml" || die "no '$PORTS_FROM' in wasmplugin-tcp.yaml to render"
+echo "render: wrote $n files to $OUT (module $URL, sha256 $SHA, control image $IMAGE, trust domains ${TRUST_DOMAINS[*]}, TCP ports ${TCP_PORTS[*]})"

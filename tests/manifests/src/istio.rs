@@ -2,24 +2,41 @@
 //! resources, as a static bootstrap a real Envoy can validate and run.
 //!
 //! What is reproduced, and how Istio does it:
-//! * an inbound listener like Istio's `virtualInbound` filter chain for an HTTP port under STRICT
-//!   mTLS: TLS requiring a client certificate from the mesh CA (SPIFFE URI SAN), an HTTP
-//!   connection manager with Istio's inbound settings (`use_remote_address: false`, client cert
-//!   details forwarded, path normalisation as `meshConfig.pathNormalization` asks, mapped to
-//!   the connection manager's settings as istiod maps it: [`path_normalization`]) and a
-//!   router; the application is a direct response. Istio's own proxy extensions (metadata
-//!   exchange, stats) are not in upstream Envoy and are left out;
-//! * EnvoyFilter patches: CLUSTER ADD (SIDECAR_OUTBOUND), NETWORK_FILTER MERGE on the inbound
-//!   HTTP connection manager (proto merge: fields set in the patch replace, lists append),
-//!   HTTP_FILTER INSERT_BEFORE the router, EXTENSION_CONFIG ADD. Any other patch is an error
-//!   here, so a new kind of patch needs its emulation first;
-//! * a WasmPlugin (mode SERVER, phase AUTHZ) becomes the HTTP wasm filter istiod generates:
-//!   `name` and plugin name `<namespace>.<name>`, `pluginConfig` as a JSON StringValue, runtime
-//!   V8, the failure policy mapped from `failStrategy`, the module as a remote data source, no
-//!   `vm_id` (istiod sets none; the CRD has no field for it);
+//! * two inbound filter chains like those of Istio's `virtualInbound` listener under STRICT
+//!   mTLS, each TLS requiring a client certificate from the mesh CA (SPIFFE URI SAN):
+//!   - an HTTP port ([`HTTP_PORT`]): an HTTP connection manager with Istio's inbound settings
+//!     (`use_remote_address: false`, client cert details forwarded, path normalisation as
+//!     `meshConfig.pathNormalization` asks, mapped to the connection manager's settings as
+//!     istiod maps it: [`path_normalization`]) and a router; the application is a direct
+//!     response;
+//!   - a TCP port ([`TCP_PORT`], a Service port of protocol `tcp`): `tcp_proxy` to the cluster
+//!     `inbound|5432||` (Istio's defaults: IMMEDIATE upstream connection), whose endpoint is the
+//!     pod's TCP application (a Unix socket here).
+//!
+//!   Istio puts both chains in one listener and tells them apart by the original destination
+//!   port (iptables redirect, `original_dst`); here each chain is a listener of its own
+//!   ([`INBOUND_LISTENER`], [`TCP_LISTENER`]) on a port of its own, which changes nothing in
+//!   the chains. Istio's own proxy extensions (metadata exchange, stats) are not in upstream
+//!   Envoy and are left out;
+//! * EnvoyFilter patches, applied after the WasmPlugins as istiod applies them: CLUSTER ADD
+//!   (SIDECAR_OUTBOUND), NETWORK_FILTER MERGE (proto merge: fields set in the patch replace,
+//!   lists append) and INSERT_BEFORE on the inbound filters of a name (the HTTP connection
+//!   manager, `tcp_proxy`), in every inbound chain that has one, HTTP_FILTER INSERT_BEFORE the
+//!   router, EXTENSION_CONFIG ADD. Any other patch, or a match on anything but the context and
+//!   the filter's name, is an error here, so a new kind of patch needs its emulation first; so
+//!   is a patch that matches no filter;
+//! * a WasmPlugin becomes the wasm filter istiod generates: `name` and plugin name
+//!   `<namespace>.<name>`, `pluginConfig` as a JSON StringValue, runtime V8, the failure policy
+//!   mapped from `failStrategy`, the module as a remote data source, no `vm_id` (istiod sets
+//!   none; the CRD has no field for it). `type: HTTP` (mode SERVER, phase AUTHZ): before the
+//!   router. `type: NETWORK`: in every inbound chain its `match` selects (mode, ports; no ports
+//!   is every port), before `tcp_proxy` on a TCP chain and before the HTTP connection manager
+//!   on an HTTP chain, as istiod does;
 //! * istio-agent's part: it downloads the module, checks its sha256 and hands Envoy a local
 //!   file. Here the "downloaded" module is `dist/calico-alp.wasm` and the checksum in the
-//!   resource must be its sha256 (https:// URLs), or the agent would refuse it;
+//!   resource must be its sha256 (https:// URLs), or the agent would refuse it. A module the
+//!   agent refuses is replaced by a deny-all RBAC filter ([`EcdsMode::Refused`]), which the
+//!   filter's `config_discovery` must accept;
 //! * extension config discovery: Envoy gets the configuration from istiod (`ads`); here either
 //!   inline, or (`EcdsMode::File`) from a file through the same `config_discovery` stanza with a
 //!   path config source.
@@ -35,8 +52,27 @@ pub const HCM: &str = "envoy.filters.network.http_connection_manager";
 pub const HCM_TYPE: &str =
     "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager";
 pub const ROUTER: &str = "envoy.filters.http.router";
+pub const TCP_PROXY: &str = "envoy.filters.network.tcp_proxy";
+pub const TCP_PROXY_TYPE: &str =
+    "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy";
+/// The HTTP wasm filter's configuration type.
 pub const WASM_TYPE: &str = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm";
+/// The network wasm filter's configuration type.
+pub const NETWORK_WASM_TYPE: &str =
+    "type.googleapis.com/envoy.extensions.filters.network.wasm.v3.Wasm";
+/// What istio-agent puts in place of an HTTP wasm filter whose module it cannot fetch or verify.
+pub const HTTP_RBAC_TYPE: &str = "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC";
+/// ... and of a network wasm filter.
+pub const NETWORK_RBAC_TYPE: &str =
+    "type.googleapis.com/envoy.extensions.filters.network.rbac.v3.RBAC";
+/// The listener of the HTTP chain (Istio's inbound listener name).
 pub const INBOUND_LISTENER: &str = "virtualInbound";
+/// The listener of the TCP chain.
+pub const TCP_LISTENER: &str = "virtualInbound-tcp";
+/// The HTTP chain's port (what a WasmPlugin's `match.ports` is compared with).
+pub const HTTP_PORT: u64 = 8080;
+/// The TCP chain's port: wasmplugin-tcp.yaml's example port.
+pub const TCP_PORT: u64 = 5432;
 
 /// What the pod provides: where its paths are, the module istio-agent fetched, the workload's
 /// certificate.
@@ -48,8 +84,10 @@ pub struct Pod {
     pub server_cert: PathBuf,
     pub server_key: PathBuf,
     pub trust_domain: String,
-    /// The application's answer (direct response body).
+    /// The application's answer on the HTTP port (direct response body).
     pub app: String,
+    /// The application on the TCP port: the Unix socket the inbound cluster points at.
+    pub tcp_app: PathBuf,
     /// `meshConfig.pathNormalization.normalization` (empty: Istio's default, BASE).
     pub path_normalization: String,
 }
@@ -72,24 +110,43 @@ pub fn path_normalization(mode: &str) -> Result<(bool, bool, &'static str)> {
 pub enum EcdsMode {
     /// The configuration replaces `config_discovery` in the filter.
     Inline,
-    /// `config_discovery` stays, its source a file written next to `run_dir` (validate only).
+    /// `config_discovery` stays, its source a file written next to `run_dir`.
     File,
+    /// As `File`, with what istio-agent sends when it cannot fetch or verify the module: a
+    /// deny-all RBAC filter of the same name (WasmPlugin filters, inline here, become it too).
+    Refused,
 }
 
-/// The bootstrap for `resources` (EnvoyFilters and WasmPlugins, applied in order).
+/// One inbound filter chain: its port, its listener, its network filters.
+struct Chain {
+    port: u64,
+    listener: &'static str,
+    filters: Vec<Value>,
+}
+
+/// The bootstrap for `resources` (EnvoyFilters and WasmPlugins; the WasmPlugins first, then the
+/// EnvoyFilters, each kind in order).
 pub fn bootstrap(resources: &[&Doc], pod: &Pod, run_dir: &Path, ecds: EcdsMode) -> Result<Value> {
-    let mut hcm = inbound_hcm(pod)?;
-    let mut clusters: Vec<Value> = vec![];
+    let mut chains = vec![
+        Chain {
+            port: HTTP_PORT,
+            listener: INBOUND_LISTENER,
+            filters: vec![inbound_hcm(pod)?],
+        },
+        Chain {
+            port: TCP_PORT,
+            listener: TCP_LISTENER,
+            filters: vec![inbound_tcp_proxy()],
+        },
+    ];
+    let mut clusters: Vec<Value> = vec![inbound_tcp_cluster(pod)];
     let mut extension_configs: BTreeMap<String, Value> = BTreeMap::new();
 
     for doc in resources {
         match doc.gvk() {
-            Some(("networking.istio.io/v1alpha3", "EnvoyFilter")) => {
-                apply_envoy_filter(doc, pod, &mut hcm, &mut clusters, &mut extension_configs)?
-            }
+            Some(("networking.istio.io/v1alpha3", "EnvoyFilter")) => {}
             Some(("extensions.istio.io/v1alpha1", "WasmPlugin")) => {
-                let filter = wasm_plugin_filter(doc, pod)?;
-                insert_before_router(&mut hcm, filter)?;
+                apply_wasm_plugin(doc, pod, ecds, &mut chains)?
             }
             _ => bail!(
                 "{}: {} is not an EnvoyFilter or WasmPlugin",
@@ -98,98 +155,154 @@ pub fn bootstrap(resources: &[&Doc], pod: &Pod, run_dir: &Path, ecds: EcdsMode) 
             ),
         }
     }
-
-    // Extension configs referenced by name (ECDS).
-    let filters = hcm["typed_config"]["http_filters"]
-        .as_array_mut()
-        .context("no http_filters")?;
-    for (i, f) in filters.iter_mut().enumerate() {
-        let Some(discovery) = f.get("config_discovery").cloned() else {
-            continue;
-        };
-        let name = f["name"].as_str().unwrap_or("").to_string();
-        let mut typed = extension_configs
-            .get(&name)
-            .cloned()
-            .ok_or_else(|| anyhow!("HTTP filter {name} uses config_discovery, but no EXTENSION_CONFIG named {name} was added"))?;
-        let type_url = typed["@type"].as_str().unwrap_or("").to_string();
-        if !discovery["type_urls"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .any(|t| t == &Value::String(type_url.clone()))
-        {
-            bail!("extension config {name} is a {type_url}, which filter {name}'s type_urls do not accept");
+    for doc in resources {
+        if doc.gvk().map(|(_, k)| k) == Some("EnvoyFilter") {
+            apply_envoy_filter(doc, pod, &mut chains, &mut clusters, &mut extension_configs)?;
         }
-        agent_localize(&mut typed, pod).with_context(|| format!("extension config {name}"))?;
-        match ecds {
-            EcdsMode::Inline => {
-                *f = json!({"name": name, "typed_config": typed});
-            }
-            EcdsMode::File => {
-                let file = run_dir.join(format!("ecds-{i}.json"));
-                let response = json!({
-                    "version_info": "1",
-                    "type_url": "type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig",
-                    "resources": [{
-                        "@type": "type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig",
-                        "name": name,
-                        "typed_config": typed,
-                    }],
-                });
-                std::fs::write(&file, serde_json::to_vec_pretty(&response)?)?;
-                let mut d = discovery.clone();
-                let timeout = d["config_source"]["initial_fetch_timeout"].clone();
-                d["config_source"] =
-                    json!({"path_config_source": {"path": file.display().to_string()}});
-                if !timeout.is_null() {
-                    d["config_source"]["initial_fetch_timeout"] = timeout;
+    }
+
+    // Extension configs referenced by name (ECDS): network filters, and the HTTP filters of
+    // every connection manager.
+    let mut files = 0;
+    for chain in &mut chains {
+        for f in &mut chain.filters {
+            discover(f, &extension_configs, pod, run_dir, ecds, &mut files)?;
+            if f["name"] == HCM {
+                let http = f["typed_config"]["http_filters"]
+                    .as_array_mut()
+                    .context("no http_filters")?;
+                for h in http {
+                    discover(h, &extension_configs, pod, run_dir, ecds, &mut files)?;
                 }
-                f["config_discovery"] = d;
             }
         }
     }
 
-    let listener = json!({
-        "name": INBOUND_LISTENER,
-        "address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}},
-        "listener_filters": [{
-            "name": "envoy.filters.listener.tls_inspector",
-            "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector"}
-        }],
-        "filter_chains": [{
-            "name": "0.0.0.0_8080",
-            "filter_chain_match": {"transport_protocol": "tls"},
-            "transport_socket": {
-                "name": "envoy.transport_sockets.tls",
-                "typed_config": {
-                    "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
-                    "require_client_certificate": true,
-                    "common_tls_context": {
-                        "alpn_protocols": ["h2", "http/1.1"],
-                        "tls_certificates": [{
-                            "certificate_chain": {"filename": pod.server_cert.display().to_string()},
-                            "private_key": {"filename": pod.server_key.display().to_string()}
-                        }],
-                        "validation_context": {
-                            "trusted_ca": {"filename": pod.ca_file.display().to_string()},
-                            "match_typed_subject_alt_names": [{
-                                "san_type": "URI",
-                                "matcher": {"prefix": format!("spiffe://{}/", pod.trust_domain)}
-                            }]
-                        }
-                    }
-                }
-            },
-            "filters": [hcm]
-        }]
-    });
+    let listeners: Vec<Value> = chains
+        .into_iter()
+        .map(|c| {
+            let alpn = if c.port == HTTP_PORT {
+                json!(["h2", "http/1.1"])
+            } else {
+                json!([])
+            };
+            json!({
+                "name": c.listener,
+                "address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}},
+                "listener_filters": [{
+                    "name": "envoy.filters.listener.tls_inspector",
+                    "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector"}
+                }],
+                "filter_chains": [{
+                    "name": format!("0.0.0.0_{}", c.port),
+                    "filter_chain_match": {"transport_protocol": "tls"},
+                    "transport_socket": mtls_transport_socket(pod, alpn),
+                    "filters": c.filters
+                }]
+            })
+        })
+        .collect();
     Ok(json!({
         // As Istio names a sidecar (xDS subscriptions, the ECDS file one included, need a node).
         "node": {"id": "sidecar~127.0.10.2~summary.yaobank~yaobank.svc.cluster.local", "cluster": "summary.yaobank"},
         "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}}},
-        "static_resources": {"listeners": [listener], "clusters": clusters}
+        "static_resources": {"listeners": listeners, "clusters": clusters}
     }))
+}
+
+/// STRICT mTLS: the workload's certificate, a client certificate of the mesh required.
+fn mtls_transport_socket(pod: &Pod, alpn: Value) -> Value {
+    json!({
+        "name": "envoy.transport_sockets.tls",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
+            "require_client_certificate": true,
+            "common_tls_context": {
+                "alpn_protocols": alpn,
+                "tls_certificates": [{
+                    "certificate_chain": {"filename": pod.server_cert.display().to_string()},
+                    "private_key": {"filename": pod.server_key.display().to_string()}
+                }],
+                "validation_context": {
+                    "trusted_ca": {"filename": pod.ca_file.display().to_string()},
+                    "match_typed_subject_alt_names": [{
+                        "san_type": "URI",
+                        "matcher": {"prefix": format!("spiffe://{}/", pod.trust_domain)}
+                    }]
+                }
+            }
+        }
+    })
+}
+
+/// The configuration of a filter that names an extension config (`config_discovery`), from
+/// the EXTENSION_CONFIGs, through istio-agent, delivered as `ecds` says. Other filters are left
+/// alone.
+fn discover(
+    f: &mut Value,
+    extension_configs: &BTreeMap<String, Value>,
+    pod: &Pod,
+    run_dir: &Path,
+    ecds: EcdsMode,
+    files: &mut usize,
+) -> Result<()> {
+    let Some(discovery) = f.get("config_discovery").cloned() else {
+        return Ok(());
+    };
+    let name = f["name"].as_str().unwrap_or("").to_string();
+    let mut typed = extension_configs.get(&name).cloned().ok_or_else(|| {
+        anyhow!(
+            "filter {name} uses config_discovery, but no EXTENSION_CONFIG named {name} was added"
+        )
+    })?;
+    let type_urls: Vec<&str> = discovery["type_urls"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    let type_url = typed["@type"].as_str().unwrap_or("").to_string();
+    if !type_urls.contains(&type_url.as_str()) {
+        bail!("extension config {name} is a {type_url}, which filter {name}'s type_urls do not accept");
+    }
+    let fallback = agent_deny_all(&typed)?;
+    let fallback_type = fallback["@type"].as_str().unwrap_or("");
+    if !type_urls.contains(&fallback_type) {
+        bail!(
+            "filter {name}'s type_urls {type_urls:?} do not accept {fallback_type}, the deny-all \
+             filter istio-agent installs when it cannot fetch or verify the module: Envoy would \
+             refuse it and the listener would never get the filter's configuration"
+        );
+    }
+    if ecds == EcdsMode::Refused {
+        typed = fallback;
+    } else {
+        agent_localize(&mut typed, pod).with_context(|| format!("extension config {name}"))?;
+    }
+    if ecds == EcdsMode::Inline {
+        *f = json!({"name": name, "typed_config": typed});
+        return Ok(());
+    }
+    let file = run_dir.join(format!("ecds-{files}.json"));
+    *files += 1;
+    let response = json!({
+        "version_info": "1",
+        "type_url": "type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig",
+        "resources": [{
+            "@type": "type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig",
+            "name": name,
+            "typed_config": typed,
+        }],
+    });
+    std::fs::write(&file, serde_json::to_vec_pretty(&response)?)?;
+    let mut d = discovery;
+    let timeout = d["config_source"]["initial_fetch_timeout"].clone();
+    d["config_source"] = json!({"path_config_source": {"path": file.display().to_string()}});
+    if !timeout.is_null() {
+        d["config_source"]["initial_fetch_timeout"] = timeout;
+    }
+    f["config_discovery"] = d;
+    Ok(())
 }
 
 /// Istio's inbound HTTP connection manager for one port (the settings that matter here).
@@ -225,6 +338,36 @@ fn inbound_hcm(pod: &Pod) -> Result<Value> {
     }))
 }
 
+/// Istio's inbound `tcp_proxy` for a TCP Service port (the settings that matter here: the
+/// inbound cluster; upstream_connect_mode unset, so IMMEDIATE).
+fn inbound_tcp_proxy() -> Value {
+    json!({
+        "name": TCP_PROXY,
+        "typed_config": {
+            "@type": TCP_PROXY_TYPE,
+            "stat_prefix": format!("inbound|{TCP_PORT}||"),
+            "cluster": format!("inbound|{TCP_PORT}||")
+        }
+    })
+}
+
+/// The inbound cluster of the TCP port: the application (a Unix socket standing for
+/// 127.0.0.1:5432 in the pod).
+fn inbound_tcp_cluster(pod: &Pod) -> Value {
+    let name = format!("inbound|{TCP_PORT}||");
+    json!({
+        "name": name,
+        "type": "STATIC",
+        "connect_timeout": "10s",
+        "load_assignment": {
+            "cluster_name": name,
+            "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {
+                "pipe": {"path": pod.tcp_app.display().to_string()}
+            }}}]}]
+        }
+    })
+}
+
 fn context(patch: &Value) -> &str {
     patch["match"]["context"].as_str().unwrap_or("ANY")
 }
@@ -232,7 +375,7 @@ fn context(patch: &Value) -> &str {
 fn apply_envoy_filter(
     doc: &Doc,
     pod: &Pod,
-    hcm: &mut Value,
+    chains: &mut [Chain],
     clusters: &mut Vec<Value>,
     extension_configs: &mut BTreeMap<String, Value>,
 ) -> Result<()> {
@@ -260,14 +403,39 @@ fn apply_envoy_filter(
                 clusters.push(cluster);
             }
             ("NETWORK_FILTER", "MERGE") => {
-                require_inbound_hcm_match(p).with_context(at)?;
-                if value["typed_config"]["@type"] != hcm["typed_config"]["@type"] {
-                    bail!("{}: MERGE with a different typed_config type", at());
+                let name = inbound_network_filter_match(p).with_context(at)?;
+                let mut n = 0;
+                for f in chains.iter_mut().flat_map(|c| c.filters.iter_mut()) {
+                    if f["name"] != name {
+                        continue;
+                    }
+                    if value["typed_config"]["@type"] != f["typed_config"]["@type"] {
+                        bail!("{}: MERGE with a different typed_config type", at());
+                    }
+                    merge(f, value);
+                    n += 1;
                 }
-                merge(hcm, value);
+                if n == 0 {
+                    bail!("{}: MERGE matches no inbound filter {name}", at());
+                }
+            }
+            ("NETWORK_FILTER", "INSERT_BEFORE") => {
+                let name = inbound_network_filter_match(p).with_context(at)?;
+                let mut n = 0;
+                for c in chains.iter_mut() {
+                    if let Some(at) = c.filters.iter().position(|f| f["name"] == name) {
+                        c.filters.insert(at, value.clone());
+                        n += 1;
+                    }
+                }
+                if n == 0 {
+                    bail!("{}: INSERT_BEFORE matches no inbound filter {name}", at());
+                }
             }
             ("HTTP_FILTER", "INSERT_BEFORE") => {
-                require_inbound_hcm_match(p).with_context(at)?;
+                if inbound_filter_match(p).with_context(at)? != HCM {
+                    bail!("{}: an HTTP_FILTER patch matches {HCM}", at());
+                }
                 let sub =
                     p["match"]["listener"]["filterChain"]["filter"]["subFilter"]["name"].as_str();
                 if sub != Some(ROUTER) {
@@ -276,7 +444,9 @@ fn apply_envoy_filter(
                         at()
                     );
                 }
-                insert_before_router(hcm, value.clone())?;
+                for hcm in hcms(chains) {
+                    insert_before_router(hcm, value.clone())?;
+                }
             }
             ("EXTENSION_CONFIG", "ADD") => {
                 let name = value["name"]
@@ -293,18 +463,57 @@ fn apply_envoy_filter(
     Ok(())
 }
 
-fn require_inbound_hcm_match(p: &Value) -> Result<()> {
+/// The connection managers of the chains.
+fn hcms(chains: &mut [Chain]) -> impl Iterator<Item = &mut Value> {
+    chains
+        .iter_mut()
+        .flat_map(|c| c.filters.iter_mut())
+        .filter(|f| f["name"] == HCM)
+}
+
+/// The filter name a SIDECAR_INBOUND listener patch matches. Anything else in the match (a
+/// port, a listener or chain name, SNI...) is not emulated, hence an error.
+fn inbound_filter_match(p: &Value) -> Result<String> {
     if context(p) != "SIDECAR_INBOUND" {
         bail!(
             "expected context SIDECAR_INBOUND (inbound sidecar only), got {}",
             context(p)
         );
     }
-    let name = p["match"]["listener"]["filterChain"]["filter"]["name"].as_str();
-    if name != Some(HCM) {
-        bail!("expected a match on filter {HCM}, got {name:?}");
+    let only = |v: &Value, keys: &[&str], what: &str| -> Result<()> {
+        for k in v.as_object().into_iter().flat_map(|o| o.keys()) {
+            if !keys.contains(&k.as_str()) {
+                bail!("{what}.{k} is not emulated by tests/manifests/src/istio.rs");
+            }
+        }
+        Ok(())
+    };
+    let m = &p["match"];
+    only(m, &["context", "listener"], "match")?;
+    only(&m["listener"], &["filterChain"], "match.listener")?;
+    only(
+        &m["listener"]["filterChain"],
+        &["filter"],
+        "match.listener.filterChain",
+    )?;
+    let filter = &m["listener"]["filterChain"]["filter"];
+    only(
+        filter,
+        &["name", "subFilter"],
+        "match.listener.filterChain.filter",
+    )?;
+    match filter["name"].as_str() {
+        Some(name @ (HCM | TCP_PROXY)) => Ok(name.to_string()),
+        other => bail!("expected a match on filter {HCM} or {TCP_PROXY}, got {other:?}"),
     }
-    Ok(())
+}
+
+/// As [`inbound_filter_match`], for a NETWORK_FILTER patch (no sub-filter).
+fn inbound_network_filter_match(p: &Value) -> Result<String> {
+    if !p["match"]["listener"]["filterChain"]["filter"]["subFilter"].is_null() {
+        bail!("a NETWORK_FILTER patch with a subFilter match");
+    }
+    inbound_filter_match(p)
 }
 
 fn insert_before_router(hcm: &mut Value, filter: Value) -> Result<()> {
@@ -354,25 +563,81 @@ fn map_pipe_paths(v: &mut Value, paths: &PathMap) {
     }
 }
 
-/// The HTTP wasm filter istiod generates for a WasmPlugin (before istio-agent's download).
-pub fn wasm_plugin_filter(doc: &Doc, pod: &Pod) -> Result<Value> {
+/// Whether a WasmPlugin's `match` selects an inbound chain on `port`, as istiod decides it: no
+/// match at all selects everything; otherwise one entry whose mode includes the server side
+/// (SERVER, CLIENT_AND_SERVER, UNDEFINED or none) and whose ports are empty or list `port`.
+pub fn wasm_plugin_selects(spec: &Value, port: u64) -> bool {
+    let matches = spec["match"].as_array().cloned().unwrap_or_default();
+    matches.is_empty()
+        || matches.iter().any(|m| {
+            let mode = m["mode"].as_str().unwrap_or("UNDEFINED");
+            let ports: Vec<u64> = m["ports"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|p| p["number"].as_u64())
+                .collect();
+            matches!(mode, "SERVER" | "CLIENT_AND_SERVER" | "UNDEFINED")
+                && (ports.is_empty() || ports.contains(&port))
+        })
+}
+
+/// Puts the filter istiod generates for a WasmPlugin where istiod puts it (after istio-agent).
+fn apply_wasm_plugin(doc: &Doc, pod: &Pod, ecds: EcdsMode, chains: &mut [Chain]) -> Result<()> {
+    let spec = &doc.value["spec"];
+    let mut filter = wasm_plugin_filter(doc)?;
+    if ecds == EcdsMode::Refused {
+        filter["typed_config"] = agent_deny_all(&filter["typed_config"])?;
+    } else {
+        agent_localize(&mut filter["typed_config"], pod)
+            .with_context(|| format!("{}: {}", doc.at(), doc.id()))?;
+    }
+    if spec["type"] == "NETWORK" {
+        for c in chains
+            .iter_mut()
+            .filter(|c| wasm_plugin_selects(spec, c.port))
+        {
+            let at = c
+                .filters
+                .iter()
+                .position(|f| f["name"] == TCP_PROXY || f["name"] == HCM)
+                .context("a chain without tcp_proxy or connection manager")?;
+            c.filters.insert(at, filter.clone());
+        }
+    } else {
+        for hcm in hcms(chains) {
+            insert_before_router(hcm, filter.clone())?;
+        }
+    }
+    Ok(())
+}
+
+/// The wasm filter istiod generates for a WasmPlugin (before istio-agent's download): HTTP, or
+/// network for `type: NETWORK`.
+pub fn wasm_plugin_filter(doc: &Doc) -> Result<Value> {
     let spec = &doc.value["spec"];
     let at = || format!("{}: {}", doc.at(), doc.id());
-    if spec["type"].as_str().is_some_and(|t| t != "HTTP") {
-        bail!("{}: only HTTP plugins are emulated", at());
-    }
-    let modes: Vec<&str> = spec["match"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|m| m["mode"].as_str())
-        .collect();
-    if modes != ["SERVER"] {
-        bail!(
-            "{}: expected exactly one match, mode SERVER (inbound only), got {modes:?}",
-            at()
-        );
-    }
+    let type_url = match spec["type"].as_str() {
+        None | Some("HTTP") | Some("UNSPECIFIED_PLUGIN_TYPE") => {
+            // The HTTP filter goes into every connection manager: inbound only, all ports.
+            let modes: Vec<&str> = spec["match"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|m| m["mode"].as_str())
+                .collect();
+            if modes != ["SERVER"] || !wasm_plugin_selects(spec, HTTP_PORT) {
+                bail!(
+                    "{}: expected exactly one match, mode SERVER (inbound only) on every port, \
+                     got {modes:?}",
+                    at()
+                );
+            }
+            WASM_TYPE
+        }
+        Some("NETWORK") => NETWORK_WASM_TYPE,
+        Some(other) => bail!("{}: unknown plugin type {other}", at()),
+    };
     if spec["phase"] != "AUTHZ" {
         bail!("{}: expected phase AUTHZ", at());
     }
@@ -404,9 +669,7 @@ pub fn wasm_plugin_filter(doc: &Doc, pod: &Pod) -> Result<Value> {
             "value": serde_json::to_string(cfg)?
         });
     }
-    let mut typed = json!({"@type": WASM_TYPE, "config": config});
-    agent_localize(&mut typed, pod).with_context(at)?;
-    Ok(json!({"name": name, "typed_config": typed}))
+    Ok(json!({"name": name, "typed_config": {"@type": type_url, "config": config}}))
 }
 
 fn env_vars(vm_config: &Value) -> Value {
@@ -419,11 +682,17 @@ fn env_vars(vm_config: &Value) -> Value {
     Value::Object(out)
 }
 
+fn require_wasm(wasm_typed_config: &Value) -> Result<()> {
+    let t = &wasm_typed_config["@type"];
+    if t != WASM_TYPE && t != NETWORK_WASM_TYPE {
+        bail!("not a wasm filter configuration (HTTP or network): {t}");
+    }
+    Ok(())
+}
+
 /// istio-agent: a remote module is downloaded, its sha256 checked, and replaced by a local file.
 pub fn agent_localize(wasm_typed_config: &mut Value, pod: &Pod) -> Result<()> {
-    if wasm_typed_config["@type"] != WASM_TYPE {
-        bail!("not an HTTP wasm filter configuration");
-    }
+    require_wasm(wasm_typed_config)?;
     let code = &mut wasm_typed_config["config"]["vm_config"]["code"];
     let Some(remote) = code.get("remote").cloned() else {
         bail!("the module is not remote: istio-agent would not fetch it");
@@ -442,6 +711,21 @@ pub fn agent_localize(wasm_typed_config: &mut Value, pod: &Pod) -> Result<()> {
     }
     *code = json!({"local": {"filename": pod.wasm.display().to_string()}});
     Ok(())
+}
+
+/// What istio-agent sends instead of a wasm filter whose module it cannot fetch or verify, with
+/// `failure_policy` FAIL_CLOSED (its createHTTPDefaultFilter / createNetworkDefaultFilter): an
+/// RBAC filter with empty rules, which denies every request or connection.
+pub fn agent_deny_all(wasm_typed_config: &Value) -> Result<Value> {
+    require_wasm(wasm_typed_config)?;
+    if wasm_typed_config["config"]["failure_policy"] == "FAIL_OPEN" {
+        bail!("failure_policy FAIL_OPEN: istio-agent would install an allow-all filter");
+    }
+    Ok(if wasm_typed_config["@type"] == WASM_TYPE {
+        json!({"@type": HTTP_RBAC_TYPE, "rules": {}, "rules_stat_prefix": "wasm-default-deny"})
+    } else {
+        json!({"@type": NETWORK_RBAC_TYPE, "rules": {}, "stat_prefix": "wasm-default-deny"})
+    })
 }
 
 /// The plugin configuration JSON inside a wasm filter configuration.

@@ -13,10 +13,12 @@
 //!   errors).
 //! * [`inject`]: the `calico-alp` injection template, rendered as istiod would for its two
 //!   variables, and the control container it adds.
-//! * [`istio`]: the Envoy configuration Istio builds from the WasmPlugin or the EnvoyFilters,
-//!   reproduced as a static bootstrap (patch semantics emulated: cluster ADD, HCM MERGE, HTTP
-//!   filter INSERT_BEFORE, extension config, istio-agent's module download with its checksum
-//!   check), which the tests give to `envoy --mode validate` and then run.
+//! * [`istio`]: the Envoy configuration Istio builds from the WasmPlugins or the EnvoyFilters
+//!   for an HTTP port and a TCP port, reproduced as a static bootstrap (patch semantics
+//!   emulated: cluster ADD, network filter MERGE and INSERT_BEFORE on the connection manager or
+//!   `tcp_proxy`, HTTP filter INSERT_BEFORE, extension config, WasmPlugins placed by type and
+//!   port, istio-agent's module download with its checksum check or its deny-all fallback),
+//!   which the tests give to `envoy --mode validate` and then run.
 //! * [`felix`]: a test Felix (the `felix-sim` crate) on the Policy Sync socket path the CSI
 //!   driver would provide.
 //! * [`dockerfile`]: the instructions of the Dockerfiles, to check what they copy and run.

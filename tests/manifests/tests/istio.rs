@@ -1,28 +1,41 @@
 //! The Istio packaging (envoy/istio/) hangs together, and does what it says with real programs:
 //!
-//! * the injection template, the WasmPlugin, both EnvoyFilters and the filter's configuration
-//!   agree on every name and path (label, cluster, sockets, volumes, probes);
+//! * the injection template, the WasmPlugins, the EnvoyFilters and the filter's configuration
+//!   agree on every name and path (label, cluster, sockets, volumes, probes); the network
+//!   filter is the HTTP filter's module and configuration with `"filter":"network"`, on the TCP
+//!   chains only, sharing the HTTP filter's VM;
 //! * the Envoy configuration Istio would build from them (tests/manifests/src/istio.rs) passes
-//!   `envoy --mode validate`, for the WasmPlugin and for the EnvoyFilter-only installation;
+//!   `envoy --mode validate`, for the WasmPlugins and for the EnvoyFilter-only installation,
+//!   with an HTTP port and a TCP port;
 //! * end to end: the control container's injected command line, with the pod's paths mapped to a
 //!   temporary directory, runs the real `control` against a test Felix on the Policy Sync socket
 //!   path of the CSI volume; its injected probes answer; a real Envoy configured as Istio would
-//!   configure the pod's inbound listener decides YAO bank requests (200, 403 denied by policy);
-//! * the inbound MERGE patch is what keeps `source.address` the connection's: with it a forged
+//!   configure the pod's inbound listener decides YAO bank requests (200, 403 denied by policy)
+//!   and raw TCP connections to a server-first application (greeting delivered, or closed
+//!   without a byte);
+//! * the inbound MERGE patches do what they are there for: with the HTTP one a forged
 //!   x-forwarded-for changes nothing, without it (Istio's default) the forged address is
-//!   believed.
+//!   believed; without the tcp_proxy one a server-first protocol over mTLS stalls for an allowed
+//!   client, and leaks nothing to a denied one;
+//! * a NETWORK WasmPlugin must list its ports: on an HTTP port it decides HTTP as connections
+//!   (an HTTP-only policy then closes every HTTP connection); a module istio-agent refuses is
+//!   replaced by a deny-all filter Envoy accepts.
 
 use alp_e2e::certs::Ca;
 use alp_e2e::client::{send, Request, Transport};
 use alp_e2e::envoy::{validate, Envoy};
 use alp_e2e::process::{wait_for, Proc};
 use alp_e2e::stack::{yaobank_ip, RunDir};
-use alp_e2e::{artifacts, policy};
+use alp_e2e::tcp_backend::TcpBackend;
+use alp_e2e::tcp_client::{self, End, TcpOutcome, TcpTransport};
+use alp_e2e::{artifacts, policy, tls};
+use alp_filter::config::FilterKind;
 use alp_manifests::inject::{self, PathMap, CONTAINER, LABEL};
 use alp_manifests::istio::{self, EcdsMode, Pod};
 use alp_manifests::yaml::{self, Doc};
 use alp_manifests::{bundled_wasm, felix::TestFelix, render_istio, root};
 use serde_json::{json, Value};
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -303,16 +316,15 @@ fn every_filter_configuration_that_can_name_its_vm_does() {
         "calico-alp-wasm",
     )
     .unwrap();
-    let ext = wasm_filter.value["spec"]["configPatches"]
+    // Both filters, HTTP and network: one VM id, one snapshot for both.
+    let vm_ids: Vec<&Value> = wasm_filter.value["spec"]["configPatches"]
         .as_array()
         .unwrap()
         .iter()
-        .find(|p| p["applyTo"] == "EXTENSION_CONFIG")
-        .unwrap();
-    assert_eq!(
-        ext["patch"]["value"]["typed_config"]["config"]["vm_config"]["vm_id"],
-        "calico-alp"
-    );
+        .filter(|p| p["applyTo"] == "EXTENSION_CONFIG")
+        .map(|p| &p["patch"]["value"]["typed_config"]["config"]["vm_config"]["vm_id"])
+        .collect();
+    assert_eq!(vm_ids, [&json!("calico-alp"), &json!("calico-alp")]);
     // The WasmPlugin cannot: its vmConfig has env only (istiod sets no vm_id). If a later Istio
     // adds a field for it, this fails: set it in wasmplugin.yaml then.
     let crds = yaml::load_file(
@@ -333,23 +345,179 @@ fn every_filter_configuration_that_can_name_its_vm_does() {
         versions += 1;
     }
     assert!(versions > 0);
-    let plugin =
-        yaml::resource(&istio_file("wasmplugin.yaml"), "WasmPlugin", "calico-alp").unwrap();
-    assert!(plugin.value["spec"]["vmConfig"].get("vmId").is_none());
+    for (file, name) in [
+        ("wasmplugin.yaml", "calico-alp"),
+        ("wasmplugin-tcp.yaml", "calico-alp-tcp"),
+    ] {
+        let plugin = yaml::resource(&istio_file(file), "WasmPlugin", name).unwrap();
+        assert!(plugin.value["spec"]["vmConfig"].get("vmId").is_none());
+    }
     let doc = std::fs::read_to_string(root().join("docs/istio.md")).unwrap();
     assert!(
         doc.contains("vm_id"),
         "docs/istio.md says what the WasmPlugin's empty vm_id means"
     );
     // The harness's bootstrap (local stack, compose, end-to-end tests): one per workload, as
-    // each workload has its own snapshot (rendered and checked by tests/tests/config.rs).
+    // each workload has its own snapshot, shared by its HTTP and network filters (rendered and
+    // checked by tests/tests/config.rs).
     let template = std::fs::read_to_string(root().join("envoy/bootstrap.yaml")).unwrap();
     let vm_ids: Vec<&str> = template
         .lines()
         .map(str::trim)
         .filter(|l| l.starts_with("vm_id:"))
         .collect();
-    assert_eq!(vm_ids, ["vm_id: calico-alp-{{NAME}}"]);
+    assert!(!vm_ids.is_empty());
+    for id in vm_ids {
+        assert_eq!(id, "vm_id: calico-alp-{{NAME}}");
+    }
+}
+
+/// The network filter's resources: the HTTP filter's module, pods and failure handling, its
+/// configuration with `"filter":"network"`, on TCP chains only, and the tcp_proxy setting it
+/// relies on under mTLS, the same in both installations.
+#[test]
+fn the_network_filter_is_the_http_filter_deciding_connections() {
+    let http = yaml::resource(&istio_file("wasmplugin.yaml"), "WasmPlugin", "calico-alp").unwrap();
+    let tcp = yaml::resource(
+        &istio_file("wasmplugin-tcp.yaml"),
+        "WasmPlugin",
+        "calico-alp-tcp",
+    )
+    .unwrap();
+    let connect = yaml::resource(
+        &istio_file("wasmplugin-tcp.yaml"),
+        "EnvoyFilter",
+        "calico-alp-tcp-connect",
+    )
+    .unwrap();
+    let alt = yaml::resource(
+        &istio_file("envoyfilter-wasm.yaml"),
+        "EnvoyFilter",
+        "calico-alp-wasm",
+    )
+    .unwrap();
+    let (h, t) = (&http.value["spec"], &tcp.value["spec"]);
+    for key in [
+        "selector",
+        "url",
+        "sha256",
+        "imagePullPolicy",
+        "phase",
+        "failStrategy",
+    ] {
+        assert_eq!(t[key], h[key], "WasmPlugin calico-alp-tcp {key}");
+    }
+    assert_eq!(
+        (&h["type"], &t["type"]),
+        (&json!("HTTP"), &json!("NETWORK"))
+    );
+    assert_eq!(tcp.namespace(), Some("istio-system"));
+    assert!(t["targetRef"].is_null() && t["targetRefs"].is_null());
+    assert_eq!(connect.namespace(), Some("istio-system"));
+    assert_eq!(
+        connect.value["spec"]["workloadSelector"]["labels"],
+        json!({LABEL.0: LABEL.1})
+    );
+
+    // The configuration: the HTTP filter's, plus "filter":"network", which the filter accepts.
+    let mut want = h["pluginConfig"].clone();
+    want["filter"] = json!("network");
+    assert_eq!(t["pluginConfig"], want);
+    let parse = |v: &Value| {
+        let text = serde_json::to_string(v).unwrap();
+        alp_filter::config::Config::parse(Some(text.as_bytes()))
+            .unwrap_or_else(|e| panic!("the filter refuses {text}: {e}"))
+    };
+    assert_eq!(parse(&want).filter, FilterKind::Network);
+    assert_eq!(parse(&h["pluginConfig"]).filter, FilterKind::Http);
+
+    // Inbound only, and only the listed ports: without ports istiod would put it in front of
+    // every HTTP connection manager too (tests/manifests/src/istio.rs wasm_plugin_selects).
+    let matches = t["match"].as_array().unwrap();
+    assert!(!matches.is_empty());
+    for m in matches {
+        assert_eq!(m["mode"], "SERVER");
+        assert!(
+            m["ports"].as_array().is_some_and(|p| !p.is_empty()),
+            "a NETWORK WasmPlugin match without ports selects the HTTP ports too: {m}"
+        );
+    }
+    assert!(istio::wasm_plugin_selects(t, istio::TCP_PORT));
+    assert!(!istio::wasm_plugin_selects(t, istio::HTTP_PORT));
+
+    // The EnvoyFilter installation: the same module and VM for both filters, the network one
+    // configured as the WasmPlugin, before every inbound tcp_proxy.
+    let patches = alt.value["spec"]["configPatches"].as_array().unwrap();
+    let ext = |ty: &str| {
+        let p: Vec<&Value> = patches
+            .iter()
+            .filter(|p| p["applyTo"] == "EXTENSION_CONFIG")
+            .map(|p| &p["patch"]["value"])
+            .filter(|v| v["typed_config"]["@type"] == ty)
+            .collect();
+        assert_eq!(p.len(), 1, "one EXTENSION_CONFIG of type {ty}");
+        p[0]
+    };
+    let (http_ext, net_ext) = (ext(istio::WASM_TYPE), ext(istio::NETWORK_WASM_TYPE));
+    assert_eq!(
+        net_ext["typed_config"]["config"]["vm_config"],
+        http_ext["typed_config"]["config"]["vm_config"],
+        "the same vm_id, runtime and module: one VM, one policy snapshot"
+    );
+    assert_eq!(
+        net_ext["typed_config"]["config"]["failure_policy"],
+        "FAIL_CLOSED"
+    );
+    assert_ne!(net_ext["name"], http_ext["name"]);
+    assert_eq!(
+        istio::plugin_configuration(&net_ext["typed_config"]).unwrap(),
+        want
+    );
+    assert_eq!(
+        istio::plugin_configuration(&http_ext["typed_config"]).unwrap(),
+        h["pluginConfig"]
+    );
+    let on_tcp_proxy = |p: &&Value, op: &str| {
+        p["applyTo"] == "NETWORK_FILTER"
+            && p["patch"]["operation"] == op
+            && p["match"]["context"] == "SIDECAR_INBOUND"
+            && p["match"]["listener"]["filterChain"]["filter"]["name"] == istio::TCP_PROXY
+    };
+    let inserts: Vec<&Value> = patches
+        .iter()
+        .filter(|p| on_tcp_proxy(p, "INSERT_BEFORE"))
+        .collect();
+    assert_eq!(inserts.len(), 1);
+    assert_eq!(inserts[0]["patch"]["value"]["name"], net_ext["name"]);
+    assert_eq!(
+        inserts[0]["patch"]["value"]["config_discovery"]["type_urls"],
+        json!([istio::NETWORK_WASM_TYPE, istio::NETWORK_RBAC_TYPE])
+    );
+
+    // The tcp_proxy setting: the same patch in both installations, and the only patch of
+    // calico-alp-tcp-connect. Envoy requires max_early_data_bytes with any mode but IMMEDIATE.
+    let merge_of = |f: &Doc| -> Value {
+        let m: Vec<&Value> = f.value["spec"]["configPatches"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| on_tcp_proxy(p, "MERGE"))
+            .collect();
+        assert_eq!(m.len(), 1, "{}", f.id());
+        m[0].clone()
+    };
+    assert_eq!(merge_of(&connect), merge_of(&alt));
+    assert_eq!(
+        connect.value["spec"]["configPatches"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    let v = &merge_of(&connect)["patch"]["value"]["typed_config"];
+    assert_eq!(v["@type"], istio::TCP_PROXY_TYPE);
+    assert_eq!(v["upstream_connect_mode"], "ON_DOWNSTREAM_TLS_HANDSHAKE");
+    assert_eq!(v["max_early_data_bytes"], 65536);
 }
 
 #[test]
@@ -398,34 +566,43 @@ fn render_fills_every_placeholder_and_refuses_bad_input() {
             f.display()
         );
     }
-    // The trust domains: cluster.local unless given, in both configurations of the filter.
+    // The trust domains: cluster.local unless given, in every configuration of the filter (the
+    // two WasmPlugins, the HTTP and network filters of the EnvoyFilter).
     let filter_configs = |dir: &Path| -> Vec<Value> {
-        let plugin =
-            yaml::resource(&dir.join("wasmplugin.yaml"), "WasmPlugin", "calico-alp").unwrap();
+        let mut out = vec![];
+        for (file, name) in [
+            ("wasmplugin.yaml", "calico-alp"),
+            ("wasmplugin-tcp.yaml", "calico-alp-tcp"),
+        ] {
+            let plugin = yaml::resource(&dir.join(file), "WasmPlugin", name).unwrap();
+            out.push(plugin.value["spec"]["pluginConfig"]["trust_domains"].clone());
+        }
         let alt = yaml::resource(
             &dir.join("envoyfilter-wasm.yaml"),
             "EnvoyFilter",
             "calico-alp-wasm",
         )
         .unwrap();
-        let ext = alt.value["spec"]["configPatches"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|p| p["applyTo"] == "EXTENSION_CONFIG")
-            .unwrap()
-            .clone();
-        vec![
-            plugin.value["spec"]["pluginConfig"]["trust_domains"].clone(),
-            istio::plugin_configuration(&ext["patch"]["value"]["typed_config"]).unwrap()
-                ["trust_domains"]
-                .clone(),
-        ]
+        for p in alt.value["spec"]["configPatches"].as_array().unwrap() {
+            if p["applyTo"] == "EXTENSION_CONFIG" {
+                let config = istio::plugin_configuration(&p["patch"]["value"]["typed_config"]);
+                out.push(config.unwrap()["trust_domains"].clone());
+            }
+        }
+        out
     };
-    assert_eq!(
-        filter_configs(&out),
-        [json!(["cluster.local"]), json!(["cluster.local"])]
-    );
+    assert_eq!(filter_configs(&out), vec![json!(["cluster.local"]); 4]);
+    // The network WasmPlugin's ports: the committed example unless given.
+    let tcp_ports = |dir: &Path| -> Value {
+        let p = yaml::resource(
+            &dir.join("wasmplugin-tcp.yaml"),
+            "WasmPlugin",
+            "calico-alp-tcp",
+        )
+        .unwrap();
+        p.value["spec"]["match"][0]["ports"].clone()
+    };
+    assert_eq!(tcp_ports(&out), json!([{"number": 5432}]));
     let custom = dir.path.join("custom-td");
     let status = std::process::Command::new("bash")
         .arg(istio_file("render.sh"))
@@ -438,6 +615,10 @@ fn render_fills_every_placeholder_and_refuses_bad_input() {
             "prod.example.com",
             "--trust-domain",
             "old_td",
+            "--tcp-port",
+            "3306",
+            "--tcp-port",
+            "27017",
             "--out",
         ])
         .arg(&custom)
@@ -445,7 +626,11 @@ fn render_fills_every_placeholder_and_refuses_bad_input() {
         .unwrap();
     assert!(status.success());
     let want = json!(["prod.example.com", "old_td"]);
-    assert_eq!(filter_configs(&custom), [want.clone(), want]);
+    assert_eq!(filter_configs(&custom), vec![want; 4]);
+    assert_eq!(
+        tcp_ports(&custom),
+        json!([{"number": 3306}, {"number": 27017}])
+    );
 
     // OCI: the digest is the manifest's, given or pinned.
     let digest = format!("sha256:{}", "ab".repeat(32));
@@ -493,6 +678,22 @@ fn render_fills_every_placeholder_and_refuses_bad_input() {
             "--trust-domain",
             "Cluster.Local\"]",
         ],
+        vec![
+            "--wasm-url",
+            "https://example.com/f.wasm",
+            "--control-image",
+            "a/b:c",
+            "--tcp-port",
+            "0",
+        ],
+        vec![
+            "--wasm-url",
+            "https://example.com/f.wasm",
+            "--control-image",
+            "a/b:c",
+            "--tcp-port",
+            "5432}]",
+        ],
     ] {
         let out = std::process::Command::new("bash")
             .arg(istio_file("render.sh"))
@@ -539,6 +740,7 @@ fn pod_env(dir: &Path) -> PodEnv {
             server_key: server.key,
             trust_domain: alp_e2e::certs::TRUST_DOMAIN.to_string(),
             app: "summary: ok".to_string(),
+            tcp_app: dir.join("pod/tcp-app.sock"),
             path_normalization: inject::mesh_config(&istio_file("istio-operator.yaml")).unwrap()
                 ["pathNormalization"]["normalization"]
                 .as_str()
@@ -580,23 +782,53 @@ fn envoy_validates_what_istio_would_configure() {
         "calico-alp-control",
     );
     let plugin = load(&r, "wasmplugin.yaml", "WasmPlugin", "calico-alp");
+    let tcp = load(&r, "wasmplugin-tcp.yaml", "WasmPlugin", "calico-alp-tcp");
+    let connect = load(
+        &r,
+        "wasmplugin-tcp.yaml",
+        "EnvoyFilter",
+        "calico-alp-tcp-connect",
+    );
     let alt = load(
         &r,
         "envoyfilter-wasm.yaml",
         "EnvoyFilter",
         "calico-alp-wasm",
     );
+    let wasm_plugins = vec![&cluster, &plugin, &tcp, &connect];
     // `--mode validate` checks a config_discovery stanza but does not load what it would
     // discover: the inline variant is the one that validates the discovered configuration.
-    let variants: [(&str, Vec<&Doc>, EcdsMode); 3] = [
-        ("wasmplugin", vec![&cluster, &plugin], EcdsMode::Inline),
+    // "refused": what istio-agent sends when it cannot fetch or verify the module (deny-all
+    // RBAC filters), which the EnvoyFilter's type_urls must accept.
+    let variants: [(&str, Vec<&Doc>, EcdsMode); 5] = [
+        ("wasmplugin", wasm_plugins.clone(), EcdsMode::Inline),
+        ("wasmplugin-refused", wasm_plugins, EcdsMode::Refused),
         ("envoyfilter-inline", vec![&cluster, &alt], EcdsMode::Inline),
         ("envoyfilter-ecds", vec![&cluster, &alt], EcdsMode::File),
+        (
+            "envoyfilter-refused",
+            vec![&cluster, &alt],
+            EcdsMode::Refused,
+        ),
     ];
+    let names = |filters: &Value| -> Vec<String> {
+        filters
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let mut files = vec![];
     for (name, docs, ecds) in variants {
         let config = istio::bootstrap(&docs, &env.pod, &dir.path, ecds).unwrap();
-        let hcm = &config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
-            ["typed_config"];
+        let listeners = &config["static_resources"]["listeners"];
+        assert_eq!(listeners[0]["name"], istio::INBOUND_LISTENER);
+        let http_chain = &listeners[0]["filter_chains"][0]["filters"];
+        // No network filter in front of the HTTP connection manager: HTTP is decided per
+        // request, by the HTTP filter only.
+        assert_eq!(names(http_chain), [istio::HCM], "{name}: HTTP chain");
+        let hcm = &http_chain[0]["typed_config"];
         assert_eq!(
             hcm["use_remote_address"], true,
             "{name}: the MERGE patch applied"
@@ -611,26 +843,95 @@ fn envoy_validates_what_istio_would_configure() {
             (&json!(true), &json!(true), &json!("UNESCAPE_AND_FORWARD")),
             "{name}"
         );
-        let filters: Vec<&str> = hcm["http_filters"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|f| f["name"].as_str().unwrap())
-            .collect();
         assert_eq!(
-            filters,
+            names(&hcm["http_filters"]),
             ["istio-system.calico-alp", istio::ROUTER],
             "{name}"
         );
+        // The TCP chain: the network filter, then tcp_proxy connecting after the handshake.
+        assert_eq!(listeners[1]["name"], istio::TCP_LISTENER);
+        let tcp_chain = &listeners[1]["filter_chains"][0]["filters"];
+        assert_eq!(
+            names(tcp_chain),
+            ["istio-system.calico-alp-tcp", istio::TCP_PROXY],
+            "{name}: TCP chain"
+        );
+        let tcp_proxy = &tcp_chain[1]["typed_config"];
+        assert_eq!(
+            (
+                &tcp_proxy["upstream_connect_mode"],
+                &tcp_proxy["max_early_data_bytes"]
+            ),
+            (&json!("ON_DOWNSTREAM_TLS_HANDSHAKE"), &json!(65536)),
+            "{name}"
+        );
+        if ecds == EcdsMode::Inline {
+            let net = &tcp_chain[0]["typed_config"];
+            assert_eq!(net["@type"], istio::NETWORK_WASM_TYPE, "{name}");
+            assert_eq!(
+                istio::plugin_configuration(net).unwrap()["filter"],
+                "network"
+            );
+        }
         let file = dir.path.join(format!("envoy-{name}.json"));
         std::fs::write(&file, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
-        validate(&envoy, &file).unwrap_or_else(|e| panic!("{name}: {e:#}"));
+        files.push((name, file));
     }
+    // The CRD schema does not look into patch values (istiod reads them against Envoy's API);
+    // Envoy does: a misspelt tcp_proxy field is refused.
+    let mut typo = connect.clone();
+    let v = &mut typo.value["spec"]["configPatches"][0]["patch"]["value"]["typed_config"];
+    let mode = v
+        .as_object_mut()
+        .unwrap()
+        .remove("upstream_connect_mode")
+        .unwrap();
+    v["upstream_connnect_mode"] = mode;
+    let config = istio::bootstrap(
+        &[&cluster, &plugin, &tcp, &typo],
+        &env.pod,
+        &dir.path,
+        EcdsMode::Inline,
+    )
+    .unwrap();
+    let typo_file = dir.path.join("envoy-typo.json");
+    std::fs::write(&typo_file, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
+    // Envoy takes a second or so per configuration: all at once.
+    std::thread::scope(|scope| {
+        let envoy = &envoy;
+        let typo = scope.spawn(|| validate(envoy, &typo_file));
+        let checks: Vec<_> = files
+            .iter()
+            .map(|(name, file)| (name, scope.spawn(move || validate(envoy, file))))
+            .collect();
+        for (name, check) in checks {
+            check
+                .join()
+                .unwrap()
+                .unwrap_or_else(|e| panic!("{name}: {e:#}"));
+        }
+        let err = typo.join().unwrap().unwrap_err();
+        assert!(
+            format!("{err:#}").contains("upstream_connnect_mode"),
+            "{err:#}"
+        );
+    });
+    // The HTTP filter alone (no TCP ports to enforce): Istio's TCP chain is left as it is.
+    let config =
+        istio::bootstrap(&[&cluster, &plugin], &env.pod, &dir.path, EcdsMode::Inline).unwrap();
+    let tcp_chain = &config["static_resources"]["listeners"][1]["filter_chains"][0]["filters"];
+    assert_eq!(names(tcp_chain), [istio::TCP_PROXY]);
+    assert!(tcp_chain[0]["typed_config"]["upstream_connect_mode"].is_null());
     // The unrendered manifests would not get past istio-agent (placeholder checksum).
-    let raw = yaml::resource(&istio_file("wasmplugin.yaml"), "WasmPlugin", "calico-alp").unwrap();
-    let err =
-        istio::bootstrap(&[&cluster, &raw], &env.pod, &dir.path, EcdsMode::Inline).unwrap_err();
-    assert!(format!("{err:#}").contains("checksum"), "{err:#}");
+    for (file, name) in [
+        ("wasmplugin.yaml", "calico-alp"),
+        ("wasmplugin-tcp.yaml", "calico-alp-tcp"),
+    ] {
+        let raw = yaml::resource(&istio_file(file), "WasmPlugin", name).unwrap();
+        let err =
+            istio::bootstrap(&[&cluster, &raw], &env.pod, &dir.path, EcdsMode::Inline).unwrap_err();
+        assert!(format!("{err:#}").contains("checksum"), "{err:#}");
+    }
 }
 
 /// The control container of the rendered template, started as the kubelet would (its command,
@@ -716,6 +1017,63 @@ fn first_decision(envoy: &Envoy, req: &Request) -> alp_e2e::Outcome {
     })
 }
 
+/// What the pod's TCP application (a server-first protocol, as MySQL or SMTP) sends first.
+const GREETING: &[u8] = b"220 summary-tcp ready\r\n";
+
+/// A raw TCP client presenting service account `sa`'s certificate.
+fn tcp_mtls(env: &PodEnv, sa: &str) -> TcpTransport {
+    let cert = env
+        .ca
+        .issue(&format!("tcp-client-{sa}"), sa, false)
+        .unwrap();
+    TcpTransport::Tls(tls::client_config(&env.ca.cert_file, &cert).unwrap())
+}
+
+/// One server-first exchange on the TCP port: wait for the greeting, send `payload`, read its
+/// echo.
+fn tcp_exchange(envoy: &Envoy, from: IpAddr, t: &TcpTransport, payload: &[u8]) -> TcpOutcome {
+    let addr = envoy.listeners[istio::TCP_LISTENER];
+    tcp_client::dial(addr, Some(from), t, GREETING.len(), payload).unwrap()
+}
+
+/// Exchanges until one passes. Before the filter's first snapshot connections are closed, as
+/// soon as they are accepted: the TLS handshake itself may fail then.
+fn first_tcp_pass(envoy: &Envoy, from: IpAddr, t: &TcpTransport, payload: &[u8]) -> TcpOutcome {
+    let addr = envoy.listeners[istio::TCP_LISTENER];
+    let want = [GREETING, payload].concat();
+    let mut last = String::new();
+    let got =
+        wait_for(
+            Duration::from_secs(20),
+            Duration::from_millis(100),
+            || match tcp_client::dial(addr, Some(from), t, GREETING.len(), payload) {
+                Ok(o) if o.passed(&want) => Some(o),
+                Ok(o) => {
+                    last = o.summary();
+                    None
+                }
+                Err(e) => {
+                    last = format!("{e:#}");
+                    None
+                }
+            },
+        );
+    got.unwrap_or_else(|| panic!("no TCP connection passed within 20 s; last: {last}"))
+}
+
+/// Waits until the filter's counter `name` (flushed on its tick) is at least `min`.
+fn wait_stat(envoy: &Envoy, name: &str, min: u64) {
+    let got = wait_for(Duration::from_secs(5), Duration::from_millis(50), || {
+        envoy
+            .stat(name)
+            .ok()
+            .flatten()
+            .filter(|v| *v >= min)
+            .map(|_| ())
+    });
+    assert!(got.is_some(), "{name} never reached {min}");
+}
+
 fn yaobank_decisions(variant: &str) {
     require_tools();
     let dir = RunDir::create(&format!("alp-istio-{variant}")).unwrap();
@@ -745,6 +1103,13 @@ fn yaobank_decisions(variant: &str) {
         "wasmplugin" => vec![
             cluster,
             load(&r, "wasmplugin.yaml", "WasmPlugin", "calico-alp"),
+            load(&r, "wasmplugin-tcp.yaml", "WasmPlugin", "calico-alp-tcp"),
+            load(
+                &r,
+                "wasmplugin-tcp.yaml",
+                "EnvoyFilter",
+                "calico-alp-tcp-connect",
+            ),
         ],
         _ => vec![
             cluster,
@@ -765,6 +1130,7 @@ fn yaobank_decisions(variant: &str) {
         EcdsMode::File
     };
     let config = istio::bootstrap(&docs, &env.pod, &dir.path, ecds).unwrap();
+    let backend = TcpBackend::start(&env.pod.tcp_app, GREETING).unwrap();
     let envoy = start_envoy(&config, &dir.path, variant);
 
     // customer -> summary: allowed (service account customer, from customer's address).
@@ -826,6 +1192,34 @@ fn yaobank_decisions(variant: &str) {
         o.summary()
     );
 
+    // The TCP port (server-first: the application greets, then echoes), decided per
+    // connection by the network filter, from the same snapshot. customer: allowed, the
+    // greeting and the echo pass.
+    let customer_tcp = tcp_mtls(&env, "customer");
+    let o = first_tcp_pass(
+        &envoy,
+        yaobank_ip("customer"),
+        &customer_tcp,
+        b"ping from customer",
+    );
+    assert!(backend.saw(b"ping from customer"), "{variant}");
+    // database: closed without a byte of the greeting; nothing it sent reached the application.
+    let o2 = tcp_exchange(
+        &envoy,
+        yaobank_ip("database"),
+        &tcp_mtls(&env, "database"),
+        b"ping from database",
+    );
+    assert!(
+        o2.closed_silently(),
+        "{variant}: database -> summary over TCP: {} (customer: {})",
+        o2.summary(),
+        o.summary()
+    );
+    assert!(!backend.saw(b"ping from database"), "{variant}");
+    wait_stat(&envoy, "wasmcustom.alp.connections.denied", 1);
+    wait_stat(&envoy, "wasmcustom.alp.connections.allowed", 1);
+
     // control's probes follow it: stopped, both fail.
     control.proc.stop(Duration::from_secs(5));
     assert!(
@@ -843,6 +1237,9 @@ fn yaobank_decisions(variant: &str) {
         "200 summary: ok",
         "{variant}: the last policy stays in force"
     );
+    let want = [GREETING, b"again".as_slice()].concat();
+    let o = tcp_exchange(&envoy, yaobank_ip("customer"), &customer_tcp, b"again");
+    assert!(o.passed(&want), "{variant}: TCP too: {}", o.summary());
 }
 
 fn require_tools() {
@@ -926,5 +1323,335 @@ fn forged_x_forwarded_for_is_ignored_only_with_the_inbound_patch() {
         o.summary(),
         "200 summary: ok",
         "without the patch a forged x-forwarded-for picks the source address (the reason for the patch)"
+    );
+}
+
+/// Starts the injected control on a test Felix playing `updates`, ready.
+fn control_on(r: &Path, env: &PodEnv, dir: &Path, updates: &str) -> (TestFelix, InjectedControl) {
+    let felix = TestFelix::start(&env.felix_dir.join("nodeagent/socket"), updates).unwrap();
+    let mut control = InjectedControl::start(r, env, dir);
+    control.wait_ready();
+    (felix, control)
+}
+
+/// A relay in front of `target` whose clients finish their TLS handshake `delay` late: it
+/// passes each client's first bytes (the ClientHello) at once and the rest after `delay`, as a
+/// distant or slow client would send them. So what the application sends as soon as it is
+/// connected comes before the handshake completes, deterministically.
+fn late_handshake_relay(target: std::net::SocketAddr, delay: Duration) -> std::net::SocketAddr {
+    use std::io::{Read, Write};
+    use std::net::{Shutdown, TcpListener, TcpStream};
+    fn pipe(mut from: TcpStream, mut to: TcpStream, delay: Option<Duration>) {
+        let mut buf = [0u8; 16 * 1024];
+        let mut first = true;
+        while let Ok(n) = from.read(&mut buf) {
+            if n == 0 || to.write_all(&buf[..n]).is_err() {
+                break;
+            }
+            if std::mem::take(&mut first) {
+                if let Some(d) = delay {
+                    std::thread::sleep(d);
+                }
+            }
+        }
+        let _ = to.shutdown(Shutdown::Write);
+    }
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(client) = client else { continue };
+            let Ok(upstream) = TcpStream::connect(target) else {
+                continue;
+            };
+            let _ = (client.set_nodelay(true), upstream.set_nodelay(true));
+            let (c2, u2) = (client.try_clone().unwrap(), upstream.try_clone().unwrap());
+            std::thread::spawn(move || pipe(client, upstream, Some(delay)));
+            std::thread::spawn(move || pipe(u2, c2, None));
+        }
+    });
+    addr
+}
+
+/// Why calico-alp-tcp-connect exists. Without it (Istio's tcp_proxy connects upstream as soon
+/// as a connection is accepted) a server-first application can greet before the TLS handshake
+/// has given the filter the peer certificate (here always: the client's last handshake flight
+/// comes late); the filter holds the greeting and the client, waiting for it, sends nothing: an
+/// allowed client stalls until it speaks first, a refused one never gets a byte. With it,
+/// tcp_proxy connects after the handshake and the greeting is what the filter decides on.
+#[test]
+fn server_first_over_mtls_needs_the_tcp_proxy_patch_and_never_leaks() {
+    require_tools();
+    let dir = RunDir::create("alp-istio-tcp-connect").unwrap();
+    let env = pod_env(&dir.path);
+    let r = rendered(&dir.path);
+    // By service account only (no address): the relay connects from 127.0.0.1.
+    let by_name = policy::to_jsonl(&policy::single_policy(
+        "summary",
+        "127.0.10.2",
+        vec![],
+        json!([{"action": "allow", "srcServiceAccountMatch": {"names": ["customer"]}, "ruleId": "by-name-0"}]),
+    ));
+    let (_felix, _control) = control_on(&r, &env, &dir.path, &by_name);
+    let backend = TcpBackend::start(&env.pod.tcp_app, GREETING).unwrap();
+    let docs = [
+        load(
+            &r,
+            "control-cluster.yaml",
+            "EnvoyFilter",
+            "calico-alp-control",
+        ),
+        load(&r, "wasmplugin.yaml", "WasmPlugin", "calico-alp"),
+        load(&r, "wasmplugin-tcp.yaml", "WasmPlugin", "calico-alp-tcp"),
+        load(
+            &r,
+            "wasmplugin-tcp.yaml",
+            "EnvoyFilter",
+            "calico-alp-tcp-connect",
+        ),
+    ];
+    let customer = Request::get("/")
+        .from_ip(yaobank_ip("customer"))
+        .transport(mtls(&env, "customer"));
+    for patched in [false, true] {
+        let n = if patched { 4 } else { 3 };
+        let docs: Vec<&Doc> = docs[..n].iter().collect();
+        let config = istio::bootstrap(&docs, &env.pod, &dir.path, EcdsMode::Inline).unwrap();
+        let label = if patched { "patched" } else { "unpatched" };
+        let envoy = start_envoy(&config, &dir.path, label);
+        // The policy is there (the HTTP filter, same VM, decides).
+        assert_eq!(
+            first_decision(&envoy, &customer).summary(),
+            "200 summary: ok"
+        );
+        let relay = late_handshake_relay(
+            envoy.listeners[istio::TCP_LISTENER],
+            Duration::from_millis(300),
+        );
+        for (sa, allowed) in [("customer", true), ("database", false)] {
+            let t = tcp_mtls(&env, sa);
+            let at = format!("{label}, {sa}");
+            let mut conn = tcp_client::connect(relay, None, &t, Duration::from_secs(1)).unwrap();
+            let payload = format!("ping from {sa} {label}");
+            let o = conn.exchange(GREETING.len(), payload.as_bytes());
+            match (patched, allowed) {
+                (true, true) => {
+                    let want = [GREETING, payload.as_bytes()].concat();
+                    assert!(o.passed(&want), "{at}: {}", o.summary());
+                }
+                (true, false) => assert!(o.closed_silently(), "{at}: {}", o.summary()),
+                (false, _) => {
+                    // Waiting for the greeting: nothing comes, the connection stays open.
+                    assert!(
+                        o.received.is_empty() && o.end == End::TimedOut,
+                        "{at}: {}",
+                        o.summary()
+                    );
+                    // Speaking first decides: the held greeting comes, or the connection closes.
+                    let o = conn.exchange(0, payload.as_bytes());
+                    if allowed {
+                        assert!(
+                            !o.received.is_empty()
+                                && GREETING.starts_with(
+                                    &o.received[..o.received.len().min(GREETING.len())]
+                                ),
+                            "{at}, speaking first: {}",
+                            o.summary()
+                        );
+                    } else {
+                        assert!(o.closed_silently(), "{at}, speaking first: {}", o.summary());
+                    }
+                }
+            }
+            assert_eq!(backend.saw(payload.as_bytes()), allowed, "{at}");
+        }
+    }
+}
+
+/// Rules with an HTTP clause never match a connection (D4). So, with a policy that allows GET
+/// only: the TCP port closes every connection, HTTP sent to it included (it is decided as a
+/// connection); the HTTP port serves GET, through the HTTP filter. Which is why the NETWORK
+/// WasmPlugin lists its ports: without them istiod puts the network filter in front of the HTTP
+/// port's connection manager as well, and every HTTP connection is closed before a request is
+/// read.
+#[test]
+fn a_network_wasmplugin_must_not_select_http_ports() {
+    require_tools();
+    let dir = RunDir::create("alp-istio-tcp-ports").unwrap();
+    let env = pod_env(&dir.path);
+    let r = rendered(&dir.path);
+    let get_only = policy::to_jsonl(&policy::single_policy(
+        "summary",
+        "127.0.10.2",
+        vec![],
+        json!([{"action": "allow", "httpMatch": {"methods": ["GET"]}, "ruleId": "get-only-0"}]),
+    ));
+    let (_felix, _control) = control_on(&r, &env, &dir.path, &get_only);
+    let backend = TcpBackend::start(&env.pod.tcp_app, GREETING).unwrap();
+    let cluster = load(
+        &r,
+        "control-cluster.yaml",
+        "EnvoyFilter",
+        "calico-alp-control",
+    );
+    let plugin = load(&r, "wasmplugin.yaml", "WasmPlugin", "calico-alp");
+    let mut tcp = load(&r, "wasmplugin-tcp.yaml", "WasmPlugin", "calico-alp-tcp");
+    let connect = load(
+        &r,
+        "wasmplugin-tcp.yaml",
+        "EnvoyFilter",
+        "calico-alp-tcp-connect",
+    );
+    let get = Request::get("/")
+        .from_ip(yaobank_ip("customer"))
+        .transport(mtls(&env, "customer"));
+    let post = Request::get("/")
+        .method("POST")
+        .from_ip(yaobank_ip("customer"))
+        .transport(mtls(&env, "customer"));
+
+    // As shipped (ports: 5432).
+    let config = istio::bootstrap(
+        &[&cluster, &plugin, &tcp, &connect],
+        &env.pod,
+        &dir.path,
+        EcdsMode::Inline,
+    )
+    .unwrap();
+    let envoy = start_envoy(&config, &dir.path, "ports");
+    assert_eq!(first_decision(&envoy, &get).summary(), "200 summary: ok");
+    let o = send(envoy.listeners[istio::INBOUND_LISTENER], &post).unwrap();
+    assert_eq!(o.summary(), "403 denied by policy");
+    let t = tcp_mtls(&env, "customer");
+    let o = tcp_exchange(&envoy, yaobank_ip("customer"), &t, b"raw bytes");
+    assert!(o.closed_silently(), "TCP, GET-only policy: {}", o.summary());
+    let http_over_tcp = b"GET / HTTP/1.1\r\nhost: summary\r\n\r\n";
+    let mut conn = tcp_client::connect(
+        envoy.listeners[istio::TCP_LISTENER],
+        Some(yaobank_ip("customer")),
+        &t,
+        Duration::from_secs(5),
+    )
+    .unwrap();
+    let o = conn.exchange(0, http_over_tcp);
+    assert!(
+        o.closed_silently(),
+        "HTTP over the TCP port: {}",
+        o.summary()
+    );
+    assert!(!backend.saw(b"raw bytes") && !backend.saw(b"GET /"));
+    wait_stat(&envoy, "wasmcustom.alp.connections.denied", 2);
+    drop(envoy);
+
+    // Without ports: the network filter is also in front of the HTTP connection manager.
+    tcp.value["spec"]["match"] = json!([{"mode": "SERVER"}]);
+    let config = istio::bootstrap(
+        &[&cluster, &plugin, &tcp, &connect],
+        &env.pod,
+        &dir.path,
+        EcdsMode::Inline,
+    )
+    .unwrap();
+    let http_chain = &config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"];
+    assert_eq!(http_chain[0]["name"], "istio-system.calico-alp-tcp");
+    assert_eq!(http_chain[1]["name"], istio::HCM);
+    let envoy = start_envoy(&config, &dir.path, "no-ports");
+    // Wait until the policy is there: the TCP port's connections are then decided (closed by
+    // the GET-only policy) rather than closed for want of a snapshot (at once, even before the
+    // TLS handshake completes: hence no unwrap).
+    let addr = envoy.listeners[istio::TCP_LISTENER];
+    let got = wait_for(Duration::from_secs(20), Duration::from_millis(100), || {
+        let _ = tcp_client::dial(addr, Some(yaobank_ip("customer")), &t, 0, b"x");
+        envoy
+            .stat("wasmcustom.alp.connection.decision.reason.policy_denied")
+            .ok()
+            .flatten()
+            .filter(|n| *n > 0)
+    });
+    assert!(
+        got.is_some(),
+        "the network filter never decided with the policy"
+    );
+    let denied = "wasmcustom.alp.connection.decision.reason.policy_denied";
+    let before = envoy.stat(denied).unwrap().unwrap_or(0);
+    let o = send(envoy.listeners[istio::INBOUND_LISTENER], &get).unwrap();
+    assert!(
+        o.status().is_none(),
+        "GET on the HTTP port with the network filter in front: {}",
+        o.summary()
+    );
+    wait_stat(&envoy, denied, before + 1);
+}
+
+/// A module istio-agent cannot fetch or verify (FAIL_CLOSE): it sends Envoy a deny-all RBAC
+/// filter of the same name instead, which the EnvoyFilter's `type_urls` accept. Every HTTP
+/// request is refused; every connection to the TCP port is closed at the client's first bytes,
+/// none of which reaches the application. Envoy's RBAC network filter decides on downstream
+/// data only, so a server-first application's greeting does reach the client then (as with
+/// Istio's own TCP AuthorizationPolicy; docs/istio.md says so).
+#[test]
+fn a_module_istio_agent_refuses_is_a_deny_all_filter() {
+    artifacts::envoy().expect("envoy is required for this test");
+    let dir = RunDir::create("alp-istio-refused").unwrap();
+    let env = pod_env(&dir.path);
+    let r = rendered(&dir.path);
+    let docs = [
+        load(
+            &r,
+            "control-cluster.yaml",
+            "EnvoyFilter",
+            "calico-alp-control",
+        ),
+        load(
+            &r,
+            "envoyfilter-wasm.yaml",
+            "EnvoyFilter",
+            "calico-alp-wasm",
+        ),
+    ];
+    let config = istio::bootstrap(
+        &docs.iter().collect::<Vec<_>>(),
+        &env.pod,
+        &dir.path,
+        EcdsMode::Refused,
+    )
+    .unwrap();
+    let backend = TcpBackend::start(&env.pod.tcp_app, GREETING).unwrap();
+    let envoy = start_envoy(&config, &dir.path, "refused");
+    let get = Request::get("/")
+        .from_ip(yaobank_ip("customer"))
+        .transport(mtls(&env, "customer"));
+    let o = send(envoy.listeners[istio::INBOUND_LISTENER], &get).unwrap();
+    assert_eq!(o.summary(), "403 RBAC: access denied");
+    let t = tcp_mtls(&env, "customer");
+    let o = tcp_exchange(&envoy, yaobank_ip("customer"), &t, b"ping server-first");
+    assert!(
+        o.received == GREETING && matches!(o.end, End::Closed(_)),
+        "server-first: {}",
+        o.summary()
+    );
+    let addr = envoy.listeners[istio::TCP_LISTENER];
+    let o = tcp_client::dial(
+        addr,
+        Some(yaobank_ip("customer")),
+        &t,
+        0,
+        b"ping client-first",
+    )
+    .unwrap();
+    assert!(
+        o.received.is_empty() || o.received == GREETING,
+        "client-first: {}",
+        o.summary()
+    );
+    assert!(
+        matches!(o.end, End::Closed(_)),
+        "client-first: {}",
+        o.summary()
+    );
+    assert!(
+        backend.received().iter().all(|r| r.is_empty()),
+        "the application received {:?}",
+        backend.received()
     );
 }

@@ -47,8 +47,10 @@ fn every_yaml_file_parses_and_every_istio_and_calico_resource_validates() {
         .collect();
     for want in [
         "WasmPlugin calico-alp",
+        "WasmPlugin calico-alp-tcp",
         "EnvoyFilter calico-alp-control",
         "EnvoyFilter calico-alp-wasm",
+        "EnvoyFilter calico-alp-tcp-connect",
         "PeerAuthentication default",
         "FelixConfiguration default",
         "NetworkPolicy summary",
@@ -133,6 +135,29 @@ fn the_validator_refuses_what_the_api_server_would() {
             .to_string();
         assert!(err.contains(expect), "{to:?}: {err}");
     }
+    // The network WasmPlugin: its type and port selectors are checked too.
+    let tcp = std::fs::read_to_string(root().join("envoy/istio/wasmplugin-tcp.yaml")).unwrap();
+    let tcp_docs = yaml::parse_docs(&tcp, Path::new("wasmplugin-tcp.yaml"), 1).unwrap();
+    assert_eq!(tcp_docs.len(), 2);
+    for d in &tcp_docs {
+        assert!(schemas.validate(d).unwrap(), "{}", d.id());
+    }
+    for (from, to, expect) in [
+        ("\n  type: NETWORK\n", "\n  type: TCP\n", "TCP"),
+        ("ports: [{number: 5432}]", "ports: [{number: 0}]", "minimum"),
+        ("ports: [{number: 5432}]", "ports: [{port: 5432}]", "port"),
+    ] {
+        assert!(tcp.contains(from), "{from}");
+        let bad = tcp.replacen(from, to, 1);
+        let docs = yaml::parse_docs(&bad, Path::new("wasmplugin-tcp.yaml"), 1).unwrap();
+        let errs: Vec<String> = docs
+            .iter()
+            .filter_map(|d| schemas.validate(d).err().map(|e| e.to_string()))
+            .collect();
+        assert!(errs.iter().any(|e| e.contains(expect)), "{to:?}: {errs:?}");
+    }
+    // (An EnvoyFilter's patch value is free-form for the API server: istiod reads it against
+    // Envoy's API. Envoy checks it: tests/istio.rs, envoy_validates_what_istio_would_configure.)
     // Unknown fields inside Calico rules too; and a typo in a cluster-scoped Calico kind.
     let policy =
         std::fs::read_to_string(root().join("envoy/kubernetes/yaobank/20-policy.yaml")).unwrap();
