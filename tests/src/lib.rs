@@ -13,6 +13,7 @@
 //! on every Envoy worker, waiting for a change to reach them) and `stats` (percentiles, the
 //! latency budget); `filter_stats` and `decision_log` read what the filter reports.
 
+pub mod architecture;
 pub mod artifacts;
 pub mod backend;
 pub mod canonical;
