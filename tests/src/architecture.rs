@@ -37,10 +37,7 @@ fn nodes() -> Vec<Node> {
             h: 92,
             fill: "#fff4d6",
             title: "Felix (calico-node)",
-            lines: &[
-                "Policy Sync API, one Unix",
-                "socket per pod (CSI volume)",
-            ],
+            lines: &["Policy Sync API, one Unix", "socket per pod (CSI volume)"],
         },
         Node {
             x: 20,
@@ -261,7 +258,10 @@ pub fn picture() -> String {
             r##"<line x1="{}" y1="{}" x2="{}" y2="{}" stroke="#333" stroke-width="1.6" marker-end="url(#head)"/>"##,
             a.from.0, a.from.1, a.to.0, a.to.1
         );
-        let (mx, my) = ((a.from.0 + a.to.0) / 2 + a.dx, (a.from.1 + a.to.1) / 2 + a.dy);
+        let (mx, my) = (
+            (a.from.0 + a.to.0) / 2 + a.dx,
+            (a.from.1 + a.to.1) / 2 + a.dy,
+        );
         for (i, line) in a.label.iter().enumerate() {
             let y = my + 16 * i32::try_from(i).unwrap_or(0);
             let _ = writeln!(
