@@ -2,6 +2,8 @@
 # The YAO bank demonstration through real Envoy (the README's first command):
 #   scripts/local-stack.sh            start, demonstrate, stay up until Ctrl-C
 #   scripts/local-stack.sh --once     demonstrate and exit (status 1 if an outcome was unexpected)
+#   scripts/local-stack.sh --felix-updates   the YAO bank from Felix's messages (envoy/yaobank/*.jsonl)
+#                                     instead of its Calico YAML (envoy/yaobank/policy.yaml, workloads.yaml)
 #   scripts/local-stack.sh --updates my-policy.jsonl   enforce your own Felix ToDataplane JSON Lines
 #                                     (on an HTTP listener and a raw TCP listener with an echo backend)
 #   scripts/local-stack.sh --help     every option (ports, workers, --raw-paths)
@@ -15,7 +17,9 @@ source scripts/setup.sh
 ./wasm-bundle.sh
 echo "local-stack.sh: cargo build -p alp-control -p alp-e2e --bins"
 cargo build --quiet -p alp-control -p alp-e2e --bins
+# Cargo's target directory: CARGO_TARGET_DIR as given when absolute, else under the repository.
 TARGET_DIR=${CARGO_TARGET_DIR:-target}
+[[ $TARGET_DIR == /* ]] || TARGET_DIR=$PWD/$TARGET_DIR
 export ALP_WASM=${ALP_WASM:-$PWD/dist/calico-alp.wasm}
-export ALP_CONTROL=${ALP_CONTROL:-$PWD/$TARGET_DIR/debug/control}
+export ALP_CONTROL=${ALP_CONTROL:-$TARGET_DIR/debug/control}
 exec "$TARGET_DIR/debug/local-stack" "$@"

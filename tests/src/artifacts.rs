@@ -44,8 +44,21 @@ pub fn yaobank_updates(workload: &str) -> PathBuf {
         .join(format!("{workload}.jsonl"))
 }
 
+/// The YAO bank policy as Calico v3 YAML, the project's own (`envoy/yaobank/policy.yaml`): what
+/// the local stack and the compose demo enforce.
+pub fn yaobank_policy() -> PathBuf {
+    workspace_root().join("envoy/yaobank/policy.yaml")
+}
+
+/// The YAO bank's workload inventory (`envoy/yaobank/workloads.yaml`: Calico WorkloadEndpoints
+/// at the local stack's loopback "pod IPs").
+pub fn yaobank_inventory() -> PathBuf {
+    workspace_root().join("envoy/yaobank/workloads.yaml")
+}
+
 /// The YAO bank tutorial's Kubernetes app and Calico policy, as Calico ships them
-/// (`../shared/examples/yaobank`), when they are beside the project.
+/// (`../shared/examples/yaobank`), when they are beside the project. Test material only: the
+/// tests check that the project's own copy (`yaobank_policy`) decides as the tutorial does.
 pub fn yaobank_tutorial() -> Option<PathBuf> {
     let dir = workspace_root().join("../shared/examples/yaobank");
     dir.join("30-policy.yaml").is_file().then_some(dir)

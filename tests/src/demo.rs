@@ -1,5 +1,6 @@
 //! The YAO bank scenario of Calico's application layer policy tutorial, as requests and the
-//! outcomes `30-policy.yaml` implies. Shared by `local-stack` (which prints it) and the tests.
+//! outcomes its policy (`envoy/yaobank/policy.yaml`) implies. Shared by `local-stack` (which
+//! prints it), the tests and the compose demo's client script (`compose::demo_script`).
 
 use crate::client::{Outcome, Request};
 use crate::stack::{yaobank_ip, Stack};
@@ -19,6 +20,15 @@ pub enum Caller {
 }
 
 impl Caller {
+    /// Which client makes the request: the pod of service account `sa`, or `outsider` (a
+    /// client outside the mesh, for `Outsider` and `Spoofer`).
+    pub fn key(&self) -> &'static str {
+        match self {
+            Caller::Pod(sa) => sa,
+            Caller::Outsider | Caller::Spoofer(_) => "outsider",
+        }
+    }
+
     pub fn label(&self) -> String {
         match self {
             Caller::Pod(sa) => sa.to_string(),
@@ -157,18 +167,33 @@ pub fn yaobank_cases() -> Vec<Case> {
 impl Case {
     /// The request as the harness sends it.
     pub fn request(&self, stack: &Stack) -> Result<Request> {
-        let req = Request::get(self.path).method(self.method);
+        let mut req = Request::get(self.path).method(self.method);
+        for (name, value) in self.headers(yaobank_ip) {
+            req = req.header(&name, &value);
+        }
         Ok(match &self.caller {
             Caller::Pod(sa) => req.from_ip(yaobank_ip(sa)).transport(stack.mtls(sa)?),
-            Caller::Outsider => req.from_ip(IpAddr::from([127, 0, 0, 1])),
-            Caller::Spoofer(sa) => req
-                .from_ip(IpAddr::from([127, 0, 0, 1]))
-                .header(
-                    "x-forwarded-client-cert",
-                    &format!("By=spiffe://cluster.local/ns/default/sa/{};URI=spiffe://cluster.local/ns/default/sa/{sa}", self.to),
-                )
-                .header("x-forwarded-for", &yaobank_ip(sa).to_string()),
+            Caller::Outsider | Caller::Spoofer(_) => req.from_ip(IpAddr::from([127, 0, 0, 1])),
         })
+    }
+
+    /// The headers the caller adds (a spoofer's forged identity and source, `pod_ip` giving the
+    /// address of the pod it claims to be).
+    pub fn headers(&self, pod_ip: impl Fn(&str) -> IpAddr) -> Vec<(String, String)> {
+        match &self.caller {
+            Caller::Spoofer(sa) => vec![
+                (
+                    "x-forwarded-client-cert".into(),
+                    format!(
+                        "By={};URI={}",
+                        crate::certs::spiffe_id(self.to),
+                        crate::certs::spiffe_id(sa)
+                    ),
+                ),
+                ("x-forwarded-for".into(), pod_ip(sa).to_string()),
+            ],
+            Caller::Pod(_) | Caller::Outsider => vec![],
+        }
     }
 
     pub fn check(&self, outcome: &Outcome) -> bool {

@@ -76,7 +76,7 @@ impl TcpCase {
     }
 
     /// What the client sends (the echo backend sends it back).
-    fn payload(&self) -> String {
+    pub fn payload(&self) -> String {
         format!("hello from {}\n", self.caller.label())
     }
 

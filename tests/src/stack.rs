@@ -200,6 +200,8 @@ pub struct Stack {
     ready_timeout: Duration,
     control_args: Vec<String>,
     pub config_file: PathBuf,
+    /// Envoy's access log (`StackOptions::access_log`, or `access.log` in the run directory).
+    pub access_log: PathBuf,
     pub dir: RunDir,
 }
 
@@ -221,6 +223,10 @@ impl Stack {
         let dir = RunDir::create("alp-e2e")?;
         let run = dir.path.clone();
         let ca = Ca::create(&run.join("certs"))?;
+        let access_log = opts
+            .access_log
+            .clone()
+            .unwrap_or_else(|| run.join("access.log"));
 
         let mut params = BootstrapParams {
             admin_address: "127.0.0.1".into(),
@@ -228,10 +234,7 @@ impl Stack {
             wasm_file: wasm,
             ca_file: ca.cert_file.clone(),
             trust_domain: certs::TRUST_DOMAIN.into(),
-            access_log: opts
-                .access_log
-                .clone()
-                .unwrap_or_else(|| run.join("access.log")),
+            access_log: access_log.clone(),
             path_mode: opts.path_mode,
             run_dir: run.clone(),
             workloads: vec![],
@@ -350,6 +353,7 @@ impl Stack {
             ready_timeout: opts.ready_timeout,
             control_args: opts.control_args.clone(),
             config_file,
+            access_log,
             dir,
         };
         if opts.wait_synced {
@@ -599,27 +603,38 @@ pub fn yaobank_ip(workload: &str) -> IpAddr {
 /// The YAO bank workloads, in the tutorial's order.
 pub const YAOBANK: [&str; 3] = ["customer", "summary", "database"];
 
-/// Stack options for the YAO bank from the tutorial's own Calico policy YAML
-/// (`../shared/examples/yaobank`) plus this project's inventory of the three workloads
-/// (`control/calico/tests/data/yaobank-workloads.yaml`), compiled by control for each workload.
-/// `None` when the tutorial's files are not beside the project.
-pub fn yaobank_yaml_options() -> Option<StackOptions> {
-    let tutorial = artifacts::yaobank_tutorial()?;
-    let inventory =
-        artifacts::workspace_root().join("control/calico/tests/data/yaobank-workloads.yaml");
-    Some(StackOptions {
+/// Stack options for the YAO bank from the project's own Calico policy YAML
+/// (`envoy/yaobank/policy.yaml`) and workload inventory (`envoy/yaobank/workloads.yaml`),
+/// compiled by control for each workload (`--policy ... --workload default/NAME`): what
+/// `./local-stack.sh` runs.
+pub fn yaobank_yaml_options() -> StackOptions {
+    yaobank_policy_options(&artifacts::yaobank_policy())
+}
+
+/// The same with the tutorial's own Calico YAML (`../shared/examples/yaobank`) instead of the
+/// project's policy, for the tests that compare the two; `None` when it is not beside the
+/// project.
+pub fn yaobank_tutorial_options() -> Option<StackOptions> {
+    Some(yaobank_policy_options(&artifacts::yaobank_tutorial()?))
+}
+
+/// The YAO bank's three workloads, each with a control compiling `policy` (a file or directory)
+/// and the project's inventory.
+fn yaobank_policy_options(policy: &Path) -> StackOptions {
+    let inventory = artifacts::yaobank_inventory();
+    StackOptions {
         workloads: YAOBANK
             .iter()
             .map(|w| {
                 let updates = Updates::Policy {
-                    paths: vec![tutorial.clone(), inventory.clone()],
+                    paths: vec![policy.to_path_buf(), inventory.clone()],
                     workload: format!("default/{w}"),
                 };
                 WorkloadSpec::new(w, updates)
             })
             .collect(),
         ..StackOptions::default()
-    })
+    }
 }
 
 /// Stack options for the YAO bank: three workloads with `envoy/yaobank/*.jsonl` (Felix's updates

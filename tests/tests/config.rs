@@ -1,5 +1,6 @@
 //! The Envoy bootstrap template renders for every user of it and Envoy accepts the result
-//! (`envoy --mode validate`), and docker-compose.yaml stays in step with it.
+//! (`envoy --mode validate`), and docker-compose.yaml stays in step with it: the same names, and
+//! clients at the addresses the compose inventory lists.
 
 use alp_e2e::artifacts;
 use alp_e2e::certs::Ca;
@@ -174,11 +175,25 @@ fn compose_uses_the_same_template_and_names() {
             compose.contains(&format!("/run/alp/control-{w}.sock")),
             "control-{w} listens where the template's cluster points"
         );
+        // Each control compiles the project's policy with the compose inventory, for its workload.
+        let control = service(&compose, &format!("control-{w}"));
         assert!(
-            compose.contains(&format!("yaobank/{w}.jsonl")),
-            "control-{w} reads envoy/yaobank/{w}.jsonl"
+            control.contains(&format!(
+                "[\"serve\", \"--policy\", \"/etc/alp/yaobank/policy.yaml\", \"--policy\", \"/etc/alp/compose/workloads.yaml\", \"--workload\", \"default/{w}\", \"--listen\", \"unix:/run/alp/control-{w}.sock\"]"
+            )),
+            "control-{w} compiles envoy/yaobank/policy.yaml with envoy/compose/workloads.yaml:\n{control}"
         );
     }
+    for mount in [
+        "./yaobank/policy.yaml:/etc/alp/yaobank/policy.yaml:ro",
+        "./compose/workloads.yaml:/etc/alp/compose/workloads.yaml:ro",
+    ] {
+        assert!(compose.contains(mount), "the controls mount {mount}");
+    }
+    assert!(
+        !compose.contains(".jsonl"),
+        "the compose demo runs on the Calico YAML, as ./local-stack.sh does"
+    );
     assert!(
         compose.contains("envoyproxy/envoy:v1.40"),
         "compose pins the Envoy version the tests use"
@@ -208,6 +223,15 @@ fn compose_variant_renders_and_validates() {
         .replace("/etc/alp", &etc.display().to_string())
         .replace("/run/alp", &run.display().to_string());
     assert_eq!(mapped, yaml);
+    // And beside it the compose inventory and the clients' script.
+    assert_eq!(
+        std::fs::read_to_string(etc.join("workloads.yaml")).unwrap(),
+        alp_e2e::compose::compose_inventory().unwrap()
+    );
+    assert_eq!(
+        std::fs::read_to_string(etc.join("demo.sh")).unwrap(),
+        alp_e2e::compose::demo_script()
+    );
     let compose =
         std::fs::read_to_string(artifacts::workspace_root().join("envoy/docker-compose.yaml"))
             .unwrap();
@@ -224,5 +248,195 @@ fn compose_variant_renders_and_validates() {
                 "the rendered config listens on {port}"
             );
         }
+    }
+}
+
+/// The lines of service `name` in the compose file (its key at two spaces, up to the next key at
+/// that depth or less).
+fn service(compose: &str, name: &str) -> String {
+    let head = format!("  {name}:");
+    let mut lines = compose.lines().skip_while(|l| *l != head);
+    let first = lines
+        .next()
+        .unwrap_or_else(|| panic!("envoy/docker-compose.yaml has no service {name}"));
+    let rest = lines.take_while(|l| l.is_empty() || l.starts_with("   "));
+    std::iter::once(first)
+        .chain(rest)
+        .collect::<Vec<_>>()
+        .join("\n")
+        .trim_end()
+        .to_string()
+}
+
+/// The compose demo's clients come from the addresses and present the identities the policy
+/// expects: each has a fixed address on the compose network, the pods' are the addresses of
+/// their workloads in the inventory the controls compile (envoy/compose/workloads.yaml, the
+/// local stack's inventory at the compose addresses), each pod's client holds only its own
+/// certificate and runs its own share of the demonstration; and control, given that inventory,
+/// decides by those addresses.
+#[test]
+fn compose_clients_have_the_addresses_and_identities_the_inventory_lists() {
+    use alp_e2e::compose::{client_address, compose_inventory, CLIENTS, ENVOY_ADDRESS};
+    let root = artifacts::workspace_root();
+    let compose = std::fs::read_to_string(root.join("envoy/docker-compose.yaml")).unwrap();
+    let network = compose
+        .split("\nnetworks:\n")
+        .nth(1)
+        .expect("a top-level networks: section");
+    assert!(
+        network.contains(&format!("- subnet: {}\n", alp_e2e::compose::SUBNET))
+            && network.contains(&format!("ip_range: {} ", alp_e2e::compose::IP_RANGE)),
+        "the network yaobank has the subnet and range of tests/src/compose.rs:\n{network}"
+    );
+    let (subnet, dynamic) = ([10, 210, 10], 128);
+    let envoy = service(&compose, "envoy");
+    assert!(
+        envoy.contains(&format!("ipv4_address: {ENVOY_ADDRESS}\n")),
+        "{envoy}"
+    );
+    let mut seen = vec![ENVOY_ADDRESS];
+    for client in CLIENTS {
+        let addr = client_address(client);
+        assert!(
+            addr.octets()[..3] == subnet && addr.octets()[3] > 1 && addr.octets()[3] < dynamic,
+            "{client}: {addr} is a fixed address of the subnet, outside Docker's range"
+        );
+        assert!(!seen.contains(&addr), "{client}: {addr} is taken");
+        seen.push(addr);
+        let block = service(&compose, &format!("client-{client}"));
+        assert!(
+            block.contains(&format!("ipv4_address: {addr}\n"))
+                || block.ends_with(&format!("ipv4_address: {addr}")),
+            "client-{client} has the address {addr}:\n{block}"
+        );
+        assert!(
+            block.contains(&format!("sh /etc/alp/demo.sh {client};")),
+            "client-{client} runs its own cases:\n{block}"
+        );
+        assert!(block.contains("./compose/demo.sh:/etc/alp/demo.sh:ro"));
+        for sa in YAOBANK {
+            let mounts = block.contains(&format!("./compose/certs/client-{sa}.key:"));
+            assert_eq!(
+                mounts,
+                sa == client,
+                "client-{client} holds the key of {sa}: {mounts}"
+            );
+        }
+    }
+    // The inventory the controls compile lists each pod's workload at its client's address.
+    let inventory = compose_inventory().unwrap();
+    assert!(!inventory.contains("127.0.10."), "{inventory}");
+    for w in YAOBANK {
+        let block = inventory
+            .split("\n- apiVersion: ")
+            .find(|d| d.contains(&format!(" pod: {w}\n")))
+            .unwrap_or_else(|| panic!("no workload {w} in the compose inventory"));
+        assert!(
+            block.contains(&format!("serviceAccountName: {w}\n"))
+                && block.contains(&format!("ipNetworks: [\"{}/32\"]", client_address(w))),
+            "{w} runs as service account {w} at {}:\n{block}",
+            client_address(w)
+        );
+    }
+    // And control, on that inventory, decides by those addresses: summary admits customer's
+    // certificate from client-customer's address only; database admits summary's from
+    // client-summary's.
+    let control = artifacts::control().expect("the control binary is required");
+    let dir = RunDir::create("alp-compose-inventory").unwrap();
+    let file = dir.path.join("workloads.yaml");
+    std::fs::write(&file, &inventory).unwrap();
+    for (to, sa, from, allowed) in [
+        ("summary", "customer", "customer", true),
+        ("summary", "customer", "outsider", false),
+        ("summary", "customer", "database", false),
+        ("database", "summary", "summary", true),
+        ("database", "summary", "customer", false),
+        ("customer", "", "outsider", true),
+    ] {
+        let principal = if sa.is_empty() {
+            String::new()
+        } else {
+            alp_e2e::certs::spiffe_id(sa)
+        };
+        let request = serde_json::json!({
+            "source": {"principal": principal, "address": client_address(from).to_string(), "port": 40000},
+            "destination": {"principal": alp_e2e::certs::spiffe_id(to), "address": client_address(to).to_string(), "port": 80, "protocol": "TCP"},
+            "http": {"method": "GET", "path": "/", "host": to},
+        });
+        let mut child = std::process::Command::new(&control)
+            .arg("check")
+            .arg("--policy")
+            .arg(artifacts::yaobank_policy())
+            .arg("--policy")
+            .arg(&file)
+            .args(["--workload", &format!("default/{to}"), "--request", "-"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write as _;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(request.to_string().as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let answer: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(
+            answer["decision"] == "allow",
+            allowed,
+            "{sa:?} from client-{from} ({}) to {to}: {answer}",
+            client_address(from)
+        );
+    }
+}
+
+/// The local stack's inventory (envoy/yaobank/workloads.yaml, a List) and control's test copy of
+/// it (control/calico/tests/data/yaobank-workloads.yaml, one document per resource) hold the
+/// same resources, and list each workload at the address the local stack's clients bind to
+/// (`yaobank_ip`).
+#[test]
+fn the_yaobank_inventories_agree() {
+    let root = artifacts::workspace_root();
+    let read =
+        |p: &str| std::fs::read_to_string(root.join(p)).unwrap_or_else(|e| panic!("{p}: {e}"));
+    let content = |l: &&str| !l.trim_start().starts_with('#') && !l.trim().is_empty();
+    // The List's items, each line back at the indentation of a document of its own.
+    let listed = read("envoy/yaobank/workloads.yaml");
+    let mut lines = listed.lines().filter(content);
+    assert_eq!(
+        [lines.next(), lines.next(), lines.next()],
+        [Some("apiVersion: v1"), Some("kind: List"), Some("items:")]
+    );
+    let ours: Vec<String> = lines
+        .map(|l| {
+            if let Some(first) = l.strip_prefix("- ") {
+                format!("---\n{first}")
+            } else {
+                l.strip_prefix("  ")
+                    .unwrap_or_else(|| panic!("an item's line: {l:?}"))
+                    .to_string()
+            }
+        })
+        .collect();
+    let copy = read("control/calico/tests/data/yaobank-workloads.yaml");
+    let theirs: Vec<String> = std::iter::once("---".to_string())
+        .chain(copy.lines().filter(content).map(str::to_string))
+        .collect();
+    assert_eq!(
+        ours.join("\n"),
+        theirs.join("\n"),
+        "envoy/yaobank/workloads.yaml and control's test copy differ"
+    );
+    for w in YAOBANK {
+        let line = format!("    ipNetworks: [\"{}/32\"]", alp_e2e::stack::yaobank_ip(w));
+        assert!(listed.contains(&line), "{w}: {line}");
     }
 }

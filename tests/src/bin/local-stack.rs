@@ -1,5 +1,6 @@
 //! `local-stack`: Envoy with the Calico application layer policy filter, its controls and demo
-//! backends on 127.0.0.1, running the YAO bank tutorial's scenario (or your own policy).
+//! backends on 127.0.0.1, running the YAO bank tutorial's scenario (or your own policy). The YAO
+//! bank's policy and workload inventory are the project's own, in `envoy/yaobank/`.
 //!
 //! Normally started through `scripts/local-stack.sh`, which installs Envoy and builds the module
 //! and `control` first.
@@ -38,6 +39,11 @@ struct Cli {
     /// Workload name of the listener protected with --updates.
     #[arg(long, default_value = "app")]
     name: String,
+    /// Run the YAO bank on the Felix ToDataplane messages of envoy/yaobank/<workload>.jsonl (the
+    /// same policy as Policy Sync would stream it) instead of compiling envoy/yaobank/policy.yaml
+    /// with the inventory envoy/yaobank/workloads.yaml.
+    #[arg(long, conflicts_with = "updates")]
+    felix_updates: bool,
     /// Port of the first inbound (HTTP) listener; the others follow, and each workload's raw
     /// TCP listener is 10 above its inbound port. 0 picks free ports.
     #[arg(long, default_value_t = compose::BASE_PORT)]
@@ -52,7 +58,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Render envoy/docker-compose.yaml's inputs (Envoy config and certificates) into DIR.
+    /// Render envoy/docker-compose.yaml's inputs into DIR: Envoy's config, certificates, the
+    /// inventory at the compose network's addresses and the clients' demo script.
     PrepareCompose {
         #[arg(long, default_value = "envoy/compose")]
         out: PathBuf,
@@ -79,7 +86,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
     if let Some(Command::PrepareCompose { out }) = &cli.command {
         compose::prepare(out)?;
         println!(
-            "local-stack: wrote {0}/envoy.yaml and {0}/certs/ for envoy/docker-compose.yaml",
+            "local-stack: wrote {0}/envoy.yaml, {0}/certs/, {0}/workloads.yaml and {0}/demo.sh for envoy/docker-compose.yaml",
             out.display()
         );
         return Ok(ExitCode::SUCCESS);
@@ -99,18 +106,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
             workloads: vec![WorkloadSpec::new(&cli.name, Updates::File(file.clone()))],
             ..StackOptions::default()
         },
-        None => match yaobank_yaml_options() {
-            Some(opts) => {
-                println!("local-stack: policy from the YAO bank tutorial's own Calico YAML (../shared/examples/yaobank)");
-                opts
-            }
-            None => {
-                println!(
-                    "local-stack: ../shared/examples/yaobank not found; using the equivalent Felix updates in envoy/yaobank/"
-                );
-                yaobank_options()
-            }
-        },
+        None if cli.felix_updates => {
+            println!("local-stack: YAO bank policy from the Felix updates in envoy/yaobank/<workload>.jsonl");
+            yaobank_options()
+        }
+        None => {
+            println!("local-stack: YAO bank policy from envoy/yaobank/policy.yaml (Calico v3 YAML) and the inventory envoy/yaobank/workloads.yaml");
+            yaobank_yaml_options()
+        }
     };
     for (i, w) in opts.workloads.iter_mut().enumerate() {
         (w.port, w.tcp_port) = ports(cli.port, i)?;
@@ -133,7 +136,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
 
     let mut unexpected = 0;
     if cli.updates.is_none() {
-        println!("\nYAO bank demonstration (Calico's application layer policy tutorial, 30-policy.yaml):");
+        println!(
+            "\nYAO bank demonstration (the policy of Calico's application layer policy tutorial):"
+        );
         unexpected = run_yaobank(&stack, |case, outcome, _| {
             println!("  {}", case.describe(outcome))
         })?;
