@@ -11,9 +11,10 @@
 #
 # * https:// (or http://): the checksum is the module's, from dist/calico-alp.wasm.sha256
 #   (./wasm-bundle.sh writes it), checked against the module itself. Publish exactly that file.
-# * oci://: Istio checks the image *manifest* digest, not the module's. Give it with
-#   --oci-digest (`oras push` and `crane digest` print it), or pin the URL by digest
-#   (oci://...@sha256:<hex>), which is then used.
+# * oci://: Istio checks the image *manifest* digest, not the module's (for an image index:
+#   the digest of its linux/amd64 image's manifest). Give it with --oci-digest
+#   (images/wasm/oci-layout.sh prints it; `crane digest --platform linux/amd64 IMAGE` reads it
+#   from the registry), or pin the URL by digest (oci://...@sha256:<hex>), which is then used.
 # * --trust-domain: the mesh's trust domain (meshConfig.trustDomain; repeat it for each of
 #   meshConfig.trustDomainAliases). The filter refuses peers of any other trust domain
 #   (trust_domains in the filter's configuration); without the option it is cluster.local.

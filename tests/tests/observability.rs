@@ -1,14 +1,19 @@
 //! Seeing and rehearsing decisions through real Envoy: the filter's stats in the admin `/stats`
-//! and `/stats/prometheus` (with the bootstrap's `stats_tags`), decision-log lines in Envoy's log
-//! (JSON, no header values), a dry run that lets denied requests through and counts them, and
-//! the staged rehearsal counting where staged policies would decide otherwise.
+//! (labels in the names, Istio's encoding) and `/stats/prometheus` (with the bootstrap's
+//! `stats_tags`: families and labels), decision-log lines in Envoy's log (JSON, no header
+//! values, `ts`, the request's `x-request-id`), the decision in the access log (filter state
+//! `wasm.alp_decision`), a dry run that lets denied requests through and counts them, and the
+//! staged rehearsal counting where staged policies would decide otherwise.
 
+use alp_e2e::decision_log::{
+    access_log_decision, access_log_field, access_log_lines, decision_lines, ts_unix_ms,
+};
+use alp_e2e::filter_stats::{prom_value, prometheus_mismatches, read_both, settled, stats_until};
 use alp_e2e::policy::{default_profiles, in_sync, policy, single_policy};
 use alp_e2e::stack::{StackOptions, Updates, WorkloadSpec};
 use alp_e2e::{Request, Stack};
 use serde_json::{json, Value};
-use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 const APP_IP: &str = "127.0.40.1";
 const SECRET: &str = "Sup3rSecretHeaderValue";
@@ -27,186 +32,226 @@ fn stack(msgs: Vec<Value>, plugin_options: &str) -> Stack {
     .expect("start the stack")
 }
 
-/// Every `wasmcustom.alp.*` stat from the admin `/stats?filter=alp`.
-fn alp_stats(stack: &Stack) -> BTreeMap<String, u64> {
-    let r = stack.envoy.admin_get("/stats?filter=alp").unwrap();
-    r.body
-        .lines()
-        .filter_map(|l| l.split_once(": "))
-        .filter(|(n, _)| n.starts_with("wasmcustom.alp."))
-        .filter_map(|(n, v)| Some((n.to_string(), v.trim().parse().ok()?)))
-        .collect()
-}
-
-fn stat(stats: &BTreeMap<String, u64>, name: &str) -> u64 {
-    stats
-        .get(&format!("wasmcustom.{name}"))
-        .copied()
-        .unwrap_or(0)
-}
-
-/// Waits (bounded) until the stats satisfy `done` (the filter flushes on its 100 ms tick).
-fn stats_until(
-    stack: &Stack,
-    what: &str,
-    done: impl Fn(&BTreeMap<String, u64>) -> bool,
-) -> BTreeMap<String, u64> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let stats = alp_stats(stack);
-        if done(&stats) {
-            return stats;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{what}: stats never got there: {stats:#?}\n{}",
-            stack.diagnostics("app")
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// The stats once the policy is in and every VM has flushed what it counted so far (two reads
-/// three ticks apart agree): the baseline the harness's own readiness probes leave behind.
-fn settled(stack: &Stack) -> BTreeMap<String, u64> {
-    let mut last = stats_until(stack, "first snapshot", |s| {
-        stat(s, "alp.snapshot.version") > 0
-    });
-    loop {
-        std::thread::sleep(Duration::from_millis(300));
-        let now = alp_stats(stack);
-        let counters = |s: &BTreeMap<String, u64>| {
-            s.iter()
-                .filter(|(k, _)| !k.contains(".snapshot.age"))
-                .map(|(k, v)| (k.clone(), *v))
-                .collect::<Vec<_>>()
-        };
-        if counters(&now) == counters(&last) {
-            return now;
-        }
-        last = now;
-    }
-}
-
-/// The decision lines of Envoy's log (the JSON object after Envoy's own prefix), parsed, once
-/// `done` holds for them (bounded wait: Envoy writes its log asynchronously).
-fn decision_lines(stack: &Stack, done: impl Fn(&[Value]) -> bool) -> (Vec<Value>, String) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let log = std::fs::read_to_string(&stack.envoy.proc.log).unwrap_or_default();
-        let lines: Vec<Value> = log
-            .lines()
-            .filter_map(|l| l.find("{\"event\":\"alp.decision\"").map(|i| &l[i..]))
-            .map(|json| {
-                serde_json::from_str(json).unwrap_or_else(|e| panic!("not JSON ({e}): {json}"))
-            })
-            .collect();
-        if done(&lines) || Instant::now() >= deadline {
-            return (lines, log);
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn send(stack: &Stack, method: &str, path: &str) -> String {
-    let req = Request::get(path)
+/// Sends `method path` to the app with secrets in its headers, and `x-request-id: id` if given.
+fn send_id(stack: &Stack, method: &str, path: &str, id: Option<&str>) -> String {
+    let mut req = Request::get(path)
         .method(method)
         .header("authorization", &format!("Bearer {SECRET}"))
         .header("x-api-key", SECRET)
-        .header("cookie", &format!("session={SECRET}"))
-        .transport(stack.mtls("client").unwrap());
+        .header("cookie", &format!("session={SECRET}"));
+    if let Some(id) = id {
+        req = req.header("x-request-id", id);
+    }
+    let req = req.transport(stack.mtls("client").unwrap());
     stack.send("app", &req).unwrap().summary()
 }
+
+fn send(stack: &Stack, method: &str, path: &str) -> String {
+    send_id(stack, method, path, None)
+}
+
+/// A request id of this run's own. Never 36 characters long: Envoy takes an id of a UUID's
+/// length for a UUID and may rewrite its 15th character (the trace reason it packs there).
+fn request_id(what: &str) -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let id = format!("obs-{what}-{}-{nanos}", std::process::id());
+    if id.len() == 36 {
+        id + "-"
+    } else {
+        id
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+const REQUESTS: &str = "alp_requests_total";
+const BY_POLICY: &str = "alp_policy_requests_total";
 
 #[test]
 fn counters_and_decision_logs_with_the_default_settings() {
     let stack = stack(single_policy("app", APP_IP, vec![], rules()), "");
     // The harness's readiness probes were decided too: measure from here.
     let before = settled(&stack);
-    assert_eq!(stat(&before, "alp.dry_run"), 0);
-    assert_eq!(send(&stack, "GET", "/public/a"), "200 app: ok");
+    assert_eq!(before.metric("alp_dry_run", &[]), 0);
+    let started_ms = now_ms();
+    let (allowed_id, denied_id) = (request_id("allowed"), request_id("denied"));
+    assert_eq!(
+        send_id(&stack, "GET", "/public/a", Some(&allowed_id)),
+        "200 app: ok"
+    );
     assert_eq!(
         send(&stack, "GET", "/public/b?token=SECRETQUERY"),
         "200 app: ok"
     );
     assert_eq!(
-        send(&stack, "GET", "/private/x?token=SECRETQUERY"),
+        send_id(
+            &stack,
+            "GET",
+            "/private/x?token=SECRETQUERY",
+            Some(&denied_id)
+        ),
         "403 denied by policy"
     );
     assert_eq!(send(&stack, "POST", "/public/a"), "403 denied by policy");
     assert_eq!(send(&stack, "DELETE", "/public/a"), "403 denied by policy");
 
-    let delta = |s: &BTreeMap<String, u64>, name: &str| stat(s, name) - stat(&before, name);
+    let allowed = [("alp_decision", "allowed")];
+    let denied = [("alp_decision", "denied")];
     let after = stats_until(&stack, "counted", |s| {
-        delta(s, "alp.requests.allowed") >= 2 && delta(s, "alp.requests.denied") >= 3
+        s.delta(&before, REQUESTS, &allowed) >= 2 && s.delta(&before, REQUESTS, &denied) >= 3
     });
-    assert_eq!(delta(&after, "alp.requests.allowed"), 2, "{after:#?}");
-    assert_eq!(delta(&after, "alp.requests.denied"), 3);
-    assert_eq!(stat(&after, "alp.requests.would_deny"), 0);
-    assert_eq!(delta(&after, "alp.decision.reason.allow"), 2);
-    assert_eq!(delta(&after, "alp.decision.reason.policy_denied"), 3);
-    assert_eq!(delta(&after, "alp.policy.default.p.allow"), 2);
-    assert_eq!(delta(&after, "alp.policy.default._default.deny"), 3);
-    assert!(stat(&after, "alp.snapshot.reloads") >= 1);
-    assert_eq!(stat(&after, "alp.snapshot.refusals"), 0);
-    assert!(after.contains_key("wasmcustom.alp.snapshot.age_seconds"));
-    assert!(
-        stat(&after, "alp.snapshot.version") > 1_600_000_000_000_000,
-        "control's versions are Unix microseconds"
+    let delta = |family: &str, labels: &[(&str, &str)]| after.delta(&before, family, labels);
+    let counts = [
+        (REQUESTS, &allowed[..], 2),
+        (REQUESTS, &denied[..], 3),
+        (REQUESTS, &[("alp_decision", "would_deny")][..], 0),
+        (
+            REQUESTS,
+            &[("alp_decision", "allowed"), ("alp_reason", "allow")][..],
+            2,
+        ),
+        (
+            REQUESTS,
+            &[("alp_decision", "denied"), ("alp_reason", "policy_denied")][..],
+            3,
+        ),
+        (REQUESTS, &[("alp_reason", "not_in_sync")][..], 0),
+        (
+            BY_POLICY,
+            &[
+                ("alp_tier", "default"),
+                ("alp_policy", "p"),
+                ("alp_action", "allow"),
+            ][..],
+            2,
+        ),
+        (
+            BY_POLICY,
+            &[
+                ("alp_tier", "default"),
+                ("alp_policy", "_default"),
+                ("alp_action", "deny"),
+            ][..],
+            3,
+        ),
+        (BY_POLICY, &[("alp_action", "deny")][..], 3),
+        ("alp_staged_requests_total", &[][..], 0),
+        ("alp_noncanonical_paths_total", &[][..], 0),
+        ("alp_connections_total", &[][..], 0),
+        ("alp_decision_log_suppressed_total", &[][..], 0),
+    ];
+    let wrong: Vec<String> = counts
+        .iter()
+        .filter(|(f, l, want)| delta(f, l) != *want)
+        .map(|(f, l, want)| format!("{f}{l:?}: {} (want {want})", delta(f, l)))
+        .collect();
+    assert!(wrong.is_empty(), "{wrong:#?}\nall stats: {:#?}", after.0);
+    // Every request counts once under its decision; the label splits add up to the total.
+    assert_eq!(
+        after.metric(REQUESTS, &[]),
+        after.metric(REQUESTS, &allowed) + after.metric(REQUESTS, &denied)
     );
-    // No stat name carries a request value.
-    assert!(after
-        .keys()
-        .all(|k| !k.contains("public") && !k.contains("private") && !k.contains(SECRET)));
+    assert!(after.metric("alp_snapshot_reloads_total", &[]) >= 1);
+    assert_eq!(after.metric("alp_snapshot_refusals_total", &[]), 0);
+    assert!(after.has("alp_snapshot_age_seconds", &[]));
+    let version = after.metric("alp_snapshot_version", &[]);
+    assert!(
+        version > 1_600_000_000_000_000,
+        "control's versions are Unix microseconds: {version}"
+    );
+    // Every stat is a family of the filter's with labels; none carries a request value.
+    for (family, labels, _) in after.series() {
+        assert!(
+            alp_e2e::filter_stats::FAMILIES.contains(&family.as_str()),
+            "{family}"
+        );
+        for (label, value) in &labels {
+            assert!(
+                alp_e2e::filter_stats::LABELS.contains(&label.as_str()),
+                "{family}: label {label}"
+            );
+            assert!(
+                !value.contains("public") && !value.contains("private") && !value.contains(SECRET),
+                "{family}: {label}={value}"
+            );
+        }
+    }
 
-    // Prometheus: the bootstrap's stats_tags turn reason, tier and policy into labels.
-    let prom = stack.envoy.admin_get("/stats/prometheus").unwrap().body;
-    // Envoy exports stats of the `wasmcustom` namespace without `envoy_` and the namespace.
-    let series: Vec<&str> = prom.lines().filter(|l| l.starts_with("alp_")).collect();
-    let has = |needle: &str| series.iter().any(|l| l.contains(needle));
-    assert!(
-        has("alp_decision_reason{alp_reason=\"policy_denied\"}"),
-        "{series:#?}"
-    );
-    assert!(
-        has("alp_policy_allow{alp_tier=\"default\",alp_policy=\"p\"}"),
-        "{series:#?}"
-    );
-    assert!(
-        has("alp_policy_deny{alp_tier=\"default\",alp_policy=\"_default\"}"),
-        "{series:#?}"
-    );
-    assert!(has("alp_requests_denied"), "{series:#?}");
+    // Prometheus: the bootstrap's stats_tags cut every label out of the names, so each stat is
+    // its family with its labels, and has the value /stats shows. (Envoy exports the stats of
+    // the `wasmcustom` namespace without `envoy_` and the namespace.)
+    let (now, prom) = read_both(&stack.envoy);
+    let wrong = prometheus_mismatches(&now, &prom);
+    assert!(wrong.is_empty(), "{wrong:#?}\n{prom:#?}");
+    for (family, labels) in [
+        (
+            REQUESTS,
+            &[("alp_decision", "denied"), ("alp_reason", "policy_denied")][..],
+        ),
+        (
+            REQUESTS,
+            &[("alp_decision", "allowed"), ("alp_reason", "allow")][..],
+        ),
+        (
+            BY_POLICY,
+            &[
+                ("alp_tier", "default"),
+                ("alp_policy", "p"),
+                ("alp_action", "allow"),
+            ][..],
+        ),
+        (
+            BY_POLICY,
+            &[
+                ("alp_tier", "default"),
+                ("alp_policy", "_default"),
+                ("alp_action", "deny"),
+            ][..],
+        ),
+        ("alp_snapshot_version", &[][..]),
+        ("alp_dry_run", &[][..]),
+    ] {
+        assert_eq!(
+            prom_value(&prom, family, labels),
+            Some(now.metric(family, labels) as f64),
+            "{family}{labels:?} in {prom:#?}"
+        );
+    }
 
     // Decision logs: the three denials (default `deny`), JSON, without any header value.
-    let (lines, log) = decision_lines(&stack, |l| {
-        l.iter()
+    let ours = |lines: &[Value]| -> Vec<Value> {
+        lines
+            .iter()
             .filter(|v| {
                 v["source"]["principal"]
                     .as_str()
                     .is_some_and(|p| p.ends_with("/sa/client"))
             })
-            .count()
-            >= 3
-    });
+            .cloned()
+            .collect()
+    };
+    let lines = decision_lines(&stack, |l| ours(l).len() >= 3);
+    let log = std::fs::read_to_string(&stack.envoy.proc.log).unwrap();
     assert!(!log.contains(SECRET), "a header value reached Envoy's log");
     assert!(
         !log.contains("SECRETQUERY"),
         "a query string reached Envoy's log"
     );
-    let ours: Vec<&Value> = lines
-        .iter()
-        .filter(|v| {
-            v["source"]["principal"]
-                .as_str()
-                .is_some_and(|p| p.ends_with("/sa/client"))
-        })
-        .collect();
+    let ours = ours(&lines);
     assert_eq!(ours.len(), 3, "denials only: {ours:#?}");
     let private = ours
         .iter()
         .find(|v| v["path"] == "/private/x")
         .expect("the GET /private/x denial");
+    assert_eq!(private["kind"], "http");
     assert_eq!(private["decision"], "deny");
     assert_eq!(private["status"], 403);
     assert_eq!(private["reason"], "policy_denied");
@@ -225,9 +270,63 @@ fn counters_and_decision_logs_with_the_default_settings() {
         private["destination"]["principal"],
         "spiffe://cluster.local/ns/default/sa/app"
     );
-    assert_eq!(private["version"], stat(&after, "alp.snapshot.version"));
+    assert_eq!(private["version"], version);
+    // The request id the client sent (Envoy keeps it: the client is on an internal address),
+    // and when it was decided: RFC 3339 UTC with milliseconds, between sending and now.
+    assert_eq!(private["request_id"], denied_id.as_str(), "{private}");
+    let ts = private["ts"].as_str().unwrap_or_default();
+    let at = ts_unix_ms(ts).unwrap_or_else(|| panic!("ts {ts:?} is not RFC 3339 UTC ms"));
+    assert!(
+        (started_ms.saturating_sub(1000)..=now_ms() + 1000).contains(&at),
+        "ts {ts} is not when the request was decided"
+    );
+    for v in &ours {
+        assert_eq!(v["kind"], "http", "{v}");
+        assert!(v["ts"].as_str().and_then(ts_unix_ms).is_some(), "{v}");
+        // Envoy gives every request an id; the others got one of Envoy's.
+        assert!(
+            v["request_id"].as_str().is_some_and(|id| !id.is_empty()),
+            "{v}"
+        );
+    }
     assert!(
         ours.iter().any(|v| v["method"] == "POST") && ours.iter().any(|v| v["method"] == "DELETE")
+    );
+
+    // The access log: each request's line carries its id and the filter's decision, allowed
+    // requests too (the decision log has only denials by default).
+    let by_id = |lines: &[String], id: &str| -> Option<String> {
+        lines
+            .iter()
+            .find(|l| access_log_field(l, "id") == Some(id))
+            .cloned()
+    };
+    let lines = access_log_lines(&stack, |l| {
+        by_id(l, &allowed_id).is_some() && by_id(l, &denied_id).is_some()
+    });
+    let allowed_line = by_id(&lines, &allowed_id)
+        .unwrap_or_else(|| panic!("no access log line with id={allowed_id}: {lines:#?}"));
+    let denied_line = by_id(&lines, &denied_id)
+        .unwrap_or_else(|| panic!("no access log line with id={denied_id}: {lines:#?}"));
+    assert_eq!(
+        access_log_decision(&allowed_line),
+        Some("allow reason=allow tier=default policy=p kind=GlobalNetworkPolicy rule=0 rule_id=p-public"),
+        "{allowed_line}"
+    );
+    assert!(
+        allowed_line.contains("\"GET /public/a\" 200 "),
+        "{allowed_line}"
+    );
+    let denial = access_log_decision(&denied_line).unwrap_or_default();
+    assert!(
+        denial.starts_with("deny reason=policy_denied tier=default"),
+        "{denied_line}"
+    );
+    assert!(denied_line.contains(" 403 "), "{denied_line}");
+    let access_log = lines.join("\n");
+    assert!(
+        !access_log.contains(SECRET),
+        "a header value reached the access log"
     );
 }
 
@@ -249,7 +348,7 @@ fn dry_run_and_staged_rehearsal() {
         r#""enforce":false,"staged":true,"decision_log":"deny""#,
     );
     let before = settled(&stack);
-    assert_eq!(stat(&before, "alp.dry_run"), 1);
+    assert_eq!(before.metric("alp_dry_run", &[]), 1);
 
     // A dry run never refuses: the denial reaches the backend, and is counted and logged.
     assert_eq!(send(&stack, "DELETE", "/public/a"), "200 app: ok");
@@ -257,32 +356,71 @@ fn dry_run_and_staged_rehearsal() {
     // Allowed now, denied once `lockdown` is promoted.
     assert_eq!(send(&stack, "GET", "/public/admin/users"), "200 app: ok");
 
-    let delta = |s: &BTreeMap<String, u64>, name: &str| stat(s, name) - stat(&before, name);
+    const STAGED: &str = "alp_staged_requests_total";
+    let would_deny = [("alp_decision", "would_deny")];
+    let allowed = [("alp_decision", "allowed")];
     let after = stats_until(&stack, "counted", |s| {
-        delta(s, "alp.requests.would_deny") >= 1
-            && delta(s, "alp.requests.allowed") >= 2
-            && delta(s, "alp.staged.differs") >= 1
+        s.delta(&before, REQUESTS, &would_deny) >= 1
+            && s.delta(&before, REQUESTS, &allowed) >= 2
+            && s.delta(&before, STAGED, &[]) >= 1
     });
-    assert_eq!(delta(&after, "alp.requests.would_deny"), 1, "{after:#?}");
-    assert_eq!(
-        stat(&after, "alp.requests.denied"),
-        0,
-        "nothing refused in a dry run"
+    let delta = |family: &str, labels: &[(&str, &str)]| after.delta(&before, family, labels);
+    let counts = [
+        (REQUESTS, &would_deny[..], 1),
+        // Nothing is refused in a dry run: no series says `denied`.
+        (REQUESTS, &[("alp_decision", "denied")][..], 0),
+        (REQUESTS, &allowed[..], 2),
+        (
+            REQUESTS,
+            &[
+                ("alp_decision", "would_deny"),
+                ("alp_reason", "policy_denied"),
+            ][..],
+            1,
+        ),
+        (
+            BY_POLICY,
+            &[
+                ("alp_tier", "default"),
+                ("alp_policy", "_default"),
+                ("alp_action", "deny"),
+            ][..],
+            1,
+        ),
+        // Every staged difference, and of them the one denied where allowed now.
+        (STAGED, &[][..], 1),
+        (STAGED, &[("alp_staged", "would_deny")][..], 1),
+        (STAGED, &[("alp_staged", "would_allow")][..], 0),
+        (STAGED, &[("alp_staged", "other_denial")][..], 0),
+        (
+            "alp_staged_policy_requests_total",
+            &[
+                ("alp_tier", "default"),
+                ("alp_policy", "lockdown"),
+                ("alp_action", "deny"),
+            ][..],
+            1,
+        ),
+    ];
+    let wrong: Vec<String> = counts
+        .iter()
+        .filter(|(f, l, want)| delta(f, l) != *want)
+        .map(|(f, l, want)| format!("{f}{l:?}: {} (want {want})", delta(f, l)))
+        .collect();
+    assert!(wrong.is_empty(), "{wrong:#?}\nall stats: {:#?}", after.0);
+    assert!(
+        !after.has(REQUESTS, &[("alp_decision", "denied")]),
+        "a dry run defines no `denied` series: {:#?}",
+        after.0
     );
-    assert_eq!(delta(&after, "alp.requests.allowed"), 2);
-    assert_eq!(delta(&after, "alp.decision.reason.policy_denied"), 1);
-    assert_eq!(delta(&after, "alp.policy.default._default.deny"), 1);
-    assert_eq!(delta(&after, "alp.staged.differs"), 1);
-    assert_eq!(delta(&after, "alp.staged.would_deny"), 1);
-    assert_eq!(stat(&after, "alp.staged.would_allow"), 0);
-    assert_eq!(delta(&after, "alp.staged.policy.default.lockdown.deny"), 1);
 
-    let (lines, log) = decision_lines(&stack, |l| {
+    let lines = decision_lines(&stack, |l| {
         l.iter()
             .filter(|v| v["path"].as_str().is_some_and(|p| p.starts_with("/public")))
             .count()
             >= 2
     });
+    let log = std::fs::read_to_string(&stack.envoy.proc.log).unwrap();
     assert!(!log.contains(SECRET));
     let dry = lines
         .iter()
@@ -312,17 +450,36 @@ fn dry_run_and_staged_rehearsal() {
         "agreeing allows are not logged in deny mode"
     );
 
-    let prom = stack.envoy.admin_get("/stats/prometheus").unwrap().body;
-    assert!(
-        prom.lines()
-            .any(|l| l
-                .contains("alp_staged_policy_deny{alp_tier=\"default\",alp_policy=\"lockdown\"}")),
-        "{}",
-        prom.lines()
-            .filter(|l| l.starts_with("alp_"))
-            .collect::<Vec<_>>()
-            .join("\n")
-    );
+    let (now, prom) = read_both(&stack.envoy);
+    let wrong = prometheus_mismatches(&now, &prom);
+    assert!(wrong.is_empty(), "{wrong:#?}");
+    for (family, labels) in [
+        (
+            "alp_staged_policy_requests_total",
+            &[
+                ("alp_tier", "default"),
+                ("alp_policy", "lockdown"),
+                ("alp_action", "deny"),
+            ][..],
+        ),
+        (
+            "alp_staged_requests_total",
+            &[("alp_staged", "would_deny")][..],
+        ),
+        (
+            REQUESTS,
+            &[
+                ("alp_decision", "would_deny"),
+                ("alp_reason", "policy_denied"),
+            ][..],
+        ),
+    ] {
+        assert!(
+            prom_value(&prom, family, labels).is_some_and(|v| v >= 1.0),
+            "no {family}{labels:?} in {prom:#?}"
+        );
+    }
+    assert_eq!(prom_value(&prom, "alp_dry_run", &[]), Some(1.0));
 }
 
 /// The cost of metrics and decision logs at their defaults against both off: two stacks up at

@@ -28,12 +28,13 @@
 
 use alp_e2e::backend::{areas, Received};
 use alp_e2e::canonical::{self, normalize, Normalized};
+use alp_e2e::filter_stats::{wait_for_stats, AlpStats};
 use alp_e2e::http::Conn;
 use alp_e2e::policy::{ipset, single_policy};
 use alp_e2e::stack::{StackOptions, Updates, WorkloadSpec};
 use alp_e2e::{artifacts, PathMode, Request, Stack};
 use serde_json::{json, Value};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const CASE_HEADER: &str = "x-alp-case";
 
@@ -483,15 +484,13 @@ fn stack_for(mode: PathMode, nc: NonCanonical) -> Stack {
     .expect("start the stack")
 }
 
-/// The counter `name` once the filter's 100 ms stats flush has caught up with at least `min`.
-fn counter_at_least(stack: &Stack, name: &str, min: u64) -> u64 {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let v = stack.envoy.stat(name).ok().flatten().unwrap_or(0);
-        if v >= min || Instant::now() >= deadline {
-            return v;
-        }
-        std::thread::sleep(Duration::from_millis(100));
+/// `alp_noncanonical_paths_total{alp_outcome="<outcome>"}` once the filter's 100 ms stats flush
+/// has caught up with at least `min`.
+fn noncanonical_at_least(stack: &Stack, outcome: &str, min: u64) -> u64 {
+    let count =
+        |s: &AlpStats| s.metric("alp_noncanonical_paths_total", &[("alp_outcome", outcome)]);
+    match wait_for_stats(&stack.envoy, |s| count(s) >= min) {
+        Ok(s) | Err(s) => count(&s),
     }
 }
 
@@ -562,19 +561,19 @@ fn run_mode(mode: PathMode, nc: NonCanonical) {
     }
     alp_e2e::report(format!("paths {mode:?} {nc:?}:\n{}", report.join("\n")));
     if mode == PathMode::Raw && failures.is_empty() {
-        let got = counter_at_least(&stack, "wasmcustom.alp.path.rewritten", rewritten);
+        let got = noncanonical_at_least(&stack, "rewritten", rewritten);
         match nc {
             NonCanonical::Rewrite => assert!(
                 got >= rewritten,
-                "wasmcustom.alp.path.rewritten is {got}, but {rewritten} requests were forwarded rewritten"
+                "alp_noncanonical_paths_total{{alp_outcome=\"rewritten\"}} is {got}, but {rewritten} requests were forwarded rewritten"
             ),
             NonCanonical::Reject => assert_eq!(got, 0, "reject mode rewrote paths"),
         }
         if nc == NonCanonical::Reject {
-            let got = counter_at_least(&stack, "wasmcustom.alp.path.rejected", rejected);
+            let got = noncanonical_at_least(&stack, "rejected", rejected);
             assert!(
                 got >= rejected,
-                "wasmcustom.alp.path.rejected is {got}, but {rejected} non-canonical requests were refused"
+                "alp_noncanonical_paths_total{{alp_outcome=\"rejected\"}} is {got}, but {rejected} non-canonical requests were refused"
             );
         }
     }

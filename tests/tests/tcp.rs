@@ -6,8 +6,12 @@
 //! single byte reaches the client, the backend never receives the client's bytes, and a
 //! plaintext one (decided when it is accepted) never becomes an upstream connection at all.
 
-use alp_e2e::decision_log::{decision_lines, logged_decisions, Logged};
-use alp_e2e::filter_stats::{settled, stats_until};
+use alp_e2e::decision_log::{
+    access_log_decision, access_log_lines, decision_lines, logged_decisions, ts_unix_ms, Logged,
+};
+use alp_e2e::filter_stats::{
+    prom_value, prometheus_mismatches, read_both, read_prometheus, settled, stats_until,
+};
 use alp_e2e::policy::{
     default_profiles, in_sync, ipset, namespace, policy, service_account, single_policy,
     write_in_place,
@@ -352,48 +356,138 @@ fn mtls_connections_by_identity_with_stats_and_decision_logs() {
     let n = runs.len() as u64;
     let allowed = n * cases.iter().filter(|c| c.allowed).count() as u64;
     let denied = n * cases.len() as u64 - allowed;
+    const CONNECTIONS: &str = "alp_connections_total";
+    const BY_POLICY: &str = "alp_policy_connections_total";
+    let (allowed_, denied_) = ([("alp_decision", "allowed")], [("alp_decision", "denied")]);
     let after = stats_until(&stack, "connections counted", |s| {
-        s.delta(&before, "alp.connections.allowed") >= allowed
-            && s.delta(&before, "alp.connections.denied") >= denied
+        s.delta(&before, CONNECTIONS, &allowed_) >= allowed
+            && s.delta(&before, CONNECTIONS, &denied_) >= denied
     });
-    let delta = |name: &str| after.delta(&before, name);
+    let delta = |family: &str, labels: &[(&str, &str)]| after.delta(&before, family, labels);
     let counts = [
-        ("alp.connections.allowed", allowed),
-        ("alp.connections.denied", denied),
-        ("alp.connections.would_deny", 0),
+        (CONNECTIONS, &allowed_[..], allowed),
+        (CONNECTIONS, &denied_[..], denied),
+        (CONNECTIONS, &[("alp_decision", "would_deny")][..], 0),
         // tcp_proxy connects upstream only after the handshake, so a greeting never arrives
         // before the peer certificate does: nothing had to be held.
-        ("alp.connections.upstream_held", 0),
-        ("alp.connection.decision.reason.allow", allowed),
-        ("alp.connection.decision.reason.policy_denied", denied - n),
-        ("alp.connection.decision.reason.invalid_peer_identity", n),
-        ("alp.connection.policy.default.p.allow", allowed),
-        ("alp.connection.policy.default._default.deny", denied - n),
-        ("alp.requests.allowed", 0),
-        ("alp.requests.denied", 0),
-        ("alp.decision.reason.policy_denied", 0),
+        ("alp_connections_held_total", &[][..], 0),
+        (
+            CONNECTIONS,
+            &[("alp_decision", "allowed"), ("alp_reason", "allow")][..],
+            allowed,
+        ),
+        (
+            CONNECTIONS,
+            &[("alp_decision", "denied"), ("alp_reason", "policy_denied")][..],
+            denied - n,
+        ),
+        (
+            CONNECTIONS,
+            &[
+                ("alp_decision", "denied"),
+                ("alp_reason", "invalid_peer_identity"),
+            ][..],
+            n,
+        ),
+        (
+            BY_POLICY,
+            &[
+                ("alp_tier", "default"),
+                ("alp_policy", "p"),
+                ("alp_action", "allow"),
+            ][..],
+            allowed,
+        ),
+        (
+            BY_POLICY,
+            &[
+                ("alp_tier", "default"),
+                ("alp_policy", "_default"),
+                ("alp_action", "deny"),
+            ][..],
+            denied - n,
+        ),
+        // Connections count under the connection families only.
+        ("alp_requests_total", &[][..], 0),
+        ("alp_policy_requests_total", &[][..], 0),
     ];
     let wrong: Vec<String> = counts
         .iter()
-        .filter(|(name, want)| delta(name) != *want)
-        .map(|(name, want)| format!("{name}: {} (want {want})", delta(name)))
+        .filter(|(f, l, want)| delta(f, l) != *want)
+        .map(|(f, l, want)| format!("{f}{l:?}: {} (want {want})", delta(f, l)))
         .collect();
     assert!(wrong.is_empty(), "{wrong:#?}\nall stats: {:#?}", after.0);
 
     // Prometheus: the bootstrap's stats_tags give connection stats the HTTP stats' labels.
-    let prom = stack.envoy.admin_get("/stats/prometheus").unwrap().body;
-    let series: Vec<&str> = prom.lines().filter(|l| l.starts_with("alp_")).collect();
-    for needle in [
-        "alp_connection_decision_reason{alp_reason=\"policy_denied\"}",
-        "alp_connection_decision_reason{alp_reason=\"invalid_peer_identity\"}",
-        "alp_connection_policy_allow{alp_tier=\"default\",alp_policy=\"p\"}",
-        "alp_connection_policy_deny{alp_tier=\"default\",alp_policy=\"_default\"}",
-        "alp_connections_denied",
+    let (now, prom) = read_both(&stack.envoy);
+    let wrong = prometheus_mismatches(&now, &prom);
+    assert!(wrong.is_empty(), "{wrong:#?}");
+    for (family, labels) in [
+        (
+            CONNECTIONS,
+            &[("alp_decision", "denied"), ("alp_reason", "policy_denied")][..],
+        ),
+        (
+            CONNECTIONS,
+            &[
+                ("alp_decision", "denied"),
+                ("alp_reason", "invalid_peer_identity"),
+            ][..],
+        ),
+        (
+            CONNECTIONS,
+            &[("alp_decision", "allowed"), ("alp_reason", "allow")][..],
+        ),
+        (
+            BY_POLICY,
+            &[
+                ("alp_tier", "default"),
+                ("alp_policy", "p"),
+                ("alp_action", "allow"),
+            ][..],
+        ),
+        (
+            BY_POLICY,
+            &[
+                ("alp_tier", "default"),
+                ("alp_policy", "_default"),
+                ("alp_action", "deny"),
+            ][..],
+        ),
     ] {
-        assert!(
-            series.iter().any(|l| l.contains(needle)),
-            "no {needle} in {series:#?}"
+        assert_eq!(
+            prom_value(&prom, family, labels),
+            Some(now.metric(family, labels) as f64),
+            "{family}{labels:?} in {prom:#?}"
         );
+    }
+
+    // The access log: each connection's tcp_proxy line carries the filter's decision.
+    let of = |lines: &[String], from: &str| -> Vec<String> {
+        let needle = format!(" tcp_ids {from}:");
+        lines
+            .iter()
+            .filter(|l| l.contains(&needle))
+            .cloned()
+            .collect()
+    };
+    let lines = access_log_lines(&stack, |l| {
+        ["127.0.61.1", "127.0.61.3", "127.0.61.4"]
+            .iter()
+            .all(|from| !of(l, from).is_empty())
+    });
+    for (from, want) in [
+        (
+            "127.0.61.1",
+            "allow reason=allow tier=default policy=p kind=GlobalNetworkPolicy rule=0 rule_id=by-name",
+        ),
+        ("127.0.61.3", "deny reason=policy_denied tier=default"),
+        ("127.0.61.4", "deny reason=invalid_peer_identity"),
+    ] {
+        let got = of(&lines, from);
+        assert_eq!(got.len(), 1, "one connection from {from} to ids: {got:#?}");
+        let decision = access_log_decision(&got[0]).unwrap_or_default();
+        assert!(decision.starts_with(want), "{from}: {}", got[0]);
     }
 
     // Decision logs (default: denials only): one line per denied connection, kind
@@ -409,9 +503,17 @@ fn mtls_connections_by_identity_with_stats_and_decision_logs() {
     let lines = connection_lines(&lines);
     assert_eq!(lines.len() as u64, denied, "{lines:#?}");
     for v in &lines {
-        for http_field in ["method", "path", "path_rewritten", "forwarded_path"] {
+        // No HTTP field, and no request id (a connection has none); when, as for requests.
+        for http_field in [
+            "method",
+            "path",
+            "path_rewritten",
+            "forwarded_path",
+            "request_id",
+        ] {
             assert!(v.get(http_field).is_none(), "{http_field} in {v}");
         }
+        assert!(v["ts"].as_str().and_then(ts_unix_ms).is_some(), "ts: {v}");
         assert_eq!(
             (v["decision"].as_str(), v["status"].is_null()),
             (Some("deny"), true),
@@ -486,14 +588,16 @@ fn closed_until_policy_is_in_sync() {
     ));
     assert_no_failures(&stack, "nosync", failures);
     // Five connections were closed, each counted once, as not in sync.
+    const CONNECTIONS: &str = "alp_connections_total";
+    let not_in_sync = [("alp_decision", "denied"), ("alp_reason", "not_in_sync")];
     let stats = stats_until(&stack, "not_in_sync counted", |s| {
-        s.get("alp.connection.decision.reason.not_in_sync") >= 5
+        s.metric(CONNECTIONS, &not_in_sync) >= 5
     });
     assert_eq!(
         (
-            stats.get("alp.connection.decision.reason.not_in_sync"),
-            stats.get("alp.connections.denied"),
-            stats.get("alp.connections.allowed"),
+            stats.metric(CONNECTIONS, &not_in_sync),
+            stats.metric(CONNECTIONS, &[("alp_decision", "denied")]),
+            stats.metric(CONNECTIONS, &[("alp_decision", "allowed")]),
         ),
         (5, 5, 0),
         "{:#?}",
@@ -565,7 +669,7 @@ fn dry_run_lets_connections_through_and_counts_them() {
         r#""enforce":false,"staged":true,"decision_log":"all""#,
     );
     let before = settled(&stack);
-    assert_eq!(before.get("alp.dry_run"), 1);
+    assert_eq!(before.metric("alp_dry_run", &[]), 1);
     let mtls = stack.tcp_mtls("client").unwrap();
     let plain = TcpTransport::Plaintext;
     // Every case passes in a dry run, the would-be denials included.
@@ -586,40 +690,61 @@ fn dry_run_lets_connections_through_and_counts_them() {
         run_cases(&stack, "dry", Speak::AtOnce, &cases),
     );
 
+    const CONNECTIONS: &str = "alp_connections_total";
+    const STAGED: &str = "alp_staged_connections_total";
+    let would_deny = [("alp_decision", "would_deny")];
+    let allowed = [("alp_decision", "allowed")];
     let after = stats_until(&stack, "dry run counted", |s| {
-        s.delta(&before, "alp.connections.would_deny") >= 2
-            && s.delta(&before, "alp.connections.allowed") >= 2
-            && s.delta(&before, "alp.connection.staged.differs") >= 1
+        s.delta(&before, CONNECTIONS, &would_deny) >= 2
+            && s.delta(&before, CONNECTIONS, &allowed) >= 2
+            && s.delta(&before, STAGED, &[]) >= 1
     });
-    let delta = |name: &str| after.delta(&before, name);
+    let delta = |family: &str, labels: &[(&str, &str)]| after.delta(&before, family, labels);
     let counts = [
-        ("alp.connections.would_deny", 2),
-        ("alp.connections.denied", 0),
-        ("alp.connections.allowed", 2),
-        ("alp.connection.decision.reason.policy_denied", 2),
-        ("alp.connection.decision.reason.allow", 2),
-        ("alp.connection.staged.differs", 1),
-        ("alp.connection.staged.would_deny", 1),
-        ("alp.connection.staged.would_allow", 0),
-        ("alp.connection.staged.policy.default.lockdown.deny", 1),
-        ("alp.requests.would_deny", 0),
+        (CONNECTIONS, &would_deny[..], 2),
+        (CONNECTIONS, &[("alp_decision", "denied")][..], 0),
+        (CONNECTIONS, &allowed[..], 2),
+        (CONNECTIONS, &[("alp_reason", "policy_denied")][..], 2),
+        (CONNECTIONS, &[("alp_reason", "allow")][..], 2),
+        (STAGED, &[][..], 1),
+        (STAGED, &[("alp_staged", "would_deny")][..], 1),
+        (STAGED, &[("alp_staged", "would_allow")][..], 0),
+        (
+            "alp_staged_policy_connections_total",
+            &[
+                ("alp_tier", "default"),
+                ("alp_policy", "lockdown"),
+                ("alp_action", "deny"),
+            ][..],
+            1,
+        ),
+        (
+            "alp_requests_total",
+            &[("alp_decision", "would_deny")][..],
+            0,
+        ),
+        ("alp_staged_requests_total", &[][..], 0),
     ];
     let wrong: Vec<String> = counts
         .iter()
-        .filter(|(name, want)| delta(name) != *want)
-        .map(|(name, want)| format!("{name}: {} (want {want})", delta(name)))
+        .filter(|(f, l, want)| delta(f, l) != *want)
+        .map(|(f, l, want)| format!("{f}{l:?}: {} (want {want})", delta(f, l)))
         .collect();
     assert!(wrong.is_empty(), "{wrong:#?}\nall stats: {:#?}", after.0);
 
-    let prom = stack.envoy.admin_get("/stats/prometheus").unwrap().body;
-    let needle = "alp_connection_staged_policy_deny{alp_tier=\"default\",alp_policy=\"lockdown\"}";
+    let prom = read_prometheus(&stack.envoy);
+    let labels = [
+        ("alp_tier", "default"),
+        ("alp_policy", "lockdown"),
+        ("alp_action", "deny"),
+    ];
     assert!(
-        prom.lines().any(|l| l.contains(needle)),
-        "no {needle} in {}",
-        prom.lines()
-            .filter(|l| l.starts_with("alp_"))
-            .collect::<Vec<_>>()
-            .join("\n")
+        prom_value(&prom, "alp_staged_policy_connections_total", &labels).is_some_and(|v| v >= 1.0),
+        "no alp_staged_policy_connections_total{labels:?} in {prom:#?}"
+    );
+    assert!(
+        prom_value(&prom, STAGED, &[("alp_staged", "would_deny")]).is_some_and(|v| v >= 1.0),
+        "{prom:#?}"
     );
 
     let from = |v: &Value, addr: &str| v["kind"] == "connection" && v["source"]["address"] == addr;

@@ -733,3 +733,198 @@ pub fn plugin_configuration(wasm_typed_config: &Value) -> Option<Value> {
     let s = wasm_typed_config["config"]["configuration"]["value"].as_str()?;
     serde_json::from_str(s).ok()
 }
+
+/// The fields of Istio's `ProxyConfig` (`meshConfig.defaultConfig`, and a pod's
+/// `proxy.istio.io/config` annotation), by their JSON names (istio/api
+/// mesh/v1alpha1/proxy.proto). The mesh configuration has no CRD schema to validate against:
+/// what these manifests set there is checked against this list, so a misspelt field (which
+/// istiod would ignore) is an error.
+pub const PROXY_CONFIG_FIELDS: &[&str] = &[
+    "configPath",
+    "binaryPath",
+    "serviceCluster",
+    "tracingServiceName",
+    "drainDuration",
+    "parentShutdownDuration",
+    "discoveryAddress",
+    "discoveryRefreshDelay",
+    "zipkinAddress",
+    "statsdUdpAddress",
+    "envoyMetricsServiceAddress",
+    "proxyAdminPort",
+    "availabilityZone",
+    "controlPlaneAuthPolicy",
+    "customConfigFile",
+    "statNameLength",
+    "concurrency",
+    "proxyBootstrapTemplatePath",
+    "interceptionMode",
+    "tracing",
+    "sds",
+    "envoyAccessLogService",
+    "envoyMetricsService",
+    "proxyMetadata",
+    "runtimeValues",
+    "statusPort",
+    "extraStatTags",
+    "gatewayTopology",
+    "terminationDrainDuration",
+    "meshId",
+    "readinessProbe",
+    "proxyStatsMatcher",
+    "holdApplicationUntilProxyStarts",
+    "caCertificatesPem",
+    "image",
+    "privateKeyProvider",
+];
+
+/// The fields of `ProxyConfig.ProxyStatsMatcher`.
+pub const PROXY_STATS_MATCHER_FIELDS: &[&str] =
+    &["inclusionPrefixes", "inclusionSuffixes", "inclusionRegexps"];
+
+/// The pod annotations istio-agent reads for a sidecar's stats (istio/api annotation): extra
+/// tags (added to `extraStatTags`), and inclusion prefixes, suffixes and regexps (each one
+/// *replacing* the `proxyStatsMatcher` list of its kind).
+pub const EXTRA_STAT_TAGS_ANNOTATION: &str = "sidecar.istio.io/extraStatTags";
+pub const INCLUSION_PREFIXES_ANNOTATION: &str = "sidecar.istio.io/statsInclusionPrefixes";
+pub const INCLUSION_SUFFIXES_ANNOTATION: &str = "sidecar.istio.io/statsInclusionSuffixes";
+pub const INCLUSION_REGEXPS_ANNOTATION: &str = "sidecar.istio.io/statsInclusionRegexps";
+
+/// The stats istio-agent always includes, whatever the configuration (its
+/// `requiredEnvoyStatsMatcherInclusion*`): prefixes (readiness checks; `wasm` is a plain string
+/// prefix, so it also covers `wasmcustom.`), suffixes (RBAC), regexps (route stats).
+pub const REQUIRED_INCLUSION_PREFIXES: &[&str] = &[
+    "cluster_manager",
+    "listener_manager",
+    "server",
+    "cluster.xds-grpc",
+    "wasm",
+];
+pub const REQUIRED_INCLUSION_SUFFIXES: &[&str] = &[
+    "rbac.allowed",
+    "rbac.denied",
+    "shadow_allowed",
+    "shadow_denied",
+];
+pub const REQUIRED_INCLUSION_REGEXPS: &[&str] = &[r"vhost\..*\.route\..*"];
+
+/// The tag extractor Istio generates for a name listed in `extraStatTags`: it cuts
+/// `NAME=.=VALUE;.;` out of a stat name and makes VALUE the tag NAME.
+pub fn extra_stat_tag(name: &str) -> Value {
+    json!({"regex": format!(r"({name}=\.=(.*?);\.;)"), "tag_name": name})
+}
+
+/// The tags of a list option: the ProxyConfig's, unless the annotation is set (then its
+/// comma-separated list instead), then the required ones (istio-agent's `parseOption`).
+fn inclusion_option(
+    annotation: Option<&String>,
+    proxy_config: &Value,
+    required: &[&str],
+) -> Result<Vec<String>> {
+    let mut out: Vec<String> = match annotation.filter(|a| !a.is_empty()) {
+        Some(a) => a.split(',').map(str::to_string).collect(),
+        None => proxy_config
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|v| v.as_str().map(str::to_string).context("not a string"))
+            .collect::<Result<_>>()?,
+    };
+    if out.iter().any(|p| p.contains("{pod_ip}")) {
+        bail!("{{pod_ip}} patterns are not emulated here");
+    }
+    out.extend(required.iter().map(|r| r.to_string()));
+    Ok(out)
+}
+
+/// The `stats_config` istio-agent writes into a sidecar's Envoy bootstrap for the ProxyConfig
+/// `proxy_config` (`meshConfig.defaultConfig`) and the pod's `annotations` (istio/istio
+/// pkg/bootstrap/config.go `getStatsOptions`, tools/packaging/common/envoy_bootstrap.json):
+/// * `stats_tags`: Istio's own tags, not Envoy's defaults (`use_all_default_tags: false`), with
+///   [`extra_stat_tag`] for each name of `extraStatTags` and of the annotation
+///   `sidecar.istio.io/extraStatTags` (both, without duplicates) after `mongo_prefix`;
+/// * `stats_matcher`: an inclusion list, `reporter=` (Istio's standard metrics), then the
+///   prefixes, suffixes and regexps of `proxyStatsMatcher` (each replaced by its annotation when
+///   that is set) each followed by the required ones, then `component` and `istio`. Envoy keeps
+///   only the stats it matches, the filter's included.
+pub fn stats_config(proxy_config: &Value, annotations: &BTreeMap<String, String>) -> Result<Value> {
+    let mut extra: Vec<String> = vec![];
+    let configured = proxy_config["extraStatTags"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|v| v.as_str().context("extraStatTags: not a string"))
+        .collect::<Result<Vec<_>>>()?;
+    let annotated = annotations
+        .get(EXTRA_STAT_TAGS_ANNOTATION)
+        .map(|a| a.split(',').collect::<Vec<_>>())
+        .unwrap_or_default();
+    for tag in configured.into_iter().chain(annotated) {
+        if !tag.is_empty() && !extra.iter().any(|t| t == tag) {
+            extra.push(tag.to_string());
+        }
+    }
+    let tag = |name: &str, regex: &str| json!({"tag_name": name, "regex": regex});
+    let mut tags = vec![
+        tag(
+            "cluster_name",
+            r"^cluster\.((.+?(\..+?\.svc\.cluster\.local)?)\.)",
+        ),
+        tag("tcp_prefix", r"^tcp\.((.*?)\.)\w+?$"),
+        tag("response_code", r"_rq(_(\d{3}))$"),
+        tag("response_code_class", r"_rq(_(\dxx))$"),
+        tag(
+            "http_conn_manager_listener_prefix",
+            r"^listener(?=\.).*?\.http\.(((?:[_.[:digit:]]*|[_\[\]aAbBcCdDeEfF[:digit:]]*))\.)",
+        ),
+        tag(
+            "http_conn_manager_prefix",
+            r"^http\.(((?:[_.[:digit:]]*|[_\[\]aAbBcCdDeEfF[:digit:]]*))\.)",
+        ),
+        tag(
+            "listener_address",
+            r"^listener\.(((?:[_.[:digit:]]*|[_\[\]aAbBcCdDeEfF[:digit:]]*))\.)",
+        ),
+        tag(
+            "mongo_prefix",
+            r"^mongo\.(.+?)\.(collection|cmd|cx_|op_|delays_|decoding_)(.*?)$",
+        ),
+    ];
+    tags.extend(extra.iter().map(|t| extra_stat_tag(t)));
+    tags.extend([
+        tag("cache", r"(cache\.(.+?)\.)"),
+        tag("component", r"(component\.(.+?)\.)"),
+        tag("tag", r"(tag\.(.+?);\.)"),
+        tag("wasm_filter", r"(wasm_filter\.(.+?)\.)"),
+        tag("authz_enforce_result", r"rbac(\.(allowed|denied))"),
+        tag("authz_dry_run_action", r"(\.istio_dry_run_(allow|deny)_)"),
+        tag("authz_dry_run_result", r"(\.shadow_(allowed|denied))"),
+    ]);
+
+    let matcher = &proxy_config["proxyStatsMatcher"];
+    let prefixes = inclusion_option(
+        annotations.get(INCLUSION_PREFIXES_ANNOTATION),
+        &matcher["inclusionPrefixes"],
+        REQUIRED_INCLUSION_PREFIXES,
+    )?;
+    let suffixes = inclusion_option(
+        annotations.get(INCLUSION_SUFFIXES_ANNOTATION),
+        &matcher["inclusionSuffixes"],
+        REQUIRED_INCLUSION_SUFFIXES,
+    )?;
+    let regexps = inclusion_option(
+        annotations.get(INCLUSION_REGEXPS_ANNOTATION),
+        &matcher["inclusionRegexps"],
+        REQUIRED_INCLUSION_REGEXPS,
+    )?;
+    let mut patterns = vec![json!({"prefix": "reporter="})];
+    patterns.extend(prefixes.iter().map(|p| json!({"prefix": p})));
+    patterns.extend(suffixes.iter().map(|s| json!({"suffix": s})));
+    patterns.extend(regexps.iter().map(|r| json!({"safe_regex": {"regex": r}})));
+    patterns.extend([json!({"prefix": "component"}), json!({"prefix": "istio"})]);
+    Ok(json!({
+        "use_all_default_tags": false,
+        "stats_tags": tags,
+        "stats_matcher": {"inclusion_list": {"patterns": patterns}}
+    }))
+}

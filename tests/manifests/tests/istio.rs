@@ -19,11 +19,23 @@
 //!   client, and leaks nothing to a denied one;
 //! * a NETWORK WasmPlugin must list its ports: on an HTTP port it decides HTTP as connections
 //!   (an HTTP-only policy then closes every HTTP connection); a module istio-agent refuses is
-//!   replaced by a deny-all filter Envoy accepts.
+//!   replaced by a deny-all filter Envoy accepts;
+//! * the mesh's stats settings (`meshConfig.defaultConfig.extraStatTags`, `proxyStatsMatcher`)
+//!   are ProxyConfig fields naming exactly the filter's labels, equivalent to the documented pod
+//!   annotations; with the `stats_config` istio-agent builds from them
+//!   ([`istio::stats_config`]) a real Envoy's `/stats/prometheus` shows the filter's families
+//!   with their labels, the documented access log format prints each decision and request id,
+//!   and the inclusion list is what keeps the stats.
 
 use alp_e2e::certs::Ca;
 use alp_e2e::client::{send, Request, Transport};
+use alp_e2e::decision_log::{
+    access_log_decision, access_log_field, access_log_lines_in, logged_decisions_in, ts_unix_ms,
+};
 use alp_e2e::envoy::{validate, Envoy};
+use alp_e2e::filter_stats::{
+    prom_value, prometheus_mismatches, read_both, read_prometheus, wait_for_stats, AlpStats,
+};
 use alp_e2e::process::{wait_for, Proc};
 use alp_e2e::stack::{yaobank_ip, RunDir};
 use alp_e2e::tcp_backend::TcpBackend;
@@ -35,6 +47,7 @@ use alp_manifests::istio::{self, EcdsMode, Pod};
 use alp_manifests::yaml::{self, Doc};
 use alp_manifests::{bundled_wasm, felix::TestFelix, render_istio, root};
 use serde_json::{json, Value};
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -1061,18 +1074,15 @@ fn first_tcp_pass(envoy: &Envoy, from: IpAddr, t: &TcpTransport, payload: &[u8])
     got.unwrap_or_else(|| panic!("no TCP connection passed within 20 s; last: {last}"))
 }
 
-/// Waits until the filter's counter `name` (flushed on its tick) is at least `min`.
-fn wait_stat(envoy: &Envoy, name: &str, min: u64) {
-    let got = wait_for(Duration::from_secs(5), Duration::from_millis(50), || {
-        envoy
-            .stat(name)
-            .ok()
-            .flatten()
-            .filter(|v| *v >= min)
-            .map(|_| ())
-    });
-    assert!(got.is_some(), "{name} never reached {min}");
+/// Waits until the filter's metric `family` with `labels` (flushed on its tick; summed over
+/// its series) is at least `min`.
+fn wait_metric(envoy: &Envoy, family: &str, labels: &[(&str, &str)], min: u64) -> AlpStats {
+    wait_for_stats(envoy, |s| s.metric(family, labels) >= min)
+        .unwrap_or_else(|s| panic!("{family}{labels:?} never reached {min}: {:#?}", s.0))
 }
+
+const DENIED: [(&str, &str); 1] = [("alp_decision", "denied")];
+const ALLOWED: [(&str, &str); 1] = [("alp_decision", "allowed")];
 
 fn yaobank_decisions(variant: &str) {
     require_tools();
@@ -1217,8 +1227,8 @@ fn yaobank_decisions(variant: &str) {
         o.summary()
     );
     assert!(!backend.saw(b"ping from database"), "{variant}");
-    wait_stat(&envoy, "wasmcustom.alp.connections.denied", 1);
-    wait_stat(&envoy, "wasmcustom.alp.connections.allowed", 1);
+    wait_metric(&envoy, "alp_connections_total", &DENIED, 1);
+    wait_metric(&envoy, "alp_connections_total", &ALLOWED, 1);
 
     // control's probes follow it: stopped, both fail.
     control.proc.stop(Duration::from_secs(5));
@@ -1540,7 +1550,7 @@ fn a_network_wasmplugin_must_not_select_http_ports() {
         o.summary()
     );
     assert!(!backend.saw(b"raw bytes") && !backend.saw(b"GET /"));
-    wait_stat(&envoy, "wasmcustom.alp.connections.denied", 2);
+    wait_metric(&envoy, "alp_connections_total", &DENIED, 2);
     drop(envoy);
 
     // Without ports: the network filter is also in front of the HTTP connection manager.
@@ -1560,27 +1570,26 @@ fn a_network_wasmplugin_must_not_select_http_ports() {
     // the GET-only policy) rather than closed for want of a snapshot (at once, even before the
     // TLS handshake completes: hence no unwrap).
     let addr = envoy.listeners[istio::TCP_LISTENER];
+    let denied = [("alp_decision", "denied"), ("alp_reason", "policy_denied")];
     let got = wait_for(Duration::from_secs(20), Duration::from_millis(100), || {
         let _ = tcp_client::dial(addr, Some(yaobank_ip("customer")), &t, 0, b"x");
-        envoy
-            .stat("wasmcustom.alp.connection.decision.reason.policy_denied")
-            .ok()
-            .flatten()
+        Some(AlpStats::read_envoy(&envoy).metric("alp_connections_total", &denied))
             .filter(|n| *n > 0)
     });
     assert!(
         got.is_some(),
         "the network filter never decided with the policy"
     );
-    let denied = "wasmcustom.alp.connection.decision.reason.policy_denied";
-    let before = envoy.stat(denied).unwrap().unwrap_or(0);
+    // Once every dial above is counted, the HTTP request's connection is the next one.
+    std::thread::sleep(Duration::from_millis(300));
+    let before = AlpStats::read_envoy(&envoy).metric("alp_connections_total", &denied);
     let o = send(envoy.listeners[istio::INBOUND_LISTENER], &get).unwrap();
     assert!(
         o.status().is_none(),
         "GET on the HTTP port with the network filter in front: {}",
         o.summary()
     );
-    wait_stat(&envoy, denied, before + 1);
+    wait_metric(&envoy, "alp_connections_total", &denied, before + 1);
 }
 
 /// A module istio-agent cannot fetch or verify (FAIL_CLOSE): it sends Envoy a deny-all RBAC
@@ -1654,4 +1663,458 @@ fn a_module_istio_agent_refuses_is_a_deny_all_filter() {
         "the application received {:?}",
         backend.received()
     );
+}
+
+/// The YAML documents of docs/istio.md's blocks.
+fn istio_page_docs() -> Vec<Doc> {
+    yaml::markdown_yaml(&root().join("docs/istio.md")).unwrap()
+}
+
+/// The pod annotations docs/istio.md gives as the per-pod alternative to the mesh's stats
+/// settings (the block with `sidecar.istio.io/extraStatTags`).
+fn documented_stats_annotations() -> BTreeMap<String, String> {
+    let docs = istio_page_docs();
+    let annotations = docs
+        .iter()
+        .map(|d| &d.value["spec"]["template"]["metadata"]["annotations"])
+        .find(|a| a.get(istio::EXTRA_STAT_TAGS_ANNOTATION).is_some())
+        .expect("docs/istio.md: a block with the sidecar.istio.io/extraStatTags annotation");
+    annotations
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                v.as_str().expect("annotation values are strings").into(),
+            )
+        })
+        .collect()
+}
+
+/// The access log format docs/istio.md gives (`meshConfig.accessLogFormat`).
+fn documented_access_log_format() -> String {
+    istio_page_docs()
+        .iter()
+        .find_map(|d| {
+            d.value["meshConfig"]["accessLogFormat"]
+                .as_str()
+                .map(str::to_string)
+        })
+        .expect("docs/istio.md: a block with meshConfig.accessLogFormat")
+}
+
+/// The mesh's `ProxyConfig` (`meshConfig.defaultConfig`) as shipped.
+fn shipped_proxy_config() -> Value {
+    inject::mesh_config(&istio_file("istio-operator.yaml")).unwrap()["defaultConfig"].clone()
+}
+
+#[test]
+fn the_mesh_config_lists_the_filter_stats_labels() {
+    let proxy = shipped_proxy_config();
+    // Fields of Istio's ProxyConfig only (istiod ignores a misspelt one).
+    let fields = |v: &Value| -> Vec<String> {
+        v.as_object()
+            .map(|o| o.keys().cloned().collect())
+            .unwrap_or_default()
+    };
+    for f in fields(&proxy) {
+        assert!(
+            istio::PROXY_CONFIG_FIELDS.contains(&f.as_str()),
+            "meshConfig.defaultConfig.{f} is not a ProxyConfig field"
+        );
+    }
+    for f in fields(&proxy["proxyStatsMatcher"]) {
+        assert!(
+            istio::PROXY_STATS_MATCHER_FIELDS.contains(&f.as_str()),
+            "proxyStatsMatcher.{f} is not a ProxyStatsMatcher field"
+        );
+    }
+    // extraStatTags is exactly the filter's label names (filter/src/metrics.rs), in its order.
+    let tags = strings(&proxy["extraStatTags"]);
+    assert_eq!(tags, alp_filter::metrics::LABELS, "extraStatTags");
+    assert_eq!(alp_e2e::filter_stats::LABELS, alp_filter::metrics::LABELS);
+    assert!(
+        strings(&proxy["proxyStatsMatcher"]["inclusionPrefixes"]).contains(&"wasmcustom.".into()),
+        "proxyStatsMatcher.inclusionPrefixes must keep wasmcustom."
+    );
+
+    let none = BTreeMap::new();
+    let config = istio::stats_config(&proxy, &none).unwrap();
+    // Istio's tags, then one extractor per listed label, exactly the bootstrap's (whose regexes
+    // the e2e tests prove in Envoy): the same stats get the same labels with and without Istio.
+    let stats_tags = config["stats_tags"].as_array().unwrap();
+    let bootstrap = std::fs::read_to_string(root().join("envoy/bootstrap.yaml")).unwrap();
+    for label in alp_filter::metrics::LABELS {
+        let want = istio::extra_stat_tag(label);
+        assert!(stats_tags.contains(&want), "no tag extractor for {label}");
+        let line = format!(
+            "  - tag_name: {label}\n    regex: '{}'\n",
+            want["regex"].as_str().unwrap()
+        );
+        assert!(
+            bootstrap.contains(&line),
+            "envoy/bootstrap.yaml: no {line:?} (the extractor Istio generates)"
+        );
+    }
+    assert_eq!(config["use_all_default_tags"], false);
+    // The inclusion list keeps every stat name the filter defines.
+    let prefixes: Vec<&str> = config["stats_matcher"]["inclusion_list"]["patterns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["prefix"].as_str())
+        .collect();
+    let name = alp_filter::metrics::stat_name(
+        "alp_requests_total",
+        &[("alp_decision", "denied"), ("alp_reason", "policy_denied")],
+    );
+    for stat in [
+        format!("wasmcustom.{name}"),
+        "wasmcustom.alp_dry_run".into(),
+    ] {
+        assert!(
+            prefixes.iter().any(|p| stat.starts_with(p)),
+            "{stat} is kept by none of {prefixes:?}"
+        );
+    }
+
+    // The documented pod annotations, on a pod of a mesh without the settings, give the same
+    // stats configuration.
+    let annotations = documented_stats_annotations();
+    assert_eq!(
+        istio::stats_config(&json!({}), &annotations).unwrap(),
+        config,
+        "the annotations of docs/istio.md ({annotations:?}) are not the mesh settings' equivalent"
+    );
+    // Both together: the tags are not listed twice.
+    assert_eq!(
+        istio::stats_config(&proxy, &annotations).unwrap()["stats_tags"],
+        config["stats_tags"]
+    );
+    // An inclusion annotation replaces the mesh's list (docs/istio.md says to repeat the prefix).
+    let own = BTreeMap::from([(
+        istio::INCLUSION_PREFIXES_ANNOTATION.to_string(),
+        "upstream_cx".to_string(),
+    )]);
+    let replaced = istio::stats_config(&proxy, &own).unwrap();
+    assert!(!replaced["stats_matcher"]
+        .to_string()
+        .contains("\"wasmcustom.\""));
+}
+
+/// Adds the access log Istio sets up from `meshConfig.accessLogFile` and `accessLogFormat` to
+/// every connection manager and `tcp_proxy` of `config`, writing to `path`.
+fn add_access_logs(config: &mut Value, path: &Path, format: &str) {
+    let log = json!([{
+        "name": "envoy.access_loggers.file",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog",
+            "path": path.display().to_string(),
+            "log_format": {"text_format_source": {"inline_string": format}}
+        }
+    }]);
+    let listeners = config["static_resources"]["listeners"]
+        .as_array_mut()
+        .unwrap();
+    for chain in listeners
+        .iter_mut()
+        .flat_map(|l| l["filter_chains"].as_array_mut().unwrap().iter_mut())
+    {
+        for f in chain["filters"].as_array_mut().unwrap() {
+            if f["name"] == istio::HCM || f["name"] == istio::TCP_PROXY {
+                f["typed_config"]["access_log"] = log.clone();
+            }
+        }
+    }
+}
+
+/// The bootstrap of the WasmPlugin installation with `stats_config`.
+fn with_stats_config(r: &Path, env: &PodEnv, dir: &Path, stats_config: Value) -> Value {
+    let docs = [
+        load(
+            r,
+            "control-cluster.yaml",
+            "EnvoyFilter",
+            "calico-alp-control",
+        ),
+        load(r, "wasmplugin.yaml", "WasmPlugin", "calico-alp"),
+        load(r, "wasmplugin-tcp.yaml", "WasmPlugin", "calico-alp-tcp"),
+        load(
+            r,
+            "wasmplugin-tcp.yaml",
+            "EnvoyFilter",
+            "calico-alp-tcp-connect",
+        ),
+    ];
+    let mut config = istio::bootstrap(
+        &docs.iter().collect::<Vec<_>>(),
+        &env.pod,
+        dir,
+        EcdsMode::Inline,
+    )
+    .unwrap();
+    config["stats_config"] = stats_config;
+    config
+}
+
+/// A request id of this run's own.
+fn request_id(what: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    // Never 36 characters: Envoy takes an id of a UUID's length for a UUID and may rewrite its
+    // 15th character (the trace reason it packs there).
+    let id = format!("istio-{what}-{}-{nanos}", std::process::id());
+    if id.len() == 36 {
+        id + "-"
+    } else {
+        id
+    }
+}
+
+/// What a sidecar shows of the filter with the shipped mesh settings: a real Envoy configured as
+/// Istio configures the pod (WasmPlugins), with the `stats_config` istio-agent generates from
+/// `meshConfig.defaultConfig` (Istio's own tags and inclusion list, plus ours) and the access
+/// log format of docs/istio.md, decides YAO bank requests and connections; `/stats/prometheus`
+/// then shows `alp_requests_total` and `alp_connections_total` with their labels (nothing left
+/// in a name, Istio's own tags taking nothing), the access log each decision, the decision log
+/// the caller's request id. And the inclusion list is what keeps the stats: with only the
+/// shipped prefix they are there, with a list matching no `wasm*` name Envoy creates none.
+#[test]
+fn the_mesh_stats_settings_label_the_filter_stats_in_prometheus() {
+    require_tools();
+    let dir = RunDir::create("alp-istio-stats").unwrap();
+    let env = pod_env(&dir.path);
+    let r = rendered(&dir.path);
+    let summary = std::fs::read_to_string(artifacts::yaobank_updates("summary")).unwrap();
+    let (_felix, _control) = control_on(&r, &env, &dir.path, &summary);
+    let backend = TcpBackend::start(&env.pod.tcp_app, GREETING).unwrap();
+    let proxy = shipped_proxy_config();
+
+    let mut config = with_stats_config(
+        &r,
+        &env,
+        &dir.path,
+        istio::stats_config(&proxy, &BTreeMap::new()).unwrap(),
+    );
+    let access_log = dir.path.join("access.log");
+    add_access_logs(&mut config, &access_log, &documented_access_log_format());
+    let envoy = start_envoy(&config, &dir.path, "stats");
+
+    let customer = Request::get("/")
+        .from_ip(yaobank_ip("customer"))
+        .transport(mtls(&env, "customer"));
+    assert_eq!(
+        first_decision(&envoy, &customer).summary(),
+        "200 summary: ok"
+    );
+    let (allowed_id, denied_id) = (request_id("allowed"), request_id("denied"));
+    let inbound = envoy.listeners[istio::INBOUND_LISTENER];
+    let o = send(
+        inbound,
+        &customer.clone().header("x-request-id", &allowed_id),
+    )
+    .unwrap();
+    assert_eq!(o.summary(), "200 summary: ok");
+    let database = Request::get("/")
+        .from_ip(yaobank_ip("database"))
+        .header("x-request-id", &denied_id)
+        .transport(mtls(&env, "database"));
+    assert_eq!(
+        send(inbound, &database).unwrap().summary(),
+        "403 denied by policy"
+    );
+    first_tcp_pass(
+        &envoy,
+        yaobank_ip("customer"),
+        &tcp_mtls(&env, "customer"),
+        b"ping",
+    );
+    let o = tcp_exchange(
+        &envoy,
+        yaobank_ip("database"),
+        &tcp_mtls(&env, "database"),
+        b"ping from database",
+    );
+    assert!(o.closed_silently(), "{}", o.summary());
+    assert!(!backend.saw(b"ping from database"));
+
+    let (requests, connections) = ("alp_requests_total", "alp_connections_total");
+    let allow = [("alp_decision", "allowed"), ("alp_reason", "allow")];
+    let deny = [("alp_decision", "denied"), ("alp_reason", "policy_denied")];
+    wait_for_stats(&envoy, |s| {
+        s.metric(requests, &allow) >= 2
+            && s.metric(requests, &deny) >= 1
+            && s.metric(connections, &allow) >= 1
+            && s.metric(connections, &deny) >= 1
+    })
+    .unwrap_or_else(|s| panic!("the decisions were never counted: {:#?}", s.0));
+    let (now, prom) = read_both(&envoy);
+    let wrong = prometheus_mismatches(&now, &prom);
+    assert!(wrong.is_empty(), "{wrong:#?}\n{prom:#?}");
+    let by_policy = |tier, policy, action| {
+        [
+            ("alp_tier", tier),
+            ("alp_policy", policy),
+            ("alp_action", action),
+        ]
+    };
+    for (family, labels, want) in [
+        (requests, &allow[..], 2.0),
+        (requests, &deny[..], 1.0),
+        (connections, &allow[..], 1.0),
+        (connections, &deny[..], 1.0),
+        (
+            "alp_policy_requests_total",
+            &by_policy("default", "summary", "allow")[..],
+            2.0,
+        ),
+        (
+            "alp_policy_requests_total",
+            &by_policy("default", "_default", "deny")[..],
+            1.0,
+        ),
+        (
+            "alp_policy_connections_total",
+            &by_policy("default", "summary", "allow")[..],
+            1.0,
+        ),
+        (
+            "alp_policy_connections_total",
+            &by_policy("default", "_default", "deny")[..],
+            1.0,
+        ),
+    ] {
+        assert_eq!(
+            prom_value(&prom, family, labels),
+            Some(want),
+            "{family}{labels:?} in {prom:#?}"
+        );
+    }
+    assert!(prom_value(&prom, "alp_snapshot_version", &[]).is_some_and(|v| v > 0.0));
+
+    // The documented access log: the request's id and the filter's decision, for requests and
+    // connections.
+    let id_of = |l: &str| access_log_field(l, "id").map(str::to_string);
+    let lines = access_log_lines_in(&access_log, |l| {
+        l.iter().any(|l| id_of(l).as_deref() == Some(&*denied_id))
+            && l.iter()
+                .filter(|l| id_of(l).as_deref() == Some("-"))
+                .count()
+                >= 2
+    });
+    let line_of = |id: &str| {
+        lines
+            .iter()
+            .find(|l| id_of(l).as_deref() == Some(id))
+            .unwrap_or_else(|| panic!("no access log line with id={id}: {lines:#?}"))
+    };
+    assert_eq!(
+        access_log_decision(line_of(&allowed_id)),
+        Some("allow reason=allow tier=default policy=summary kind=GlobalNetworkPolicy rule=0 rule_id=yaobank-summary-0"),
+    );
+    let denial = access_log_decision(line_of(&denied_id)).unwrap_or_default();
+    assert!(
+        denial.starts_with("deny reason=policy_denied tier=default"),
+        "{denial}"
+    );
+    // Connections have no request id.
+    let tcp_from = |who: &str| -> Vec<&str> {
+        let from = format!(" {}:", yaobank_ip(who));
+        lines
+            .iter()
+            .filter(|l| id_of(l).as_deref() == Some("-") && l.contains(&from))
+            .filter_map(|l| access_log_decision(l))
+            .collect()
+    };
+    assert!(
+        tcp_from("customer")
+            .iter()
+            .any(|d| d.starts_with("allow reason=allow tier=default policy=summary")),
+        "{lines:#?}"
+    );
+    assert!(
+        tcp_from("database")
+            .iter()
+            .any(|d| d.starts_with("deny reason=policy_denied tier=default")),
+        "{lines:#?}"
+    );
+
+    // The decision log: the denial with the id the caller sent (control-cluster.yaml's
+    // preserve_external_request_id keeps it), and when.
+    let logged = logged_decisions_in(&envoy.proc.log, |l| {
+        l.iter()
+            .any(|d| d.decision["request_id"] == denied_id.as_str())
+            && l.iter().any(|d| d.decision["kind"] == "connection")
+    });
+    let line = logged
+        .iter()
+        .map(|d| &d.decision)
+        .find(|d| d["request_id"] == denied_id.as_str())
+        .unwrap_or_else(|| panic!("no decision line with request_id {denied_id}"));
+    assert_eq!(
+        (line["kind"].as_str(), line["reason"].as_str()),
+        (Some("http"), Some("policy_denied"))
+    );
+    assert!(line["ts"].as_str().and_then(ts_unix_ms).is_some(), "{line}");
+    drop(envoy);
+
+    // The shipped inclusion prefix alone keeps the filter's stats (and not Envoy's others).
+    let mut alone = istio::stats_config(&proxy, &BTreeMap::new()).unwrap();
+    alone["stats_matcher"] = json!({"inclusion_list": {"patterns":
+        strings(&proxy["proxyStatsMatcher"]["inclusionPrefixes"])
+            .iter()
+            .map(|p| json!({"prefix": p}))
+            .collect::<Vec<_>>()}});
+    let envoy = start_envoy(
+        &with_stats_config(&r, &env, &dir.path, alone),
+        &dir.path,
+        "prefix",
+    );
+    assert_eq!(
+        first_decision(&envoy, &customer).summary(),
+        "200 summary: ok"
+    );
+    assert_eq!(
+        send(envoy.listeners[istio::INBOUND_LISTENER], &database)
+            .unwrap()
+            .summary(),
+        "403 denied by policy"
+    );
+    let stats = wait_metric(&envoy, requests, &deny, 1);
+    assert!(stats.has("alp_snapshot_version", &[]));
+    assert_eq!(
+        envoy.stat("server.live").unwrap(),
+        None,
+        "the matcher keeps only wasmcustom."
+    );
+    drop(envoy);
+
+    // A list that matches no `wasm*` name (istio-agent's without its own `wasm` prefix and
+    // without ours): Envoy creates none of the filter's stats, though the filter decides.
+    let mut none = istio::stats_config(&json!({}), &BTreeMap::new()).unwrap();
+    let patterns = none["stats_matcher"]["inclusion_list"]["patterns"]
+        .as_array_mut()
+        .unwrap();
+    patterns.retain(|p| p["prefix"] != "wasm");
+    let envoy = start_envoy(
+        &with_stats_config(&r, &env, &dir.path, none),
+        &dir.path,
+        "dropped",
+    );
+    assert_eq!(
+        first_decision(&envoy, &customer).summary(),
+        "200 summary: ok"
+    );
+    assert_eq!(
+        send(envoy.listeners[istio::INBOUND_LISTENER], &database)
+            .unwrap()
+            .summary(),
+        "403 denied by policy"
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(AlpStats::read_envoy(&envoy), AlpStats::default());
+    assert!(read_prometheus(&envoy).is_empty());
 }
