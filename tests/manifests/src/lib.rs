@@ -22,11 +22,14 @@
 //! * [`felix`]: a test Felix (the `felix-sim` crate) on the Policy Sync socket path the CSI
 //!   driver would provide.
 //! * [`dockerfile`]: the instructions of the Dockerfiles, to check what they copy and run.
+//! * [`rendered`]: what `envoy/istio/render.sh` writes (one directory per install variant, the
+//!   install inputs apart), read as `kubectl apply -f` and `kubectl apply -k` read it.
 
 pub mod dockerfile;
 pub mod felix;
 pub mod inject;
 pub mod istio;
+pub mod rendered;
 pub mod schema;
 pub mod yaml;
 
@@ -127,11 +130,18 @@ pub fn rel(path: &Path) -> String {
 }
 
 /// Renders the Istio manifests with `envoy/istio/render.sh` into `out` for an https:// module
-/// URL (the checksum then comes from dist/) and `image`.
-pub fn render_istio(out: &Path, url: &str, image: &str) -> Result<()> {
+/// URL (the checksum then comes from dist/) and `image`; returns what it printed.
+pub fn render_istio(out: &Path, url: &str, image: &str) -> Result<String> {
+    render_istio_with(out, &["--wasm-url", url, "--control-image", image])
+}
+
+/// `envoy/istio/render.sh ARGS --out OUT`; returns what it printed (an error with its output
+/// when it fails).
+pub fn render_istio_with(out: &Path, args: &[&str]) -> Result<String> {
     let status = std::process::Command::new("bash")
         .arg(root().join("envoy/istio/render.sh"))
-        .args(["--wasm-url", url, "--control-image", image, "--out"])
+        .args(args)
+        .arg("--out")
         .arg(out)
         .output()
         .context("running envoy/istio/render.sh")?;
@@ -143,5 +153,5 @@ pub fn render_istio(out: &Path, url: &str, image: &str) -> Result<()> {
             String::from_utf8_lossy(&status.stderr)
         );
     }
-    Ok(())
+    Ok(String::from_utf8_lossy(&status.stdout).into_owned())
 }

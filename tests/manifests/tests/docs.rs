@@ -2,8 +2,9 @@
 //! exists, everything they apply to a cluster is one of the checked manifests, and the YAO bank
 //! decisions they promise are the ones `control check` makes on the tutorial's policy.
 
+use alp_manifests::rendered::{INSTALL_DIR, SETS};
 use alp_manifests::yaml::markdown_blocks;
-use alp_manifests::{rel, root};
+use alp_manifests::{rel, render_istio_with, root};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -43,17 +44,38 @@ fn repo_paths(text: &str) -> Vec<String> {
     out
 }
 
-/// Where a path named in the docs comes from: dist/istio/X is rendered from envoy/istio/X,
-/// other dist/ files are written by the named scripts.
-fn source_of(path: &str) -> Option<PathBuf> {
+/// What envoy/istio/render.sh writes, rendered into `dir` for these checks (an oci:// module:
+/// no dist/calico-alp.wasm needed).
+fn render(dir: &Path) -> PathBuf {
+    let out = dir.join("istio");
+    let digest = format!("sha256:{}", "ab".repeat(32));
+    render_istio_with(
+        &out,
+        &[
+            "--wasm-url",
+            "oci://registry.example.com/calico-alp/filter:v1",
+            "--oci-digest",
+            &digest,
+            "--control-image",
+            "registry.example.com/calico-alp/control:v1",
+        ],
+    )
+    .unwrap();
+    out
+}
+
+/// Where a path named in the docs comes from: dist/istio/X is what render.sh writes (X in its
+/// output `rendered`), other dist/ files are written by the named scripts.
+fn source_of(path: &str, rendered: &Path) -> Option<PathBuf> {
     let root = root();
-    if let Some(f) = path.strip_prefix("dist/istio/") {
-        return Some(root.join("envoy/istio").join(f));
+    if let Some(f) = path.strip_prefix("dist/istio") {
+        if f.is_empty() || f.starts_with('/') {
+            return Some(rendered.join(f.trim_start_matches('/')));
+        }
     }
     match path {
         "dist/calico-alp.wasm" | "dist/calico-alp.wasm.sha256" => Some(root.join("wasm-bundle.sh")),
         p if p.starts_with("dist/oci/") => Some(root.join("images/wasm/oci-layout.sh")),
-        "dist/istio" => Some(root.join("envoy/istio/render.sh")),
         p if p.starts_with("dist/") => None,
         p => Some(root.join(p)),
     }
@@ -61,6 +83,8 @@ fn source_of(path: &str) -> Option<PathBuf> {
 
 #[test]
 fn the_pages_name_only_files_that_exist() {
+    let dir = alp_e2e::stack::RunDir::create("alp-docs-paths").unwrap();
+    let rendered = render(&dir.path);
     let mut pages: Vec<PathBuf> = PAGES.iter().map(|p| root().join(p)).collect();
     pages.push(root().join("envoy/istio/README.md"));
     pages.push(root().join("images/README.md"));
@@ -76,7 +100,7 @@ fn the_pages_name_only_files_that_exist() {
             {
                 continue;
             }
-            match source_of(&p) {
+            match source_of(&p, &rendered) {
                 Some(src) if src.exists() => {}
                 Some(src) => {
                     missing.push(format!("{}: {p} ({} does not exist)", rel(page), rel(&src)))
@@ -91,53 +115,118 @@ fn the_pages_name_only_files_that_exist() {
     assert!(missing.is_empty(), "{}", missing.join("\n"));
 }
 
+/// How a command of the pages uses what it names with `-f`, `-k` or `--patch-file`: Ok(true)
+/// for a checked manifest (or set) given to kubectl, istioctl or Helm, Ok(false) for a
+/// Dockerfile, Err for anything else.
+fn checked_use(flag: &str, target: &str, command: &str, rendered: &Path) -> Result<bool, String> {
+    // `docker build -f images/...`: a Dockerfile, checked by the images tests.
+    if flag == "-f" && target.starts_with("images/") && target.ends_with("/Dockerfile") {
+        return Ok(false);
+    }
+    let kubectl = ["kubectl apply", "kubectl delete", "kubectl create"]
+        .iter()
+        .any(|c| command.contains(c));
+    if let Some(rest) = target.strip_prefix("dist/istio/") {
+        let path = rendered.join(rest);
+        if !path.exists() {
+            return Err(format!("render.sh writes no {target}"));
+        }
+        let mut parts = rest.trim_end_matches('/').splitn(2, '/');
+        let (top, file) = (parts.next().unwrap_or(""), parts.next());
+        return if top == INSTALL_DIR {
+            // Install inputs go to istioctl, Helm and kubectl patch, never to kubectl apply.
+            let installer = command.contains("istioctl install")
+                || command.contains("helm install")
+                || command.contains("helm upgrade")
+                || command.contains("kubectl patch");
+            if kubectl || !installer || file.is_none() {
+                Err(format!(
+                    "{target} is an install input, for istioctl, Helm or kubectl patch only"
+                ))
+            } else {
+                Ok(true)
+            }
+        } else if SETS.contains(&top) && kubectl {
+            match (file, flag) {
+                // A set as a whole: kubectl apply -k DIR, or -f DIR.
+                (None, "-k" | "-f") => Ok(true),
+                // One of its files (to delete a variant's filter but not what both share).
+                (Some(f), "-f") if f.ends_with(".yaml") && path.is_file() => Ok(true),
+                _ => Err(format!(
+                    "{flag} {target}: not a set or one of its manifests"
+                )),
+            }
+        } else {
+            Err(format!("{target} used by {command:?}"))
+        };
+    }
+    let committed = (target.starts_with("envoy/istio/") || target.starts_with("envoy/kubernetes/"))
+        && target.ends_with(".yaml")
+        && root().join(target).is_file();
+    if committed && flag != "-k" {
+        Ok(true)
+    } else {
+        Err(format!("{flag} {target} is not a checked manifest"))
+    }
+}
+
 #[test]
 fn everything_the_pages_apply_is_a_checked_manifest() {
+    let dir = alp_e2e::stack::RunDir::create("alp-docs-apply").unwrap();
+    let rendered = render(&dir.path);
     let mut applied = 0;
+    let mut problems = vec![];
+    let mut commands = vec![];
     for page in PAGES {
         for b in markdown_blocks(&root().join(page)).unwrap() {
             if b.lang != "sh" {
                 continue;
             }
-            let words: Vec<&str> = b.text.split_whitespace().collect();
-            for (i, w) in words.iter().enumerate() {
-                if !matches!(*w, "-f" | "--patch-file") {
-                    continue;
+            let text = b.text.replace("\\\n", " ");
+            for line in text.lines() {
+                commands.push(line.to_string());
+                let words: Vec<&str> = line.split_whitespace().collect();
+                for (i, w) in words.iter().enumerate() {
+                    if !matches!(*w, "-f" | "-k" | "--patch-file") {
+                        continue;
+                    }
+                    let target = words.get(i + 1).copied().unwrap_or("");
+                    match checked_use(w, target, &words[..i].join(" "), &rendered) {
+                        Ok(counted) => applied += usize::from(counted),
+                        Err(e) => problems.push(format!("{page}:{}: {e}", b.line)),
+                    }
                 }
-                let file = words.get(i + 1).copied().unwrap_or("");
-                let ok = (file.starts_with("envoy/istio/")
-                    || file.starts_with("envoy/kubernetes/")
-                    || file.starts_with("dist/istio/"))
-                    && file.ends_with(".yaml")
-                    && source_of(file).is_some_and(|s| s.is_file());
-                // `docker build -f images/...`: a Dockerfile, checked by the images tests.
-                let dockerfile = file.starts_with("images/") && file.ends_with("/Dockerfile");
-                assert!(
-                    ok || dockerfile,
-                    "{page}:{}: applies {file}, which is not a checked manifest",
-                    b.line
-                );
-                applied += usize::from(ok);
+                // The WasmPlugin and its EnvoyFilter alternative are never applied together.
+                let wasmplugin =
+                    line.contains("wasmplugin.yaml") || line.contains("dist/istio/wasmplugin");
+                let envoyfilter = line.contains("envoyfilter-wasm.yaml")
+                    || line.contains("dist/istio/envoyfilter");
+                if line.contains("apply") && wasmplugin && envoyfilter {
+                    problems.push(format!(
+                        "{page}:{}: applies both the WasmPlugin and the EnvoyFilter alternative",
+                        b.line
+                    ));
+                }
             }
         }
     }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
     assert!(
         applied >= 10,
         "only {applied} manifests applied in the pages"
     );
-    // The WasmPlugin and its EnvoyFilter alternative are never applied together.
-    for page in PAGES {
-        for b in markdown_blocks(&root().join(page)).unwrap() {
-            for line in b.text.lines() {
-                assert!(
-                    !(line.contains("wasmplugin.yaml")
-                        && line.contains("envoyfilter-wasm.yaml")
-                        && line.contains("apply")),
-                    "{page}:{}: applies both the WasmPlugin and the EnvoyFilter alternative",
-                    b.line
-                );
-            }
-        }
+    // Each set is applied whole, and the install inputs are installed, as render.sh prints.
+    for want in [
+        "kubectl apply -k dist/istio/wasmplugin",
+        "kubectl apply -k dist/istio/envoyfilter",
+        "istioctl install -y -f dist/istio/install/istio-operator.yaml",
+        "-f dist/istio/install/istiod-values.yaml",
+        "--patch-file dist/istio/install/felix-policy-sync.yaml",
+    ] {
+        assert!(
+            commands.iter().any(|c| c.contains(want)),
+            "docs/istio.md does not run {want:?}"
+        );
     }
 }
 

@@ -6,7 +6,8 @@
 //!   chains only, sharing the HTTP filter's VM;
 //! * the Envoy configuration Istio would build from them (tests/manifests/src/istio.rs) passes
 //!   `envoy --mode validate`, for the WasmPlugins and for the EnvoyFilter-only installation,
-//!   with an HTTP port and a TCP port;
+//!   with an HTTP port and a TCP port, each installation being the set render.sh writes for it
+//!   (`wasmplugin/`, `envoyfilter/`) as `kubectl apply -k` applies it;
 //! * end to end: the control container's injected command line, with the pod's paths mapped to a
 //!   temporary directory, runs the real `control` against a test Felix on the Policy Sync socket
 //!   path of the CSI volume; its injected probes answer; a real Envoy configured as Istio would
@@ -44,6 +45,7 @@ use alp_e2e::{artifacts, policy, tls};
 use alp_filter::config::FilterKind;
 use alp_manifests::inject::{self, PathMap, CONTAINER, LABEL};
 use alp_manifests::istio::{self, EcdsMode, Pod};
+use alp_manifests::rendered::{self, ENVOYFILTER_SET, INSTALL_DIR, WASMPLUGIN_SET};
 use alp_manifests::yaml::{self, Doc};
 use alp_manifests::{bundled_wasm, felix::TestFelix, render_istio, root};
 use serde_json::{json, Value};
@@ -552,17 +554,20 @@ fn render_fills_every_placeholder_and_refuses_bad_input() {
         "example.com/calico-alp/control:v1",
     )
     .unwrap();
-    let plugin = yaml::resource(&out.join("wasmplugin.yaml"), "WasmPlugin", "calico-alp").unwrap();
+    let plugin = load(&out, WASMPLUGIN_SET, "WasmPlugin", "calico-alp");
     assert_eq!(plugin.value["spec"]["sha256"], sha.as_str());
     assert_eq!(
         plugin.value["spec"]["url"],
         "https://example.com/calico-alp/v1/calico-alp.wasm"
     );
-    let overlay = inject::overlay(&out.join("istiod-values.yaml")).unwrap();
-    assert_eq!(
-        inject::container(&overlay, CONTAINER).unwrap()["image"],
-        "example.com/calico-alp/control:v1"
-    );
+    for input in ["istio-operator.yaml", "istiod-values.yaml"] {
+        let overlay = inject::overlay(&out.join(INSTALL_DIR).join(input)).unwrap();
+        assert_eq!(
+            inject::container(&overlay, CONTAINER).unwrap()["image"],
+            "example.com/calico-alp/control:v1",
+            "{input}"
+        );
+    }
     for f in alp_manifests::files_under(&out, &[".yaml"]).unwrap() {
         let text = std::fs::read_to_string(&f).unwrap();
         assert!(
@@ -571,10 +576,14 @@ fn render_fills_every_placeholder_and_refuses_bad_input() {
             f.display()
         );
     }
-    // Every committed manifest has its rendered counterpart.
+    // Every committed manifest has its rendered counterpart, among the install inputs or in
+    // the sets (tests/render_sets.rs checks what goes where).
     for f in alp_manifests::files_under(&root().join("envoy/istio"), &[".yaml"]).unwrap() {
+        let name = f.file_name().unwrap();
         assert!(
-            out.join(f.file_name().unwrap()).is_file(),
+            std::iter::once(INSTALL_DIR)
+                .chain(rendered::SETS)
+                .any(|d| out.join(d).join(name).is_file()),
             "{} not rendered",
             f.display()
         );
@@ -583,19 +592,11 @@ fn render_fills_every_placeholder_and_refuses_bad_input() {
     // two WasmPlugins, the HTTP and network filters of the EnvoyFilter).
     let filter_configs = |dir: &Path| -> Vec<Value> {
         let mut out = vec![];
-        for (file, name) in [
-            ("wasmplugin.yaml", "calico-alp"),
-            ("wasmplugin-tcp.yaml", "calico-alp-tcp"),
-        ] {
-            let plugin = yaml::resource(&dir.join(file), "WasmPlugin", name).unwrap();
+        for name in ["calico-alp", "calico-alp-tcp"] {
+            let plugin = load(dir, WASMPLUGIN_SET, "WasmPlugin", name);
             out.push(plugin.value["spec"]["pluginConfig"]["trust_domains"].clone());
         }
-        let alt = yaml::resource(
-            &dir.join("envoyfilter-wasm.yaml"),
-            "EnvoyFilter",
-            "calico-alp-wasm",
-        )
-        .unwrap();
+        let alt = load(dir, ENVOYFILTER_SET, "EnvoyFilter", "calico-alp-wasm");
         for p in alt.value["spec"]["configPatches"].as_array().unwrap() {
             if p["applyTo"] == "EXTENSION_CONFIG" {
                 let config = istio::plugin_configuration(&p["patch"]["value"]["typed_config"]);
@@ -607,12 +608,7 @@ fn render_fills_every_placeholder_and_refuses_bad_input() {
     assert_eq!(filter_configs(&out), vec![json!(["cluster.local"]); 4]);
     // The network WasmPlugin's ports: the committed example unless given.
     let tcp_ports = |dir: &Path| -> Value {
-        let p = yaml::resource(
-            &dir.join("wasmplugin-tcp.yaml"),
-            "WasmPlugin",
-            "calico-alp-tcp",
-        )
-        .unwrap();
+        let p = load(dir, WASMPLUGIN_SET, "WasmPlugin", "calico-alp-tcp");
         p.value["spec"]["match"][0]["ports"].clone()
     };
     assert_eq!(tcp_ports(&out), json!([{"number": 5432}]));
@@ -661,7 +657,7 @@ fn render_fills_every_placeholder_and_refuses_bad_input() {
         .status()
         .unwrap();
     assert!(status.success());
-    let plugin = yaml::resource(&oci.join("wasmplugin.yaml"), "WasmPlugin", "calico-alp").unwrap();
+    let plugin = load(&oci, WASMPLUGIN_SET, "WasmPlugin", "calico-alp");
     assert_eq!(plugin.value["spec"]["sha256"], "ab".repeat(32));
     for bad in [
         vec![
@@ -707,6 +703,46 @@ fn render_fills_every_placeholder_and_refuses_bad_input() {
             "--tcp-port",
             "5432}]",
         ],
+        // Contradictory, repeated or missing values.
+        vec![
+            "--wasm-url",
+            "https://example.com/f.wasm",
+            "--control-image",
+            "a/b:c",
+            "--no-tcp",
+            "--tcp-port",
+            "5432",
+        ],
+        vec![
+            "--wasm-url",
+            "https://example.com/f.wasm",
+            "--control-image",
+            "a/b:c",
+            "--tcp-port",
+            "3306",
+            "--tcp-port",
+            "3306",
+        ],
+        vec![
+            "--wasm-url",
+            "https://example.com/f.wasm",
+            "--wasm-url",
+            "https://example.com/g.wasm",
+            "--control-image",
+            "a/b:c",
+        ],
+        vec![
+            "--wasm-url",
+            "https://example.com/f.wasm",
+            "--control-image",
+        ],
+        vec![
+            "--wasm-url",
+            "https://example.com/f.wasm",
+            "--control-image",
+            "a/b:c",
+            "--no-such-option",
+        ],
     ] {
         let out = std::process::Command::new("bash")
             .arg(istio_file("render.sh"))
@@ -719,6 +755,10 @@ fn render_fills_every_placeholder_and_refuses_bad_input() {
         assert!(
             String::from_utf8_lossy(&out.stderr).contains("render: error"),
             "{bad:?}"
+        );
+        assert!(
+            !dir.path.join("bad").exists(),
+            "{bad:?}: refused, yet wrote"
         );
     }
 }
@@ -778,8 +818,31 @@ fn rendered(dir: &Path) -> PathBuf {
     out
 }
 
-fn load(dir: &Path, file: &str, kind: &str, name: &str) -> Doc {
-    yaml::resource(&dir.join(file), kind, name).unwrap()
+/// The resource `kind` `name` of the rendered set `set` (`r/<set>/`, as `kubectl apply -k`
+/// reads it).
+fn load(r: &Path, set: &str, kind: &str, name: &str) -> Doc {
+    let docs = rendered::kustomize_build(&r.join(set)).unwrap();
+    rendered::pick(&docs, kind, name).unwrap_or_else(|e| panic!("{set}: {e:#}"))
+}
+
+/// The rendered set `set` as `kubectl apply -k` applies it, less its PeerAuthentication (the
+/// STRICT mutual TLS the bootstrap's inbound chains reproduce): the EnvoyFilters and
+/// WasmPlugins Istio turns into the sidecar's configuration.
+fn set_filters(r: &Path, set: &str) -> Vec<Doc> {
+    let mut out = vec![];
+    for d in rendered::kustomize_build(&r.join(set)).unwrap() {
+        if d.gvk().is_some_and(|(_, k)| k == "PeerAuthentication") {
+            assert_eq!(
+                d.value["spec"]["mtls"]["mode"],
+                "STRICT",
+                "{set}: {}",
+                d.id()
+            );
+        } else {
+            out.push(d);
+        }
+    }
+    out
 }
 
 #[test]
@@ -788,27 +851,23 @@ fn envoy_validates_what_istio_would_configure() {
     let dir = RunDir::create("alp-istio-validate").unwrap();
     let env = pod_env(&dir.path);
     let r = rendered(&dir.path);
-    let cluster = load(
-        &r,
-        "control-cluster.yaml",
-        "EnvoyFilter",
-        "calico-alp-control",
+    let cluster = load(&r, WASMPLUGIN_SET, "EnvoyFilter", "calico-alp-control");
+    let plugin = load(&r, WASMPLUGIN_SET, "WasmPlugin", "calico-alp");
+    let tcp = load(&r, WASMPLUGIN_SET, "WasmPlugin", "calico-alp-tcp");
+    let connect = load(&r, WASMPLUGIN_SET, "EnvoyFilter", "calico-alp-tcp-connect");
+    let alt = load(&r, ENVOYFILTER_SET, "EnvoyFilter", "calico-alp-wasm");
+    // Each installation is its rendered set as kubectl applies it (every file of the directory).
+    let wasm_set = set_filters(&r, WASMPLUGIN_SET);
+    let wasm_plugins: Vec<&Doc> = wasm_set.iter().collect();
+    let ids = |docs: &[&Doc]| docs.iter().map(|d| d.id()).collect::<Vec<_>>();
+    assert_eq!(
+        ids(&wasm_plugins),
+        ids(&[&cluster, &plugin, &tcp, &connect]),
+        "the WasmPlugin set"
     );
-    let plugin = load(&r, "wasmplugin.yaml", "WasmPlugin", "calico-alp");
-    let tcp = load(&r, "wasmplugin-tcp.yaml", "WasmPlugin", "calico-alp-tcp");
-    let connect = load(
-        &r,
-        "wasmplugin-tcp.yaml",
-        "EnvoyFilter",
-        "calico-alp-tcp-connect",
-    );
-    let alt = load(
-        &r,
-        "envoyfilter-wasm.yaml",
-        "EnvoyFilter",
-        "calico-alp-wasm",
-    );
-    let wasm_plugins = vec![&cluster, &plugin, &tcp, &connect];
+    let envoyfilter_set = set_filters(&r, ENVOYFILTER_SET);
+    let alt_set: Vec<&Doc> = envoyfilter_set.iter().collect();
+    assert_eq!(ids(&alt_set), ids(&[&cluster, &alt]), "the EnvoyFilter set");
     // `--mode validate` checks a config_discovery stanza but does not load what it would
     // discover: the inline variant is the one that validates the discovered configuration.
     // "refused": what istio-agent sends when it cannot fetch or verify the module (deny-all
@@ -816,13 +875,9 @@ fn envoy_validates_what_istio_would_configure() {
     let variants: [(&str, Vec<&Doc>, EcdsMode); 5] = [
         ("wasmplugin", wasm_plugins.clone(), EcdsMode::Inline),
         ("wasmplugin-refused", wasm_plugins, EcdsMode::Refused),
-        ("envoyfilter-inline", vec![&cluster, &alt], EcdsMode::Inline),
-        ("envoyfilter-ecds", vec![&cluster, &alt], EcdsMode::File),
-        (
-            "envoyfilter-refused",
-            vec![&cluster, &alt],
-            EcdsMode::Refused,
-        ),
+        ("envoyfilter-inline", alt_set.clone(), EcdsMode::Inline),
+        ("envoyfilter-ecds", alt_set.clone(), EcdsMode::File),
+        ("envoyfilter-refused", alt_set, EcdsMode::Refused),
     ];
     let names = |filters: &Value| -> Vec<String> {
         filters
@@ -960,7 +1015,8 @@ struct InjectedControl {
 impl InjectedControl {
     fn start(rendered: &Path, env: &PodEnv, dir: &Path) -> InjectedControl {
         let binary = artifacts::control().expect("the control binary is required");
-        let overlay = inject::overlay(&rendered.join("istio-operator.yaml")).unwrap();
+        let overlay =
+            inject::overlay(&rendered.join(INSTALL_DIR).join("istio-operator.yaml")).unwrap();
         let c = inject::container(&overlay, CONTAINER).unwrap();
         let paths = PathMap(env.pod.paths.0.clone());
         let cmd = paths.command(&strings(&c["command"]), &binary).unwrap();
@@ -1103,34 +1159,8 @@ fn yaobank_decisions(variant: &str) {
     control.wait_ready();
     assert!(env.socket_dir.join("control.sock").exists());
 
-    let cluster = load(
-        &r,
-        "control-cluster.yaml",
-        "EnvoyFilter",
-        "calico-alp-control",
-    );
-    let docs_owned: Vec<Doc> = match variant {
-        "wasmplugin" => vec![
-            cluster,
-            load(&r, "wasmplugin.yaml", "WasmPlugin", "calico-alp"),
-            load(&r, "wasmplugin-tcp.yaml", "WasmPlugin", "calico-alp-tcp"),
-            load(
-                &r,
-                "wasmplugin-tcp.yaml",
-                "EnvoyFilter",
-                "calico-alp-tcp-connect",
-            ),
-        ],
-        _ => vec![
-            cluster,
-            load(
-                &r,
-                "envoyfilter-wasm.yaml",
-                "EnvoyFilter",
-                "calico-alp-wasm",
-            ),
-        ],
-    };
+    // The rendered set of the variant, every file of it, as `kubectl apply -k` applies it.
+    let docs_owned = set_filters(&r, variant);
     let docs: Vec<&Doc> = docs_owned.iter().collect();
     // The EnvoyFilter installation keeps its config_discovery stanza: Envoy loads the filter's
     // configuration through extension config discovery (from a file instead of istiod).
@@ -1292,13 +1322,8 @@ fn forged_x_forwarded_for_is_ignored_only_with_the_inbound_patch() {
     let mut control = InjectedControl::start(&r, &env, &dir.path);
     control.wait_ready();
 
-    let mut cluster = load(
-        &r,
-        "control-cluster.yaml",
-        "EnvoyFilter",
-        "calico-alp-control",
-    );
-    let plugin = load(&r, "wasmplugin.yaml", "WasmPlugin", "calico-alp");
+    let mut cluster = load(&r, WASMPLUGIN_SET, "EnvoyFilter", "calico-alp-control");
+    let plugin = load(&r, WASMPLUGIN_SET, "WasmPlugin", "calico-alp");
     let forged = Request::get("/")
         .from_ip(yaobank_ip("database"))
         .header("x-forwarded-for", "127.0.10.1")
@@ -1405,20 +1430,10 @@ fn server_first_over_mtls_needs_the_tcp_proxy_patch_and_never_leaks() {
     let (_felix, _control) = control_on(&r, &env, &dir.path, &by_name);
     let backend = TcpBackend::start(&env.pod.tcp_app, GREETING).unwrap();
     let docs = [
-        load(
-            &r,
-            "control-cluster.yaml",
-            "EnvoyFilter",
-            "calico-alp-control",
-        ),
-        load(&r, "wasmplugin.yaml", "WasmPlugin", "calico-alp"),
-        load(&r, "wasmplugin-tcp.yaml", "WasmPlugin", "calico-alp-tcp"),
-        load(
-            &r,
-            "wasmplugin-tcp.yaml",
-            "EnvoyFilter",
-            "calico-alp-tcp-connect",
-        ),
+        load(&r, WASMPLUGIN_SET, "EnvoyFilter", "calico-alp-control"),
+        load(&r, WASMPLUGIN_SET, "WasmPlugin", "calico-alp"),
+        load(&r, WASMPLUGIN_SET, "WasmPlugin", "calico-alp-tcp"),
+        load(&r, WASMPLUGIN_SET, "EnvoyFilter", "calico-alp-tcp-connect"),
     ];
     let customer = Request::get("/")
         .from_ip(yaobank_ip("customer"))
@@ -1498,20 +1513,10 @@ fn a_network_wasmplugin_must_not_select_http_ports() {
     ));
     let (_felix, _control) = control_on(&r, &env, &dir.path, &get_only);
     let backend = TcpBackend::start(&env.pod.tcp_app, GREETING).unwrap();
-    let cluster = load(
-        &r,
-        "control-cluster.yaml",
-        "EnvoyFilter",
-        "calico-alp-control",
-    );
-    let plugin = load(&r, "wasmplugin.yaml", "WasmPlugin", "calico-alp");
-    let mut tcp = load(&r, "wasmplugin-tcp.yaml", "WasmPlugin", "calico-alp-tcp");
-    let connect = load(
-        &r,
-        "wasmplugin-tcp.yaml",
-        "EnvoyFilter",
-        "calico-alp-tcp-connect",
-    );
+    let cluster = load(&r, WASMPLUGIN_SET, "EnvoyFilter", "calico-alp-control");
+    let plugin = load(&r, WASMPLUGIN_SET, "WasmPlugin", "calico-alp");
+    let mut tcp = load(&r, WASMPLUGIN_SET, "WasmPlugin", "calico-alp-tcp");
+    let connect = load(&r, WASMPLUGIN_SET, "EnvoyFilter", "calico-alp-tcp-connect");
     let get = Request::get("/")
         .from_ip(yaobank_ip("customer"))
         .transport(mtls(&env, "customer"));
@@ -1604,20 +1609,7 @@ fn a_module_istio_agent_refuses_is_a_deny_all_filter() {
     let dir = RunDir::create("alp-istio-refused").unwrap();
     let env = pod_env(&dir.path);
     let r = rendered(&dir.path);
-    let docs = [
-        load(
-            &r,
-            "control-cluster.yaml",
-            "EnvoyFilter",
-            "calico-alp-control",
-        ),
-        load(
-            &r,
-            "envoyfilter-wasm.yaml",
-            "EnvoyFilter",
-            "calico-alp-wasm",
-        ),
-    ];
+    let docs = set_filters(&r, ENVOYFILTER_SET);
     let config = istio::bootstrap(
         &docs.iter().collect::<Vec<_>>(),
         &env.pod,
@@ -1831,22 +1823,7 @@ fn add_access_logs(config: &mut Value, path: &Path, format: &str) {
 
 /// The bootstrap of the WasmPlugin installation with `stats_config`.
 fn with_stats_config(r: &Path, env: &PodEnv, dir: &Path, stats_config: Value) -> Value {
-    let docs = [
-        load(
-            r,
-            "control-cluster.yaml",
-            "EnvoyFilter",
-            "calico-alp-control",
-        ),
-        load(r, "wasmplugin.yaml", "WasmPlugin", "calico-alp"),
-        load(r, "wasmplugin-tcp.yaml", "WasmPlugin", "calico-alp-tcp"),
-        load(
-            r,
-            "wasmplugin-tcp.yaml",
-            "EnvoyFilter",
-            "calico-alp-tcp-connect",
-        ),
-    ];
+    let docs = set_filters(r, WASMPLUGIN_SET);
     let mut config = istio::bootstrap(
         &docs.iter().collect::<Vec<_>>(),
         &env.pod,
