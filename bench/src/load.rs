@@ -118,7 +118,8 @@ pub fn tls_config(ca: &Path, cert: &Path, key: &Path) -> Result<Arc<rustls::Clie
     Ok(Arc::new(config))
 }
 
-trait Io: AsyncRead + AsyncWrite + Unpin {}
+/// A client connection, plaintext or TLS.
+pub trait Io: AsyncRead + AsyncWrite + Unpin {}
 impl<T: AsyncRead + AsyncWrite + Unpin> Io for T {}
 
 async fn connect(target: &Target) -> Result<Box<dyn Io>> {
@@ -217,7 +218,7 @@ pub fn probe(target: &Target) -> Result<u16> {
 }
 
 /// Waits until `at`: the timer while far, then yielding (microsecond accuracy).
-async fn wait_until(at: Instant) {
+pub async fn wait_until(at: Instant) {
     const SPIN: Duration = Duration::from_micros(1500);
     let now = Instant::now();
     if at > now + SPIN {

@@ -13,6 +13,11 @@
 //! * CPU per request: Envoy's utime+stime over the measured window / requests (ext_authz: plus
 //!   the authz server's, which shares CPU 0 with Envoy); memory: Envoy's RSS (one worker);
 //! * other work on CPU 0 during a window is recorded, and such windows are flagged.
+//!
+//! Raw TCP (`--layers tcp`, in the same run by default): for each configuration (and rule count)
+//! another Envoy, whose two TCP listeners run the configuration's network filter before
+//! tcp_proxy to Envoy's own echo listener; measured are the connection rate (closed loop of
+//! short connections) and the throughput of a few long connections (`tcp.rs`).
 
 mod config;
 mod load;
@@ -20,6 +25,7 @@ mod plot;
 mod policy;
 mod procstat;
 mod report;
+mod tcp;
 mod wrk;
 
 use alp_e2e::certs::Ca;
@@ -29,8 +35,8 @@ use alp_e2e::process::{wait_for, Proc};
 use alp_e2e::stack::RunDir;
 use anyhow::{bail, Context as _, Result};
 use clap::{Parser, Subcommand};
-use config::{Config, Paths};
-use report::{Measurement, Meta, Row, RunReport};
+use config::{Config, Layer, Paths};
+use report::{Measurement, Meta, Row, RunReport, TcpMeta, TcpRow, Throughput};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -85,6 +91,35 @@ pub struct RunArgs {
     /// Transports: plaintext, mtls.
     #[arg(long, value_delimiter = ',', default_value = "plaintext,mtls")]
     transports: Vec<String>,
+    /// What to measure: http (requests through the HTTP filters), tcp (raw TCP connections
+    /// through the network filters before tcp_proxy). `--layers http`: HTTP only.
+    #[arg(long, value_delimiter = ',', default_value = "http,tcp", value_parser = Layer::parse)]
+    layers: Vec<Layer>,
+    /// TCP: seconds of each measured window.
+    #[arg(long, default_value_t = 2.0)]
+    tcp_duration: f64,
+    /// TCP: seconds of warm-up before each window.
+    #[arg(long, default_value_t = 0.5)]
+    tcp_warmup: f64,
+    /// TCP connection rate: concurrent workers, each opening a connection, sending a short
+    /// request, reading it echoed and closing, then the next.
+    #[arg(long, default_value_t = 16)]
+    tcp_workers: usize,
+    /// TCP throughput: long-lived connections.
+    #[arg(long, default_value_t = 4)]
+    tcp_streams: usize,
+    /// TCP throughput: bytes per write.
+    #[arg(long, default_value_t = 65536)]
+    tcp_chunk: usize,
+    /// TCP throughput only at these rule counts (configurations without a policy always;
+    /// default: every count). The filters decide once per connection, so the rule count only
+    /// matters to the connection rate.
+    #[arg(long, value_delimiter = ',')]
+    tcp_throughput_rules: Option<Vec<usize>>,
+    /// TCP: mTLS clients resume TLS sessions when they hold a ticket (rustls keeps 8 per server;
+    /// the results record how many handshakes resumed). Default: a full handshake per connection.
+    #[arg(long)]
+    tcp_resumption: bool,
     /// Output stem: writes STEM.md, STEM.json, STEM.png.
     #[arg(long, default_value = "bench/results/latest")]
     out: PathBuf,
@@ -163,6 +198,9 @@ struct Ctx {
     paths: Paths,
     run_dir: PathBuf,
     mtls: Arc<tokio_rustls::rustls::ClientConfig>,
+    /// The TCP listeners' clients: allowed, and a service account no rule names.
+    tcp_mtls: Arc<tokio_rustls::rustls::ClientConfig>,
+    tcp_denied_mtls: Arc<tokio_rustls::rustls::ClientConfig>,
     envoy_cpu: Option<usize>,
     load_cpu: Option<usize>,
     has_wrk: bool,
@@ -208,9 +246,32 @@ fn run(args: &RunArgs) -> Result<()> {
     let server = ca.issue("server", "bench-server", true)?;
     let client = ca.issue_with_uri("client", &policy::client_principal(), false)?;
     let mtls = load::tls_config(&ca.cert_file, &client.cert, &client.key)?;
+    let other = ca.issue_with_uri(
+        "other",
+        &format!(
+            "spiffe://{}/ns/{}/sa/{}",
+            policy::TRUST_DOMAIN,
+            policy::CLIENT_NAMESPACE,
+            policy::TCP_DENIED_SA
+        ),
+        false,
+    )?;
+    let tcp_client = |cert: &Path, key: &Path| -> Result<Arc<tokio_rustls::rustls::ClientConfig>> {
+        let mut c = (*load::tls_config(&ca.cert_file, cert, key)?).clone();
+        c.alpn_protocols.clear();
+        if !args.tcp_resumption {
+            c.resumption = tokio_rustls::rustls::client::Resumption::disabled();
+        }
+        Ok(Arc::new(c))
+    };
+    let tcp_mtls = tcp_client(&client.cert, &client.key)?;
+    let tcp_denied_mtls = tcp_client(&other.cert, &other.key)?;
     let paths = Paths {
         plain_port: free_port()?,
         mtls_port: free_port()?,
+        tcp_plain_port: free_port()?,
+        tcp_mtls_port: free_port()?,
+        echo_socket: dir.path.join("echo.sock"),
         server_cert: server.cert,
         server_key: server.key,
         ca_file: ca.cert_file.clone(),
@@ -228,6 +289,8 @@ fn run(args: &RunArgs) -> Result<()> {
         paths,
         run_dir: dir.path.clone(),
         mtls,
+        tcp_mtls,
+        tcp_denied_mtls,
         envoy_cpu: pin.then_some(0),
         load_cpu: pin.then_some(1),
         has_wrk,
@@ -239,6 +302,7 @@ fn run(args: &RunArgs) -> Result<()> {
 
     let load_before = procstat::loadavg();
     let mut rows = Vec::new();
+    let mut tcp_rows = Vec::new();
     let mut notes = Vec::new();
     let mut setups: Vec<(Config, Option<usize>)> = Vec::new();
     for c in [Config::None, Config::Noop] {
@@ -253,30 +317,40 @@ fn run(args: &RunArgs) -> Result<()> {
             }
         }
     }
+    let http = args.layers.contains(&Layer::Http);
+    let tcp = args.layers.contains(&Layer::Tcp);
     println!(
-        "alp-bench: {} setups x {} transports; {:.0}s windows after {:.0}s warm-up, {} connections, open loop at {:.0}/s; Envoy {}",
+        "alp-bench: {} setups x {} transports x {}; HTTP {:.0}s windows after {:.0}s warm-up, {} connections, open loop at {:.0}/s; \
+         TCP {:.1}s windows after {:.1}s warm-up, {} workers, {} streams of {} KiB writes; Envoy {}",
         setups.len(),
         args.transports.len(),
+        args.layers.iter().map(|l| l.key()).collect::<Vec<_>>().join("+"),
         args.duration,
         args.warmup,
         args.connections,
         args.rate,
+        args.tcp_duration,
+        args.tcp_warmup,
+        args.tcp_workers,
+        args.tcp_streams,
+        args.tcp_chunk / 1024,
         if pin { "on CPU 0, load on CPU 1" } else { "unpinned" }
     );
     for round in 0..args.rounds.max(1) {
         if args.rounds > 1 {
             println!("round {}/{}", round + 1, args.rounds);
         }
-        for (config, rules) in &setups {
+        let what = |config: &Config, rules: &Option<usize>, layer: Layer| {
+            format!(
+                "{} at {} rules ({layer})",
+                config.label(),
+                rules.map_or("-".into(), |r| r.to_string())
+            )
+        };
+        for (config, rules) in setups.iter().filter(|_| http) {
             let t = Instant::now();
-            let measured =
-                measure_setup(&ctx, *config, *rules, &mut notes, round).with_context(|| {
-                    format!(
-                        "{} at {} rules",
-                        config.label(),
-                        rules.map_or("-".into(), |r| r.to_string())
-                    )
-                })?;
+            let measured = measure_setup(&ctx, *config, *rules, &mut notes, round)
+                .with_context(|| what(config, rules, Layer::Http))?;
             for row in &measured {
                 println!(
                     "  {}  ({:.1}s)",
@@ -286,8 +360,22 @@ fn run(args: &RunArgs) -> Result<()> {
             }
             rows.extend(measured);
         }
+        for (config, rules) in setups.iter().filter(|_| tcp) {
+            let t = Instant::now();
+            let measured = measure_tcp_setup(&ctx, *config, *rules)
+                .with_context(|| what(config, rules, Layer::Tcp))?;
+            for row in &measured {
+                println!(
+                    "  {}  ({:.1}s)",
+                    report::tcp_one_line(row),
+                    t.elapsed().as_secs_f64()
+                );
+            }
+            tcp_rows.extend(measured);
+        }
     }
     let rows = report::best_of_rounds(rows);
+    let tcp_rows = report::best_tcp_of_rounds(tcp_rows);
 
     let git = command_output(
         "git",
@@ -349,8 +437,17 @@ fn run(args: &RunArgs) -> Result<()> {
         seconds: started.elapsed().as_secs_f64(),
         note: args.note.clone(),
         notes,
+        tcp: tcp.then(|| TcpMeta {
+            duration_s: args.tcp_duration,
+            warmup_s: args.tcp_warmup,
+            workers: args.tcp_workers,
+            streams: args.tcp_streams,
+            chunk_bytes: args.tcp_chunk,
+            message_bytes: tcp::MESSAGE.len(),
+            resumption: args.tcp_resumption,
+        }),
     };
-    let run = RunReport::new(meta, rows);
+    let run = RunReport::new(meta, rows, tcp_rows);
     if let Some(parent) = args.out.parent() {
         std::fs::create_dir_all(parent)?;
     }
@@ -360,7 +457,9 @@ fn run(args: &RunArgs) -> Result<()> {
     )?;
     std::fs::write(args.out.with_extension("md"), report::markdown(&run))?;
     plot::draw(&run, &args.out.with_extension("png"))?;
-    println!("\n{}", report::targets_text(&run));
+    if !run.targets.is_empty() {
+        println!("\n{}", report::targets_text(&run));
+    }
     println!(
         "alp-bench: wrote {}.{{md,json,png}} in {:.0} s",
         args.out.display(),
@@ -392,20 +491,34 @@ fn taskset(cpu: Option<usize>) -> Vec<String> {
     }
 }
 
-/// Starts what `config` needs, checks it enforces, and measures each transport.
-fn measure_setup(
+/// What a configuration runs besides Envoy, started before it.
+struct Servers {
+    /// The native RBAC filters (`Config::Rbac`).
+    rbac: Vec<serde_json::Value>,
+    control: Option<Control>,
+    authz: Option<Proc>,
+}
+
+/// Writes `layer`'s policy for `rules` under `dir` and starts what `config` needs: `control
+/// serve` for our filter, `control ext-authz` (pinned with Envoy) for ext_authz.
+fn start_servers(
     ctx: &Ctx,
     config: Config,
     rules: Option<usize>,
-    notes: &mut Vec<String>,
-    round: usize,
-) -> Result<Vec<Row>> {
-    let dir = ctx.run_dir.join(format!("{config}-{}", rules.unwrap_or(0)));
-    std::fs::create_dir_all(&dir)?;
-    let ports = [ctx.paths.plain_port, ctx.paths.mtls_port];
+    layer: Layer,
+    dir: &Path,
+) -> Result<Servers> {
+    std::fs::create_dir_all(dir)?;
+    let ports = match layer {
+        Layer::Http => [ctx.paths.plain_port, ctx.paths.mtls_port],
+        Layer::Tcp => [ctx.paths.tcp_plain_port, ctx.paths.tcp_mtls_port],
+    };
     let (updates, rbac) = match (config.has_policy(), rules) {
         (true, Some(n)) => {
-            let snap = policy::bench_snapshot(n, &ports);
+            let snap = match layer {
+                Layer::Http => policy::bench_snapshot(n, &ports),
+                Layer::Tcp => policy::tcp_snapshot(n, &ports),
+            };
             let jsonl: String = policy::to_dataplane(&snap)?
                 .iter()
                 .map(|m| format!("{m}\n"))
@@ -414,7 +527,7 @@ fn measure_setup(
             let file = dir.join("updates.jsonl");
             std::fs::write(&file, jsonl)?;
             let rbac = if config == Config::Rbac {
-                policy::rbac_filters(&snap)?
+                policy::rbac_filters(&snap, layer)?
             } else {
                 vec![]
             };
@@ -473,7 +586,28 @@ fn measure_setup(
         _ => None,
     };
 
-    let yaml = config::bootstrap(&ctx.template, config, &ctx.paths, &rbac)?;
+    Ok(Servers {
+        rbac,
+        control,
+        authz,
+    })
+}
+
+/// Starts what `config` needs, checks it enforces, and measures each transport.
+fn measure_setup(
+    ctx: &Ctx,
+    config: Config,
+    rules: Option<usize>,
+    notes: &mut Vec<String>,
+    round: usize,
+) -> Result<Vec<Row>> {
+    let dir = ctx.run_dir.join(format!("{config}-{}", rules.unwrap_or(0)));
+    let Servers {
+        rbac,
+        control,
+        authz,
+    } = start_servers(ctx, config, rules, Layer::Http, &dir)?;
+    let yaml = config::bootstrap(&ctx.template, Layer::Http, config, &ctx.paths, &rbac)?;
     let config_file = dir.join("envoy.yaml");
     std::fs::write(&config_file, yaml)?;
     let envoy = Envoy::start(
@@ -648,18 +782,8 @@ fn measurement(
 }
 
 /// `measure` again while the window was disturbed by other work, keeping the calmest attempt.
-fn calmest(ctx: &Ctx, mut measure: impl FnMut() -> Result<Measurement>) -> Result<Measurement> {
-    let mut best = measure()?;
-    for _ in 0..ctx.args.retries {
-        if !best.disturbed() {
-            break;
-        }
-        let again = measure()?;
-        if again.foreign_pct() < best.foreign_pct() {
-            best = again;
-        }
-    }
-    Ok(best)
+fn calmest(ctx: &Ctx, measure: impl FnMut() -> Result<Measurement>) -> Result<Measurement> {
+    calmest_of(ctx, measure)
 }
 
 fn closed_wrk(ctx: &Ctx, target: &load::Target, pids: &[u32]) -> Result<Measurement> {
@@ -778,4 +902,263 @@ fn open_own(ctx: &Ctx, target: &load::Target, pids: &[u32]) -> Result<Measuremen
             rate: ctx.args.rate,
         },
     )
+}
+
+/// A window whose CPU figures tell whether other work disturbed it.
+trait Calm {
+    fn foreign(&self) -> f64;
+    fn calm(&self) -> bool;
+}
+
+impl Calm for Measurement {
+    fn foreign(&self) -> f64 {
+        self.foreign_pct()
+    }
+    fn calm(&self) -> bool {
+        !self.disturbed()
+    }
+}
+
+impl Calm for Throughput {
+    fn foreign(&self) -> f64 {
+        self.foreign_pct()
+    }
+    fn calm(&self) -> bool {
+        !self.disturbed()
+    }
+}
+
+/// [`calmest`] for any kind of window.
+fn calmest_of<M: Calm>(ctx: &Ctx, mut measure: impl FnMut() -> Result<M>) -> Result<M> {
+    let mut best = measure()?;
+    for _ in 0..ctx.args.retries {
+        if best.calm() {
+            break;
+        }
+        let again = measure()?;
+        if again.foreign() < best.foreign() {
+            best = again;
+        }
+    }
+    Ok(best)
+}
+
+/// The TCP side of `config`: its own Envoy with the TCP listeners, the same policy servers;
+/// checks it enforces (the allowed connection echoed, a denied one closed unanswered), then
+/// measures the connection rate and the throughput on each transport.
+fn measure_tcp_setup(ctx: &Ctx, config: Config, rules: Option<usize>) -> Result<Vec<TcpRow>> {
+    let dir = ctx
+        .run_dir
+        .join(format!("tcp-{config}-{}", rules.unwrap_or(0)));
+    let Servers {
+        rbac,
+        control,
+        authz,
+    } = start_servers(ctx, config, rules, Layer::Tcp, &dir)?;
+    let _ = std::fs::remove_file(&ctx.paths.echo_socket);
+    let yaml = config::bootstrap(&ctx.template, Layer::Tcp, config, &ctx.paths, &rbac)?;
+    let config_file = dir.join("envoy.yaml");
+    std::fs::write(&config_file, yaml)?;
+    let envoy = Envoy::start(
+        &ctx.envoy,
+        &taskset(ctx.envoy_cpu),
+        &config_file,
+        &dir,
+        1,
+        Duration::from_secs(120),
+    )?;
+    let local = std::net::Ipv4Addr::LOCALHOST;
+    let plain = tcp::Target {
+        addr: SocketAddr::from((local, ctx.paths.tcp_plain_port)),
+        tls: None,
+        source: None,
+    };
+    let mtls = tcp::Target {
+        addr: SocketAddr::from((local, ctx.paths.tcp_mtls_port)),
+        tls: Some(Arc::clone(&ctx.tcp_mtls)),
+        source: None,
+    };
+    // Ready when the connection is allowed (the filter has its snapshot, ext_authz its policy).
+    let ready = wait_for(Duration::from_secs(60), Duration::from_millis(50), || {
+        matches!(tcp::probe(&plain), Ok(tcp::Probe::Echoed)).then_some(())
+    });
+    if ready.is_none() {
+        bail!(
+            "the TCP listener never echoed (last: {:?}); Envoy log {}:\n{}",
+            tcp::probe(&plain),
+            envoy.proc.log.display(),
+            envoy.proc.log_tail(20)
+        );
+    }
+    // Enforcing: from another source (plaintext) or as another service account (mTLS), the
+    // connection is closed unanswered by every configuration with a policy.
+    let denied_plain = tcp::Target {
+        source: Some(policy::TCP_DENIED_SOURCE),
+        ..plain.clone()
+    };
+    let denied_mtls = tcp::Target {
+        tls: Some(Arc::clone(&ctx.tcp_denied_mtls)),
+        ..mtls.clone()
+    };
+    let want_denied = if config.has_policy() {
+        tcp::Probe::Closed
+    } else {
+        tcp::Probe::Echoed
+    };
+    for (name, allowed, denied, who) in [
+        (
+            "plaintext",
+            &plain,
+            &denied_plain,
+            format!("from {}", policy::TCP_DENIED_SOURCE),
+        ),
+        (
+            "mTLS",
+            &mtls,
+            &denied_mtls,
+            format!("as {}", policy::TCP_DENIED_SA),
+        ),
+    ] {
+        let a = tcp::probe(allowed)?;
+        let d = tcp::probe(denied)?;
+        if a != tcp::Probe::Echoed || d != want_denied {
+            bail!(
+                "{} on TCP {name}: the allowed connection {a:?}, the one {who} {d:?} (want Echoed and {want_denied:?})",
+                config.label()
+            );
+        }
+    }
+
+    let mut pids = vec![envoy.proc.pid()];
+    if let Some(a) = &authz {
+        pids.push(a.pid());
+    }
+    let throughput_here = match (&ctx.args.tcp_throughput_rules, rules) {
+        (Some(list), Some(n)) => list.contains(&n),
+        _ => true,
+    };
+    let mut rows = Vec::new();
+    for transport in &ctx.args.transports {
+        let target = match transport.as_str() {
+            "plaintext" => &plain,
+            "mtls" => &mtls,
+            other => bail!("unknown transport {other:?} (plaintext, mtls)"),
+        };
+        let connect = calmest_of(ctx, || tcp_rate_once(ctx, target, &pids))?;
+        if connect.errors > 0 {
+            bail!(
+                "{} tcp {transport}: {} failed connections in the connection-rate window",
+                config.label(),
+                connect.errors
+            );
+        }
+        let stream = if throughput_here {
+            let t = calmest_of(ctx, || tcp_throughput_once(ctx, target, &pids))?;
+            if t.errors > 0 {
+                bail!(
+                    "{} tcp {transport}: {} long connections failed",
+                    config.label(),
+                    t.errors
+                );
+            }
+            Some(t)
+        } else {
+            None
+        };
+        // TLS handshakes so far on the listener, and how many resumed a session.
+        let tls_sessions = match target.tls {
+            Some(_) => {
+                let stat = |n: &str| envoy.stat(&format!("listener.tcp_mtls.ssl.{n}"));
+                Some((
+                    stat("handshake")?.unwrap_or(0),
+                    stat("session_reused")?.unwrap_or(0),
+                ))
+            }
+            None => None,
+        };
+        let (rss, peak) = procstat::rss_kb(envoy.proc.pid())?;
+        let authz_rss = authz
+            .as_ref()
+            .map(|a| procstat::rss_kb(a.pid()))
+            .transpose()?
+            .map(|r| r.0);
+        rows.push(TcpRow {
+            config: config.key().into(),
+            label: config.label().into(),
+            rules,
+            transport: transport.clone(),
+            connect,
+            stream,
+            tls_sessions,
+            envoy_rss_kb: rss,
+            envoy_rss_peak_kb: peak,
+            authz_rss_kb: authz_rss,
+        });
+    }
+    drop(envoy);
+    drop(authz);
+    drop(control);
+    Ok(rows)
+}
+
+fn tcp_settings(ctx: &Ctx, connections: usize, pids: &[u32]) -> tcp::Settings {
+    let a = &ctx.args;
+    tcp::Settings {
+        connections,
+        warmup: Duration::from_secs_f64(a.tcp_warmup),
+        duration: Duration::from_secs_f64(a.tcp_duration),
+        chunk: a.tcp_chunk,
+        cpu: ctx.load_cpu,
+        watch: (pids.to_vec(), ctx.envoy_cpu.unwrap_or(0)),
+    }
+}
+
+fn tcp_rate_once(ctx: &Ctx, target: &tcp::Target, pids: &[u32]) -> Result<Measurement> {
+    let o = tcp::connection_rate(target, &tcp_settings(ctx, ctx.args.tcp_workers, pids))?;
+    let cpu = o.cpu.clone().context("no CPU window")?;
+    let counts = Counts {
+        requests: o.connections,
+        non_2xx: 0,
+        errors: o.errors,
+        unsent: 0,
+        seconds: o.elapsed.as_secs_f64(),
+    };
+    Ok(measurement(
+        "alp-bench tcp connection rate",
+        counts,
+        [
+            o.percentile_us(50.0),
+            o.percentile_us(99.0),
+            o.percentile_us(99.9),
+        ],
+        &cpu,
+    ))
+}
+
+fn tcp_throughput_once(ctx: &Ctx, target: &tcp::Target, pids: &[u32]) -> Result<Throughput> {
+    let settings = tcp_settings(ctx, ctx.args.tcp_streams, pids);
+    let o = tcp::throughput(target, &settings)?;
+    let cpu = o.cpu.clone().context("no CPU window")?;
+    let seconds = o.elapsed.as_secs_f64();
+    let mb = o.bytes as f64 / 1e6;
+    let per_mb = |s: f64| {
+        if mb > 0.0 {
+            s * 1e6 / mb
+        } else {
+            f64::NAN
+        }
+    };
+    Ok(Throughput {
+        streams: settings.connections,
+        chunk_bytes: settings.chunk,
+        bytes: o.bytes,
+        errors: o.errors,
+        seconds,
+        mb_per_s: mb / seconds.max(1e-9),
+        envoy_cpu_us_per_mb: per_mb(cpu.per_process_s.first().copied().unwrap_or(0.0)),
+        authz_cpu_us_per_mb: cpu.per_process_s.get(1).map(|&s| per_mb(s)),
+        cpu0_busy_pct: cpu.busy_share * 100.0,
+        cpu0_foreign_pct: cpu.foreign_share * 100.0,
+        cpu1_foreign_pct: cpu.load_foreign_share * 100.0,
+    })
 }

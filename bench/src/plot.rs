@@ -1,9 +1,10 @@
-//! The results as a PNG: closed-loop throughput and open-loop p99 latency per rule count, one
-//! column per transport; no filter and the no-op wasm filter (rule-independent) as lines. Shapes
+//! The results as a PNG: closed-loop throughput and open-loop p99 latency per rule count, then
+//! (raw TCP) the connection rate and the long connections' throughput, one column per transport;
+//! no filter and the no-op wasm filter (rule-independent) as lines. Shapes
 //! are drawn with plotters' bitmap backend; text with the public-domain 8x8 bitmap font of
 //! `font8x8`, so no system font is needed; the PNG is encoded with `png`.
 
-use crate::report::{Row, RunReport};
+use crate::report::{Row, RunReport, TcpRow};
 use anyhow::{Context as _, Result};
 use font8x8::UnicodeFonts;
 use plotters::coord::Shift;
@@ -11,7 +12,8 @@ use plotters::prelude::*;
 use std::path::Path;
 
 const W: u32 = 1400;
-const H: u32 = 900;
+/// Height of one row of panels.
+const ROW_H: u32 = 415;
 const HEADER: u32 = 70;
 
 type Area<'a> = DrawingArea<BitMapBackend<'a>, Shift>;
@@ -56,7 +58,12 @@ fn text_width(s: &str, scale: i32) -> i32 {
 
 fn k(v: f64) -> String {
     if v >= 1000.0 {
-        format!("{}k", (v / 1000.0).round())
+        let t = v / 1000.0;
+        if (t - t.round()).abs() < 1e-9 {
+            format!("{}k", t.round())
+        } else {
+            format!("{t:.1}k")
+        }
     } else {
         format!("{v:.0}")
     }
@@ -120,29 +127,44 @@ impl<'a> Panel<'a> {
     }
 }
 
-fn series<'r>(run: &'r RunReport, transport: &str, config: &str) -> Vec<(usize, &'r Row)> {
-    run.rows
-        .iter()
-        .filter(|r| r.transport == transport && r.config == config)
-        .filter_map(|r| r.rules.map(|n| (n, r)))
-        .collect()
-}
+/// A panel's values: `lookup(config, rules)` is `None` without such a row, `Some(None)` for a
+/// row without a value (saturated), else `Some(Some(v))`.
+type Lookup<'a> = &'a dyn Fn(&str, Option<usize>) -> Option<Option<f64>>;
 
 const BARS: [(&str, RGBColor); 3] = [("rbac", RBAC), ("alp", ALP), ("ext_authz", AUTHZ)];
 
-fn throughput_panel(panel: &Panel<'_>, run: &RunReport, transport: &str) {
-    let counts = run.rule_counts();
-    let top = run
-        .rows
-        .iter()
-        .filter(|r| r.transport == transport)
-        .map(|r| r.closed.rps)
-        .fold(1.0, f64::max)
-        * 1.15;
-    let step = [1000.0, 2000.0, 5000.0, 10_000.0, 20_000.0, 50_000.0]
+/// A step of 1, 2 or 5 times a power of ten giving at most 8 grid lines up to `top`.
+fn nice_step(top: f64) -> f64 {
+    let raw = (top / 8.0).max(1e-9);
+    let p = 10f64.powf(raw.log10().floor());
+    [1.0, 2.0, 5.0, 10.0]
         .into_iter()
+        .map(|m| m * p)
         .find(|s| top / s <= 8.0)
-        .unwrap_or(100_000.0);
+        .unwrap_or(10.0 * p)
+}
+
+/// Bars on a linear axis from 0 (throughput-like values), the rule-independent rows as lines;
+/// `above(rules)` labels our filter's bar.
+fn linear_panel(
+    panel: &Panel<'_>,
+    counts: &[usize],
+    lookup: Lookup<'_>,
+    unit: &str,
+    above: &dyn Fn(usize) -> Option<String>,
+) {
+    let mut top: f64 = 1.0;
+    for (c, _) in BARS.iter().chain([("none", NONE), ("noop", NOOP)].iter()) {
+        for n in counts.iter().map(|&n| Some(n)).chain([None]) {
+            if let Some(Some(v)) = lookup(c, n) {
+                if v.is_finite() {
+                    top = top.max(v);
+                }
+            }
+        }
+    }
+    let top = top * 1.15;
+    let step = nice_step(top);
     let y = |v: f64| panel.y1 - ((v / top) * (panel.y1 - panel.y0) as f64) as i32;
     let mut t = 0.0;
     while t <= top {
@@ -161,18 +183,66 @@ fn throughput_panel(panel: &Panel<'_>, run: &RunReport, transport: &str) {
         );
         t += step;
     }
-    text(&panel.area, 8, panel.y0 - 14, "req/s", 1, &INK);
-    draw_groups(
-        panel,
-        &counts,
-        run,
-        transport,
-        |r| Some(r.closed.rps),
-        &y,
-        true,
-    );
-    baselines(panel, run, transport, |r| Some(r.closed.rps), &y);
+    text(&panel.area, 8, panel.y0 - 14, unit, 1, &INK);
+    draw_groups(panel, counts, lookup, &y, above);
+    baselines(panel, lookup, &y);
     panel.frame();
+}
+
+fn throughput_panel(panel: &Panel<'_>, run: &RunReport, transport: &str) {
+    let lookup =
+        |c: &str, n: Option<usize>| find_row(run, transport, c, n).map(|r| Some(r.closed.rps));
+    let above = |n: usize| {
+        let a = find_row(run, transport, "alp", Some(n))?;
+        let b = find_row(run, transport, "rbac", Some(n))?;
+        Some(format!("{:.2}xRBAC", a.closed.rps / b.closed.rps))
+    };
+    linear_panel(panel, &run.rule_counts(), &lookup, "req/s", &above);
+}
+
+fn find_row<'r>(
+    run: &'r RunReport,
+    transport: &str,
+    config: &str,
+    rules: Option<usize>,
+) -> Option<&'r Row> {
+    run.rows
+        .iter()
+        .find(|r| r.transport == transport && r.config == config && r.rules == rules)
+}
+
+fn find_tcp<'r>(
+    run: &'r RunReport,
+    transport: &str,
+    config: &str,
+    rules: Option<usize>,
+) -> Option<&'r TcpRow> {
+    run.tcp_rows
+        .iter()
+        .find(|r| r.transport == transport && r.config == config && r.rules == rules)
+}
+
+fn tcp_rate_panel(panel: &Panel<'_>, run: &RunReport, transport: &str) {
+    let lookup =
+        |c: &str, n: Option<usize>| find_tcp(run, transport, c, n).map(|r| Some(r.connect.rps));
+    let above = |n: usize| {
+        let a = find_tcp(run, transport, "alp", Some(n))?;
+        let b = find_tcp(run, transport, "rbac", Some(n))?;
+        Some(format!("{:.2}xRBAC", a.connect.rps / b.connect.rps))
+    };
+    linear_panel(panel, &run.tcp_rule_counts(), &lookup, "conn/s", &above);
+}
+
+fn tcp_stream_panel(panel: &Panel<'_>, run: &RunReport, transport: &str) {
+    let lookup = |c: &str, n: Option<usize>| {
+        find_tcp(run, transport, c, n).map(|r| r.stream.as_ref().map(|t| t.mb_per_s))
+    };
+    let above = |n: usize| {
+        let a = find_tcp(run, transport, "alp", Some(n))?.stream.as_ref()?;
+        let b = find_tcp(run, transport, "none", None)?.stream.as_ref()?;
+        Some(format!("{:.2}xnone", a.mb_per_s / b.mb_per_s))
+    };
+    linear_panel(panel, &run.tcp_rule_counts(), &lookup, "MB/s", &above);
 }
 
 fn latency_panel(panel: &Panel<'_>, run: &RunReport, transport: &str) {
@@ -221,37 +291,23 @@ fn latency_panel(panel: &Panel<'_>, run: &RunReport, transport: &str) {
         d += 1.0;
     }
     text(&panel.area, 8, panel.y0 - 14, "p99 (log)", 1, &INK);
-    draw_groups(
-        panel,
-        &counts,
-        run,
-        transport,
-        |r| (!r.open_saturated(run.meta.open_rate)).then_some(r.open.p99_us),
-        &y,
-        false,
-    );
-    baselines(panel, run, transport, |r| Some(r.open.p99_us), &y);
+    let rate = run.meta.open_rate;
+    let lookup = |c: &str, n: Option<usize>| {
+        find_row(run, transport, c, n).map(|r| (!r.open_saturated(rate)).then_some(r.open.p99_us))
+    };
+    draw_groups(panel, &counts, &lookup, &y, &|_| None);
+    baselines(panel, &lookup, &y);
     panel.frame();
 }
 
 /// The rule-independent rows as lines across the panel, labelled at the right (apart when close).
-fn baselines(
-    panel: &Panel<'_>,
-    run: &RunReport,
-    transport: &str,
-    value: impl Fn(&Row) -> Option<f64>,
-    y: &dyn Fn(f64) -> i32,
-) {
+fn baselines(panel: &Panel<'_>, lookup: Lookup<'_>, y: &dyn Fn(f64) -> i32) {
     let mut last_label: Option<i32> = None;
     for (config, color, dashed, label) in [
         ("none", NONE, false, "no filter"),
         ("noop", NOOP, true, "no-op wasm"),
     ] {
-        let Some(v) = run
-            .find(config, None, transport)
-            .and_then(&value)
-            .filter(|v| v.is_finite())
-        else {
+        let Some(v) = lookup(config, None).flatten().filter(|v| v.is_finite()) else {
             continue;
         };
         panel.hline(y(v), &color, dashed);
@@ -264,15 +320,13 @@ fn baselines(
     }
 }
 
-/// Bars per rule count; above our filter's bar in the throughput panel its ratio to RBAC.
+/// Bars per rule count; above our filter's bar `above(rules)` (a ratio), if any.
 fn draw_groups(
     panel: &Panel<'_>,
     counts: &[usize],
-    run: &RunReport,
-    transport: &str,
-    value: impl Fn(&Row) -> Option<f64>,
+    lookup: Lookup<'_>,
     y: &dyn Fn(f64) -> i32,
-    ratios: bool,
+    above: &dyn Fn(usize) -> Option<String>,
 ) {
     for (gi, &n) in counts.iter().enumerate() {
         let (gx, gw) = panel.group_x(gi, counts.len());
@@ -287,22 +341,18 @@ fn draw_groups(
             &INK,
         );
         for (bi, (config, color)) in BARS.iter().enumerate() {
-            let Some((_, row)) = series(run, transport, config)
-                .into_iter()
-                .find(|(c, _)| *c == n)
-            else {
+            let Some(value) = lookup(config, Some(n)) else {
                 continue;
             };
             let bx = gx + gw / 2 - 3 * bw / 2 + bi as i32 * bw;
-            match value(row) {
+            match value.filter(|v| v.is_finite()) {
                 Some(v) => {
                     let _ = panel.area.draw(&Rectangle::new(
                         [(bx + 2, y(v)), (bx + bw - 2, panel.y1)],
                         color.filled(),
                     ));
-                    if ratios && *config == "alp" {
-                        if let Some(b) = run.find("rbac", Some(n), transport) {
-                            let t = format!("{:.2}xRBAC", row.closed.rps / b.closed.rps);
+                    if *config == "alp" {
+                        if let Some(t) = above(n) {
                             text(
                                 &panel.area,
                                 bx + bw / 2 - text_width(&t, 1) / 2,
@@ -330,25 +380,57 @@ fn draw_groups(
     }
 }
 
-/// Writes the plot of `run` to `path`.
+/// What a row of panels shows (one panel per transport).
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    HttpThroughput,
+    HttpLatency,
+    TcpRate,
+    TcpStream,
+}
+
+/// Writes the plot of `run` to `path`: HTTP throughput and latency, then the TCP connection rate
+/// and throughput, each a row of panels when measured.
 pub fn draw(run: &RunReport, path: &Path) -> Result<()> {
-    let mut buf = vec![0u8; (W * H * 3) as usize];
+    let mut kinds = Vec::new();
+    if !run.rows.is_empty() {
+        kinds.extend([Kind::HttpThroughput, Kind::HttpLatency]);
+    }
+    if !run.tcp_rows.is_empty() {
+        kinds.extend([Kind::TcpRate, Kind::TcpStream]);
+    }
+    let h = HEADER + ROW_H * kinds.len().max(1) as u32;
+    let mut buf = vec![0u8; (W * h * 3) as usize];
     {
-        let root = BitMapBackend::with_buffer(&mut buf, (W, H)).into_drawing_area();
+        let root = BitMapBackend::with_buffer(&mut buf, (W, h)).into_drawing_area();
         root.fill(&WHITE).map_err(|e| anyhow::anyhow!("{e}"))?;
         let m = &run.meta;
-        text(
-            &root,
-            20,
-            12,
-            "calico-alp: Envoy --concurrency 1, direct response, one run",
-            2,
-            &INK,
-        );
-        let sub = format!(
-            "{} commit {}  closed loop {} conns, open loop {:.0}/s  {}",
-            m.date_utc, m.git, m.connections, m.open_rate, m.envoy
-        );
+        let title = match (run.rows.is_empty(), run.tcp_rows.is_empty()) {
+            (false, true) => "calico-alp: Envoy --concurrency 1, direct response, one run",
+            (true, false) => "calico-alp: Envoy --concurrency 1, raw TCP to echo, one run",
+            _ => "calico-alp: Envoy --concurrency 1, one run (HTTP direct response, TCP echo)",
+        };
+        text(&root, 20, 12, title, 2, &INK);
+        let mut sub = format!("{} commit {}  {}", m.date_utc, m.git, m.envoy);
+        if !run.rows.is_empty() {
+            sub += &format!(
+                "  HTTP: closed loop {} conns, open loop {:.0}/s",
+                m.connections, m.open_rate
+            );
+        }
+        if let (Some(t), false) = (&m.tcp, run.tcp_rows.is_empty()) {
+            sub += &format!(
+                "  TCP: {} workers{}, {} x {} KiB streams",
+                t.workers,
+                if t.resumption {
+                    " (TLS resumption)"
+                } else {
+                    ""
+                },
+                t.streams,
+                t.chunk_bytes / 1024
+            );
+        }
         text(&root, 20, 36, &sub, 1, &INK);
         let mut lx = 20;
         for (label, color) in [
@@ -363,23 +445,48 @@ pub fn draw(run: &RunReport, path: &Path) -> Result<()> {
             lx += 40 + text_width(label, 1);
         }
         let (_, body) = root.split_vertically(HEADER);
-        let transports = run.transports();
-        let cols = body.split_evenly((2, transports.len().max(1)));
-        for (i, t) in transports.iter().enumerate() {
-            let name = if t == "mtls" { "mTLS" } else { t.as_str() };
-            let top = Panel::new(cols[i].clone(), &format!("{name}: closed-loop throughput"));
-            throughput_panel(&top, run, t);
-            let bottom = Panel::new(
-                cols[transports.len() + i].clone(),
-                &format!("{name}: open-loop p99 at {:.0}/s", m.open_rate),
-            );
-            latency_panel(&bottom, run, t);
+        let columns = run
+            .transports()
+            .len()
+            .max(run.tcp_transports().len())
+            .max(1);
+        let cells = body.split_evenly((kinds.len().max(1), columns));
+        for (ri, &kind) in kinds.iter().enumerate() {
+            let transports = match kind {
+                Kind::HttpThroughput | Kind::HttpLatency => run.transports(),
+                Kind::TcpRate | Kind::TcpStream => run.tcp_transports(),
+            };
+            for (ci, t) in transports.iter().enumerate() {
+                let name = if t == "mtls" { "mTLS" } else { t.as_str() };
+                let cell = cells[ri * columns + ci].clone();
+                match kind {
+                    Kind::HttpThroughput => {
+                        let p = Panel::new(cell, &format!("{name}: closed-loop throughput"));
+                        throughput_panel(&p, run, t);
+                    }
+                    Kind::HttpLatency => {
+                        let p = Panel::new(
+                            cell,
+                            &format!("{name}: open-loop p99 at {:.0}/s", m.open_rate),
+                        );
+                        latency_panel(&p, run, t);
+                    }
+                    Kind::TcpRate => {
+                        let p = Panel::new(cell, &format!("TCP {name}: new connections/s"));
+                        tcp_rate_panel(&p, run, t);
+                    }
+                    Kind::TcpStream => {
+                        let p = Panel::new(cell, &format!("TCP {name}: long connections, MB/s"));
+                        tcp_stream_panel(&p, run, t);
+                    }
+                }
+            }
         }
         root.present().map_err(|e| anyhow::anyhow!("{e}"))?;
     }
     let file =
         std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
-    let mut encoder = png::Encoder::new(std::io::BufWriter::new(file), W, H);
+    let mut encoder = png::Encoder::new(std::io::BufWriter::new(file), W, h);
     encoder.set_color(png::ColorType::Rgb);
     encoder.set_depth(png::BitDepth::Eight);
     let mut writer = encoder.write_header()?;

@@ -1,7 +1,8 @@
 //! The benchmark's policy, in the three forms the configurations need:
 //!
 //! * a [`Snapshot`] (the engine's model), from `alp_engine::synthetic`'s mesh-like endpoint with
-//!   N inbound rules, adapted to the benchmark's listeners and request (see [`bench_snapshot`]);
+//!   N inbound rules, adapted to the benchmark's listeners and request (see [`bench_snapshot`];
+//!   for raw TCP connections its L4 form, [`tcp_snapshot`]);
 //! * Felix `ToDataplane` JSON Lines, for `control serve` (our filter) and `control ext-authz`,
 //!   checked by replaying them through the real store ([`check_round_trip`]);
 //! * the closest native RBAC equivalent ([`rbac_filters`]).
@@ -11,7 +12,12 @@
 //! decision has to consider every rule that could apply: from the mTLS client
 //! (`spiffe://cluster.local/ns/bench/sa/bench-client`) and from a plaintext client, which Calico
 //! treats as passing every service-account and namespace clause (no identity to check).
+//!
+//! The connection every configuration is measured with on the TCP listeners: from 127.0.0.1 (and
+//! on mTLS from `bench-client`) to the TCP listener's port, allowed only by the last rule of
+//! [`tcp_snapshot`], whose other rules are for other ports.
 
+use crate::config::Layer;
 use alp_engine::selector::Selector;
 use alp_engine::snapshot::*;
 use alp_engine::synthetic::endpoint_with_rules;
@@ -28,6 +34,17 @@ pub const REQUEST_PATH: &str = "/orders/42";
 /// A request every policy configuration must deny (checked before measuring).
 pub const DENIED_PATH: &str = "/admin/1";
 const ALLOWED_PREFIX: &str = "/orders";
+/// The source net of [`tcp_snapshot`]'s allowing rule: connections from elsewhere on loopback
+/// (plaintext's denied probe connects from [`TCP_DENIED_SOURCE`]) are refused.
+pub const TCP_ALLOWED_NET: &str = "127.0.0.1/32";
+pub const TCP_DENIED_SOURCE: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
+/// A service account no rule names: mTLS's denied probe presents it.
+pub const TCP_DENIED_SA: &str = "bench-other";
+/// The ports of [`tcp_snapshot`]'s other rules (none is a listener's: those are ephemeral).
+const TCP_OTHER_PORTS: PortRange = PortRange {
+    first: 9000,
+    last: 9100,
+};
 
 pub fn client_principal() -> String {
     format!("spiffe://{TRUST_DOMAIN}/ns/{CLIENT_NAMESPACE}/sa/{CLIENT_SA}")
@@ -93,6 +110,36 @@ pub fn bench_snapshot(rules: usize, ports: &[u16]) -> Snapshot {
         name: CLIENT_NAMESPACE.into(),
         labels: [("team".to_string(), "bench".to_string())].into(),
     });
+    snap
+}
+
+/// The policy for raw TCP connections: [`bench_snapshot`]'s rules without their HTTP clauses (a
+/// connection never matches a rule with one, D4, so a policy for a TCP port has none) and for
+/// other ports ([`TCP_OTHER_PORTS`]) but the last, which allows `bench-client` from
+/// [`TCP_ALLOWED_NET`] to the TCP listeners' `ports`. The same identity, net, IP-set, deny and
+/// tier structure as for HTTP, and the measured connection is allowed by the last rule only: a
+/// plaintext peer passes every identity clause, so every rule is considered for it (each one
+/// refused by its ports), as every rule is for the HTTP request (refused by its paths).
+pub fn tcp_snapshot(rules: usize, ports: &[u16]) -> Snapshot {
+    let mut snap = bench_snapshot(rules, &[]);
+    for rule in snap.policies.iter_mut().flat_map(|p| &mut p.inbound_rules) {
+        rule.http_match = None;
+        rule.dst.ports = vec![TCP_OTHER_PORTS];
+    }
+    if let Some(last) = snap
+        .policies
+        .last_mut()
+        .and_then(|p| p.inbound_rules.last_mut())
+    {
+        last.src.nets = vec![TCP_ALLOWED_NET.into()];
+        last.dst.ports = ports
+            .iter()
+            .map(|&p| PortRange {
+                first: i32::from(p),
+                last: i32::from(p),
+            })
+            .collect();
+    }
     snap
 }
 
@@ -350,8 +397,9 @@ pub fn check_round_trip(jsonl: &str, expected: &Snapshot) -> Result<()> {
 // ---------------------------------------------------------------------------------------------
 // Native RBAC
 
-/// The closest native RBAC equivalent: Envoy's `envoy.filters.http.rbac` filters (as JSON),
-/// one policy per Calico rule, named in rule order so Envoy (which evaluates policies in name
+/// The closest native RBAC equivalent: Envoy's `envoy.filters.http.rbac` filters (as JSON; for
+/// [`Layer::Tcp`] the network filter `envoy.filters.network.rbac`, whose rules have no HTTP
+/// clause: [`tcp_snapshot`]), one policy per Calico rule, named in rule order so Envoy (which evaluates policies in name
 /// order, stopping at the first match) visits them in the same order:
 ///
 /// * a `DENY` filter with the deny rules, then an `ALLOW` filter with the allow rules. Calico
@@ -364,7 +412,7 @@ pub fn check_round_trip(jsonl: &str, expected: &Snapshot) -> Result<()> {
 ///   must be one of the service accounts the clauses select (resolved against the store's
 ///   labels: names as `/sa/NAME` suffixes, selectors and namespace selectors as the exact
 ///   principals they select).
-pub fn rbac_filters(snap: &Snapshot) -> Result<Vec<Value>> {
+pub fn rbac_filters(snap: &Snapshot, layer: Layer) -> Result<Vec<Value>> {
     let sets: BTreeMap<&str, &IpSet> = snap.ip_sets.iter().map(|s| (s.id.as_str(), s)).collect();
     let mut allow = Map::new();
     let mut deny = Map::new();
@@ -379,6 +427,9 @@ pub fn rbac_filters(snap: &Snapshot) -> Result<Vec<Value>> {
             for rule in &policy.inbound_rules {
                 let name = format!("r{n:06}");
                 n += 1;
+                if layer == Layer::Tcp && rule.http_match.is_some() {
+                    bail!("the network RBAC filter has no HTTP clauses (use tcp_snapshot)");
+                }
                 let entry = json!({"permissions": [permission(rule)?], "principals": [principal(rule, snap, &sets)?]});
                 match rule.action.to_ascii_lowercase().as_str() {
                     "allow" => allow.insert(name, entry),
@@ -388,17 +439,33 @@ pub fn rbac_filters(snap: &Snapshot) -> Result<Vec<Value>> {
             }
         }
     }
+    let kind = match layer {
+        Layer::Http => "http",
+        Layer::Tcp => "network",
+    };
     let filter = |name: &str, action: &str, policies: Map<String, Value>| {
-        json!({"name": name, "typed_config": {
-            "@type": "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC",
+        let mut config = json!({
+            "@type": format!("type.googleapis.com/envoy.extensions.filters.{kind}.rbac.v3.RBAC"),
             "rules": {"action": action, "policies": policies}
-        }})
+        });
+        if layer == Layer::Tcp {
+            config["stat_prefix"] = json!(format!("bench_{}", action.to_ascii_lowercase()));
+        }
+        json!({"name": name, "typed_config": config})
     };
     let mut filters = Vec::new();
     if !deny.is_empty() {
-        filters.push(filter("envoy.filters.http.rbac.deny", "DENY", deny));
+        filters.push(filter(
+            &format!("envoy.filters.{kind}.rbac.deny"),
+            "DENY",
+            deny,
+        ));
     }
-    filters.push(filter("envoy.filters.http.rbac", "ALLOW", allow));
+    filters.push(filter(
+        &format!("envoy.filters.{kind}.rbac"),
+        "ALLOW",
+        allow,
+    ));
     Ok(filters)
 }
 
@@ -653,6 +720,102 @@ mod tests {
             .verdict
     }
 
+    /// A connection (no HTTP) from `source` to `port`.
+    fn decide_tcp(snap: &Snapshot, principal: &str, source: Ipv4Addr, port: u16) -> Verdict {
+        let engine = Engine::from_snapshot(1, snap);
+        engine
+            .decide(&Request {
+                source: Peer {
+                    principal,
+                    address: Some(source.into()),
+                    port: 40000,
+                },
+                destination: Peer {
+                    principal: "",
+                    address: Some("127.0.0.1".parse().unwrap()),
+                    port,
+                },
+                protocol: 6,
+                http: None,
+            })
+            .verdict
+    }
+
+    #[test]
+    fn the_connection_is_allowed_by_the_last_rule_only() {
+        let local = Ipv4Addr::LOCALHOST;
+        for rules in [1, 100, 1000] {
+            let snap = tcp_snapshot(rules, &[18081, 18444]);
+            let principal = client_principal();
+            let other = format!("spiffe://{TRUST_DOMAIN}/ns/{CLIENT_NAMESPACE}/sa/{TCP_DENIED_SA}");
+            for port in [18081, 18444] {
+                assert_eq!(
+                    decide_tcp(&snap, "", local, port),
+                    Verdict::Allow,
+                    "{rules}"
+                );
+                assert_eq!(decide_tcp(&snap, &principal, local, port), Verdict::Allow);
+                assert_eq!(
+                    decide_tcp(&snap, "", TCP_DENIED_SOURCE, port),
+                    Verdict::PolicyDenied
+                );
+                assert_eq!(
+                    decide_tcp(&snap, &other, local, port),
+                    Verdict::PolicyDenied
+                );
+            }
+            assert_eq!(decide_tcp(&snap, "", local, 18080), Verdict::PolicyDenied);
+            // Without the last rule nothing allows it.
+            let mut without = snap.clone();
+            let last = without
+                .policies
+                .last_mut()
+                .unwrap()
+                .inbound_rules
+                .last_mut()
+                .unwrap();
+            last.dst.ports = vec![TCP_OTHER_PORTS];
+            for p in [principal.as_str(), ""] {
+                assert_eq!(
+                    decide_tcp(&without, p, local, 18081),
+                    Verdict::PolicyDenied,
+                    "{rules}"
+                );
+            }
+            let jsonl: String = to_dataplane(&snap)
+                .unwrap()
+                .iter()
+                .map(|m| format!("{m}\n"))
+                .collect();
+            check_round_trip(&jsonl, &snap).unwrap();
+        }
+    }
+
+    #[test]
+    fn network_rbac_has_one_policy_per_rule_and_no_http() {
+        let snap = tcp_snapshot(100, &[18081, 18444]);
+        let filters = rbac_filters(&snap, Layer::Tcp).unwrap();
+        assert_eq!(filters.len(), 2);
+        let count = |f: &Value| {
+            f["typed_config"]["rules"]["policies"]
+                .as_object()
+                .unwrap()
+                .len()
+        };
+        assert_eq!(count(&filters[0]) + count(&filters[1]), 100);
+        assert_eq!(filters[1]["name"], "envoy.filters.network.rbac");
+        let text = serde_json::to_string(&filters).unwrap();
+        assert!(!text.contains("url_path") && !text.contains(":method"));
+        let last = filters[1]["typed_config"]["rules"]["policies"]["r000099"].to_string();
+        assert!(
+            last.contains("/sa/bench-client")
+                && last.contains("18444")
+                && last.contains("127.0.0.1"),
+            "{last}"
+        );
+        assert!(rbac_filters(&bench_snapshot(10, &[1]), Layer::Tcp).is_err());
+    }
+
     #[test]
     fn the_request_is_allowed_by_the_last_rule_only() {
         for rules in [1, 100, 1000] {
@@ -720,7 +883,7 @@ mod tests {
     #[test]
     fn rbac_has_one_policy_per_rule() {
         let snap = bench_snapshot(100, &[18080, 18443]);
-        let filters = rbac_filters(&snap).unwrap();
+        let filters = rbac_filters(&snap, Layer::Http).unwrap();
         assert_eq!(filters.len(), 2);
         let count = |f: &Value| {
             f["typed_config"]["rules"]["policies"]
