@@ -8,7 +8,8 @@
 
 use crate::host::{Host, HostError};
 use alp_engine::address::parse_ip;
-use alp_engine::{Http, Peer};
+use alp_engine::protocol::TCP;
+use alp_engine::{Http, Peer, Request};
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::rc::Rc;
@@ -49,6 +50,29 @@ impl Connection {
 
     pub fn destination(&self) -> Peer<'_> {
         peer(&self.destination_principal, self.destination)
+    }
+}
+
+/// What the engine is asked about: a connection's peers with `http` for an HTTP request, or
+/// without for a raw TCP connection. With no connection read (no policy yet, or a decision made
+/// before the engine) both peers are unknown and there is no HTTP.
+pub fn engine_request<'a>(
+    connection: Option<&'a Connection>,
+    http: Option<Http<'a>>,
+) -> Request<'a> {
+    match connection {
+        Some(c) => Request {
+            source: c.source(),
+            destination: c.destination(),
+            protocol: TCP,
+            http,
+        },
+        None => Request {
+            source: Peer::default(),
+            destination: Peer::default(),
+            protocol: TCP,
+            http: None,
+        },
     }
 }
 

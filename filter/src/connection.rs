@@ -25,11 +25,11 @@
 //! A connection is not decided again when the policy changes: new connections get the new
 //! policy (as Envoy's RBAC network filter and Dikastes' ext_authz check do).
 
-use crate::attributes::Connection;
+use crate::attributes::{engine_request, Connection};
 use crate::host::{Host, HostError};
 use crate::vm_state::VmState;
-use alp_engine::protocol::TCP;
-use alp_engine::{Peer, Request, Verdict};
+use alp_engine::{Engine, Verdict};
+use std::rc::Rc;
 
 /// What the stream context tells Envoy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,17 +74,18 @@ impl ConnectionGate {
 
     /// A new downstream connection: decide a plaintext one now, wait for a TLS one's handshake.
     pub fn on_new_connection(&mut self, vm: &VmState, host: &dyn Host) -> Flow {
-        if vm.current_engine(host).version().is_none() {
+        let engine = vm.current_engine(host);
+        if engine.version().is_none() {
             // No policy yet: closed at once, TLS or not.
-            return self.decide(vm, host, None);
+            return self.decide(vm, host, &engine, None);
         }
         match tls(host) {
             Ok(true) => {
                 self.state = State::AwaitingHandshake;
                 Flow::Continue
             }
-            Ok(false) => self.decide(vm, host, None),
-            Err(HostError) => self.decide(vm, host, Some(Verdict::AttributesUnavailable)),
+            Ok(false) => self.decide(vm, host, &engine, None),
+            Err(HostError) => self.decide(vm, host, &engine, Some(Verdict::AttributesUnavailable)),
         }
     }
 
@@ -100,10 +101,10 @@ impl ConnectionGate {
             State::Allowed => Flow::Continue,
             State::Closed => Flow::Pause,
             // TLS delivers application data only after the handshake.
-            State::New | State::AwaitingHandshake if len > 0 => self.decide(vm, host, None),
+            State::New | State::AwaitingHandshake if len > 0 => self.decide_now(vm, host, None),
             State::New | State::AwaitingHandshake => match handshake_complete(host) {
-                Ok(true) => self.decide(vm, host, None),
-                Err(HostError) => self.decide(vm, host, Some(Verdict::AttributesUnavailable)),
+                Ok(true) => self.decide_now(vm, host, None),
+                Err(HostError) => self.decide_now(vm, host, Some(Verdict::AttributesUnavailable)),
                 // The client left before its handshake completed: nothing to decide or forward.
                 Ok(false) if end_of_stream => self.close(host),
                 Ok(false) => Flow::Pause,
@@ -117,8 +118,8 @@ impl ConnectionGate {
             State::Allowed => Flow::Continue,
             State::Closed => Flow::Pause,
             State::New | State::AwaitingHandshake => match handshake_complete(host) {
-                Ok(true) => self.decide(vm, host, None),
-                Err(HostError) => self.decide(vm, host, Some(Verdict::AttributesUnavailable)),
+                Ok(true) => self.decide_now(vm, host, None),
+                Err(HostError) => self.decide_now(vm, host, Some(Verdict::AttributesUnavailable)),
                 Ok(false) => {
                     if !self.held {
                         self.held = true;
@@ -130,9 +131,21 @@ impl ConnectionGate {
         }
     }
 
-    /// Reads the connection's attributes, decides, counts and logs; closes on a denial.
-    fn decide(&mut self, vm: &VmState, host: &dyn Host, precheck: Option<Verdict>) -> Flow {
+    /// Decides with the engine in force now (data events; the new connection passes the one it
+    /// already followed).
+    fn decide_now(&mut self, vm: &VmState, host: &dyn Host, precheck: Option<Verdict>) -> Flow {
         let engine = vm.current_engine(host);
+        self.decide(vm, host, &engine, precheck)
+    }
+
+    /// Reads the connection's attributes, decides, counts and logs; closes on a denial.
+    fn decide(
+        &mut self,
+        vm: &VmState,
+        host: &dyn Host,
+        engine: &Rc<Engine>,
+        precheck: Option<Verdict>,
+    ) -> Flow {
         // Before the first snapshot nothing needs reading (the engine says NotInSync).
         let (connection, precheck) = match (engine.version(), precheck) {
             (None, _) => (None, None),
@@ -142,21 +155,8 @@ impl ConnectionGate {
                 Err(HostError) => (None, Some(Verdict::AttributesUnavailable)),
             },
         };
-        let request = match &connection {
-            Some(c) => Request {
-                source: c.source(),
-                destination: c.destination(),
-                protocol: TCP,
-                http: None,
-            },
-            None => Request {
-                source: Peer::default(),
-                destination: Peer::default(),
-                protocol: TCP,
-                http: None,
-            },
-        };
-        let judged = vm.judge(host, &engine, &request, precheck, connection.as_ref(), None);
+        let request = engine_request(connection.as_ref(), None);
+        let judged = vm.judge(host, engine, &request, precheck, connection.as_ref(), None);
         if judged.refuse {
             return self.close(host);
         }

@@ -4,45 +4,17 @@
 use super::*;
 use crate::cache::tests::publish;
 use crate::config::DecisionLog;
+use crate::decide::tests::{decision_lines, one_policy};
 use crate::decision_log::DecisionLogger;
 use crate::host::fake::FakeHost;
-use crate::host::Level;
 use crate::metrics::{Metrics, Subject};
 use crate::vm_state::Settings;
 use alp_engine::envelope;
-use alp_engine::snapshot::{
-    Endpoint, HttpMatch, Policy, PolicyId, PortRange, Rule, RuleSide, ServiceAccountMatch,
-    Snapshot, Tier,
-};
+use alp_engine::snapshot::{HttpMatch, PortRange, Rule, RuleSide, ServiceAccountMatch, Snapshot};
 use std::rc::Rc;
 
 const SUMMARY: &str = "spiffe://cluster.local/ns/default/sa/summary";
 const CUSTOMER: &str = "spiffe://cluster.local/ns/default/sa/customer";
-
-/// Tier `t`, policy `p` with `rules`, default Deny.
-fn snapshot(rules: Vec<Rule>) -> Snapshot {
-    let id = PolicyId {
-        name: "p".into(),
-        namespace: String::new(),
-        kind: "GlobalNetworkPolicy".into(),
-    };
-    Snapshot {
-        endpoint: Some(Endpoint {
-            tiers: vec![Tier {
-                name: "t".into(),
-                ingress_policies: vec![id.clone()],
-                default_action: "Deny".into(),
-            }],
-            profile_ids: vec![],
-        }),
-        policies: vec![Policy {
-            id,
-            namespace: String::new(),
-            inbound_rules: rules,
-        }],
-        ..Default::default()
-    }
-}
 
 fn allow(rule: Rule) -> Rule {
     Rule {
@@ -53,7 +25,7 @@ fn allow(rule: Rule) -> Rule {
 
 /// Allows service account `summary` to port 5432.
 fn summary_to_5432() -> Snapshot {
-    snapshot(vec![allow(Rule {
+    one_policy(vec![allow(Rule {
         src: RuleSide {
             service_account_match: Some(ServiceAccountMatch {
                 names: vec!["summary".into()],
@@ -108,15 +80,6 @@ fn complete_handshake(host: &FakeHost, principal: &str) {
 
 fn with_policy(host: &FakeHost, snapshot: &Snapshot) {
     publish(host, 1, &envelope::encode(1, snapshot).unwrap());
-}
-
-fn decision_lines(host: &FakeHost) -> Vec<serde_json::Value> {
-    host.logs
-        .borrow()
-        .iter()
-        .filter(|(l, m)| *l == Level::Info && m.starts_with("{\"event\":\"alp.decision\""))
-        .map(|(_, m)| serde_json::from_str(m).unwrap())
-        .collect()
 }
 
 #[test]
@@ -233,7 +196,7 @@ fn an_http_rule_never_matches_a_connection() {
     let host = plaintext(8080);
     with_policy(
         &host,
-        &snapshot(vec![allow(Rule {
+        &one_policy(vec![allow(Rule {
             http_match: Some(HttpMatch {
                 methods: vec!["GET".into()],
                 paths: vec![],
@@ -365,7 +328,7 @@ fn a_policy_change_applies_to_new_connections() {
     let mut open = ConnectionGate::new();
     assert_eq!(open.on_new_connection(&f, &host), Flow::Continue);
     // Version 2 allows nothing.
-    publish(&host, 2, &envelope::encode(2, &snapshot(vec![])).unwrap());
+    publish(&host, 2, &envelope::encode(2, &one_policy(vec![])).unwrap());
     host.now.set(host.now.get() + 10_000);
     let mut next = ConnectionGate::new();
     assert_eq!(next.on_new_connection(&f, &host), Flow::Pause);

@@ -3,14 +3,13 @@
 //! answer it locally with the status and body of spec section 7 (D9). A dry run
 //! (`enforce: false`) always continues.
 
-use crate::attributes::{Connection, HttpAttributes};
+use crate::attributes::{engine_request, Connection, HttpAttributes};
 use crate::config::NonCanonicalPath;
 use crate::decision_log::{self, Entry};
 use crate::host::{Host, Level};
 use crate::metrics::{PathOutcome, Subject};
 use crate::vm_state::VmState;
-use alp_engine::protocol::TCP;
-use alp_engine::{path, Decision, Engine, Peer, Request, Verdict};
+use alp_engine::{path, Decision, Engine, Request, Verdict};
 use std::fmt::Write as _;
 use std::rc::Rc;
 
@@ -54,20 +53,11 @@ impl VmState {
                 verdict: None,
             },
         };
-        let request = match (&read.connection, &read.http) {
-            (Some(connection), Some(http)) => Request {
-                source: connection.source(),
-                destination: connection.destination(),
-                protocol: TCP,
-                http: Some(http.http()),
-            },
-            _ => Request {
-                source: Peer::default(),
-                destination: Peer::default(),
-                protocol: TCP,
-                http: None,
-            },
-        };
+        // `read` holds both the connection and the request, or neither.
+        let request = engine_request(
+            read.connection.as_deref(),
+            read.http.as_ref().map(HttpAttributes::http),
+        );
         let judged = self.judge(
             host,
             &engine,
@@ -262,7 +252,7 @@ fn describe(engine: &Engine, decision: &Decision, connection: Option<&Connection
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::cache::tests::publish;
     use crate::cache::{SnapshotCache, SNAPSHOT_KEY};
@@ -276,6 +266,18 @@ mod tests {
 
     /// Tier `t` with policy `p`: allow GET, default Deny.
     fn get_only() -> Snapshot {
+        one_policy(vec![Rule {
+            action: "allow".into(),
+            http_match: Some(HttpMatch {
+                methods: vec!["GET".into()],
+                paths: vec![],
+            }),
+            ..Default::default()
+        }])
+    }
+
+    /// Tier `t` with global policy `p` holding `rules`, default Deny.
+    pub(crate) fn one_policy(rules: Vec<Rule>) -> Snapshot {
         let id = PolicyId {
             name: "p".into(),
             namespace: String::new(),
@@ -293,14 +295,7 @@ mod tests {
             policies: vec![Policy {
                 id,
                 namespace: String::new(),
-                inbound_rules: vec![Rule {
-                    action: "allow".into(),
-                    http_match: Some(HttpMatch {
-                        methods: vec!["GET".into()],
-                        paths: vec![],
-                    }),
-                    ..Default::default()
-                }],
+                inbound_rules: rules,
             }],
             ..Default::default()
         }
@@ -495,7 +490,8 @@ mod tests {
     }
 
     /// The decision lines logged at info, parsed.
-    fn decision_lines(host: &FakeHost) -> Vec<serde_json::Value> {
+    /// The decision-log lines `host` was given, parsed.
+    pub(crate) fn decision_lines(host: &FakeHost) -> Vec<serde_json::Value> {
         host.logs
             .borrow()
             .iter()
