@@ -286,54 +286,93 @@ impl RunReport {
     }
 
     pub fn find(&self, config: &str, rules: Option<usize>, transport: &str) -> Option<&Row> {
-        self.rows.iter().find(|r| {
-            r.config == config
-                && r.transport == transport
-                && (r.rules.is_none() || r.rules == rules)
-        })
+        find_row(&self.rows, config, rules, transport)
     }
 
     pub fn transports(&self) -> Vec<String> {
-        let mut t: Vec<String> = Vec::new();
-        for r in &self.rows {
-            if !t.contains(&r.transport) {
-                t.push(r.transport.clone());
-            }
-        }
-        t
+        transports_of(&self.rows)
     }
 
     pub fn rule_counts(&self) -> Vec<usize> {
-        let mut v: Vec<usize> = self.rows.iter().filter_map(|r| r.rules).collect();
-        v.sort_unstable();
-        v.dedup();
-        v
+        rule_counts_of(&self.rows)
     }
 
     pub fn find_tcp(&self, config: &str, rules: Option<usize>, transport: &str) -> Option<&TcpRow> {
-        self.tcp_rows.iter().find(|r| {
-            r.config == config
-                && r.transport == transport
-                && (r.rules.is_none() || r.rules == rules)
-        })
+        find_row(&self.tcp_rows, config, rules, transport)
     }
 
     pub fn tcp_transports(&self) -> Vec<String> {
-        let mut t: Vec<String> = Vec::new();
-        for r in &self.tcp_rows {
-            if !t.contains(&r.transport) {
-                t.push(r.transport.clone());
-            }
-        }
-        t
+        transports_of(&self.tcp_rows)
     }
 
     pub fn tcp_rule_counts(&self) -> Vec<usize> {
-        let mut v: Vec<usize> = self.tcp_rows.iter().filter_map(|r| r.rules).collect();
-        v.sort_unstable();
-        v.dedup();
-        v
+        rule_counts_of(&self.tcp_rows)
     }
+}
+
+/// What a result row (HTTP or TCP) is keyed by.
+trait Keyed {
+    fn config(&self) -> &str;
+    fn transport(&self) -> &str;
+    fn rules(&self) -> Option<usize>;
+}
+
+impl Keyed for Row {
+    fn config(&self) -> &str {
+        &self.config
+    }
+    fn transport(&self) -> &str {
+        &self.transport
+    }
+    fn rules(&self) -> Option<usize> {
+        self.rules
+    }
+}
+
+impl Keyed for TcpRow {
+    fn config(&self) -> &str {
+        &self.config
+    }
+    fn transport(&self) -> &str {
+        &self.transport
+    }
+    fn rules(&self) -> Option<usize> {
+        self.rules
+    }
+}
+
+/// The row of `config` on `transport` at `rules` (a configuration without a policy matches any
+/// rule count).
+fn find_row<'a, R: Keyed>(
+    rows: &'a [R],
+    config: &str,
+    rules: Option<usize>,
+    transport: &str,
+) -> Option<&'a R> {
+    rows.iter().find(|r| {
+        r.config() == config
+            && r.transport() == transport
+            && (r.rules().is_none() || r.rules() == rules)
+    })
+}
+
+/// The transports of `rows`, in first-seen order.
+fn transports_of<R: Keyed>(rows: &[R]) -> Vec<String> {
+    let mut t: Vec<String> = Vec::new();
+    for r in rows {
+        if !t.iter().any(|x| x == r.transport()) {
+            t.push(r.transport().to_string());
+        }
+    }
+    t
+}
+
+/// The rule counts of `rows`, sorted, each once.
+fn rule_counts_of<R: Keyed>(rows: &[R]) -> Vec<usize> {
+    let mut v: Vec<usize> = rows.iter().filter_map(Keyed::rules).collect();
+    v.sort_unstable();
+    v.dedup();
+    v
 }
 
 fn targets(run: &RunReport) -> Vec<TargetCheck> {
