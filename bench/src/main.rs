@@ -709,12 +709,8 @@ fn measure_setup(
                 );
             }
         }
-        let (rss, peak) = procstat::rss_kb(envoy.proc.pid())?;
-        let authz_rss = authz
-            .as_ref()
-            .map(|a| procstat::rss_kb(a.pid()))
-            .transpose()?
-            .map(|r| r.0);
+        let (rss, peak, authz_rss) =
+            procstat::memory_kb(envoy.proc.pid(), authz.as_ref().map(|a| a.pid()))?;
         rows.push(Row {
             config: config.key().into(),
             label: config.label().into(),
@@ -1076,12 +1072,8 @@ fn measure_tcp_setup(ctx: &Ctx, config: Config, rules: Option<usize>) -> Result<
             }
             None => None,
         };
-        let (rss, peak) = procstat::rss_kb(envoy.proc.pid())?;
-        let authz_rss = authz
-            .as_ref()
-            .map(|a| procstat::rss_kb(a.pid()))
-            .transpose()?
-            .map(|r| r.0);
+        let (rss, peak, authz_rss) =
+            procstat::memory_kb(envoy.proc.pid(), authz.as_ref().map(|a| a.pid()))?;
         rows.push(TcpRow {
             config: config.key().into(),
             label: config.label().into(),

@@ -35,8 +35,16 @@ pub fn process_ticks(pid: u32) -> Result<u64> {
     Ok(utime + stime)
 }
 
+/// Envoy's resident set size and its peak, and the authz server's resident set size when there
+/// is one, in kB: what a result row records.
+pub fn memory_kb(envoy: u32, authz: Option<u32>) -> Result<(u64, u64, Option<u64>)> {
+    let (rss, peak) = rss_kb(envoy)?;
+    let authz = authz.map(rss_kb).transpose()?.map(|(rss, _)| rss);
+    Ok((rss, peak, authz))
+}
+
 /// Resident set size of `pid` in kB (`VmRSS`), and its peak (`VmHWM`).
-pub fn rss_kb(pid: u32) -> Result<(u64, u64)> {
+fn rss_kb(pid: u32) -> Result<(u64, u64)> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/status"))
         .with_context(|| format!("reading /proc/{pid}/status"))?;
     let field = |name: &str| {

@@ -375,6 +375,15 @@ fn rule_counts_of<R: Keyed>(rows: &[R]) -> Vec<usize> {
     v
 }
 
+/// A row's memory cell: Envoy's RSS in MB, `+` the authz server's when there is one.
+fn rss_mb(envoy_kb: u64, authz_kb: Option<u64>) -> String {
+    let mb = |kb: u64| kb as f64 / 1024.0;
+    match authz_kb {
+        Some(a) => format!("{:.1} + {:.1}", mb(envoy_kb), mb(a)),
+        None => format!("{:.1}", mb(envoy_kb)),
+    }
+}
+
 fn targets(run: &RunReport) -> Vec<TargetCheck> {
     let mut out = Vec::new();
     let n = Some(TARGET_RULES);
@@ -652,14 +661,7 @@ fn tcp_markdown(run: &RunReport, s: &mut String) {
                 ),
                 None => ("–".into(), "–".into(), "–".into()),
             };
-            let rss = match r.authz_rss_kb {
-                Some(a) => format!(
-                    "{:.1} + {:.1}",
-                    r.envoy_rss_kb as f64 / 1024.0,
-                    a as f64 / 1024.0
-                ),
-                None => format!("{:.1}", r.envoy_rss_kb as f64 / 1024.0),
-            };
+            let rss = rss_mb(r.envoy_rss_kb, r.authz_rss_kb);
             let bound = r.connect.cpu0_busy_pct < ENVOY_BOUND_PCT;
             client_bound |= bound;
             let flag = format!(
@@ -862,14 +864,7 @@ pub fn markdown(run: &RunReport) -> String {
                 ),
                 None => format!("{:.1}", r.closed.envoy_cpu_us_per_req),
             };
-            let rss = match r.authz_rss_kb {
-                Some(a) => format!(
-                    "{:.1} + {:.1}",
-                    r.envoy_rss_kb as f64 / 1024.0,
-                    a as f64 / 1024.0
-                ),
-                None => format!("{:.1}", r.envoy_rss_kb as f64 / 1024.0),
-            };
+            let rss = rss_mb(r.envoy_rss_kb, r.authz_rss_kb);
             let open = if r.open_saturated(m.open_rate) {
                 format!("saturated (max {:.0}/s)", r.closed.rps)
             } else {
