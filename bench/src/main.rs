@@ -257,8 +257,7 @@ fn run(args: &RunArgs) -> Result<()> {
         false,
     )?;
     let tcp_client = |cert: &Path, key: &Path| -> Result<Arc<tokio_rustls::rustls::ClientConfig>> {
-        let mut c = (*load::tls_config(&ca.cert_file, cert, key)?).clone();
-        c.alpn_protocols.clear();
+        let mut c = alp_e2e::tls::client_config_from(&ca.cert_file, cert, key)?;
         if !args.tcp_resumption {
             c.resumption = tokio_rustls::rustls::client::Resumption::disabled();
         }
