@@ -35,6 +35,25 @@ impl Response {
     }
 }
 
+/// A TCP connection to `addr` from `source` if given (any 127.x works on Linux), with no Nagle
+/// delay and `timeout` for connecting, reads and writes.
+pub fn dial(addr: SocketAddr, source: Option<IpAddr>, timeout: Duration) -> Result<TcpStream> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    if let Some(ip) = source {
+        socket
+            .bind(&SockAddr::from(SocketAddr::new(ip, 0)))
+            .with_context(|| format!("binding to {ip}"))?;
+    }
+    socket
+        .connect_timeout(&SockAddr::from(addr), timeout)
+        .with_context(|| format!("connecting to {addr}"))?;
+    let stream: TcpStream = socket.into();
+    stream.set_nodelay(true)?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
+    Ok(stream)
+}
+
 trait Stream: Read + Write + Send {}
 impl<T: Read + Write + Send> Stream for T {}
 
@@ -47,19 +66,7 @@ pub struct Conn {
 impl Conn {
     /// Connects to `addr`, binding the local side to `source` if given (any 127.x works on Linux).
     pub fn tcp(addr: SocketAddr, source: Option<IpAddr>, timeout: Duration) -> Result<Self> {
-        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-        if let Some(ip) = source {
-            socket
-                .bind(&SockAddr::from(SocketAddr::new(ip, 0)))
-                .with_context(|| format!("binding to {ip}"))?;
-        }
-        socket
-            .connect_timeout(&SockAddr::from(addr), timeout)
-            .with_context(|| format!("connecting to {addr}"))?;
-        let stream: TcpStream = socket.into();
-        stream.set_nodelay(true)?;
-        stream.set_read_timeout(Some(timeout))?;
-        stream.set_write_timeout(Some(timeout))?;
+        let stream = dial(addr, source, timeout)?;
         Ok(Conn {
             reader: BufReader::new(Box::new(stream)),
             closed: false,

@@ -3,10 +3,10 @@
 //! speaks first), send some bytes, read them back from the echo backend. Every byte received is
 //! kept, with how the connection ended, so a test tells "passed" from "closed without a byte".
 
-use anyhow::{Context as _, Result};
-use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+use crate::http;
+use anyhow::Result;
 use std::io::{ErrorKind, Read, Write};
-use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -95,20 +95,8 @@ pub fn connect(
     transport: &TcpTransport,
     timeout: Duration,
 ) -> Result<TcpConn> {
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-    if let Some(ip) = source {
-        socket
-            .bind(&SockAddr::from(SocketAddr::new(ip, 0)))
-            .with_context(|| format!("binding to {ip}"))?;
-    }
-    socket
-        .connect_timeout(&SockAddr::from(addr), timeout)
-        .with_context(|| format!("connecting to {addr}"))?;
-    let tcp: TcpStream = socket.into();
+    let tcp = http::dial(addr, source, timeout)?;
     let local = tcp.local_addr()?;
-    tcp.set_nodelay(true)?;
-    tcp.set_read_timeout(Some(timeout))?;
-    tcp.set_write_timeout(Some(timeout))?;
     let stream: Box<dyn Stream> = match transport {
         TcpTransport::Plaintext => Box::new(tcp),
         TcpTransport::Tls(config) => {
