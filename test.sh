@@ -7,6 +7,9 @@ cd "$(dirname "$0")"
 
 source scripts/setup.sh
 
+# One clean build, nothing rebuilt incrementally: incremental caches would add ~2 GB to target/.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+
 echo "== build (once: release wasm module, native workspace)"
 # The module first: control's build records its checksum (`control version`).
 ./wasm-bundle.sh
@@ -23,3 +26,6 @@ echo "== native tests, including end-to-end against Envoy"
 # End-to-end tests load the module as shipped (trimmed exports, wasm-opt), not cargo's output.
 export ALP_WASM="$PWD/dist/calico-alp.wasm"
 cargo test --workspace --locked
+
+# What a clean run leaves on disk (CI runners have little to spare).
+echo "== done: target/ holds $(du -sh "${CARGO_TARGET_DIR:-target}" | cut -f1)"
