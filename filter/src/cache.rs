@@ -13,7 +13,7 @@
 //! once and the VM keeps what it had.
 
 use crate::host::{Host, Level};
-use alp_engine::{envelope, Engine, Options};
+use alp_engine::{envelope, Engine, Options, Snapshot};
 use std::rc::Rc;
 
 pub const SNAPSHOT_KEY: &str = "alp.snapshot";
@@ -120,16 +120,14 @@ impl SnapshotCache {
             );
             return;
         };
-        match envelope::decode(&bytes) {
+        let decoded = envelope::decode(&bytes);
+        drop(bytes);
+        match decoded {
             Ok((version, _))
                 if Some(version) == self.engine.version()
                     && *self.engine.options() == self.options => {}
             Ok((version, snapshot)) => {
-                self.engine = Rc::new(Engine::from_snapshot_with(
-                    version,
-                    &snapshot,
-                    &self.options,
-                ));
+                self.install(version, &snapshot);
                 self.received_ms = read_u64(host, RECEIVED_KEY).or(Some(host.now_ms()));
                 host.log(
                     Level::Debug,
@@ -163,17 +161,25 @@ impl SnapshotCache {
                 return Err(err);
             }
         };
-        let engine = Engine::from_snapshot_with(version, &snapshot, &self.options);
         let now = host.now_ms();
         // Snapshot first, version last: see the module comment.
         let _ = host.set_shared_data(SNAPSHOT_KEY, bytes, None);
         let _ = host.set_shared_data(RECEIVED_KEY, &now.to_le_bytes(), None);
         let _ = host.set_shared_data(VERSION_KEY, &version.to_le_bytes(), None);
-        self.engine = Rc::new(engine);
+        self.install(version, &snapshot);
         self.seen = Some(version);
         self.received_ms = Some(now);
         self.events.reloads += 1;
         Ok(version)
+    }
+
+    /// Compiles a decoded snapshot in place of the engine in force, which is freed first
+    /// (nothing can fail once the snapshot decoded, and no request runs meanwhile). A VM's linear
+    /// memory never shrinks, so it keeps the peak: one program and one decoded snapshot, not two
+    /// programs. (The per-policy counters keep only the program's names.)
+    fn install(&mut self, version: u64, snapshot: &Snapshot) {
+        self.engine = Rc::new(Engine::not_in_sync());
+        self.engine = Rc::new(Engine::from_snapshot_with(version, snapshot, &self.options));
     }
 
     /// `version N` or `no policy`, for log lines.

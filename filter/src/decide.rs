@@ -328,6 +328,42 @@ pub(crate) mod tests {
         assert_eq!(decision_lines(&host).len(), 1);
     }
 
+    /// What a request costs in host calls once its connection and the version are known: the
+    /// clock (whether to read `alp.version` again), the connection id (its attributes are
+    /// cached), the header map (`:method` and `:path` in one read). A denial adds its reply;
+    /// filter state, a decision line and a canonical path rewrite add theirs.
+    #[test]
+    fn a_request_on_a_known_connection_makes_three_host_calls() {
+        let host = host_with("GET", PRINCIPAL);
+        host.set_property_bytes("connection.id", &7u64.to_le_bytes());
+        host.log_level.set(Some(Level::Info)); // Envoy's default
+        publish(&host, 1, &envelope::encode(1, &get_only()).unwrap());
+        let f = filter(&host);
+        assert_eq!(f.on_request_headers(&host), Action::Continue);
+        host.host_calls.borrow_mut().clear();
+        assert_eq!(f.on_request_headers(&host), Action::Continue);
+        assert_eq!(
+            *host.host_calls.borrow(),
+            ["now_ms", "property", "request_method_and_path"]
+        );
+        host.host_calls.borrow_mut().clear();
+        host.set_header(":method", "DELETE");
+        assert_eq!(f.on_request_headers(&host), Action::Replied);
+        assert_eq!(
+            *host.host_calls.borrow(),
+            [
+                "now_ms",
+                "property",
+                "request_method_and_path",
+                "request_header",
+                "now_ms",
+                "log",
+                "send_local_reply"
+            ],
+            "a denial is logged (the default) and answered"
+        );
+    }
+
     fn reply(host: &FakeHost) -> Option<Reply> {
         host.replies.borrow().last().cloned()
     }

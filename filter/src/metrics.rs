@@ -38,10 +38,11 @@
 use crate::cache::SnapshotCache;
 use crate::host::Host;
 use alp_engine::decision::Origin;
-use alp_engine::{CompiledPolicy, Decision, Engine, Verdict};
+use alp_engine::{CompiledPolicy, Decision, Engine, ProgramNames, Verdict};
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
+use std::sync::Arc;
 
 /// Distinct per-policy series (enforced and staged together) one VM defines at most.
 pub const MAX_POLICY_SERIES: usize = 1000;
@@ -177,10 +178,12 @@ impl Program {
     }
 }
 
-/// Decision counts per policy of one compiled version: slot `2 * s + (0 allow | 1 deny)`.
+/// Decision counts per policy of one compiled version: slot `2 * s + (0 allow | 1 deny)`. It
+/// keeps the program's names, not the program, so a replaced version's program is freed at once.
 #[derive(Debug)]
 struct PolicyTable {
-    engine: Rc<Engine>,
+    /// `None`: an engine without a program (not in sync), which counts nothing per policy.
+    names: Option<Arc<ProgramNames>>,
     program: Program,
     counts: Vec<Cell<u64>>,
     /// Envoy metric ids per count, filled on first flush (`None`: not defined yet).
@@ -188,10 +191,11 @@ struct PolicyTable {
 }
 
 impl PolicyTable {
-    fn new(engine: &Rc<Engine>, program: Program) -> Self {
-        let n = program.of(engine).map_or(0, slots) * 2;
+    fn new(engine: &Engine, program: Program) -> Self {
+        let names = program.of(engine).map(|p| Arc::clone(p.names()));
+        let n = names.as_deref().map_or(0, slots) * 2;
         PolicyTable {
-            engine: Rc::clone(engine),
+            names,
             program,
             counts: vec![Cell::new(0); n],
             ids: vec![None; n],
@@ -199,10 +203,10 @@ impl PolicyTable {
     }
 
     fn add(&self, decision: &Decision) {
-        let Some(policy) = self.program.of(&self.engine) else {
+        let Some(names) = self.names.as_deref() else {
             return;
         };
-        if let Some(cell) = slot(policy, decision.origin).and_then(|s| {
+        if let Some(cell) = slot(names, decision.origin).and_then(|s| {
             self.counts
                 .get(s * 2 + usize::from(!decision.verdict.is_allowed()))
         }) {
@@ -212,11 +216,11 @@ impl PolicyTable {
 }
 
 /// Slots of a program: its policies, its tiers' default actions, its profiles, "no profile".
-fn slots(p: &CompiledPolicy) -> usize {
+fn slots(p: &ProgramNames) -> usize {
     p.policy_count() + p.tier_count() + p.profile_count() + 1
 }
 
-fn slot(p: &CompiledPolicy, origin: Origin) -> Option<usize> {
+fn slot(p: &ProgramNames, origin: Origin) -> Option<usize> {
     let (policies, tiers, profiles) = (p.policy_count(), p.tier_count(), p.profile_count());
     match origin {
         Origin::Precheck => None,
@@ -230,7 +234,7 @@ fn slot(p: &CompiledPolicy, origin: Origin) -> Option<usize> {
 }
 
 /// `(tier, policy)` of a slot, sanitised for a stat name.
-fn slot_names(p: &CompiledPolicy, s: usize) -> (String, String) {
+fn slot_names(p: &ProgramNames, s: usize) -> (String, String) {
     let (policies, tiers, profiles) = (p.policy_count(), p.tier_count(), p.profile_count());
     let tier = |t: u32| {
         p.tier_name(t)
@@ -404,10 +408,12 @@ impl Metrics {
         let Ok(mut table) = table.try_borrow_mut() else {
             return;
         };
-        if !table
-            .as_ref()
-            .is_some_and(|t| Rc::ptr_eq(&t.engine, engine))
-        {
+        let names = program.of(engine).map(|p| p.names());
+        if !table.as_ref().is_some_and(|t| match (&t.names, names) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            (None, None) => true,
+            _ => false,
+        }) {
             // A new version: its first request makes its table (once per version).
             let old = table.replace(PolicyTable::new(engine, program));
             if let (Some(old), Ok(mut retired)) = (old, self.retired.try_borrow_mut()) {
@@ -470,7 +476,7 @@ impl Metrics {
     }
 
     fn flush_table(&self, host: &dyn Host, table: &mut PolicyTable) {
-        let Some(policy) = table.program.of(&table.engine) else {
+        let Some(names) = table.names.clone() else {
             return;
         };
         let family = table.program.family(self.subject);
@@ -480,7 +486,7 @@ impl Metrics {
                 continue;
             }
             if id.is_none() {
-                let (tier, name) = slot_names(policy, i / 2);
+                let (tier, name) = slot_names(&names, i / 2);
                 let verdict = if i % 2 == 0 { "allow" } else { "deny" };
                 *id = self.series_id(host, family, &tier, &name, verdict);
             }

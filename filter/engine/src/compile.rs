@@ -10,12 +10,14 @@ use crate::index::CandidateIndex;
 use crate::ipset::IpSetLookup;
 use crate::program::{
     Action, ClauseSelector, CompiledPolicy, CompiledRule, DefaultAction, HttpClause,
-    NamespaceClause, PathClause, Program, ServiceAccountClause, SideClause, Step, TierInfo,
+    NamespaceClause, PathClause, Program, ProgramNames, ServiceAccountClause, SideClause, Step,
+    TierInfo,
 };
 use crate::selector::Selector;
 use crate::snapshot::{self, Labels, PathMatch, PolicyId, Snapshot};
 use crate::{path, path_pattern};
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// Policy kinds that are stored but never enforced.
 const STAGED_KINDS: [&str; 3] = [
@@ -78,10 +80,6 @@ impl Action {
     }
 }
 
-fn clause_selector(text: &str) -> ClauseSelector {
-    Selector::parse(text).ok()
-}
-
 impl DefaultAction {
     fn parse(text: &str) -> DefaultAction {
         if text == "Pass" {
@@ -127,7 +125,7 @@ impl<'s> IpSetTable<'s> {
         i
     }
 
-    fn intern_all(&mut self, ids: &'s [String]) -> Vec<u32> {
+    fn intern_all(&mut self, ids: &'s [String]) -> Box<[u32]> {
         ids.iter().map(|id| self.intern(id)).collect()
     }
 
@@ -149,24 +147,41 @@ impl<'s> IpSetTable<'s> {
     }
 }
 
+/// What rules share: IP sets by index, and parsed selectors by their text (a mesh's policies
+/// repeat the same namespace and service-account selectors in many rules; each is parsed and
+/// held once).
+struct Interned<'s> {
+    sets: IpSetTable<'s>,
+    selectors: HashMap<&'s str, ClauseSelector>,
+}
+
+impl<'s> Interned<'s> {
+    fn selector(&mut self, text: &'s str) -> ClauseSelector {
+        self.selectors
+            .entry(text)
+            .or_insert_with(|| Selector::parse(text).ok().map(Arc::new))
+            .clone()
+    }
+}
+
 fn compile_side<'s>(
     side: &'s snapshot::RuleSide,
     policy_namespace: &str,
-    sets: &mut IpSetTable<'s>,
+    shared: &mut Interned<'s>,
 ) -> SideClause {
     let service_account = side
         .service_account_match
         .as_ref()
         .map(|m| ServiceAccountClause {
             names: m.names.clone(),
-            selector: clause_selector(&m.selector),
+            selector: shared.selector(&m.selector),
         });
     let sa_named = side
         .service_account_match
         .as_ref()
         .is_some_and(|m| !m.names.is_empty() || !m.selector.is_empty());
     let namespace = if !side.original_namespace_selector.is_empty() {
-        NamespaceClause::Selector(clause_selector(&side.original_namespace_selector))
+        NamespaceClause::Selector(shared.selector(&side.original_namespace_selector))
     } else if !policy_namespace.is_empty()
         && (!side.original_selector.is_empty()
             || !side.original_not_selector.is_empty()
@@ -179,13 +194,13 @@ fn compile_side<'s>(
     SideClause {
         service_account,
         namespace,
-        ip_sets: sets.intern_all(&side.ip_set_ids),
-        not_ip_sets: sets.intern_all(&side.not_ip_set_ids),
-        ip_port_sets: sets.intern_all(&side.ip_port_set_ids),
-        ports: side.ports.clone(),
-        named_port_sets: sets.intern_all(&side.named_port_ip_set_ids),
-        not_ports: side.not_ports.clone(),
-        not_named_port_sets: sets.intern_all(&side.not_named_port_ip_set_ids),
+        ip_sets: shared.sets.intern_all(&side.ip_set_ids),
+        not_ip_sets: shared.sets.intern_all(&side.not_ip_set_ids),
+        ip_port_sets: shared.sets.intern_all(&side.ip_port_set_ids),
+        ports: side.ports.clone().into_boxed_slice(),
+        named_port_sets: shared.sets.intern_all(&side.named_port_ip_set_ids),
+        not_ports: side.not_ports.clone().into_boxed_slice(),
+        not_named_port_sets: shared.sets.intern_all(&side.not_named_port_ip_set_ids),
         nets: side.nets.iter().map(|n| parse_cidr(n)).collect(),
         not_nets: side.not_nets.iter().map(|n| parse_cidr(n)).collect(),
     }
@@ -210,11 +225,10 @@ fn compile_http(m: &snapshot::HttpMatch) -> HttpClause {
                     path::normalize(v).map_or(PathClause::Nothing, PathClause::Prefix)
                 }
                 PathMatch::Unset => PathClause::Nothing,
-                PathMatch::Glob(g) => {
-                    path_pattern::compile_glob(g).map_or(PathClause::Nothing, PathClause::Glob)
-                }
+                PathMatch::Glob(g) => path_pattern::compile_glob(g)
+                    .map_or(PathClause::Nothing, |g| PathClause::Glob(Box::new(g))),
                 PathMatch::Template(t) => path_pattern::compile_template(t)
-                    .map_or(PathClause::Nothing, PathClause::Template),
+                    .map_or(PathClause::Nothing, |t| PathClause::Template(Box::new(t))),
             })
             .collect(),
     }
@@ -223,10 +237,11 @@ fn compile_http(m: &snapshot::HttpMatch) -> HttpClause {
 fn compile_rule<'s>(
     rule: &'s snapshot::Rule,
     policy_namespace: &str,
-    sets: &mut IpSetTable<'s>,
+    shared: &mut Interned<'s>,
 ) -> CompiledRule {
-    let src = compile_side(&rule.src, policy_namespace, sets);
-    let dst = compile_side(&rule.dst, policy_namespace, sets);
+    let src = compile_side(&rule.src, policy_namespace, shared);
+    let dst = compile_side(&rule.dst, policy_namespace, shared);
+    let sets = &shared.sets;
     let missing_ip_set = [
         &src.ip_sets,
         &src.not_ip_sets,
@@ -254,6 +269,17 @@ fn compile_rule<'s>(
     }
 }
 
+/// The tier of each of `policies` policies: that of its first step.
+fn policy_tiers(steps: &[Step], policies: usize) -> Vec<Option<u32>> {
+    let mut tiers = vec![None; policies];
+    for (tier, policy) in steps.iter().filter_map(Step::policy) {
+        if let Some(slot @ None) = tiers.get_mut(policy as usize) {
+            *slot = Some(tier);
+        }
+    }
+    tiers
+}
+
 impl CompiledPolicy {
     /// The enforced program.
     pub fn compile(snapshot: &Snapshot) -> CompiledPolicy {
@@ -262,7 +288,10 @@ impl CompiledPolicy {
 
     /// The enforced program, or the rehearsal of the staged policies ([`Program`]).
     pub fn compile_program(snapshot: &Snapshot, program: Program) -> CompiledPolicy {
-        let mut sets = IpSetTable::new(snapshot);
+        let mut shared = Interned {
+            sets: IpSetTable::new(snapshot),
+            selectors: HashMap::new(),
+        };
         let mut tiers = Vec::new();
         let mut policies = Vec::new();
         let mut profiles = Vec::new();
@@ -302,7 +331,7 @@ impl CompiledPolicy {
                     };
                     for (index, rule) in body.inbound_rules.iter().enumerate() {
                         let r = rules.len() as u32;
-                        rules.push(compile_rule(rule, &body.namespace, &mut sets));
+                        rules.push(compile_rule(rule, &body.namespace, &mut shared));
                         steps.push(Step::PolicyRule {
                             tier: t,
                             policy: p,
@@ -331,7 +360,7 @@ impl CompiledPolicy {
                 profiles.push(name.clone());
                 for (index, rule) in body.inbound_rules.iter().enumerate() {
                     let r = rules.len() as u32;
-                    rules.push(compile_rule(rule, "", &mut sets));
+                    rules.push(compile_rule(rule, "", &mut shared));
                     steps.push(Step::ProfileRule {
                         profile: p,
                         index: index as u32,
@@ -358,13 +387,16 @@ impl CompiledPolicy {
         let index = CandidateIndex::build(&keys);
         CompiledPolicy {
             has_endpoint: snapshot.endpoint.is_some(),
-            tiers,
-            policies,
-            profiles,
+            names: Arc::new(ProgramNames {
+                policy_tiers: policy_tiers(&steps, policies.len()),
+                tiers,
+                policies,
+                profiles,
+            }),
             steps,
             rules,
-            ip_sets: sets.lookups(),
-            ip_set_ids: sets.ids,
+            ip_sets: shared.sets.lookups(),
+            ip_set_ids: shared.sets.ids,
             service_accounts,
             namespaces,
             index,

@@ -175,12 +175,12 @@ pub fn explain(policy: Option<&CompiledPolicy>, decision: &Decision) -> Explanat
     };
     let tier_name = |t: u32| {
         policy
-            .and_then(|p| p.tiers.get(t as usize))
+            .and_then(|p| p.names.tiers.get(t as usize))
             .map(|t| t.name.clone())
     };
     let policy_ref = |i: u32| {
         policy
-            .and_then(|p| p.policies.get(i as usize))
+            .and_then(|p| p.names.policies.get(i as usize))
             .map(|id| PolicyRef {
                 name: id.name.clone(),
                 namespace: id.namespace.clone(),
@@ -205,7 +205,7 @@ pub fn explain(policy: Option<&CompiledPolicy>, decision: &Decision) -> Explanat
         Origin::TierDefault { tier } => e.tier = tier_name(tier),
         Origin::ProfileRule { profile, rule } => {
             e.profile = policy
-                .and_then(|p| p.profiles.get(profile as usize))
+                .and_then(|p| p.names.profiles.get(profile as usize))
                 .cloned();
             e.rule = Some(rule);
         }

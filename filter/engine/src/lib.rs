@@ -38,7 +38,7 @@ pub mod testdata;
 pub use decision::{Decision, Verdict};
 pub use explain::{Explanation, StagedExplanation};
 pub use identity::TrustDomains;
-pub use program::{CompiledPolicy, Program};
+pub use program::{CompiledPolicy, Program, ProgramNames};
 pub use request::{Http, Peer, Request, RequestSpec};
 pub use snapshot::Snapshot;
 

@@ -11,6 +11,7 @@ use crate::path_pattern;
 use crate::selector::Selector;
 use crate::snapshot::{Labels, PolicyId, PortRange, Protocol};
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// Which policies a compiled program evaluates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -35,8 +36,9 @@ pub(crate) enum Action {
     Invalid,
 }
 
-/// A selector as a clause uses it: text that fails to parse makes the clause false.
-pub(crate) type ClauseSelector = Option<Selector>;
+/// A selector as a clause uses it: text that fails to parse makes the clause false. Shared by
+/// every clause with the same text.
+pub(crate) type ClauseSelector = Option<Arc<Selector>>;
 
 #[derive(Debug, Clone)]
 pub(crate) struct ServiceAccountClause {
@@ -53,29 +55,31 @@ pub(crate) enum NamespaceClause {
     Pinned(String),
 }
 
-/// One side of a rule with references resolved to IP set indices.
+/// One side of a rule with references resolved to IP set indices. Lists are boxed slices, not
+/// vectors: a rule holds eleven per side, mostly empty, and every VM holds every rule.
 #[derive(Debug, Clone)]
 pub(crate) struct SideClause {
     pub service_account: Option<ServiceAccountClause>,
     pub namespace: NamespaceClause,
-    pub ip_sets: Vec<u32>,
-    pub not_ip_sets: Vec<u32>,
-    pub ip_port_sets: Vec<u32>,
-    pub ports: Vec<PortRange>,
-    pub named_port_sets: Vec<u32>,
-    pub not_ports: Vec<PortRange>,
-    pub not_named_port_sets: Vec<u32>,
+    pub ip_sets: Box<[u32]>,
+    pub not_ip_sets: Box<[u32]>,
+    pub ip_port_sets: Box<[u32]>,
+    pub ports: Box<[PortRange]>,
+    pub named_port_sets: Box<[u32]>,
+    pub not_ports: Box<[PortRange]>,
+    pub not_named_port_sets: Box<[u32]>,
     /// In order; `None` is an entry that is not a valid CIDR (the clause fails at it).
-    pub nets: Vec<Option<Cidr>>,
-    pub not_nets: Vec<Option<Cidr>>,
+    pub nets: Box<[Option<Cidr>]>,
+    pub not_nets: Box<[Option<Cidr>]>,
 }
 
 #[derive(Debug, Clone)]
 pub(crate) enum PathClause {
     Exact(Vec<u8>),
     Prefix(Vec<u8>),
-    Glob(path_pattern::Glob),
-    Template(matchit::Router<()>),
+    /// Boxed, as the template: rare, and far larger than an exact path or prefix.
+    Glob(Box<path_pattern::Glob>),
+    Template(Box<matchit::Router<()>>),
     /// An unset entry or one whose value fails normalisation.
     Nothing,
 }
@@ -149,13 +153,60 @@ pub(crate) struct TierInfo {
     pub name: String,
 }
 
+/// What a program's decisions are named by: its tiers, policies and profiles, by the indices
+/// decisions carry. Shared, so that what names decisions later (the filter's per-policy
+/// counters) keeps only this and not the whole program: the program of a replaced version is
+/// freed before the next one is compiled.
+#[derive(Debug, Default)]
+pub struct ProgramNames {
+    pub(crate) tiers: Vec<TierInfo>,
+    pub(crate) policies: Vec<PolicyId>,
+    /// Parallel to `policies`: the tier each was compiled in, `None` for a policy with no step
+    /// (it never decides anything).
+    pub(crate) policy_tiers: Vec<Option<u32>>,
+    pub(crate) profiles: Vec<String>,
+}
+
+impl ProgramNames {
+    /// Names of the tiers evaluated, by the index decisions use (`Origin`).
+    pub fn tier_name(&self, tier: u32) -> Option<&str> {
+        self.tiers.get(tier as usize).map(|t| t.name.as_str())
+    }
+
+    /// The policies evaluated, by the index decisions use (one entry per tier occurrence).
+    pub fn policy_id(&self, policy: u32) -> Option<&PolicyId> {
+        self.policies.get(policy as usize)
+    }
+
+    /// The tier a policy index was compiled in (`None` for a policy with no step, which never
+    /// decides anything).
+    pub fn policy_tier(&self, policy: u32) -> Option<u32> {
+        self.policy_tiers.get(policy as usize).copied().flatten()
+    }
+
+    /// The profiles evaluated, by the index decisions use.
+    pub fn profile_name(&self, profile: u32) -> Option<&str> {
+        self.profiles.get(profile as usize).map(String::as_str)
+    }
+
+    pub fn tier_count(&self) -> usize {
+        self.tiers.len()
+    }
+
+    pub fn policy_count(&self) -> usize {
+        self.policies.len()
+    }
+
+    pub fn profile_count(&self) -> usize {
+        self.profiles.len()
+    }
+}
+
 /// Everything needed to decide requests for one snapshot version.
 #[derive(Debug)]
 pub struct CompiledPolicy {
     pub(crate) has_endpoint: bool,
-    pub(crate) tiers: Vec<TierInfo>,
-    pub(crate) policies: Vec<PolicyId>,
-    pub(crate) profiles: Vec<String>,
+    pub(crate) names: Arc<ProgramNames>,
     pub(crate) steps: Vec<Step>,
     pub(crate) rules: Vec<CompiledRule>,
     pub(crate) ip_set_ids: Vec<String>,
@@ -175,47 +226,33 @@ impl CompiledPolicy {
         self.ip_set_ids.get(index as usize).map(String::as_str)
     }
 
-    /// Names of the tiers evaluated, by the index decisions use (`Origin`).
+    /// The names of this program's tiers, policies and profiles.
+    pub fn names(&self) -> &Arc<ProgramNames> {
+        &self.names
+    }
+
     pub fn tier_name(&self, tier: u32) -> Option<&str> {
-        self.tiers.get(tier as usize).map(|t| t.name.as_str())
+        self.names.tier_name(tier)
     }
 
-    /// The policies evaluated, by the index decisions use (one entry per tier occurrence).
     pub fn policy_id(&self, policy: u32) -> Option<&PolicyId> {
-        self.policies.get(policy as usize)
+        self.names.policy_id(policy)
     }
 
-    /// The profiles evaluated, by the index decisions use.
     pub fn profile_name(&self, profile: u32) -> Option<&str> {
-        self.profiles.get(profile as usize).map(String::as_str)
+        self.names.profile_name(profile)
     }
 
     pub fn tier_count(&self) -> usize {
-        self.tiers.len()
+        self.names.tier_count()
     }
 
     pub fn policy_count(&self) -> usize {
-        self.policies.len()
+        self.names.policy_count()
     }
 
     pub fn profile_count(&self) -> usize {
-        self.profiles.len()
-    }
-
-    /// The tier a policy index was compiled in (`None` for a policy with no step, which never
-    /// decides anything).
-    pub fn policy_tier(&self, policy: u32) -> Option<u32> {
-        self.steps.iter().find_map(|s| match *s {
-            Step::PolicyRule {
-                tier, policy: p, ..
-            }
-            | Step::MissingPolicy { tier, policy: p }
-                if p == policy =>
-            {
-                Some(tier)
-            }
-            _ => None,
-        })
+        self.names.profile_count()
     }
 
     /// The `rule_id` of a compiled rule (by its index in `rules`), unless empty.
@@ -228,6 +265,16 @@ impl CompiledPolicy {
 }
 
 impl Step {
+    /// The `(tier, policy)` this step belongs to, if it is a policy's.
+    pub(crate) fn policy(&self) -> Option<(u32, u32)> {
+        match *self {
+            Step::PolicyRule { tier, policy, .. } | Step::MissingPolicy { tier, policy } => {
+                Some((tier, policy))
+            }
+            _ => None,
+        }
+    }
+
     /// What the candidate index knows of this step: every step that is not a plain rule, and
     /// every rule that fails closed when reached (missing IP set), is a candidate for every
     /// request.

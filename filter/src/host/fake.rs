@@ -74,6 +74,11 @@ pub struct FakeHost {
     pub closes: Cell<usize>,
     /// Filter state written, by name (the last value).
     pub filter_state: RefCell<HashMap<String, Vec<u8>>>,
+    /// Every host call made, by `Host` method name, in order (what a real host would be asked:
+    /// `log_enabled` reads a cached level and is no host call).
+    pub host_calls: RefCell<Vec<&'static str>>,
+    /// Envoy's log level (`None`: everything is logged, so tests see debug lines too).
+    pub log_level: Cell<Option<Level>>,
 }
 
 impl FakeHost {
@@ -199,8 +204,15 @@ impl FakeHost {
     }
 }
 
+impl FakeHost {
+    fn record(&self, call: &'static str) {
+        self.host_calls.borrow_mut().push(call);
+    }
+}
+
 impl Host for FakeHost {
     fn property(&self, path: &[&str]) -> Result<Option<Vec<u8>>, HostError> {
+        self.record("property");
         self.property_reads.set(self.property_reads.get() + 1);
         let name = path.join(".");
         if self.failing_properties.borrow().contains(&name) {
@@ -210,6 +222,7 @@ impl Host for FakeHost {
     }
 
     fn request_method_and_path(&self) -> Result<MethodAndPath, HostError> {
+        self.record("request_method_and_path");
         if self.fail_headers.get() {
             return Err(HostError);
         }
@@ -221,6 +234,7 @@ impl Host for FakeHost {
     }
 
     fn set_request_header(&self, name: &str, value: &str) -> Result<(), HostError> {
+        self.record("set_request_header");
         self.header_writes
             .borrow_mut()
             .push((name.to_string(), value.to_string()));
@@ -231,11 +245,13 @@ impl Host for FakeHost {
     }
 
     fn clear_route_cache(&self) {
+        self.record("clear_route_cache");
         self.route_cache_clears
             .set(self.route_cache_clears.get() + 1);
     }
 
     fn shared_data(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
+        self.record("shared_data");
         self.shared_reads.borrow_mut().push(key.to_string());
         match self.shared.borrow().map.get(key) {
             Some((v, cas)) => (Some(v.clone()), Some(*cas)),
@@ -262,6 +278,7 @@ impl Host for FakeHost {
     }
 
     fn send_local_reply(&self, status: u16, headers: &[(&str, &str)], body: &str) {
+        self.record("send_local_reply");
         self.replies.borrow_mut().push(Reply {
             status,
             headers: headers
@@ -273,6 +290,7 @@ impl Host for FakeHost {
     }
 
     fn request_header(&self, name: &str) -> Option<String> {
+        self.record("request_header");
         self.headers
             .borrow()
             .get(name)
@@ -280,12 +298,14 @@ impl Host for FakeHost {
     }
 
     fn set_filter_state(&self, name: &str, value: &[u8]) {
+        self.record("set_filter_state");
         self.filter_state
             .borrow_mut()
             .insert(name.to_string(), value.to_vec());
     }
 
     fn close_downstream(&self) {
+        self.record("close_downstream");
         self.closes.set(self.closes.get() + 1);
     }
 
@@ -313,6 +333,7 @@ impl Host for FakeHost {
     }
 
     fn call_response_header(&self, name: &str) -> Option<String> {
+        self.record("call_response_header");
         self.response
             .borrow()
             .0
@@ -322,23 +343,30 @@ impl Host for FakeHost {
     }
 
     fn call_response_body(&self, size: usize) -> Option<Vec<u8>> {
+        self.record("call_response_body");
         let body = &self.response.borrow().1;
         Some(body[..size.min(body.len())].to_vec())
     }
 
     fn log(&self, level: Level, message: &str) {
+        if !self.log_enabled(level) {
+            return; // as Envoy: no host call below its level
+        }
+        self.record("log");
         self.logs.borrow_mut().push((level, message.to_string()));
     }
 
-    fn log_enabled(&self, _level: Level) -> bool {
-        true
+    fn log_enabled(&self, level: Level) -> bool {
+        self.log_level.get().is_none_or(|min| level >= min)
     }
 
     fn now_ms(&self) -> u64 {
+        self.record("now_ms");
         self.now.get()
     }
 
     fn define_counter(&self, name: &str) -> Option<u32> {
+        self.record("define_counter");
         self.metric_calls.set(self.metric_calls.get() + 1);
         let mut counters = self.counters.borrow_mut();
         if let Some(i) = counters.iter().position(|(n, _)| n == name) {
@@ -349,6 +377,7 @@ impl Host for FakeHost {
     }
 
     fn increment_counter(&self, id: u32, by: u64) {
+        self.record("increment_counter");
         self.metric_calls.set(self.metric_calls.get() + 1);
         if let Some((_, v)) = self.counters.borrow_mut().get_mut(id as usize) {
             *v += by;
@@ -356,6 +385,7 @@ impl Host for FakeHost {
     }
 
     fn define_gauge(&self, name: &str) -> Option<u32> {
+        self.record("define_gauge");
         self.metric_calls.set(self.metric_calls.get() + 1);
         let mut gauges = self.gauges.borrow_mut();
         let i = match gauges.iter().position(|(n, _)| n == name) {
@@ -369,6 +399,7 @@ impl Host for FakeHost {
     }
 
     fn set_gauge(&self, id: u32, value: u64) {
+        self.record("set_gauge");
         self.metric_calls.set(self.metric_calls.get() + 1);
         let i = id.wrapping_sub(GAUGE_IDS) as usize;
         if let Some((_, v)) = self.gauges.borrow_mut().get_mut(i) {
