@@ -18,6 +18,7 @@ pub mod decision;
 pub mod envelope;
 mod evaluate;
 pub mod explain;
+mod glob;
 pub mod identity;
 mod index;
 pub mod ipset;

@@ -1,10 +1,11 @@
 //! This project's path-pattern extension, beyond Calico's exact and prefix paths (the YAML
 //! source only; Felix cannot carry it): segment-aware globs (`*` stays within a segment,
-//! `**` spans segments, as globset with a literal separator; `?` and `#` are refused because they
-//! end a path) and route templates
+//! `**` spans segments, with globset's semantics under a literal separator: the crate's `glob`
+//! module; `?` and `#` are refused because they end a path) and route templates
 //! (`/accounts/{id}/summary`, `/files/{*rest}`, as matchit). Patterns go through the same path
 //! normalisation as request paths, so `/a/./b/*` and `/a/b/*` are the same pattern.
 
+use crate::glob::GlobMatcher;
 use crate::path::{self, PathError};
 use std::borrow::Cow;
 
@@ -26,11 +27,11 @@ pub enum PatternError {
 /// matches `/admin`, spec section 5).
 #[derive(Debug, Clone)]
 pub struct Glob {
-    full: globset::GlobMatcher,
-    stem: Option<globset::GlobMatcher>,
+    full: GlobMatcher,
+    stem: Option<GlobMatcher>,
 }
 
-/// The matching form as text for globset and matchit, without losing bytes
+/// The matching form as text for globs and matchit, without losing bytes
 /// ([`path::escape_invalid_utf8`]). The mapping is one-to-one because in a matching form `%`
 /// only starts a delimiter escape (`%2F %5C %3B %3F %23 %25`), never `%80`-`%FF`.
 pub fn text_form(matching: &[u8]) -> Cow<'_, str> {
@@ -57,16 +58,11 @@ fn stem(text: &str, is_rest: impl Fn(&str) -> bool) -> Option<&str> {
     is_rest(last).then_some(if head.is_empty() { "/" } else { head })
 }
 
-fn build_glob(text: &str, pattern: &str) -> Result<globset::GlobMatcher, PatternError> {
-    globset::GlobBuilder::new(text)
-        .literal_separator(true)
-        .backslash_escape(true)
-        .build()
-        .map(|g| g.compile_matcher())
-        .map_err(|e| PatternError::Glob {
-            pattern: pattern.to_string(),
-            message: e.kind().to_string(),
-        })
+fn build_glob(text: &str, pattern: &str) -> Result<GlobMatcher, PatternError> {
+    GlobMatcher::new(text).map_err(|e| PatternError::Glob {
+        pattern: pattern.to_string(),
+        message: e.to_string(),
+    })
 }
 
 /// A compiled glob over matching forms.
@@ -98,7 +94,7 @@ pub fn compile_template(pattern: &str) -> Result<matchit::Router<()>, PatternErr
 /// Whether a request's matching form matches a compiled glob.
 pub fn glob_matches(glob: &Glob, normalized_path: &[u8]) -> bool {
     let text = text_form(normalized_path);
-    glob.full.is_match(&*text) || glob.stem.as_ref().is_some_and(|s| s.is_match(&*text))
+    glob.full.is_match(&text) || glob.stem.as_ref().is_some_and(|s| s.is_match(&text))
 }
 
 /// Whether a request's matching form matches a compiled template.
@@ -197,5 +193,69 @@ mod tests {
         ));
         let message = compile_glob("/api/[a").unwrap_err().to_string();
         assert!(message.contains("/api/[a"), "{message}");
+    }
+
+    /// What `compile_glob` and `glob_matches` did when they were built on globset (with the
+    /// same normalisation and stem): whether the pattern compiles, and whether `path` matches.
+    fn globset_reference(pattern: &str, path: &[u8]) -> Result<bool, String> {
+        let build = |text: &str| {
+            globset::GlobBuilder::new(text)
+                .literal_separator(true)
+                .backslash_escape(true)
+                .build()
+                .map(|g| g.compile_matcher())
+                .map_err(|e| e.kind().to_string())
+        };
+        let text = normalised(pattern).map_err(|e| e.to_string())?;
+        let full = build(&text)?;
+        let stem = stem(&text, |last| last == "**").map(build).transpose()?;
+        let path = text_form(path);
+        Ok(full.is_match(&*path) || stem.is_some_and(|s| s.is_match(&*path)))
+    }
+
+    fn fragments(from: &'static [&'static str]) -> impl Strategy<Value = String> {
+        prop::collection::vec(prop::sample::select(from), 0..8).prop_map(|parts| parts.concat())
+    }
+
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { failure_persistence: None, ..ProptestConfig::default() })]
+
+        /// End to end (normalisation, text form, stem) against the globset-based version.
+        #[test]
+        fn globs_match_as_with_globset(
+            pattern in fragments(&[
+                "/", "a", "b", "*", "**", "/**", "[a-b]", "[!a]", "{a,b}", "{", "}", ",", ".", "..",
+                "%ff", "%2F", "%41", "%", "\\", "\\*", "[", "]", "é",
+            ]),
+            paths in prop::collection::vec(
+                fragments(&["/", "a", "b", "ab", ".", "..", "%ff", "%2f", "%41", "*", "{", "é"]),
+                1..5,
+            ),
+        ) {
+            let pattern = format!("/{pattern}");
+            let ours = compile_glob(&pattern);
+            for path in paths {
+                let Ok(path) = path::normalize(&format!("/{path}")) else { continue };
+                let reference = globset_reference(&pattern, &path);
+                match (&ours, reference) {
+                    (Ok(glob), Ok(want)) => prop_assert_eq!(
+                        glob_matches(glob, &path),
+                        want,
+                        "{:?} vs {:?}",
+                        pattern,
+                        text_form(&path)
+                    ),
+                    // Which error: `glob`'s own tests compare the kinds with globset's.
+                    (Err(PatternError::Glob { .. }), Err(_)) => {}
+                    (Err(PatternError::Glob { .. }), Ok(_)) | (Ok(_), Err(_)) => {
+                        prop_assert!(false, "{:?}: ours {:?}", pattern, ours.as_ref().err())
+                    }
+                    // Refused before any glob is built, either way.
+                    (Err(_), _) => {}
+                }
+            }
+        }
     }
 }
