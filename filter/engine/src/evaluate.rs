@@ -89,6 +89,7 @@ impl CompiledPolicy {
                 eval.run(self.index.candidates(
                     sa,
                     identity,
+                    request.destination.port,
                     request.http.as_ref().map(|h| h.method),
                     path,
                 ))

@@ -1001,9 +1001,22 @@ fn arb_rule() -> impl Strategy<Value = Rule> {
         prop::option::of(methods),
         paths,
         prop::option::of(prop::sample::select(vec!["ips", "gone", "nets"])),
+        // Destination ports (empty: any), with or without a named port.
+        prop::collection::vec((7990..8090i32, 0..60i32), 0..3),
+        prop::bool::weighted(0.2),
     )
-        .prop_map(|(action, names, methods, paths, set)| {
+        .prop_map(|(action, names, methods, paths, set, ports, named)| {
             with(action, |r| {
+                r.dst.ports = ports
+                    .iter()
+                    .map(|&(first, len)| PortRange {
+                        first,
+                        last: first + len - 10,
+                    })
+                    .collect();
+                if named {
+                    r.dst.named_port_ip_set_ids = vec!["ips".into()];
+                }
                 r.src.service_account_match = names.map(|n| ServiceAccountMatch {
                     selector: String::new(),
                     names: n.iter().map(|s| s.to_string()).collect(),
@@ -1022,6 +1035,7 @@ proptest! {
     fn index_never_changes_decisions(
         rules in prop::collection::vec(arb_rule(), 0..40),
         src in prop::sample::select(vec!["", CUSTOMER, SUMMARY, "spiffe://x/ns/default/sa/db", "spiffe://x/ns/default/sa/other"]),
+        dst_port in 7980..8160u16,
         http in prop::option::of((
             prop::sample::select(vec!["GET", "POST", "PUT"]),
             prop::sample::select(vec!["/accounts/1", "/other", "/%zz", "/", "/accounts", "/acc/x", "/x/../other/x?q", "//accounts//1", "rel", "/other/x"]),
@@ -1032,7 +1046,7 @@ proptest! {
         s.policies.push(policy("q", rules[split..].to_vec()));
         s.endpoint.as_mut().unwrap().tiers.push(tier("t2", &["q"], "Pass"));
         let compiled = CompiledPolicy::compile(&s);
-        let req = Req { src, http, ..GET }.request();
+        let req = Req { src, http, dst_port, ..GET }.request();
         prop_assert_eq!(compiled.evaluate(&req), compiled.evaluate_unindexed(&req));
     }
 }

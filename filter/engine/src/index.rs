@@ -1,6 +1,7 @@
 //! A candidate filter over the flattened program, so a request with many rules visits only the
-//! steps that could match it. Three request facts are indexed: the source identity, the HTTP
-//! method (or its absence), and the first segment of the normalised request path. Every step that is not a plain rule, and every rule that fails closed
+//! steps that could match it. Four request facts are indexed: the source identity, the
+//! destination port, the HTTP method (or its absence), and the first segment of the normalised
+//! request path. Every step that is not a plain rule, and every rule that fails closed
 //! when reached (missing IP set), is a candidate for every request, so the filter never changes a
 //! decision, only skips rules that cannot match.
 //!
@@ -18,9 +19,16 @@
 //! request whose path does not normalise visits every step (it must reach the first path rule
 //! to be refused with 400).
 //!
+//! A rule that lists destination ports (and no named ports) can only match a request to one of
+//! them: the port line is cut at every range's ends into intervals, each with the steps possible
+//! for its ports, so connection-level checks without an identity (plaintext) skip the rules for
+//! other ports too. Destination ports are checked before any HTTP clause, so skipping them never
+//! skips a 400 for a bad path.
+//!
 //! The index knows the program only through what each step says of itself ([`StepKeys`], from
 //! `Step::index_keys`), so it depends on no other module of the crate.
 
+use crate::snapshot::PortRange;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -29,6 +37,8 @@ const IDENTITY_CACHE_ENTRIES: usize = 1024;
 /// Distinct first path segments indexed; a policy with more goes unindexed by path (bounding the
 /// index to this many step sets).
 const PATH_SEGMENTS: usize = 256;
+/// Destination-port intervals indexed; a program with more goes unindexed by port.
+const PORT_INTERVALS: usize = 256;
 
 pub(crate) type StepSet = Arc<[u64]>;
 
@@ -43,6 +53,8 @@ pub(crate) enum StepKeys<'a> {
 pub(crate) struct RuleKeys<'a> {
     /// The source service-account names the rule lists; empty: any source.
     pub service_accounts: &'a [String],
+    /// The destination ports the rule is limited to; `None`: any port.
+    pub dst_ports: Option<&'a [PortRange]>,
     /// `None`: the rule has no HTTP clause.
     pub http: Option<HttpKeys<'a>>,
 }
@@ -69,6 +81,13 @@ pub(crate) struct CandidateIndex {
     /// Steps possible for a source with a service account not named by any rule.
     sa_other: Vec<u64>,
     sa_by_name: HashMap<String, Vec<u64>>,
+    /// Destination-port interval starts, ascending: interval `k` is `port_starts[k]..` up to the
+    /// next start; empty: no port index.
+    port_starts: Vec<i32>,
+    /// Parallel to `port_starts`: the steps possible for a port in that interval.
+    port_by_interval: Vec<Vec<u64>>,
+    /// Steps possible for a port outside every interval (rules for any port, other steps).
+    port_other: Vec<u64>,
     /// Steps possible for a connection-level check (no HTTP): no rule with an HTTP clause (D4).
     no_http: Vec<u64>,
     /// Steps possible for an HTTP method no rule names.
@@ -95,6 +114,8 @@ impl CandidateIndex {
         let mut no_http = zero.clone();
         let mut method_other = zero.clone();
         let mut path_other = zero.clone();
+        let mut port_other = zero.clone();
+        let mut port_limited: Vec<(usize, &[PortRange])> = Vec::new();
         let mut sa_named: HashMap<String, Vec<usize>> = HashMap::new();
         let mut method_named: HashMap<String, Vec<usize>> = HashMap::new();
         let mut path_named: HashMap<Box<[u8]>, Vec<usize>> = HashMap::new();
@@ -102,12 +123,17 @@ impl CandidateIndex {
         for (i, step) in steps.iter().enumerate() {
             set(&mut all, i);
             let StepKeys::Rule(rule) = step else {
+                set(&mut port_other, i);
                 set(&mut sa_other, i);
                 set(&mut no_http, i);
                 set(&mut method_other, i);
                 set(&mut path_other, i);
                 continue;
             };
+            match rule.dst_ports {
+                None => set(&mut port_other, i),
+                Some(ranges) => port_limited.push((i, ranges)),
+            }
             match rule.http.as_ref().and_then(|h| h.path_segments.as_ref()) {
                 None => set(&mut path_other, i),
                 Some(segments) => segments
@@ -154,7 +180,14 @@ impl CandidateIndex {
             path_other = all.clone();
             HashMap::new()
         };
+        let (port_starts, port_by_interval) = port_intervals(&port_limited, &port_other);
+        if port_starts.is_empty() {
+            port_other = all.clone();
+        }
         CandidateIndex {
+            port_starts,
+            port_by_interval,
+            port_other,
             all: all.into(),
             identities: Mutex::new(IdentityCache::default()),
             sa_other,
@@ -213,16 +246,24 @@ impl CandidateIndex {
     }
 
     /// Steps that could apply to a request from service account `sa` (`""`: plaintext, which
-    /// passes every service-account clause) with HTTP method `method` (`None`: no HTTP) and
-    /// normalised path `path` (`None`: no HTTP, or a path that does not normalise: every step).
-    /// `identity` is the source identity's cached set, when there is one.
+    /// passes every service-account clause) to destination port `port`, with HTTP method
+    /// `method` (`None`: no HTTP) and normalised path `path` (`None`: no HTTP, or a path that
+    /// does not normalise: every step). `identity` is the source identity's cached set, when
+    /// there is one.
     pub(crate) fn candidates(
         &self,
         sa: &str,
         identity: Option<StepSet>,
+        port: u16,
         method: Option<&str>,
         path: Option<&[u8]>,
     ) -> Candidates<'_> {
+        let port = i32::from(port);
+        // The last interval starting at or before the port (none: below every range).
+        let by_port: &[u64] = match self.port_starts.partition_point(|&start| start <= port) {
+            0 => &self.port_other,
+            k => self.port_by_interval.get(k - 1).unwrap_or(&self.port_other),
+        };
         let by_sa = match identity {
             Some(bits) => Bits::Shared(bits),
             None if sa.is_empty() => Bits::Shared(self.all.clone()),
@@ -243,8 +284,36 @@ impl CandidateIndex {
             a: by_sa,
             b: by_method,
             c: by_path,
+            d: by_port,
         }
     }
+}
+
+/// The destination-port intervals of the rules limited to ports (`(step, ranges)`): every
+/// range's first port and the port after its last start an interval; each interval's set is
+/// `other` plus the rules whose ranges cover it. Empty when there are none or too many.
+fn port_intervals(limited: &[(usize, &[PortRange])], other: &[u64]) -> (Vec<i32>, Vec<Vec<u64>>) {
+    let mut starts: Vec<i32> = limited
+        .iter()
+        .flat_map(|(_, ranges)| ranges.iter())
+        .flat_map(|r| [r.first, r.last.saturating_add(1)])
+        .collect();
+    starts.sort_unstable();
+    starts.dedup();
+    if starts.is_empty() || starts.len() > PORT_INTERVALS {
+        return (Vec::new(), Vec::new());
+    }
+    let mut sets = vec![other.to_vec(); starts.len()];
+    for (i, ranges) in limited {
+        for r in ranges.iter().filter(|r| r.first <= r.last) {
+            let from = starts.partition_point(|&s| s < r.first);
+            let to = starts.partition_point(|&s| s <= r.last);
+            for bits in sets.get_mut(from..to).into_iter().flatten() {
+                set(bits, *i);
+            }
+        }
+    }
+    (starts, sets)
 }
 
 impl CandidateIndex {
@@ -255,6 +324,7 @@ impl CandidateIndex {
             a: Bits::Shared(self.all.clone()),
             b: &self.all,
             c: &self.all,
+            d: &self.all,
         }
     }
 }
@@ -265,11 +335,12 @@ pub(crate) fn first_segment(path: &[u8]) -> &[u8] {
     rest.split(|&b| b == b'/').next().unwrap_or(rest)
 }
 
-/// The intersection of three step sets, walked in program order without allocating.
+/// The intersection of four step sets, walked in program order without allocating.
 pub(crate) struct Candidates<'a> {
     a: Bits<'a>,
     b: &'a [u64],
     c: &'a [u64],
+    d: &'a [u64],
 }
 
 enum Bits<'a> {
@@ -292,8 +363,10 @@ impl Candidates<'_> {
         let mut w = from / 64;
         let mut mask = u64::MAX.checked_shl((from % 64) as u32).unwrap_or(0);
         let a_words = self.a.words();
-        while let (Some(a), Some(b), Some(c)) = (a_words.get(w), self.b.get(w), self.c.get(w)) {
-            let bits = a & b & c & mask;
+        while let (Some(a), Some(b), Some(c), Some(d)) =
+            (a_words.get(w), self.b.get(w), self.c.get(w), self.d.get(w))
+        {
+            let bits = a & b & c & d & mask;
             if bits != 0 {
                 return Some(w * 64 + bits.trailing_zeros() as usize);
             }

@@ -294,7 +294,7 @@ impl Step {
 
 impl CompiledRule {
     /// The request facts that can rule this rule out: the source's service-account names, the
-    /// HTTP method and the first segment of the normalised path.
+    /// destination port, the HTTP method and the first segment of the normalised path.
     fn index_keys(&self) -> RuleKeys<'_> {
         RuleKeys {
             service_accounts: self
@@ -302,6 +302,10 @@ impl CompiledRule {
                 .service_account
                 .as_ref()
                 .map_or(&[], |sa| sa.names.as_slice()),
+            // Named ports resolve through IP sets at evaluation: any port, as far as the index
+            // knows.
+            dst_ports: (!self.dst.ports.is_empty() && self.dst.named_port_sets.is_empty())
+                .then_some(&*self.dst.ports),
             http: self.http.as_ref().map(|h| HttpKeys {
                 methods: &h.methods,
                 path_segments: path_segments(&h.paths),
