@@ -177,8 +177,12 @@ impl HttpAttributes {
     pub fn read(host: &dyn Host) -> Result<HttpAttributes, HostError> {
         let (method, path) = host.request_method_and_path()?;
         Ok(HttpAttributes {
+            // Taken over, not copied, when it is UTF-8 (always, for a method Envoy accepted).
             method: method
-                .map(|m| String::from_utf8_lossy(&m).into_owned())
+                .map(|m| {
+                    String::from_utf8(m)
+                        .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+                })
                 .unwrap_or_default(),
             path: path.map(path_text).unwrap_or_default(),
             original_path: None,
