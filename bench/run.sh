@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The benchmark, from a clean clone, in one command (about 10-12 minutes on 2 cores):
+# The benchmark, from a clean clone, in one command (about 12-13 minutes on 2 cores):
 #
 #   bench/run.sh [alp-bench run options]        e.g. --rules 1000 --configs rbac,alp --duration 2
 #
@@ -11,6 +11,21 @@
 # connection rate and long-connection throughput); `--layers http` or `--layers tcp` runs one.
 # It writes bench/results/latest.{md,json,png}. `target/release/alp-bench run --help` lists the
 # options.
+#
+# What the default run measures (4 s windows after 1 s warm-up):
+#   * the default HTTP cells, as always: minimal headers, HTTP/1.1, keep-alive, closed and open
+#     loop, for none, rbac, noop, alp, ext_authz at 1, 100, 1000 and 10000 rules, plaintext and
+#     mTLS: 14 setups x 2 transports = 28 cells (about 5 minutes);
+#   * the traffic variants, one dimension at a time, closed loop only, in the same Envoys:
+#     realistic headers (16 fields, about 1 KB), HTTP/2 (h2c / ALPN h2, 16 connections x 1
+#     stream), a connection per request (`connection: close`; mTLS: a full handshake each), at 1
+#     and 10000 rules (none and noop always): 8 setups x 2 transports x 3 = 48 cells (about
+#     4 minutes). Widen with --variant-rules all, --cross (every combination), --h2-streams;
+#     drop with --headers minimal --http 1 --connection keepalive;
+#   * memory: the throughput Envoys' RSS (1 worker). --concurrency 1,2 adds an Envoy of its own
+#     per setup and worker count, sampled after a short load every worker served (about 5 s
+#     per setup and count: +2.5 minutes for 1,2);
+#   * raw TCP: 28 cells (about 3 minutes).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 

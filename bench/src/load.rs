@@ -10,18 +10,30 @@
 //!   before a send time, then the task spins by yielding (the generator has a core of its own).
 //!
 //! One thread, a single-threaded tokio runtime, N keep-alive connections each with one request
-//! in flight (no pipelining), the same request bytes as wrk sends. TLS handshakes happen before
-//! the warm-up, so the measurement is steady-state record encryption. Latencies are kept whole
-//! (sorted at the end), so percentiles are exact.
+//! in flight (no pipelining), the same request bytes as wrk sends (`headers.rs`). TLS handshakes
+//! happen before the warm-up, so the measurement is steady-state record encryption. Latencies are
+//! kept whole (sorted at the end), so percentiles are exact.
+//!
+//! With [`ConnMode::Close`] each request gets a connection of its own instead: connect (mTLS: a
+//! full handshake, the client configuration keeps no sessions), send with `connection: close`,
+//! read the response, close (the client first, as wrk does; Envoy would wait for it). Its latency
+//! runs from the connect.
+//!
+//! `http2.rs` drives HTTP/2 with the same thread, window and tally ([`on_load_thread`],
+//! [`gather`]).
 
+use crate::headers::{self, HeaderSet};
 use crate::procstat::{CpuUsed, CpuWindow, Own};
+use crate::variant::ConnMode;
 use anyhow::{anyhow, bail, Context as _, Result};
+use std::future::Future;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::task::JoinHandle;
 use tokio_rustls::rustls;
 
 /// Where and what to send.
@@ -32,11 +44,14 @@ pub struct Target {
     pub tls: Option<Arc<rustls::ClientConfig>>,
     /// The request target (`/orders/42`).
     pub path: String,
+    /// The fields sent besides `Host` / the pseudo-headers.
+    pub headers: HeaderSet,
 }
 
 impl Target {
-    fn request_bytes(&self) -> Vec<u8> {
-        format!("GET {} HTTP/1.1\r\nHost: {}\r\n\r\n", self.path, self.addr).into_bytes()
+    /// The HTTP/1.1 request (`close`: with `connection: close`); `Host` is the address.
+    pub fn request_bytes(&self, close: bool) -> Vec<u8> {
+        headers::http1_request(&self.path, &self.addr.to_string(), self.headers, close)
     }
 }
 
@@ -60,6 +75,8 @@ pub struct Settings {
     /// Processes whose CPU time to measure over the window, and the CPU they run on (watched
     /// for other work, as is the generator's own CPU).
     pub watch: Option<(Vec<u32>, usize)>,
+    /// HTTP/1.1: keep-alive connections, or one per request.
+    pub connection: ConnMode,
 }
 
 /// What one run measured (the warm-up excluded).
@@ -92,10 +109,20 @@ impl Outcome {
 }
 
 /// A rustls client configuration trusting `ca` and presenting `cert`/`key` (PEM files), offering
-/// HTTP/1.1 by ALPN.
-pub fn tls_config(ca: &Path, cert: &Path, key: &Path) -> Result<Arc<rustls::ClientConfig>> {
+/// `alpn` (`http/1.1`, `h2`) alone. `resume`: keep session tickets (rustls' default); without,
+/// every handshake is a full one.
+pub fn tls_config(
+    ca: &Path,
+    cert: &Path,
+    key: &Path,
+    alpn: &str,
+    resume: bool,
+) -> Result<Arc<rustls::ClientConfig>> {
     let mut config = alp_e2e::tls::client_config_from(ca, cert, key)?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.alpn_protocols = vec![alpn.as_bytes().to_vec()];
+    if !resume {
+        config.resumption = rustls::client::Resumption::disabled();
+    }
     Ok(Arc::new(config))
 }
 
@@ -103,7 +130,8 @@ pub fn tls_config(ca: &Path, cert: &Path, key: &Path) -> Result<Arc<rustls::Clie
 pub trait Io: AsyncRead + AsyncWrite + Unpin {}
 impl<T: AsyncRead + AsyncWrite + Unpin> Io for T {}
 
-async fn connect(target: &Target) -> Result<Box<dyn Io>> {
+/// A connection to `target` (TLS: handshake done, the one protocol offered by ALPN agreed).
+pub async fn connect(target: &Target) -> Result<Box<dyn Io>> {
     let tcp = TcpStream::connect(target.addr)
         .await
         .with_context(|| format!("connecting to {}", target.addr))?;
@@ -116,14 +144,24 @@ async fn connect(target: &Target) -> Result<Box<dyn Io>> {
                 .connect(name, tcp)
                 .await
                 .context("TLS handshake")?;
+            let agreed = tls.get_ref().1.alpn_protocol();
+            if let Some(offered) = config.alpn_protocols.first() {
+                if agreed != Some(offered.as_slice()) {
+                    bail!(
+                        "ALPN: offered {:?}, agreed {:?}",
+                        String::from_utf8_lossy(offered),
+                        agreed.map(String::from_utf8_lossy)
+                    );
+                }
+            }
             Ok(Box::new(tls))
         }
     }
 }
 
-/// Reads one response; returns its status. `buf` keeps any bytes past it (none without
-/// pipelining).
-async fn read_response(io: &mut Box<dyn Io>, buf: &mut Vec<u8>) -> Result<u16> {
+/// Reads one response; returns its status and whether the server closes the connection after
+/// it. `buf` keeps any bytes past it (none without pipelining).
+async fn read_response(io: &mut Box<dyn Io>, buf: &mut Vec<u8>) -> Result<(u16, bool)> {
     let mut scanned: usize = 0;
     let head_end = loop {
         if let Some(i) = buf[scanned.saturating_sub(3)..]
@@ -167,10 +205,7 @@ async fn read_response(io: &mut Box<dyn Io>, buf: &mut Vec<u8>) -> Result<u16> {
         read_more(io, buf).await?;
     }
     buf.drain(..head_end + length);
-    if close {
-        bail!("server closed the connection");
-    }
-    Ok(status)
+    Ok((status, close))
 }
 
 async fn read_more(io: &mut Box<dyn Io>, buf: &mut Vec<u8>) -> Result<()> {
@@ -183,18 +218,21 @@ async fn read_more(io: &mut Box<dyn Io>, buf: &mut Vec<u8>) -> Result<()> {
     Ok(())
 }
 
-/// One request on a fresh connection: its status (sanity checks before measuring).
-pub fn probe(target: &Target) -> Result<u16> {
+/// One request on a fresh connection (`close`: with `connection: close`): its status (sanity
+/// checks before measuring).
+pub fn probe(target: &Target, close: bool) -> Result<u16> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     rt.block_on(async {
         let mut io = connect(target).await?;
-        io.write_all(&target.request_bytes()).await?;
+        io.write_all(&target.request_bytes(close)).await?;
         let mut buf = Vec::new();
-        tokio::time::timeout(Duration::from_secs(5), read_response(&mut io, &mut buf))
-            .await
-            .context("no response in 5 s")?
+        let (status, _) =
+            tokio::time::timeout(Duration::from_secs(5), read_response(&mut io, &mut buf))
+                .await
+                .context("no response in 5 s")??;
+        Ok(status)
     })
 }
 
@@ -210,29 +248,46 @@ pub async fn wait_until(at: Instant) {
     }
 }
 
-struct Window {
-    start: Instant,
-    end: Instant,
+/// The measured window: what starts before `start` is warm-up.
+#[derive(Clone, Copy)]
+pub struct Window {
+    pub start: Instant,
+    pub end: Instant,
 }
 
+/// What one connection (or HTTP/2 stream loop) counted in the window.
 #[derive(Default)]
-struct Tally {
-    requests: u64,
-    unsent: u64,
-    non_2xx: u64,
-    errors: u64,
-    latencies: Vec<u64>,
+pub struct Tally {
+    pub requests: u64,
+    pub unsent: u64,
+    pub non_2xx: u64,
+    pub errors: u64,
+    pub latencies: Vec<u64>,
 }
 
+impl Tally {
+    /// A response (`status`) to a request sent at `from`, in at `done`.
+    pub fn count(&mut self, status: u16, from: Instant, done: Instant) {
+        self.requests += 1;
+        if !(200..300).contains(&status) {
+            self.non_2xx += 1;
+        }
+        self.latencies.push((done - from).as_nanos() as u64);
+    }
+}
+
+/// One connection's loop (`ConnMode::Close`: one connection after another). `io`: the
+/// keep-alive connection made before the warm-up; `None`: connect when sending.
 async fn connection(
     target: Target,
-    mut io: Box<dyn Io>,
+    mut io: Option<Box<dyn Io>>,
     k: usize,
     settings: Settings,
     begin: Instant,
     window: Window,
 ) -> Tally {
-    let request = target.request_bytes();
+    let close = settings.connection == ConnMode::Close;
+    let request = target.request_bytes(close);
     let mut buf = Vec::with_capacity(8192);
     let mut tally = Tally::default();
     let interval = match settings.pace {
@@ -270,11 +325,24 @@ async fn connection(
             }
         };
         let result = async {
-            io.write_all(&request).await?;
-            read_response(&mut io, &mut buf).await
+            if io.is_none() {
+                io = Some(connect(&target).await?);
+            }
+            let conn = io.as_mut().context("no connection")?;
+            conn.write_all(&request).await?;
+            match read_response(conn, &mut buf).await? {
+                (status, false) => Ok(status),
+                (status, true) if close => Ok(status),
+                (_, true) => Err(anyhow!("server closed the connection")),
+            }
         }
         .await;
         let done = Instant::now();
+        if close || result.is_err() {
+            // Close: the client closes first, right after the response.
+            io = None;
+            buf.clear();
+        }
         let counted = match interval {
             Some(_) => intended >= window.start,
             None => intended >= window.start && done <= window.end,
@@ -282,22 +350,13 @@ async fn connection(
         match result {
             Ok(status) => {
                 if counted {
-                    tally.requests += 1;
-                    if !(200..300).contains(&status) {
-                        tally.non_2xx += 1;
-                    }
-                    tally.latencies.push((done - intended).as_nanos() as u64);
+                    tally.count(status, intended, done);
                 }
             }
             Err(_) => {
+                // Reconnects when sending the next request.
                 tally.errors += 1;
-                buf.clear();
                 tokio::time::sleep(Duration::from_millis(10)).await;
-                match connect(&target).await {
-                    Ok(fresh) => io = fresh,
-                    Err(_) if Instant::now() < window.end => continue,
-                    Err(_) => break,
-                }
             }
         }
     }
@@ -306,77 +365,106 @@ async fn connection(
 
 /// Runs the load and returns what was measured. Blocks for warm-up + duration.
 pub fn run(target: &Target, settings: &Settings) -> Result<Outcome> {
-    let target = target.clone();
-    let settings = settings.clone();
+    let (target, settings) = (target.clone(), settings.clone());
+    on_load_thread(settings.cpu, move || run_async(target, settings))
+}
+
+/// Runs `body` on a thread of its own (pinned to `cpu`), in a single-threaded runtime inside a
+/// `LocalSet` (so `spawn_local` works), and returns its result.
+pub fn on_load_thread<T, F, Fut>(cpu: Option<usize>, body: F) -> Result<T>
+where
+    T: Send,
+    F: FnOnce() -> Fut + Send,
+    Fut: Future<Output = Result<T>>,
+{
     std::thread::scope(|scope| {
         scope
             .spawn(move || {
-                if let Some(cpu) = settings.cpu {
+                if let Some(cpu) = cpu {
                     pin_current_thread(cpu)?;
                 }
                 let rt = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()?;
-                rt.block_on(run_async(target, settings))
+                rt.block_on(tokio::task::LocalSet::new().run_until(body()))
             })
             .join()
             .map_err(|_| anyhow!("the load generator thread panicked"))?
     })
 }
 
+/// The window of a run that starts now: warm-up, then the measured duration.
+pub fn window(settings: &Settings) -> (Instant, Window) {
+    let begin = Instant::now() + Duration::from_millis(5);
+    let start = begin + settings.warmup;
+    (
+        begin,
+        Window {
+            start,
+            end: start + settings.duration,
+        },
+    )
+}
+
 async fn run_async(target: Target, settings: Settings) -> Result<Outcome> {
     let mut streams = Vec::with_capacity(settings.connections);
     for _ in 0..settings.connections {
-        streams.push(connect(&target).await?);
+        streams.push(match settings.connection {
+            ConnMode::KeepAlive => Some(connect(&target).await?),
+            ConnMode::Close => None,
+        });
     }
-    let begin = Instant::now() + Duration::from_millis(5);
-    let start = begin + settings.warmup;
-    let end = start + settings.duration;
-    let local = tokio::task::LocalSet::new();
+    let (begin, window) = window(&settings);
     let handles: Vec<_> = streams
         .into_iter()
         .enumerate()
         .map(|(k, io)| {
-            local.spawn_local(connection(
+            tokio::task::spawn_local(connection(
                 target.clone(),
                 io,
                 k,
                 settings.clone(),
                 begin,
-                Window { start, end },
+                window,
             ))
         })
         .collect();
+    gather(handles, &settings, window).await
+}
+
+/// Waits for the tasks of one run (spawned on the current `LocalSet`, right before), measures
+/// the CPU over `window` meanwhile (`Settings::watch`), and sums their tallies.
+pub async fn gather(
+    handles: Vec<JoinHandle<Tally>>,
+    settings: &Settings,
+    window: Window,
+) -> Result<Outcome> {
+    let Window { start, end } = window;
     let load_cpu = settings.cpu;
     let watcher = settings.watch.clone().map(|(pids, cpu)| {
-        local.spawn_local(async move {
+        tokio::task::spawn_local(async move {
             wait_until(start).await;
             let window = CpuWindow::start(&pids, cpu, load_cpu.map(|c| (c, Own::Thread)))?;
             wait_until(end).await;
             window.stop()
         })
     });
-    let (tallies, cpu) = local
-        .run_until(async {
-            let mut out = Vec::new();
-            for h in handles {
-                // A response stuck past the end (a hung server) must not hang the benchmark.
-                match tokio::time::timeout_at((end + Duration::from_secs(5)).into(), h).await {
-                    Ok(Ok(t)) => out.push(t),
-                    Ok(Err(e)) => return Err(anyhow!("connection task failed: {e}")),
-                    Err(_) => out.push(Tally {
-                        errors: 1,
-                        ..Tally::default()
-                    }),
-                }
-            }
-            let cpu = match watcher {
-                Some(w) => Some(w.await.map_err(|e| anyhow!("CPU watcher failed: {e}"))??),
-                None => None,
-            };
-            Ok::<_, anyhow::Error>((out, cpu))
-        })
-        .await?;
+    let mut tallies = Vec::new();
+    for h in handles {
+        // A response stuck past the end (a hung server) must not hang the benchmark.
+        match tokio::time::timeout_at((end + Duration::from_secs(5)).into(), h).await {
+            Ok(Ok(t)) => tallies.push(t),
+            Ok(Err(e)) => return Err(anyhow!("connection task failed: {e}")),
+            Err(_) => tallies.push(Tally {
+                errors: 1,
+                ..Tally::default()
+            }),
+        }
+    }
+    let cpu = match watcher {
+        Some(w) => Some(w.await.map_err(|e| anyhow!("CPU watcher failed: {e}"))??),
+        None => None,
+    };
     let mut outcome = Outcome {
         elapsed: settings.duration,
         cpu,

@@ -14,18 +14,28 @@
 //!   the authz server's, which shares CPU 0 with Envoy); memory: Envoy's RSS (one worker);
 //! * other work on CPU 0 during a window is recorded, and such windows are flagged.
 //!
+//! Traffic variants (`variant.rs`), in the same Envoy after the default cells (minimal headers,
+//! HTTP/1.1, keep-alive): realistic headers (`headers.rs`), HTTP/2 (`http2.rs`), a connection
+//! per request; closed loop only, at a subset of rule counts (`--variant-rules`). Memory with
+//! more workers (`--concurrency`): an Envoy of its own per setup and worker count, RSS after a
+//! short load every worker served (`warm.rs`).
+//!
 //! Raw TCP (`--layers tcp`, in the same run by default): for each configuration (and rule count)
 //! another Envoy, whose two TCP listeners run the configuration's network filter before
 //! tcp_proxy to Envoy's own echo listener; measured are the connection rate (closed loop of
 //! short connections) and the throughput of a few long connections (`tcp.rs`).
 
 mod config;
+mod headers;
+mod http2;
 mod load;
 mod plot;
 mod policy;
 mod procstat;
 mod report;
 mod tcp;
+mod variant;
+mod warm;
 mod wrk;
 
 use alp_e2e::certs::Ca;
@@ -36,12 +46,17 @@ use alp_e2e::stack::RunDir;
 use anyhow::{bail, Context as _, Result};
 use clap::{Parser, Subcommand};
 use config::{Config, Layer, Paths};
-use report::{Measurement, Meta, Row, RunReport, TcpMeta, TcpRow, Throughput};
+use headers::HeaderSet;
+use report::{
+    Measurement, MemoryMeta, MemoryRow, Meta, Row, RunReport, TcpMeta, TcpRow, Throughput,
+    TrafficMeta, VariantRow,
+};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use variant::{ConnMode, HttpVersion, RuleSel, Variant};
 
 #[derive(Parser)]
 #[command(
@@ -69,6 +84,15 @@ enum Cmd {
 }
 
 #[derive(Parser, Clone, Debug)]
+#[command(after_help = "\
+The default run (no options): the full matrix of default cells (minimal headers, HTTP/1.1, \
+keep-alive; closed and open loop) for none, rbac, noop, alp, ext_authz at 1, 100, 1000 and \
+10000 rules, plaintext and mTLS: 28 cells; in the same Envoys the three variants (realistic \
+headers, HTTP/2, a connection per request), one dimension at a time, closed loop, at 1 and 10000 \
+rules (none and noop always): 8 setups x 2 transports x 3 = 48 cells; then raw TCP: 28 cells. About 12-13 \
+minutes on 2 cores. --variant-rules all (or more values, --cross) widens the variants, \
+--headers minimal --http 1 --connection keepalive drops them, --concurrency 1,2 adds the \
+memory-only Envoys (about 5 s per setup and worker count).")]
 pub struct RunArgs {
     /// Seconds of each measured window.
     #[arg(long, default_value_t = 4.0)]
@@ -95,6 +119,37 @@ pub struct RunArgs {
     /// through the network filters before tcp_proxy). `--layers http`: HTTP only.
     #[arg(long, value_delimiter = ',', default_value = "http,tcp", value_parser = Layer::parse)]
     layers: Vec<Layer>,
+    /// Header sets: minimal (`GET` and `Host`), realistic (about 15 fields, 1 KB: user agent,
+    /// cookie, bearer token, tracing, ...; `bench/src/headers.rs`). The default cell (minimal,
+    /// HTTP/1.1, keep-alive) always runs; other values run as closed-loop variants at
+    /// --variant-rules.
+    #[arg(long, value_delimiter = ',', default_value = "minimal,realistic", value_parser = HeaderSet::parse)]
+    headers: Vec<HeaderSet>,
+    /// HTTP versions client to Envoy: 1 (HTTP/1.1), 2 (HTTP/2: h2c with prior knowledge,
+    /// mTLS with ALPN h2; the bench's generator, --connections x --h2-streams).
+    #[arg(long, value_delimiter = ',', default_value = "1,2", value_parser = HttpVersion::parse)]
+    http: Vec<HttpVersion>,
+    /// Connections: keepalive, close (a new connection per request with `connection: close`;
+    /// mTLS: a full handshake each; HTTP/1.1 only).
+    #[arg(long, value_delimiter = ',', default_value = "keepalive,close", value_parser = ConnMode::parse)]
+    connection: Vec<ConnMode>,
+    /// HTTP/2: streams in flight per connection.
+    #[arg(long, default_value_t = 1)]
+    h2_streams: usize,
+    /// Rule counts at which the configurations with a policy run the variants (those without
+    /// run them always); `all`: every count of --rules.
+    #[arg(long, value_delimiter = ',', default_value = "1,10000", value_parser = RuleSel::parse)]
+    variant_rules: Vec<RuleSel>,
+    /// Run every combination of the --headers, --http and --connection values (HTTP/2 with
+    /// close excepted), not one dimension at a time.
+    #[arg(long)]
+    cross: bool,
+    /// Envoy worker counts of the memory table. Throughput and CPU are always measured with one
+    /// worker pinned to CPU 0 (whose RSS after its windows the table always shows); a list other
+    /// than `1` adds, for every setup and each count, an Envoy of its own (not pinned) whose RSS
+    /// is sampled after a short load that every worker served.
+    #[arg(long, value_delimiter = ',', default_value = "1")]
+    concurrency: Vec<u32>,
     /// TCP: seconds of each measured window.
     #[arg(long, default_value_t = 2.0)]
     tcp_duration: f64,
@@ -197,7 +252,14 @@ struct Ctx {
     wrk_script: PathBuf,
     paths: Paths,
     run_dir: PathBuf,
+    /// The HTTP mTLS clients: HTTP/1.1 keep-alive, HTTP/1.1 a connection per request (no
+    /// session resumption: a full handshake each), HTTP/2 (ALPN h2).
     mtls: Arc<tokio_rustls::rustls::ClientConfig>,
+    mtls_close: Arc<tokio_rustls::rustls::ClientConfig>,
+    mtls_h2: Arc<tokio_rustls::rustls::ClientConfig>,
+    /// The traffic variants to run, and the rule counts they run at (`None`: every count).
+    variants: Vec<Variant>,
+    variant_rules: Option<Vec<usize>>,
     /// The TCP listeners' clients: allowed, and a service account no rule names.
     tcp_mtls: Arc<tokio_rustls::rustls::ClientConfig>,
     tcp_denied_mtls: Arc<tokio_rustls::rustls::ClientConfig>,
@@ -245,7 +307,14 @@ fn run(args: &RunArgs) -> Result<()> {
     let ca = Ca::create(&dir.path.join("certs"))?;
     let server = ca.issue("server", "bench-server", true)?;
     let client = ca.issue_with_uri("client", &policy::client_principal(), false)?;
-    let mtls = load::tls_config(&ca.cert_file, &client.cert, &client.key)?;
+    let http_tls = |alpn: &str, resume: bool| {
+        load::tls_config(&ca.cert_file, &client.cert, &client.key, alpn, resume)
+    };
+    let mtls = http_tls("http/1.1", true)?;
+    let mtls_close = http_tls("http/1.1", false)?;
+    let mtls_h2 = http_tls("h2", true)?;
+    let variants = variant::plan(&args.headers, &args.http, &args.connection, args.cross);
+    let variant_rules = RuleSel::counts(&args.variant_rules);
     let other = ca.issue_with_uri(
         "other",
         &format!(
@@ -288,6 +357,10 @@ fn run(args: &RunArgs) -> Result<()> {
         paths,
         run_dir: dir.path.clone(),
         mtls,
+        mtls_close,
+        mtls_h2,
+        variants: variants.clone(),
+        variant_rules: variant_rules.clone(),
         tcp_mtls,
         tcp_denied_mtls,
         envoy_cpu: pin.then_some(0),
@@ -301,6 +374,8 @@ fn run(args: &RunArgs) -> Result<()> {
 
     let load_before = procstat::loadavg();
     let mut rows = Vec::new();
+    let mut variant_rows = Vec::new();
+    let mut memory_rows = Vec::new();
     let mut tcp_rows = Vec::new();
     let mut notes = Vec::new();
     let mut setups: Vec<(Config, Option<usize>)> = Vec::new();
@@ -318,6 +393,39 @@ fn run(args: &RunArgs) -> Result<()> {
     }
     let http = args.layers.contains(&Layer::Http);
     let tcp = args.layers.contains(&Layer::Tcp);
+    // Memory-only Envoys unless one worker (the throughput Envoy's) is all that is asked.
+    let memory_counts: Vec<u32> = if args.concurrency.iter().all(|&c| c == 1) {
+        vec![]
+    } else {
+        let mut c = args.concurrency.clone();
+        c.sort_unstable();
+        c.dedup();
+        c
+    };
+    if memory_counts.contains(&0) {
+        bail!("--concurrency: worker counts start at 1");
+    }
+    let variant_setups = setups
+        .iter()
+        .filter(|(_, n)| variant::runs_at(variant_rules.as_deref(), *n))
+        .count();
+    println!(
+        "alp-bench: HTTP variants {} at {} rules on {variant_setups} setups; memory {}; about {:.1} minutes (more when windows are retried)",
+        if variants.is_empty() {
+            "none".to_string()
+        } else {
+            variants.iter().map(|v| v.short()).collect::<Vec<_>>().join(", ")
+        },
+        variant_rules.as_ref().map_or("all".into(), |l| {
+            l.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(",")
+        }),
+        if memory_counts.is_empty() {
+            "from the throughput Envoys (1 worker)".to_string()
+        } else {
+            format!("also with {memory_counts:?} workers")
+        },
+        estimate_seconds(args, &setups, variant_setups, variants.len(), &memory_counts) / 60.0
+    );
     println!(
         "alp-bench: {} setups x {} transports x {}; HTTP {:.0}s windows after {:.0}s warm-up, {} connections, open loop at {:.0}/s; \
          TCP {:.1}s windows after {:.1}s warm-up, {} workers, {} streams of {} KiB writes; Envoy {}",
@@ -348,7 +456,7 @@ fn run(args: &RunArgs) -> Result<()> {
         };
         for (config, rules) in setups.iter().filter(|_| http) {
             let t = Instant::now();
-            let measured = measure_setup(&ctx, *config, *rules, &mut notes, round)
+            let (measured, varied) = measure_setup(&ctx, *config, *rules, &mut notes, round)
                 .with_context(|| what(config, rules, Layer::Http))?;
             for row in &measured {
                 println!(
@@ -357,7 +465,25 @@ fn run(args: &RunArgs) -> Result<()> {
                     t.elapsed().as_secs_f64()
                 );
             }
+            for row in &varied {
+                println!(
+                    "  {}  ({:.1}s)",
+                    report::traffic_line(row),
+                    t.elapsed().as_secs_f64()
+                );
+            }
             rows.extend(measured);
+            variant_rows.extend(varied);
+        }
+        // Memory does not need the best of several rounds.
+        for (config, rules) in setups.iter().filter(|_| http && round == 0) {
+            for &c in &memory_counts {
+                let m = measure_memory(&ctx, *config, *rules, c).with_context(|| {
+                    format!("{} with {c} workers", what(config, rules, Layer::Http))
+                })?;
+                println!("  {}", report::memory_line(&m));
+                memory_rows.push(m);
+            }
         }
         for (config, rules) in setups.iter().filter(|_| tcp) {
             let t = Instant::now();
@@ -374,6 +500,7 @@ fn run(args: &RunArgs) -> Result<()> {
         }
     }
     let rows = report::best_of_rounds(rows);
+    let variant_rows = report::best_variants_of_rounds(variant_rows);
     let tcp_rows = report::best_tcp_of_rounds(tcp_rows);
 
     let git = command_output(
@@ -445,8 +572,21 @@ fn run(args: &RunArgs) -> Result<()> {
             message_bytes: tcp::MESSAGE.len(),
             resumption: args.tcp_resumption,
         }),
+        traffic: (http && !variants.is_empty()).then(|| TrafficMeta {
+            variants: variants.clone(),
+            rules: variant_rules.clone(),
+            cross: args.cross,
+            h2_streams: args.h2_streams,
+            realistic_headers: HeaderSet::Realistic.fields().len(),
+            realistic_header_bytes: HeaderSet::Realistic.http1_bytes(),
+        }),
+        memory: (http && !memory_counts.is_empty()).then(|| MemoryMeta {
+            concurrency: memory_counts.clone(),
+            connections: memory_connections(args),
+            seconds: memory_seconds(args),
+        }),
     };
-    let run = RunReport::new(meta, rows, tcp_rows);
+    let run = RunReport::new(meta, rows, tcp_rows, variant_rows, memory_rows);
     if let Some(parent) = args.out.parent() {
         std::fs::create_dir_all(parent)?;
     }
@@ -465,6 +605,45 @@ fn run(args: &RunArgs) -> Result<()> {
         started.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// Roughly how long a run takes without retried windows: its windows (warm-ups included) and
+/// a few seconds per Envoy started (start, policy, readiness, probes).
+fn estimate_seconds(
+    args: &RunArgs,
+    setups: &[(Config, Option<usize>)],
+    variant_setups: usize,
+    variants: usize,
+    memory_counts: &[u32],
+) -> f64 {
+    let (n, t) = (setups.len() as f64, args.transports.len() as f64);
+    let window = args.warmup + args.duration;
+    // wrk (plaintext closed loop) runs whole seconds.
+    let wrk = |s: f64| s.ceil().max(1.0);
+    let plain = if args.transports.iter().any(|t| t == "plaintext") {
+        wrk(args.warmup) + wrk(args.duration) - window
+    } else {
+        0.0
+    };
+    let mut s = 0.0;
+    if args.layers.contains(&Layer::Http) {
+        s += n * (t * 2.0 * window + plain + 4.0) + window;
+        s += variant_setups as f64 * variants as f64 * (t * window + plain);
+        s += n * memory_counts.len() as f64 * (t * memory_seconds(args) + 4.0);
+    }
+    if args.layers.contains(&Layer::Tcp) {
+        s += n * (t * 2.0 * (args.tcp_warmup + args.tcp_duration) + 2.5);
+    }
+    s * args.rounds.max(1) as f64
+}
+
+/// The memory-only Envoys' load: connections and seconds per listener and round.
+fn memory_connections(args: &RunArgs) -> usize {
+    args.connections.max(8)
+}
+
+fn memory_seconds(args: &RunArgs) -> f64 {
+    args.warmup.max(0.5)
 }
 
 /// `Envoy 1.40.0 (9e55809)` from `envoy --version` (`.../envoy  version: HASH/1.40.0/Clean/RELEASE/BoringSSL`).
@@ -592,14 +771,74 @@ fn start_servers(
     })
 }
 
-/// Starts what `config` needs, checks it enforces, and measures each transport.
+/// The HTTP listeners' targets (plaintext, mTLS) with the default traffic.
+fn http_targets(ctx: &Ctx) -> (load::Target, load::Target) {
+    let plain = load::Target {
+        addr: SocketAddr::from(([127, 0, 0, 1], ctx.paths.plain_port)),
+        tls: None,
+        path: ctx.args.request_path.clone(),
+        headers: HeaderSet::Minimal,
+    };
+    let mtls = load::Target {
+        addr: SocketAddr::from(([127, 0, 0, 1], ctx.paths.mtls_port)),
+        tls: Some(Arc::clone(&ctx.mtls)),
+        path: ctx.args.request_path.clone(),
+        headers: HeaderSet::Minimal,
+    };
+    (plain, mtls)
+}
+
+/// Waits until the request is allowed (the filter has its snapshot, ext_authz its policy).
+fn wait_allowed(ctx: &Ctx, envoy: &Envoy, plain: &load::Target) -> Result<()> {
+    let ready = wait_for(Duration::from_secs(60), Duration::from_millis(50), || {
+        (load::probe(plain, false).ok() == Some(200)).then_some(())
+    });
+    if ready.is_none() {
+        bail!(
+            "GET {} never answered 200 (last: {:?}); Envoy log {}:\n{}",
+            ctx.args.request_path,
+            load::probe(plain, false),
+            envoy.proc.log.display(),
+            envoy.proc.log_tail(20)
+        );
+    }
+    Ok(())
+}
+
+/// `base` (a listener's default target) with `variant`'s headers and TLS client.
+fn variant_target(ctx: &Ctx, base: &load::Target, variant: Variant) -> load::Target {
+    let tls = base.tls.as_ref().map(|_| {
+        Arc::clone(match (variant.http, variant.connection) {
+            (HttpVersion::Http2, _) => &ctx.mtls_h2,
+            (HttpVersion::Http1, ConnMode::Close) => &ctx.mtls_close,
+            (HttpVersion::Http1, ConnMode::KeepAlive) => &ctx.mtls,
+        })
+    });
+    load::Target {
+        tls,
+        headers: variant.headers,
+        ..base.clone()
+    }
+}
+
+/// One request with `variant`'s traffic: its status.
+fn probe_variant(target: &load::Target, variant: Variant) -> Result<u16> {
+    match variant.http {
+        HttpVersion::Http1 => load::probe(target, variant.connection == ConnMode::Close),
+        HttpVersion::Http2 => http2::probe(target),
+    }
+}
+
+/// Starts what `config` needs, checks it enforces, and measures each transport: the default
+/// cells (closed and open loop), then, where `variant::runs_at` says so, the traffic variants
+/// (closed loop), so the default cells' memory samples are as before.
 fn measure_setup(
     ctx: &Ctx,
     config: Config,
     rules: Option<usize>,
     notes: &mut Vec<String>,
     round: usize,
-) -> Result<Vec<Row>> {
+) -> Result<(Vec<Row>, Vec<VariantRow>)> {
     let dir = ctx.run_dir.join(format!("{config}-{}", rules.unwrap_or(0)));
     let Servers {
         rbac,
@@ -618,49 +857,41 @@ fn measure_setup(
         Duration::from_secs(120),
     )?;
 
-    let plain = load::Target {
-        addr: SocketAddr::from(([127, 0, 0, 1], ctx.paths.plain_port)),
-        tls: None,
-        path: ctx.args.request_path.clone(),
+    let (plain, mtls) = http_targets(ctx);
+    wait_allowed(ctx, &envoy, &plain)?;
+    let variants: &[Variant] = if variant::runs_at(ctx.variant_rules.as_deref(), rules) {
+        &ctx.variants
+    } else {
+        &[]
     };
-    let mtls = load::Target {
-        addr: SocketAddr::from(([127, 0, 0, 1], ctx.paths.mtls_port)),
-        tls: Some(Arc::clone(&ctx.mtls)),
-        path: ctx.args.request_path.clone(),
-    };
-    // Ready when the request is allowed (the filter has its snapshot, ext_authz its policy).
-    let ready = wait_for(Duration::from_secs(60), Duration::from_millis(50), || {
-        (load::probe(&plain).ok() == Some(200)).then_some(())
-    });
-    if ready.is_none() {
-        bail!(
-            "GET {} never answered 200 (last: {:?}); Envoy log {}:\n{}",
-            ctx.args.request_path,
-            load::probe(&plain),
-            envoy.proc.log.display(),
-            envoy.proc.log_tail(20)
-        );
-    }
-    // Enforcing: the other path is denied by every configuration with a policy.
+    // Enforcing: the other path is denied by every configuration with a policy, with every
+    // traffic variant to be measured.
     for target in [&plain, &mtls] {
-        let allowed = load::probe(target)?;
-        let denied = load::probe(&load::Target {
-            path: policy::DENIED_PATH.into(),
-            ..target.clone()
-        })?;
-        let want_denied = if config.has_policy() { 403 } else { 200 };
-        if allowed != 200 || denied != want_denied {
-            bail!(
-                "{} on {}: GET {} -> {allowed}, GET {} -> {denied} (want 200 and {want_denied})",
-                config.label(),
-                if target.tls.is_some() {
-                    "mTLS"
-                } else {
-                    "plaintext"
+        for &v in std::iter::once(&Variant::DEFAULT).chain(variants) {
+            let target = variant_target(ctx, target, v);
+            let allowed = probe_variant(&target, v)?;
+            let denied = probe_variant(
+                &load::Target {
+                    path: policy::DENIED_PATH.into(),
+                    ..target.clone()
                 },
-                ctx.args.request_path,
-                policy::DENIED_PATH
-            );
+                v,
+            )?;
+            let want_denied = if config.has_policy() { 403 } else { 200 };
+            if allowed != 200 || denied != want_denied {
+                bail!(
+                    "{} on {} ({}): GET {} -> {allowed}, GET {} -> {denied} (want 200 and {want_denied})",
+                    config.label(),
+                    if target.tls.is_some() {
+                        "mTLS"
+                    } else {
+                        "plaintext"
+                    },
+                    v.short(),
+                    ctx.args.request_path,
+                    policy::DENIED_PATH
+                );
+            }
         }
     }
 
@@ -668,15 +899,16 @@ fn measure_setup(
     if let Some(a) = &authz {
         pids.push(a.pid());
     }
+    let target_of = |transport: &str| match transport {
+        "plaintext" => Ok(&plain),
+        "mtls" => Ok(&mtls),
+        other => bail!("unknown transport {other:?} (plaintext, mtls)"),
+    };
     let mut rows = Vec::new();
     for transport in &ctx.args.transports {
-        let target = match transport.as_str() {
-            "plaintext" => &plain,
-            "mtls" => &mtls,
-            other => bail!("unknown transport {other:?} (plaintext, mtls)"),
-        };
+        let target = target_of(transport)?;
         let closed = if target.tls.is_none() && ctx.has_wrk {
-            closed_wrk(ctx, target, &pids)?
+            closed_wrk(ctx, target, &pids, false)?
         } else {
             closed_own(ctx, target, &pids)?
         };
@@ -699,14 +931,7 @@ fn measure_setup(
             open_own(ctx, target, &pids)?
         };
         for m in [&closed, &open] {
-            if m.non_2xx > 0 || m.errors > 0 {
-                bail!(
-                    "{} {transport}: {} non-2xx responses, {} errors in a measured window",
-                    config.label(),
-                    m.non_2xx,
-                    m.errors
-                );
-            }
+            check_clean(config, transport, Variant::DEFAULT, m)?;
         }
         let (rss, peak, authz_rss) =
             procstat::memory_kb(envoy.proc.pid(), authz.as_ref().map(|a| a.pid()))?;
@@ -722,10 +947,145 @@ fn measure_setup(
             authz_rss_kb: authz_rss,
         });
     }
+    let mut varied = Vec::new();
+    for transport in &ctx.args.transports {
+        let base = target_of(transport)?;
+        for &v in variants {
+            let target = variant_target(ctx, base, v);
+            let counters = || -> Result<(u64, u64)> {
+                let stat = |n: &str| envoy.stat(&format!("http.bench.{n}"));
+                Ok((
+                    stat("downstream_cx_total")?.unwrap_or(0),
+                    stat("downstream_cx_http2_total")?.unwrap_or(0),
+                ))
+            };
+            let before = counters()?;
+            let closed = closed_variant(ctx, &target, v, &pids)?;
+            let after = counters()?;
+            check_clean(config, transport, v, &closed)?;
+            variant::check_connections(
+                v,
+                after.0 - before.0,
+                after.1 - before.1,
+                closed.requests,
+                ctx.args.connections,
+            )
+            .map_err(|e| anyhow::anyhow!("{} {transport}: {e}", config.label()))?;
+            varied.push(VariantRow {
+                config: config.key().into(),
+                label: config.label().into(),
+                rules,
+                transport: transport.clone(),
+                variant: v,
+                closed,
+            });
+        }
+    }
     drop(envoy);
     drop(authz);
     drop(control);
-    Ok(rows)
+    Ok((rows, varied))
+}
+
+/// Fails the run when a measured window saw non-2xx responses or errors.
+fn check_clean(config: Config, transport: &str, v: Variant, m: &Measurement) -> Result<()> {
+    if m.non_2xx > 0 || m.errors > 0 {
+        bail!(
+            "{} {transport} ({}): {} non-2xx responses, {} errors in a measured window",
+            config.label(),
+            v.short(),
+            m.non_2xx,
+            m.errors
+        );
+    }
+    Ok(())
+}
+
+/// A variant's closed loop: wrk for plaintext HTTP/1.1 (when installed), else the bench's
+/// HTTP/1.1 or HTTP/2 generator.
+fn closed_variant(
+    ctx: &Ctx,
+    target: &load::Target,
+    v: Variant,
+    pids: &[u32],
+) -> Result<Measurement> {
+    let close = v.connection == ConnMode::Close;
+    match v.http {
+        HttpVersion::Http1 if target.tls.is_none() && ctx.has_wrk => {
+            closed_wrk(ctx, target, pids, close)
+        }
+        HttpVersion::Http1 => own(
+            ctx,
+            target,
+            pids,
+            load::Pace::Closed,
+            Gen::Http1(v.connection),
+        ),
+        HttpVersion::Http2 => own(
+            ctx,
+            target,
+            pids,
+            load::Pace::Closed,
+            Gen::Http2 {
+                streams: ctx.args.h2_streams,
+            },
+        ),
+    }
+}
+
+/// The memory of `config` with `concurrency` workers: an Envoy of its own (not pinned), its
+/// RSS after a short load that every worker served on both listeners.
+fn measure_memory(
+    ctx: &Ctx,
+    config: Config,
+    rules: Option<usize>,
+    concurrency: u32,
+) -> Result<MemoryRow> {
+    let dir = ctx.run_dir.join(format!(
+        "memory{concurrency}-{config}-{}",
+        rules.unwrap_or(0)
+    ));
+    let Servers {
+        rbac,
+        control,
+        authz,
+    } = start_servers(ctx, config, rules, Layer::Http, &dir)?;
+    let yaml = config::bootstrap(&ctx.template, Layer::Http, config, &ctx.paths, &rbac)?;
+    let config_file = dir.join("envoy.yaml");
+    std::fs::write(&config_file, yaml)?;
+    let envoy = Envoy::start(
+        &ctx.envoy,
+        &[],
+        &config_file,
+        &dir,
+        concurrency,
+        Duration::from_secs(120),
+    )?;
+    let (plain, mtls) = http_targets(ctx);
+    wait_allowed(ctx, &envoy, &plain)?;
+    let worker_connections = warm::every_worker(
+        &envoy,
+        &[("plaintext", &plain), ("mtls", &mtls)],
+        concurrency,
+        memory_connections(&ctx.args),
+        Duration::from_secs_f64(memory_seconds(&ctx.args)),
+        ctx.load_cpu,
+    )?;
+    let (rss, peak, authz_rss) =
+        procstat::memory_kb(envoy.proc.pid(), authz.as_ref().map(|a| a.pid()))?;
+    drop(envoy);
+    drop(authz);
+    drop(control);
+    Ok(MemoryRow {
+        config: config.key().into(),
+        label: config.label().into(),
+        rules,
+        concurrency,
+        envoy_rss_kb: rss,
+        envoy_rss_peak_kb: peak,
+        authz_rss_kb: authz_rss,
+        worker_connections,
+    })
 }
 
 /// What a load generator counted in one window.
@@ -781,16 +1141,31 @@ fn calmest(ctx: &Ctx, measure: impl FnMut() -> Result<Measurement>) -> Result<Me
     calmest_of(ctx, measure)
 }
 
-fn closed_wrk(ctx: &Ctx, target: &load::Target, pids: &[u32]) -> Result<Measurement> {
-    calmest(ctx, || closed_wrk_once(ctx, target, pids))
+/// wrk's closed loop on `target`, sending the bench generator's request bytes (`close`: with
+/// `connection: close`, so wrk reconnects for every request).
+fn closed_wrk(ctx: &Ctx, target: &load::Target, pids: &[u32], close: bool) -> Result<Measurement> {
+    let request = ctx.run_dir.join(format!(
+        "request-{}-{}{}.http",
+        target.addr.port(),
+        target.headers,
+        if close { "-close" } else { "" }
+    ));
+    std::fs::write(&request, target.request_bytes(close))?;
+    calmest(ctx, || closed_wrk_once(ctx, target, &request, pids))
 }
 
-fn closed_wrk_once(ctx: &Ctx, target: &load::Target, pids: &[u32]) -> Result<Measurement> {
+fn closed_wrk_once(
+    ctx: &Ctx,
+    target: &load::Target,
+    request: &Path,
+    pids: &[u32],
+) -> Result<Measurement> {
     let url = format!("http://{}{}", target.addr, target.path);
     let a = &ctx.args;
     wrk::run(
         &ctx.wrk_script,
         &url,
+        request,
         a.connections,
         Duration::from_secs_f64(a.warmup),
         ctx.load_cpu,
@@ -803,6 +1178,7 @@ fn closed_wrk_once(ctx: &Ctx, target: &load::Target, pids: &[u32]) -> Result<Mea
     let r = wrk::run(
         &ctx.wrk_script,
         &url,
+        request,
         a.connections,
         Duration::from_secs_f64(a.duration),
         ctx.load_cpu,
@@ -823,8 +1199,24 @@ fn closed_wrk_once(ctx: &Ctx, target: &load::Target, pids: &[u32]) -> Result<Mea
     ))
 }
 
-fn own(ctx: &Ctx, target: &load::Target, pids: &[u32], pace: load::Pace) -> Result<Measurement> {
-    calmest(ctx, || own_once(ctx, target, pids, pace))
+/// Which of the bench's generators, and how it uses connections.
+#[derive(Clone, Copy, Debug)]
+enum Gen {
+    Http1(ConnMode),
+    /// Streams in flight per connection.
+    Http2 {
+        streams: usize,
+    },
+}
+
+fn own(
+    ctx: &Ctx,
+    target: &load::Target,
+    pids: &[u32],
+    pace: load::Pace,
+    how: Gen,
+) -> Result<Measurement> {
+    calmest(ctx, || own_once(ctx, target, pids, pace, how))
 }
 
 fn own_once(
@@ -832,6 +1224,7 @@ fn own_once(
     target: &load::Target,
     pids: &[u32],
     pace: load::Pace,
+    how: Gen,
 ) -> Result<Measurement> {
     let a = &ctx.args;
     let settings = load::Settings {
@@ -841,8 +1234,18 @@ fn own_once(
         pace,
         cpu: ctx.load_cpu,
         watch: Some((pids.to_vec(), ctx.envoy_cpu.unwrap_or(0))),
+        connection: match how {
+            Gen::Http1(c) => c,
+            Gen::Http2 { .. } => ConnMode::KeepAlive,
+        },
     };
-    let o = load::run(target, &settings)?;
+    let (o, generator) = match how {
+        Gen::Http1(_) => (load::run(target, &settings)?, "alp-bench"),
+        Gen::Http2 { streams } => (
+            http2::run(target, &settings, streams)?,
+            "alp-bench (HTTP/2)",
+        ),
+    };
     let cpu = o.cpu.clone().context("no CPU window")?;
     let counts = Counts {
         requests: o.requests,
@@ -852,7 +1255,7 @@ fn own_once(
         seconds: o.elapsed.as_secs_f64(),
     };
     Ok(measurement(
-        "alp-bench",
+        generator,
         counts,
         [
             o.percentile_us(50.0),
@@ -864,7 +1267,13 @@ fn own_once(
 }
 
 fn closed_own(ctx: &Ctx, target: &load::Target, pids: &[u32]) -> Result<Measurement> {
-    own(ctx, target, pids, load::Pace::Closed)
+    own(
+        ctx,
+        target,
+        pids,
+        load::Pace::Closed,
+        Gen::Http1(ConnMode::KeepAlive),
+    )
 }
 
 /// The open loop not run: the rate is beyond what the configuration can do (see `closed`).
@@ -896,6 +1305,7 @@ fn open_own(ctx: &Ctx, target: &load::Target, pids: &[u32]) -> Result<Measuremen
         load::Pace::Open {
             rate: ctx.args.rate,
         },
+        Gen::Http1(ConnMode::KeepAlive),
     )
 }
 

@@ -1,5 +1,13 @@
 //! The results: the JSON model, the markdown tables with ratios to the baselines of the same run,
-//! and the targets.
+//! and the targets. The traffic variants' tables are in `report/traffic.rs`, the memory table in
+//! `report/memory.rs`. Fields added since the first results default when absent, so older JSON
+//! (`bench/results/before.json`) still renders.
+
+mod memory;
+mod traffic;
+
+pub use memory::{one_line as memory_line, MemoryMeta, MemoryRow};
+pub use traffic::{best_variants_of_rounds, one_line as traffic_line, TrafficMeta, VariantRow};
 
 use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
@@ -190,6 +198,12 @@ pub struct Meta {
     /// Set when TCP was measured.
     #[serde(default)]
     pub tcp: Option<TcpMeta>,
+    /// Set when traffic variants were measured.
+    #[serde(default)]
+    pub traffic: Option<TrafficMeta>,
+    /// Set when memory-only Envoys were measured (`--concurrency` other than 1 alone).
+    #[serde(default)]
+    pub memory: Option<MemoryMeta>,
 }
 
 fn one() -> usize {
@@ -271,15 +285,29 @@ pub struct RunReport {
     /// The raw TCP listeners' rows (empty when TCP was not measured).
     #[serde(default)]
     pub tcp_rows: Vec<TcpRow>,
+    /// The HTTP cells with other traffic than the default (closed loop only).
+    #[serde(default)]
+    pub variants: Vec<VariantRow>,
+    /// The memory-only Envoys' rows.
+    #[serde(default)]
+    pub memory: Vec<MemoryRow>,
 }
 
 impl RunReport {
-    pub fn new(meta: Meta, rows: Vec<Row>, tcp_rows: Vec<TcpRow>) -> Self {
+    pub fn new(
+        meta: Meta,
+        rows: Vec<Row>,
+        tcp_rows: Vec<TcpRow>,
+        variants: Vec<VariantRow>,
+        memory: Vec<MemoryRow>,
+    ) -> Self {
         let mut run = RunReport {
             meta,
             rows,
             targets: vec![],
             tcp_rows,
+            variants,
+            memory,
         };
         run.targets = targets(&run);
         run
@@ -318,6 +346,18 @@ trait Keyed {
 }
 
 impl Keyed for Row {
+    fn config(&self) -> &str {
+        &self.config
+    }
+    fn transport(&self) -> &str {
+        &self.transport
+    }
+    fn rules(&self) -> Option<usize> {
+        self.rules
+    }
+}
+
+impl Keyed for VariantRow {
     fn config(&self) -> &str {
         &self.config
     }
@@ -493,6 +533,18 @@ fn us(v: f64) -> String {
     }
 }
 
+/// A CPU cell: µs per request, ext_authz as `total (Envoy + server)`.
+fn cpu_text(m: &Measurement) -> String {
+    match m.authz_cpu_us_per_req {
+        Some(a) => format!(
+            "{:.1} ({:.1} + {a:.1})",
+            m.total_cpu_us(),
+            m.envoy_cpu_us_per_req
+        ),
+        None => format!("{:.1}", m.envoy_cpu_us_per_req),
+    }
+}
+
 fn rules_text(r: Option<usize>) -> String {
     r.map_or("–".into(), |n| thousands(n as f64))
 }
@@ -642,14 +694,7 @@ fn tcp_markdown(run: &RunReport, s: &mut String) {
         for r in run.tcp_rows.iter().filter(|r| r.transport == tr) {
             let at = |c: &str| r.rules.and_then(|n| run.find_tcp(c, Some(n), &tr));
             let rate = Some(r.connect.rps);
-            let cpu = match r.connect.authz_cpu_us_per_req {
-                Some(a) => format!(
-                    "{:.1} ({:.1} + {a:.1})",
-                    r.connect.total_cpu_us(),
-                    r.connect.envoy_cpu_us_per_req
-                ),
-                None => format!("{:.1}", r.connect.envoy_cpu_us_per_req),
-            };
+            let cpu = cpu_text(&r.connect);
             let (mb, mb_none, cpu_mb) = match &r.stream {
                 Some(t) => (
                     format!("{:.0}", t.mb_per_s),
@@ -856,14 +901,7 @@ pub fn markdown(run: &RunReport) -> String {
                 Some(b) => format!("{:.2}", r.closed.rps / b.closed.rps),
                 None => "–".into(),
             };
-            let cpu = match r.closed.authz_cpu_us_per_req {
-                Some(a) => format!(
-                    "{:.1} ({:.1} + {a:.1})",
-                    r.closed.total_cpu_us(),
-                    r.closed.envoy_cpu_us_per_req
-                ),
-                None => format!("{:.1}", r.closed.envoy_cpu_us_per_req),
-            };
+            let cpu = cpu_text(&r.closed);
             let rss = rss_mb(r.envoy_rss_kb, r.authz_rss_kb);
             let open = if r.open_saturated(m.open_rate) {
                 format!("saturated (max {:.0}/s)", r.closed.rps)
@@ -917,6 +955,8 @@ pub fn markdown(run: &RunReport) -> String {
             flagged.join("; ")
         );
     }
+    traffic::markdown(run, &mut s);
+    memory::markdown(run, &mut s);
     tcp_markdown(run, &mut s);
     for n in &m.notes {
         let _ = writeln!(s, "{n}\n");
@@ -926,4 +966,126 @@ pub fn markdown(run: &RunReport) -> String {
         "Produced by `bench/run.sh` (`alp-bench run`); plot: `latest.png` beside this file."
     );
     s
+}
+
+/// Results to render in the tests.
+#[cfg(test)]
+pub(crate) mod sample {
+    use super::*;
+
+    pub fn measurement(rps: f64, cpu_us: f64) -> Measurement {
+        Measurement {
+            generator: "test".into(),
+            requests: (rps * 4.0) as u64,
+            non_2xx: 0,
+            errors: 0,
+            unsent: 0,
+            seconds: 4.0,
+            rps,
+            p50_us: 300.0,
+            p99_us: 600.0,
+            p999_us: 900.0,
+            envoy_cpu_us_per_req: cpu_us,
+            authz_cpu_us_per_req: None,
+            cpu0_busy_pct: 99.0,
+            cpu0_foreign_pct: 0.0,
+            cpu1_foreign_pct: 0.0,
+        }
+    }
+
+    pub fn meta() -> Meta {
+        Meta {
+            date_utc: "2026-01-01T00:00:00Z".into(),
+            git: "abc".into(),
+            envoy: "Envoy 1.40.0".into(),
+            cpu_model: "test".into(),
+            cores: 2,
+            kernel: "6".into(),
+            rounds: 1,
+            duration_s: 4.0,
+            warmup_s: 1.0,
+            connections: 16,
+            open_rate: 5000.0,
+            pinned: true,
+            wasm_bytes: 1,
+            wasm_fnv64: "0".into(),
+            load_before: 0.0,
+            load_after: 0.0,
+            seconds: 1.0,
+            note: String::new(),
+            notes: vec![],
+            tcp: None,
+            traffic: None,
+            memory: None,
+        }
+    }
+
+    /// (config key, label, rules) of a run at `rules`.
+    pub fn setups(rules: usize) -> Vec<(&'static str, &'static str, Option<usize>)> {
+        vec![
+            ("none", "no filter", None),
+            ("noop", "no-op wasm", None),
+            ("rbac", "native RBAC", Some(rules)),
+            ("alp", "calico-alp wasm", Some(rules)),
+            ("ext_authz", "ext_authz (gRPC, unix socket)", Some(rules)),
+        ]
+    }
+
+    /// Default rows: throughput `rps[i]` and CPU `cpu[i]` per setup of [`setups`].
+    pub fn rows(rules: usize, transport: &str, rps: [f64; 5], cpu: [f64; 5]) -> Vec<Row> {
+        setups(rules)
+            .into_iter()
+            .enumerate()
+            .map(|(i, (config, label, rules))| Row {
+                config: config.into(),
+                label: label.into(),
+                rules,
+                transport: transport.into(),
+                closed: measurement(rps[i], cpu[i]),
+                open: measurement(5000.0, cpu[i]),
+                envoy_rss_kb: 40 * 1024 + i as u64 * 1024,
+                envoy_rss_peak_kb: 50 * 1024,
+                authz_rss_kb: (config == "ext_authz").then_some(10 * 1024),
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn older_results_still_render() {
+        // Written before the traffic variants and the memory table existed.
+        let run: RunReport = serde_json::from_str(include_str!("../results/before.json")).unwrap();
+        assert!(run.variants.is_empty() && run.memory.is_empty());
+        assert!(run.meta.traffic.is_none() && run.meta.memory.is_none());
+        let md = markdown(&run);
+        assert!(md.contains("| configuration | rules | req/s | × no filter | × RBAC |"));
+        assert!(!md.contains("## Traffic"));
+        // The memory table from the throughput Envoys alone.
+        assert!(md.contains("## Memory"));
+        assert!(md.contains("| configuration | rules | after the windows (1 worker) |\n"));
+        // Whatever the last run wrote parses too.
+        let latest: RunReport =
+            serde_json::from_str(include_str!("../results/latest.json")).unwrap();
+        assert!(markdown(&latest).contains("## Memory"));
+    }
+
+    #[test]
+    fn the_default_tables_keep_their_format() {
+        let run = RunReport::new(
+            sample::meta(),
+            sample::rows(1000, "plaintext", [50e3, 45e3, 40e3, 42e3, 10e3], [20.0; 5]),
+            vec![],
+            vec![],
+            vec![],
+        );
+        let md = markdown(&run);
+        assert!(md.contains(
+            "| configuration | rules | req/s | × no filter | × RBAC | p50 / p99 / p99.9 µs (closed) | p50 / p99 / p99.9 µs (open, 5000/s) | CPU µs/req | RSS MB |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n| no filter | – | 50 000 | 1.00 | – |"
+        ));
+        assert!(md.contains("| calico-alp wasm | 1 000 | 42 000 | 0.84 | 1.05 |"));
+    }
 }

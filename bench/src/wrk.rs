@@ -1,5 +1,6 @@
-//! Closed-loop maximum throughput with wrk (plaintext: wrk has no client certificates), its
-//! percentiles read by `bench/wrk-report.lua`.
+//! Closed-loop maximum throughput with wrk (plaintext HTTP/1.1: wrk has no client certificates
+//! and no HTTP/2), its percentiles read by `bench/wrk-report.lua`, which also sends the request
+//! bytes it is given (`request`), so wrk and the bench's generator send the same request.
 
 use anyhow::{bail, Context as _, Result};
 use serde::Deserialize;
@@ -28,10 +29,12 @@ impl WrkReport {
     }
 }
 
-/// `wrk -t1 -cN -dD -s wrk-report.lua URL`, pinned to `cpu` when given.
+/// `wrk -t1 -cN -dD -s wrk-report.lua URL`, pinned to `cpu` when given, sending the bytes of
+/// the file `request` (the URL then only says where to connect).
 pub fn run(
     script: &Path,
     url: &str,
+    request: &Path,
     connections: usize,
     duration: Duration,
     cpu: Option<usize>,
@@ -55,7 +58,8 @@ pub fn run(
         "-s",
     ])
     .arg(script)
-    .arg(url);
+    .arg(url)
+    .env("ALP_BENCH_REQUEST", request);
     let out = cmd
         .output()
         .context("running wrk (apt-get install -y wrk)")?;
