@@ -44,6 +44,13 @@ pub struct SnapshotCache {
     events: Events,
     /// The request path reads `alp.version` again from this time on (ms since the Unix epoch).
     next_check_ms: u64,
+    /// Whether this VM decides anything. One that does not yet (Envoy's two main-thread VMs
+    /// never do; a worker's until its first request or connection) follows the version without
+    /// compiling it: at 10 000 rules a compiled program and its decoding cost about 12 MB of
+    /// linear memory per VM, which a wasm VM never gives back.
+    serving: bool,
+    /// The version a VM that is not serving knows of (its engine stays not in sync).
+    known: Option<u64>,
 }
 
 impl Default for SnapshotCache {
@@ -55,6 +62,8 @@ impl Default for SnapshotCache {
             received_ms: None,
             events: Events::default(),
             next_check_ms: 0,
+            serving: true,
+            known: None,
         }
     }
 }
@@ -69,8 +78,23 @@ impl SnapshotCache {
         Rc::clone(&self.engine)
     }
 
+    /// The version in force (compiled), or for a VM that is not serving the newest one it
+    /// knows of.
     pub fn version(&self) -> Option<u64> {
-        self.engine.version()
+        self.engine.version().or(self.known)
+    }
+
+    /// Whether this VM decides requests or connections ([`SnapshotCache::serving`]); becoming
+    /// serving compiles the newest snapshot on the next refresh.
+    pub fn set_serving(&mut self, serving: bool) {
+        if serving && !self.serving {
+            self.seen = None;
+        }
+        self.serving = serving;
+    }
+
+    pub fn is_serving(&self) -> bool {
+        self.serving
     }
 
     /// How to compile (plugin configuration); a change applies from the next version (or at
@@ -112,6 +136,11 @@ impl SnapshotCache {
             return;
         }
         self.seen = Some(published);
+        if !self.serving {
+            self.known = Some(published);
+            self.received_ms = read_u64(host, RECEIVED_KEY);
+            return;
+        }
         let (bytes, _) = host.shared_data(SNAPSHOT_KEY);
         let Some(bytes) = bytes else {
             host.log(
@@ -147,8 +176,8 @@ impl SnapshotCache {
         }
     }
 
-    /// Installs a snapshot received from control: decodes and compiles it, then publishes it to
-    /// shared data for the other VMs. On error nothing changes.
+    /// Installs a snapshot received from control: decodes it, publishes it to shared data for
+    /// the other VMs and compiles it (if serving). On error nothing changes.
     pub fn accept(
         &mut self,
         host: &dyn Host,
@@ -166,7 +195,11 @@ impl SnapshotCache {
         let _ = host.set_shared_data(SNAPSHOT_KEY, bytes, None);
         let _ = host.set_shared_data(RECEIVED_KEY, &now.to_le_bytes(), None);
         let _ = host.set_shared_data(VERSION_KEY, &version.to_le_bytes(), None);
-        self.install(version, &snapshot);
+        if self.serving {
+            self.install(version, &snapshot);
+        } else {
+            self.known = Some(version);
+        }
         self.seen = Some(version);
         self.received_ms = Some(now);
         self.events.reloads += 1;
@@ -184,7 +217,7 @@ impl SnapshotCache {
 
     /// `version N` or `no policy`, for log lines.
     pub fn describe(&self) -> String {
-        match self.engine.version() {
+        match self.version() {
             Some(v) => format!("version {v}"),
             None => "no policy".to_string(),
         }
@@ -301,6 +334,35 @@ pub(crate) mod tests {
         publish(&host, 6, &envelope(6, "b"));
         cache.refresh(&host);
         assert_eq!(cache.version(), Some(6));
+    }
+
+    /// Envoy's main-thread VMs never decide: they follow versions (for the gauges, and to fetch
+    /// when they hold the lease) without decoding or compiling them, until a context is created.
+    #[test]
+    fn a_vm_that_is_not_serving_follows_versions_without_compiling() {
+        let host = FakeHost::new();
+        host.put_shared(RECEIVED_KEY, &1_000u64.to_le_bytes());
+        publish(&host, 5, &envelope(5, "a"));
+        let mut cache = SnapshotCache::new();
+        cache.set_serving(false);
+        host.shared_reads.borrow_mut().clear();
+        cache.refresh(&host);
+        assert_eq!(cache.version(), Some(5));
+        assert_eq!(cache.received_ms(), Some(1_000));
+        assert_eq!(cache.engine().version(), None, "nothing compiled");
+        assert_eq!(*host.shared_reads.borrow(), vec![VERSION_KEY, RECEIVED_KEY]);
+
+        // Fetching: validated and published, not compiled.
+        assert_eq!(cache.accept(&host, &envelope(6, "b")), Ok(6));
+        assert_eq!(cache.version(), Some(6));
+        assert_eq!(cache.engine().version(), None);
+        assert!(cache.accept(&host, b"garbage").is_err());
+        assert_eq!(cache.version(), Some(6));
+
+        // Its first request or connection: the published snapshot is compiled at once.
+        cache.set_serving(true);
+        cache.refresh_on_request(&host);
+        assert_eq!(cache.engine().version(), Some(6));
     }
 
     #[test]

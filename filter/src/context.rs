@@ -36,13 +36,28 @@ impl Root {
     pub fn new() -> Self {
         let host = ProxyHost;
         host.refresh_log_level();
+        let vm = VmState::default();
+        // Until this VM creates a context (SnapshotCache::set_serving).
+        if let Ok(mut cache) = vm.cache.try_borrow_mut() {
+            cache.set_serving(false);
+        }
         Root {
             host,
-            vm: VmState::default(),
+            vm,
             relay: None,
             owner: owner_id(&host),
             ticks: 0,
             kind: FilterKind::Http,
+        }
+    }
+
+    /// This VM decides: from now on it compiles the snapshots it follows (its first request or
+    /// connection compiles the current one).
+    fn serving(&self) {
+        if let Ok(mut cache) = self.vm.cache.try_borrow_mut() {
+            if !cache.is_serving() {
+                cache.set_serving(true);
+            }
         }
     }
 }
@@ -172,6 +187,7 @@ impl RootContext for Root {
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        self.serving();
         Some(Box::new(Http {
             host: self.host,
             vm: self.vm.clone(),
@@ -179,6 +195,7 @@ impl RootContext for Root {
     }
 
     fn create_stream_context(&self, _context_id: u32) -> Option<Box<dyn StreamContext>> {
+        self.serving();
         Some(Box::new(Tcp {
             host: self.host,
             vm: self.vm.clone(),
