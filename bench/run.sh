@@ -26,6 +26,14 @@
 #     per setup and worker count, sampled after a short load every worker served (about 5 s
 #     per setup and count: +2.5 minutes for 1,2);
 #   * raw TCP: 28 cells (about 3 minutes).
+#
+# --profile (off by default) adds where Envoy's CPU per request goes: for each HTTP setup at the
+# first --rules count (and none, noop), after its windows, one more closed-loop wrk window
+# (plaintext, minimal headers, HTTP/1.1, keep-alive) while `perf record -F 4999` samples Envoy;
+# the results get a table of the CPU µs/req by DSO ([JIT]: the wasm code and V8's stubs; the
+# envoy binary; kernel; libc; other) and what alp adds over the no-op filter. It installs perf
+# (linux-perf) when missing; perf must be allowed to sample (root, or a low enough
+# kernel.perf_event_paranoid); when perf fails the run goes on without the profile.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -37,6 +45,16 @@ source scripts/setup.sh
 missing=()
 command -v wrk >/dev/null || missing+=(wrk)
 command -v taskset >/dev/null || missing+=(util-linux)
+for arg in "$@"; do
+    if [[ $arg == --profile ]]; then
+        command -v perf >/dev/null || missing+=(linux-perf)
+        paranoid=$(cat /proc/sys/kernel/perf_event_paranoid 2>/dev/null || echo unknown)
+        if [[ $(id -u) != 0 && $paranoid != unknown && $paranoid -gt 1 ]]; then
+            say "warning: kernel.perf_event_paranoid is $paranoid and not root: perf may not be allowed to sample Envoy (sysctl -w kernel.perf_event_paranoid=1)"
+        fi
+        break
+    fi
+done
 if ((${#missing[@]})); then
     say "apt-get install -y ${missing[*]}"
     apt-get install -y "${missing[@]}" >/dev/null 2>&1 || { apt-get update >/dev/null && apt-get install -y "${missing[@]}" >/dev/null; } \

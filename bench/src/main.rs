@@ -24,11 +24,16 @@
 //! another Envoy, whose two TCP listeners run the configuration's network filter before
 //! tcp_proxy to Envoy's own echo listener; measured are the connection rate (closed loop of
 //! short connections) and the throughput of a few long connections (`tcp.rs`).
+//!
+//! Profile (`--profile`): where Envoy's CPU per request goes, by DSO, from `perf record` on the
+//! Envoy process during one extra closed-loop wrk window per setup (plaintext, default traffic,
+//! the first rule count; `perf.rs`, `report/profile.rs`).
 
 mod config;
 mod headers;
 mod http2;
 mod load;
+mod perf;
 mod plot;
 mod policy;
 mod procstat;
@@ -92,7 +97,8 @@ headers, HTTP/2, a connection per request), one dimension at a time, closed loop
 rules (none and noop always): 8 setups x 2 transports x 3 = 48 cells; then raw TCP: 28 cells. About 12-13 \
 minutes on 2 cores. --variant-rules all (or more values, --cross) widens the variants, \
 --headers minimal --http 1 --connection keepalive drops them, --concurrency 1,2 adds the \
-memory-only Envoys (about 5 s per setup and worker count).")]
+memory-only Envoys (about 5 s per setup and worker count), --profile one perf-sampled window per \
+HTTP setup (plaintext, default traffic, first rule count: --duration + 1 s each).")]
 pub struct RunArgs {
     /// Seconds of each measured window.
     #[arg(long, default_value_t = 4.0)]
@@ -210,6 +216,15 @@ pub struct RunArgs {
     /// of Envoy's CPU during it; the least disturbed attempt is kept.
     #[arg(long, default_value_t = 2)]
     retries: usize,
+    /// Where Envoy's CPU per request goes: for each HTTP setup at the first --rules count (and
+    /// none, noop), after its windows, one more closed-loop wrk window (plaintext, minimal
+    /// headers, HTTP/1.1, keep-alive, --connections, --duration) while `perf record -F 4999`
+    /// samples the Envoy process; the shares by DSO ([JIT]: the wasm code and V8's stubs;
+    /// envoy; kernel; libc; other) times that window's CPU per request. Needs perf (bench/run.sh
+    /// installs linux-perf) and wrk; when perf fails the run goes on without the profile.
+    /// First round only.
+    #[arg(long)]
+    profile: bool,
 }
 
 fn main() -> ExitCode {
@@ -266,6 +281,8 @@ struct Ctx {
     envoy_cpu: Option<usize>,
     load_cpu: Option<usize>,
     has_wrk: bool,
+    /// `--profile`, when it can run (perf and wrk installed, plaintext measured).
+    profile: bool,
 }
 
 fn free_port() -> Result<u16> {
@@ -302,6 +319,10 @@ fn run(args: &RunArgs) -> Result<()> {
     let has_wrk = alp_e2e::artifacts::find_on_path("wrk").is_some();
     if !has_wrk {
         eprintln!("alp-bench: wrk not found (apt-get install -y wrk): plaintext closed loop uses the bench's generator");
+    }
+    let (profile, profile_note) = profile_possible(args, has_wrk);
+    if let Some(n) = &profile_note {
+        eprintln!("alp-bench: {n}");
     }
     let dir = RunDir::create("alp-bench")?;
     let ca = Ca::create(&dir.path.join("certs"))?;
@@ -366,6 +387,7 @@ fn run(args: &RunArgs) -> Result<()> {
         envoy_cpu: pin.then_some(0),
         load_cpu: pin.then_some(1),
         has_wrk,
+        profile,
     };
     if pin {
         // This process (probes, /proc reads) stays off Envoy's CPU.
@@ -377,7 +399,7 @@ fn run(args: &RunArgs) -> Result<()> {
     let mut variant_rows = Vec::new();
     let mut memory_rows = Vec::new();
     let mut tcp_rows = Vec::new();
-    let mut notes = Vec::new();
+    let mut notes: Vec<String> = profile_note.into_iter().collect();
     let mut setups: Vec<(Config, Option<usize>)> = Vec::new();
     for c in [Config::None, Config::Noop] {
         if args.configs.contains(&c) {
@@ -464,6 +486,9 @@ fn run(args: &RunArgs) -> Result<()> {
                     report::one_line(row),
                     t.elapsed().as_secs_f64()
                 );
+                if let Some(p) = &row.profile {
+                    println!("  {}", report::profile_line(&row.label, row.rules, p));
+                }
             }
             for row in &varied {
                 println!(
@@ -630,11 +655,42 @@ fn estimate_seconds(
         s += n * (t * 2.0 * window + plain + 4.0) + window;
         s += variant_setups as f64 * variants as f64 * (t * window + plain);
         s += n * memory_counts.len() as f64 * (t * memory_seconds(args) + 4.0);
+        if args.profile {
+            let profiled = setups
+                .iter()
+                .filter(|(_, r)| profiled_rules(args, *r))
+                .count();
+            s += profiled as f64 * (wrk(args.duration) + 1.0);
+        }
     }
     if args.layers.contains(&Layer::Tcp) {
         s += n * (t * 2.0 * (args.tcp_warmup + args.tcp_duration) + 2.5);
     }
     s * args.rounds.max(1) as f64
+}
+
+/// Whether `--profile` can run, and if it cannot, why (a note for the results).
+fn profile_possible(args: &RunArgs, has_wrk: bool) -> (bool, Option<String>) {
+    if !args.profile {
+        return (false, None);
+    }
+    let why = if !args.layers.contains(&Layer::Http) {
+        "HTTP is not measured (--layers)"
+    } else if !args.transports.iter().any(|t| t == "plaintext") {
+        "it profiles the plaintext transport, which --transports leaves out"
+    } else if !has_wrk {
+        "wrk is not installed (apt-get install -y wrk)"
+    } else if !perf::available() {
+        "perf is not installed (apt-get install -y linux-perf; bench/run.sh does so)"
+    } else {
+        return (true, None);
+    };
+    (false, Some(format!("--profile: no profile: {why}.")))
+}
+
+/// `--profile` runs at the setups without a policy and the first rule count of the run.
+fn profiled_rules(args: &RunArgs, rules: Option<usize>) -> bool {
+    rules.is_none() || rules == args.rules.first().copied()
 }
 
 /// The memory-only Envoys' load: connections and seconds per listener and round.
@@ -945,6 +1001,7 @@ fn measure_setup(
             envoy_rss_kb: rss,
             envoy_rss_peak_kb: peak,
             authz_rss_kb: authz_rss,
+            profile: None,
         });
     }
     let mut varied = Vec::new();
@@ -979,6 +1036,24 @@ fn measure_setup(
                 variant: v,
                 closed,
             });
+        }
+    }
+    if ctx.profile && round == 0 && profiled_rules(&ctx.args, rules) {
+        match profile_window(ctx, &plain, &pids) {
+            Ok(p) => {
+                if let Some(row) = rows.iter_mut().find(|r| r.transport == "plaintext") {
+                    row.profile = Some(p);
+                }
+            }
+            Err(e) => {
+                let n = format!(
+                    "--profile: no profile of {}{}: {e:#}",
+                    config.label(),
+                    rules.map_or(String::new(), |r| format!(" at {r} rules"))
+                );
+                eprintln!("alp-bench: {n}");
+                notes.push(n);
+            }
         }
     }
     drop(envoy);
@@ -1144,6 +1219,12 @@ fn calmest(ctx: &Ctx, measure: impl FnMut() -> Result<Measurement>) -> Result<Me
 /// wrk's closed loop on `target`, sending the bench generator's request bytes (`close`: with
 /// `connection: close`, so wrk reconnects for every request).
 fn closed_wrk(ctx: &Ctx, target: &load::Target, pids: &[u32], close: bool) -> Result<Measurement> {
+    let request = request_file(ctx, target, close)?;
+    calmest(ctx, || closed_wrk_once(ctx, target, &request, pids))
+}
+
+/// The file of request bytes wrk sends to `target`.
+fn request_file(ctx: &Ctx, target: &load::Target, close: bool) -> Result<PathBuf> {
     let request = ctx.run_dir.join(format!(
         "request-{}-{}{}.http",
         target.addr.port(),
@@ -1151,7 +1232,85 @@ fn closed_wrk(ctx: &Ctx, target: &load::Target, pids: &[u32], close: bool) -> Re
         if close { "-close" } else { "" }
     ));
     std::fs::write(&request, target.request_bytes(close))?;
-    calmest(ctx, || closed_wrk_once(ctx, target, &request, pids))
+    Ok(request)
+}
+
+/// perf starts this long after wrk, and stops at least this long before wrk's window ends.
+const PERF_DELAY: Duration = Duration::from_millis(200);
+const PERF_MARGIN: Duration = Duration::from_millis(300);
+
+/// `--profile`'s window: wrk's closed loop on `target` (Envoy already warm from the setup's
+/// windows), `perf record` on Envoy (`pids[0]`) inside it, Envoy's CPU over the whole window.
+fn profile_window(ctx: &Ctx, target: &load::Target, pids: &[u32]) -> Result<report::Profile> {
+    let request = request_file(ctx, target, false)?;
+    let url = format!("http://{}{}", target.addr, target.path);
+    let a = &ctx.args;
+    let duration = Duration::from_secs_f64(a.duration);
+    let window_len = Duration::from_secs(wrk::whole_seconds(duration));
+    let sampled = window_len
+        .saturating_sub(PERF_DELAY + PERF_MARGIN)
+        .max(Duration::from_millis(200));
+    let data = ctx
+        .run_dir
+        .join(format!("perf-{}-{}.data", pids[0], target.addr.port()));
+    let _ = std::fs::remove_file(&data);
+    let window = procstat::CpuWindow::start(
+        pids,
+        ctx.envoy_cpu.unwrap_or(0),
+        ctx.load_cpu.map(|c| (c, procstat::Own::Children)),
+    )?;
+    let (r, recorded) = std::thread::scope(|s| {
+        let load = s.spawn(|| {
+            wrk::run(
+                &ctx.wrk_script,
+                &url,
+                &request,
+                a.connections,
+                duration,
+                ctx.load_cpu,
+            )
+        });
+        std::thread::sleep(PERF_DELAY);
+        let recorded = perf::Recording::start(pids[0], sampled, &data).and_then(|p| p.wait());
+        let r = load.join().unwrap_or_else(|e| std::panic::resume_unwind(e));
+        (r, recorded)
+    });
+    let cpu = window.stop()?;
+    let r = r?;
+    let data = recorded?;
+    let dsos = perf::report(&data)?;
+    let _ = std::fs::remove_file(&data);
+    let counts = Counts {
+        requests: r.requests,
+        non_2xx: r.errors_status,
+        errors: r.errors(),
+        unsent: 0,
+        seconds: r.duration_us as f64 / 1e6,
+    };
+    let window = measurement(
+        "wrk (perf record)",
+        counts,
+        [r.p50_us, r.p99_us, r.p999_us],
+        &cpu,
+    );
+    if window.non_2xx > 0 || window.errors > 0 {
+        bail!(
+            "{} non-2xx responses, {} errors in the profiled window",
+            window.non_2xx,
+            window.errors
+        );
+    }
+    Ok(report::Profile {
+        binary: ctx
+            .envoy
+            .file_name()
+            .map_or("envoy".into(), |n| n.to_string_lossy().into_owned()),
+        frequency_hz: perf::FREQUENCY_HZ,
+        sampled_s: sampled.as_secs_f64(),
+        samples: dsos.iter().map(|d| d.samples).sum(),
+        dsos,
+        window,
+    })
 }
 
 fn closed_wrk_once(

@@ -1,12 +1,15 @@
 //! The results: the JSON model, the markdown tables with ratios to the baselines of the same run,
 //! and the targets. The traffic variants' tables are in `report/traffic.rs`, the memory table in
-//! `report/memory.rs`. Fields added since the first results default when absent, so older JSON
-//! (`bench/results/before.json`) still renders.
+//! `report/memory.rs`, the perf profile's (`--profile`) in `report/profile.rs`. Fields added
+//! since the first results default when absent, so older JSON (`bench/results/before.json`)
+//! still renders.
 
 mod memory;
+mod profile;
 mod traffic;
 
 pub use memory::{one_line as memory_line, MemoryMeta, MemoryRow};
+pub use profile::{one_line as profile_line, DsoShare, Profile};
 pub use traffic::{best_variants_of_rounds, one_line as traffic_line, TrafficMeta, VariantRow};
 
 use serde::{Deserialize, Serialize};
@@ -83,6 +86,9 @@ pub struct Row {
     pub envoy_rss_kb: u64,
     pub envoy_rss_peak_kb: u64,
     pub authz_rss_kb: Option<u64>,
+    /// `--profile`: where Envoy's CPU went in an extra window (plaintext rows only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<Profile>,
 }
 
 impl Row {
@@ -221,6 +227,9 @@ pub fn best_of_rounds(rows: Vec<Row>) -> Vec<Row> {
         {
             None => out.push(r),
             Some(o) => {
+                if o.profile.is_none() {
+                    o.profile = r.profile.clone();
+                }
                 if r.open.p99_us < o.open.p99_us || o.open.p99_us.is_nan() {
                     o.open = r.open.clone();
                 }
@@ -955,6 +964,7 @@ pub fn markdown(run: &RunReport) -> String {
             flagged.join("; ")
         );
     }
+    profile::markdown(run, &mut s);
     traffic::markdown(run, &mut s);
     memory::markdown(run, &mut s);
     tcp_markdown(run, &mut s);
@@ -1046,6 +1056,7 @@ pub(crate) mod sample {
                 envoy_rss_kb: 40 * 1024 + i as u64 * 1024,
                 envoy_rss_peak_kb: 50 * 1024,
                 authz_rss_kb: (config == "ext_authz").then_some(10 * 1024),
+                profile: None,
             })
             .collect()
     }

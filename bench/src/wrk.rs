@@ -29,6 +29,11 @@ impl WrkReport {
     }
 }
 
+/// The seconds wrk runs for `duration`: it takes whole seconds, sub-second durations round up.
+pub fn whole_seconds(duration: Duration) -> u64 {
+    duration.as_secs_f64().ceil().max(1.0) as u64
+}
+
 /// `wrk -t1 -cN -dD -s wrk-report.lua URL`, pinned to `cpu` when given, sending the bytes of
 /// the file `request` (the URL then only says where to connect).
 pub fn run(
@@ -47,8 +52,7 @@ pub fn run(
         }
         None => Command::new("wrk"),
     };
-    // wrk takes whole seconds; sub-second durations round up.
-    let seconds = duration.as_secs_f64().ceil().max(1.0) as u64;
+    let seconds = whole_seconds(duration);
     cmd.args([
         "-t1",
         &format!("-c{connections}"),
