@@ -733,6 +733,37 @@ struct Servers {
     authz: Option<Proc>,
 }
 
+/// The servers `config` needs and an Envoy with its HTTP listeners (`pin`: the taskset prefix,
+/// `concurrency`: its workers), under `dir`.
+fn start_http_setup(
+    ctx: &Ctx,
+    config: Config,
+    rules: Option<usize>,
+    dir: &Path,
+    pin: &[String],
+    concurrency: u32,
+) -> Result<(Servers, Envoy)> {
+    let servers = start_servers(ctx, config, rules, Layer::Http, dir)?;
+    let yaml = config::bootstrap(
+        &ctx.template,
+        Layer::Http,
+        config,
+        &ctx.paths,
+        &servers.rbac,
+    )?;
+    let config_file = dir.join("envoy.yaml");
+    std::fs::write(&config_file, yaml)?;
+    let envoy = Envoy::start(
+        &ctx.envoy,
+        pin,
+        &config_file,
+        dir,
+        concurrency,
+        Duration::from_secs(120),
+    )?;
+    Ok((servers, envoy))
+}
+
 /// Writes `layer`'s policy for `rules` under `dir` and starts what `config` needs: `control
 /// serve` for our filter, `control ext-authz` (pinned with Envoy) for ext_authz.
 fn start_servers(
@@ -896,22 +927,8 @@ fn measure_setup(
     round: usize,
 ) -> Result<(Vec<Row>, Vec<VariantRow>)> {
     let dir = ctx.run_dir.join(format!("{config}-{}", rules.unwrap_or(0)));
-    let Servers {
-        rbac,
-        control,
-        authz,
-    } = start_servers(ctx, config, rules, Layer::Http, &dir)?;
-    let yaml = config::bootstrap(&ctx.template, Layer::Http, config, &ctx.paths, &rbac)?;
-    let config_file = dir.join("envoy.yaml");
-    std::fs::write(&config_file, yaml)?;
-    let envoy = Envoy::start(
-        &ctx.envoy,
-        &taskset(ctx.envoy_cpu),
-        &config_file,
-        &dir,
-        1,
-        Duration::from_secs(120),
-    )?;
+    let (Servers { control, authz, .. }, envoy) =
+        start_http_setup(ctx, config, rules, &dir, &taskset(ctx.envoy_cpu), 1)?;
 
     let (plain, mtls) = http_targets(ctx);
     wait_allowed(ctx, &envoy, &plain)?;
@@ -1120,22 +1137,8 @@ fn measure_memory(
         "memory{concurrency}-{config}-{}",
         rules.unwrap_or(0)
     ));
-    let Servers {
-        rbac,
-        control,
-        authz,
-    } = start_servers(ctx, config, rules, Layer::Http, &dir)?;
-    let yaml = config::bootstrap(&ctx.template, Layer::Http, config, &ctx.paths, &rbac)?;
-    let config_file = dir.join("envoy.yaml");
-    std::fs::write(&config_file, yaml)?;
-    let envoy = Envoy::start(
-        &ctx.envoy,
-        &[],
-        &config_file,
-        &dir,
-        concurrency,
-        Duration::from_secs(120),
-    )?;
+    let (Servers { control, authz, .. }, envoy) =
+        start_http_setup(ctx, config, rules, &dir, &[], concurrency)?;
     let (plain, mtls) = http_targets(ctx);
     wait_allowed(ctx, &envoy, &plain)?;
     let worker_connections = warm::every_worker(
