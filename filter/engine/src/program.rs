@@ -231,30 +231,6 @@ impl CompiledPolicy {
         &self.names
     }
 
-    pub fn tier_name(&self, tier: u32) -> Option<&str> {
-        self.names.tier_name(tier)
-    }
-
-    pub fn policy_id(&self, policy: u32) -> Option<&PolicyId> {
-        self.names.policy_id(policy)
-    }
-
-    pub fn profile_name(&self, profile: u32) -> Option<&str> {
-        self.names.profile_name(profile)
-    }
-
-    pub fn tier_count(&self) -> usize {
-        self.names.tier_count()
-    }
-
-    pub fn policy_count(&self) -> usize {
-        self.names.policy_count()
-    }
-
-    pub fn profile_count(&self) -> usize {
-        self.names.profile_count()
-    }
-
     /// The `rule_id` of a compiled rule (by its index in `rules`), unless empty.
     pub(crate) fn rule_id(&self, step_rule: u32) -> Option<String> {
         self.rules
