@@ -9,8 +9,9 @@
 //!
 //! Every tick reads only `alp.version`, and so does the request path, at most once per
 //! [`RECHECK_MS`] (a clock read costs a fraction of a shared-data read, which copies into the VM);
-//! the snapshot is copied out, decoded and compiled once per version per VM. A snapshot that fails to decode is logged
-//! once and the VM keeps what it had.
+//! the snapshot is copied out, decoded and compiled once per version in each VM that serves (a
+//! VM that has not created a context, such as Envoy's main-thread VMs, only follows the version).
+//! A snapshot that fails to decode is logged once and the VM keeps what it had.
 
 use crate::host::{Host, Level};
 use alp_engine::{envelope, Engine, Options, Snapshot};
