@@ -325,7 +325,7 @@ mod tests {
             (SPIFFE_B, "2001:db8::2".parse().ok(), 8080)
         );
         // URI SANs present: no TLS or fallback reads.
-        assert_eq!(host.property_reads.get(), 4);
+        assert_eq!(host.property_reads(), 4);
     }
 
     #[test]
@@ -350,7 +350,7 @@ mod tests {
             }
         );
         // peer URI SAN, tls_version (so no local certificate either), two addresses.
-        assert_eq!(host.property_reads.get(), 4);
+        assert_eq!(host.property_reads(), 4);
 
         let host = FakeHost::new();
         host.set_property("source.address", "[fe80::1%2]:80");
@@ -428,11 +428,11 @@ mod tests {
         host.set_property_bytes("connection.id", &7u64.to_le_bytes());
         let mut cache = ConnectionCache::new();
         let first = cache.get(&host).unwrap();
-        let reads = host.property_reads.get();
+        let reads = host.property_reads();
         let again = cache.get(&host).unwrap();
         assert_eq!(first, again);
         assert_eq!(
-            host.property_reads.get(),
+            host.property_reads(),
             reads + 1,
             "only connection.id is read again"
         );

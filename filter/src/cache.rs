@@ -94,10 +94,6 @@ impl SnapshotCache {
         self.serving = serving;
     }
 
-    pub fn is_serving(&self) -> bool {
-        self.serving
-    }
-
     /// How to compile (plugin configuration); a change applies from the next version (or at
     /// once to the current one, recompiled from shared data on the next refresh).
     pub fn set_options(&mut self, options: Options) {

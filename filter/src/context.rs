@@ -55,9 +55,7 @@ impl Root {
     /// connection compiles the current one).
     fn serving(&self) {
         if let Ok(mut cache) = self.vm.cache.try_borrow_mut() {
-            if !cache.is_serving() {
-                cache.set_serving(true);
-            }
+            cache.set_serving(true);
         }
     }
 }

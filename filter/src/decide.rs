@@ -383,7 +383,7 @@ pub(crate) mod tests {
             vec![("content-type".to_string(), "text/plain".to_string())]
         );
         assert_eq!(
-            host.property_reads.get(),
+            host.property_reads(),
             0,
             "no attributes read without a policy"
         );

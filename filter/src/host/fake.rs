@@ -61,7 +61,6 @@ pub struct FakeHost {
     pub gauges: RefCell<Vec<(String, u64)>>,
     /// Every define and update call (a request must make none).
     pub metric_calls: Cell<usize>,
-    pub property_reads: Cell<usize>,
     pub shared_reads: RefCell<Vec<String>>,
     /// Properties whose read fails with a host error (D11).
     pub failing_properties: RefCell<Vec<String>>,
@@ -208,12 +207,20 @@ impl FakeHost {
     fn record(&self, call: &'static str) {
         self.host_calls.borrow_mut().push(call);
     }
+
+    /// How many attributes (properties) were read.
+    pub fn property_reads(&self) -> usize {
+        self.host_calls
+            .borrow()
+            .iter()
+            .filter(|&&c| c == "property")
+            .count()
+    }
 }
 
 impl Host for FakeHost {
     fn property(&self, path: &[&str]) -> Result<Option<Vec<u8>>, HostError> {
         self.record("property");
-        self.property_reads.set(self.property_reads.get() + 1);
         let name = path.join(".");
         if self.failing_properties.borrow().contains(&name) {
             return Err(HostError);
