@@ -15,7 +15,7 @@
 
 use crate::host::{Host, Level};
 use alp_engine::{envelope, Engine, Options, Snapshot};
-use std::rc::Rc;
+use std::sync::Arc;
 
 pub const SNAPSHOT_KEY: &str = "alp.snapshot";
 pub const VERSION_KEY: &str = "alp.version";
@@ -37,7 +37,7 @@ pub struct Events {
 pub struct SnapshotCache {
     /// The `alp.version` value last acted on (installed or refused).
     seen: Option<u64>,
-    engine: Rc<Engine>,
+    engine: Arc<Engine>,
     /// How to compile: the staged rehearsal too (`staged`), trust domains (`trust_domains`).
     options: Options,
     /// When the snapshot in force was received from control (ms since the Unix epoch).
@@ -58,7 +58,7 @@ impl Default for SnapshotCache {
     fn default() -> Self {
         SnapshotCache {
             seen: None,
-            engine: Rc::new(Engine::not_in_sync()),
+            engine: Arc::new(Engine::not_in_sync()),
             options: Options::default(),
             received_ms: None,
             events: Events::default(),
@@ -75,8 +75,8 @@ impl SnapshotCache {
     }
 
     /// The compiled policy in force in this VM (not in sync before the first snapshot).
-    pub fn engine(&self) -> Rc<Engine> {
-        Rc::clone(&self.engine)
+    pub fn engine(&self) -> Arc<Engine> {
+        Arc::clone(&self.engine)
     }
 
     /// The version in force (compiled), or for a VM that is not serving the newest one it
@@ -208,8 +208,8 @@ impl SnapshotCache {
     /// memory never shrinks, so it keeps the peak: one program and one decoded snapshot, not two
     /// programs. (The per-policy counters keep only the program's names.)
     fn install(&mut self, version: u64, snapshot: &Snapshot) {
-        self.engine = Rc::new(Engine::not_in_sync());
-        self.engine = Rc::new(Engine::from_snapshot_with(version, snapshot, &self.options));
+        self.engine = Arc::new(Engine::not_in_sync());
+        self.engine = Arc::new(Engine::from_snapshot_with(version, snapshot, &self.options));
     }
 
     /// `version N` or `no policy`, for log lines.

@@ -29,7 +29,7 @@ use crate::attributes::{engine_request, Connection};
 use crate::host::{Host, HostError};
 use crate::vm_state::VmState;
 use alp_engine::{Engine, Verdict};
-use std::rc::Rc;
+use std::sync::Arc;
 
 /// What the stream context tells Envoy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,6 +112,22 @@ impl ConnectionGate {
         }
     }
 
+    /// The host reports the connection established, for TLS with its handshake complete (the
+    /// native module's `Connected` event, which comes before any data): decides a connection
+    /// still waiting for its handshake.
+    pub fn on_handshake_complete(&mut self, vm: &VmState, host: &dyn Host) -> Flow {
+        match self.state {
+            State::Allowed => Flow::Continue,
+            State::Closed => Flow::Pause,
+            State::New | State::AwaitingHandshake => self.decide_now(vm, host, None),
+        }
+    }
+
+    /// Whether the connection waits for its TLS handshake before it can be decided.
+    pub fn awaits_handshake(&self) -> bool {
+        self.state == State::AwaitingHandshake
+    }
+
     /// Upstream bytes: delivered once allowed, held while the connection is undecided.
     pub fn on_upstream_data(&mut self, vm: &VmState, host: &dyn Host) -> Flow {
         match self.state {
@@ -143,7 +159,7 @@ impl ConnectionGate {
         &mut self,
         vm: &VmState,
         host: &dyn Host,
-        engine: &Rc<Engine>,
+        engine: &Arc<Engine>,
         precheck: Option<Verdict>,
     ) -> Flow {
         // Before the first snapshot nothing needs reading (the engine says NotInSync).

@@ -8,7 +8,7 @@ use crate::connection::{ConnectionGate, Flow};
 use crate::decide::Action as FilterAction;
 use crate::decision_log::DecisionLogger;
 use crate::host::proxy::ProxyHost;
-use crate::host::{Host, Level};
+use crate::host::{Host, Level, Stats};
 use crate::metrics::{Metrics, Subject};
 use crate::relay::Relay;
 use crate::vm_state::{Settings, VmState};

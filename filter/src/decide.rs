@@ -12,6 +12,7 @@ use crate::vm_state::VmState;
 use alp_engine::{path, Decision, Engine, Request, Verdict};
 use std::fmt::Write as _;
 use std::rc::Rc;
+use std::sync::Arc;
 
 /// What the HTTP context tells Envoy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,15 +84,18 @@ impl VmState {
         Action::Continue
     }
 
-    /// The engine in force, following shared data (an engine that is not in sync while the
-    /// cache is busy).
-    pub(crate) fn current_engine(&self, host: &dyn Host) -> Rc<Engine> {
+    /// The engine in force: the process's (native module), or this VM's copy following shared
+    /// data (an engine that is not in sync while the cache is busy).
+    pub(crate) fn current_engine(&self, host: &dyn Host) -> Arc<Engine> {
+        if let Some(process) = &self.process {
+            return process.current();
+        }
         match self.cache.try_borrow_mut() {
             Ok(mut cache) => {
                 cache.refresh_on_request(host);
                 cache.engine()
             }
-            Err(_) => Rc::new(Engine::not_in_sync()),
+            Err(_) => Arc::new(Engine::not_in_sync()),
         }
     }
 
@@ -101,7 +105,7 @@ impl VmState {
     pub(crate) fn judge(
         &self,
         host: &dyn Host,
-        engine: &Rc<Engine>,
+        engine: &Arc<Engine>,
         request: &Request<'_>,
         precheck: Option<Verdict>,
         connection: Option<&Connection>,

@@ -32,8 +32,10 @@ pub mod relay;
 pub mod timestamp;
 pub mod vm_state;
 
+#[cfg(target_family = "wasm")]
 mod context;
 
+#[cfg(target_family = "wasm")]
 proxy_wasm::main! {{
     // Installs proxy-wasm's panic hook (a panic is logged before the VM aborts); our own log
     // lines go through `host::Host::log` with Envoy's level.

@@ -35,13 +35,12 @@
 //! Nothing here calls the host on the request path: requests add to cells in the VM, and the
 //! root context's tick ([`Metrics::flush`]) defines what it needs and adds the counts to Envoy.
 
-use crate::cache::SnapshotCache;
-use crate::host::Host;
+use crate::cache::{Events, SnapshotCache};
+use crate::host::Stats;
 use alp_engine::decision::Origin;
 use alp_engine::{CompiledPolicy, Decision, Engine, ProgramNames, Verdict};
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
-use std::rc::Rc;
 use std::sync::Arc;
 
 /// Distinct per-policy series (enforced and staged together) one VM defines at most.
@@ -117,15 +116,14 @@ impl Subject {
         }
     }
 
-    /// The stat name of each fixed slot (`None`: not counted for this subject).
-    fn fixed(self) -> [Option<String>; FIXED] {
-        let staged = |value| Some(stat_name(self.staged(), &[("alp_staged", value)]));
-        let plain = |family: &str| Some(family.to_string());
+    /// The family and label of each fixed slot (`None`: not counted for this subject).
+    fn fixed(self) -> [Option<FixedStat>; FIXED] {
+        let staged = |value| Some((self.staged(), Some(("alp_staged", value))));
+        let plain = |family| Some((family, None));
         let path = |value| match self {
-            Subject::Request => Some(stat_name(
-                "alp_noncanonical_paths_total",
-                &[("alp_outcome", value)],
-            )),
+            Subject::Request => {
+                Some(("alp_noncanonical_paths_total", Some(("alp_outcome", value))))
+            }
             Subject::Connection => None,
         };
         [
@@ -144,6 +142,9 @@ impl Subject {
         ]
     }
 }
+
+/// A fixed slot's family and its one label, if any.
+type FixedStat = (&'static str, Option<(&'static str, &'static str)>);
 
 /// What happened to a non-canonical request path (D10).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -188,6 +189,9 @@ struct PolicyTable {
     counts: Vec<Cell<u64>>,
     /// Envoy metric ids per count, filled on first flush (`None`: not defined yet).
     ids: Vec<Option<u32>>,
+    /// The counts that are not zero, so a flush visits only those (at 10 000 rules a table has
+    /// thousands of counts; the native module flushes after every decision).
+    dirty: RefCell<Vec<usize>>,
 }
 
 impl PolicyTable {
@@ -199,6 +203,7 @@ impl PolicyTable {
             program,
             counts: vec![Cell::new(0); n],
             ids: vec![None; n],
+            dirty: RefCell::new(Vec::new()),
         }
     }
 
@@ -206,10 +211,17 @@ impl PolicyTable {
         let Some(names) = self.names.as_deref() else {
             return;
         };
-        if let Some(cell) = slot(names, decision.origin).and_then(|s| {
-            self.counts
-                .get(s * 2 + usize::from(!decision.verdict.is_allowed()))
-        }) {
+        let Some(i) = slot(names, decision.origin)
+            .map(|s| s * 2 + usize::from(!decision.verdict.is_allowed()))
+        else {
+            return;
+        };
+        if let Some(cell) = self.counts.get(i) {
+            if cell.get() == 0 {
+                if let Ok(mut dirty) = self.dirty.try_borrow_mut() {
+                    dirty.push(i);
+                }
+            }
             cell.set(cell.get() + 1);
         }
     }
@@ -283,6 +295,15 @@ pub fn segment(text: &str, policy: bool) -> String {
     out
 }
 
+/// The snapshot's side of a flush: events since the last one, the version in force and when it
+/// was received.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SnapshotStatus {
+    pub events: Events,
+    pub version: Option<u64>,
+    pub received_ms: Option<u64>,
+}
+
 /// The VM's counters and gauges.
 #[derive(Debug, Default)]
 pub struct Metrics {
@@ -305,10 +326,10 @@ pub struct Metrics {
 impl Metrics {
     /// Defines the fixed metrics of `subject` (at configuration time). `dry_run` sets
     /// `alp_dry_run`, and makes denials count as `would_deny`.
-    pub fn define(host: &dyn Host, dry_run: bool, subject: Subject) -> Self {
+    pub fn define(host: &dyn Stats, dry_run: bool, subject: Subject) -> Self {
         let mut fixed = [None; FIXED];
         for (id, name) in fixed.iter_mut().zip(subject.fixed()) {
-            *id = name.and_then(|name| host.define_counter(&name));
+            *id = name.and_then(|(family, label)| host.define_counter(family, label.as_slice()));
         }
         let mut reasons = [None; REASONS];
         for (id, verdict) in reasons.iter_mut().zip(Verdict::ALL) {
@@ -317,10 +338,10 @@ impl Metrics {
                 (false, false) => "denied",
                 (false, true) => "would_deny",
             };
-            *id = host.define_counter(&stat_name(
+            *id = host.define_counter(
                 subject.decisions(),
                 &[("alp_decision", decision), ("alp_reason", verdict.reason())],
-            ));
+            );
         }
         if let Some(id) = host.define_gauge("alp_dry_run") {
             host.set_gauge(id, u64::from(dry_run));
@@ -332,6 +353,20 @@ impl Metrics {
             reasons,
             version_gauge: host.define_gauge("alp_snapshot_version"),
             age_gauge: host.define_gauge("alp_snapshot_age_seconds"),
+            ..Default::default()
+        }
+    }
+
+    /// The same metric ids with nothing counted yet. The native module defines its metrics once
+    /// per filter configuration (Envoy allows it only then) and gives each worker thread a copy.
+    pub fn with_same_ids(&self) -> Metrics {
+        Metrics {
+            enabled: self.enabled,
+            subject: self.subject,
+            fixed: self.fixed,
+            reasons: self.reasons,
+            version_gauge: self.version_gauge,
+            age_gauge: self.age_gauge,
             ..Default::default()
         }
     }
@@ -374,7 +409,7 @@ impl Metrics {
 
     /// Counts one request or connection: its decision (a denial as `denied`, or `would_deny`
     /// in a dry run), and the staged rehearsal's decision if there is one. No host call.
-    pub fn count(&self, engine: &Rc<Engine>, decision: &Decision, staged: Option<&Decision>) {
+    pub fn count(&self, engine: &Arc<Engine>, decision: &Decision, staged: Option<&Decision>) {
         if !self.enabled {
             return;
         }
@@ -401,7 +436,7 @@ impl Metrics {
     fn add(
         &self,
         table: &RefCell<Option<PolicyTable>>,
-        engine: &Rc<Engine>,
+        engine: &Arc<Engine>,
         program: Program,
         decision: &Decision,
     ) {
@@ -429,21 +464,32 @@ impl Metrics {
 
     /// Adds the counts since the last flush to Envoy's stats and sets the gauges (root context
     /// tick). `cache` is the VM's snapshot cache, when it is not busy.
-    pub fn flush(&self, host: &dyn Host, cache: Option<&mut SnapshotCache>) {
+    pub fn flush(&self, host: &dyn Stats, cache: Option<&mut SnapshotCache>) {
+        let status = cache.map(|cache| SnapshotStatus {
+            events: cache.take_events(),
+            version: cache.version(),
+            received_ms: cache.received_ms(),
+        });
+        self.flush_with(host, status);
+    }
+
+    /// [`flush`](Self::flush) with the snapshot's status from wherever the program comes from
+    /// (the native module's follower).
+    pub fn flush_with(&self, host: &dyn Stats, status: Option<SnapshotStatus>) {
         if !self.enabled {
             return;
         }
-        if let Some(cache) = cache {
-            let events = cache.take_events();
+        if let Some(status) = status {
+            let events = status.events;
             for (i, n) in [(RELOADS, events.reloads), (REFUSALS, events.refusals)] {
                 if let Some(c) = self.fixed_pending.get(i) {
                     c.set(c.get() + n);
                 }
             }
-            if let (Some(id), Some(version)) = (self.version_gauge, cache.version()) {
+            if let (Some(id), Some(version)) = (self.version_gauge, status.version) {
                 host.set_gauge(id, version);
             }
-            if let (Some(id), Some(at)) = (self.age_gauge, cache.received_ms()) {
+            if let (Some(id), Some(at)) = (self.age_gauge, status.received_ms) {
                 host.set_gauge(id, host.now_ms().saturating_sub(at) / 1000);
             }
         }
@@ -475,12 +521,19 @@ impl Metrics {
         }
     }
 
-    fn flush_table(&self, host: &dyn Host, table: &mut PolicyTable) {
+    fn flush_table(&self, host: &dyn Stats, table: &mut PolicyTable) {
         let Some(names) = table.names.clone() else {
             return;
         };
         let family = table.program.family(self.subject);
-        for (i, (count, id)) in table.counts.iter().zip(table.ids.iter_mut()).enumerate() {
+        let dirty = match table.dirty.try_borrow_mut() {
+            Ok(mut dirty) => std::mem::take(&mut *dirty),
+            Err(_) => return,
+        };
+        for i in dirty {
+            let (Some(count), Some(id)) = (table.counts.get(i), table.ids.get_mut(i)) else {
+                continue;
+            };
             let n = count.take();
             if n == 0 {
                 continue;
@@ -500,7 +553,7 @@ impl Metrics {
     /// series once [`MAX_POLICY_SERIES`] are defined.
     fn series_id(
         &self,
-        host: &dyn Host,
+        host: &dyn Stats,
         family: &str,
         tier: &str,
         policy: &str,
@@ -508,30 +561,27 @@ impl Metrics {
     ) -> Option<u32> {
         let mut series = self.series.try_borrow_mut().ok()?;
         let labels = |tier, policy| {
-            stat_name(
-                family,
-                &[
-                    ("alp_tier", tier),
-                    ("alp_policy", policy),
-                    ("alp_action", action),
-                ],
-            )
+            [
+                ("alp_tier", tier),
+                ("alp_policy", policy),
+                ("alp_action", action),
+            ]
         };
-        let name = labels(tier, policy);
-        if let Some(id) = series.get(&name) {
+        let key = stat_name(family, &labels(tier, policy));
+        if let Some(id) = series.get(&key) {
             return Some(*id);
         }
-        let other = labels("_other", "_other");
-        let name = if series.len() < MAX_POLICY_SERIES {
-            name
+        let (key, labels) = if series.len() < MAX_POLICY_SERIES {
+            (key, labels(tier, policy))
         } else {
-            other
+            let other = labels("_other", "_other");
+            (stat_name(family, &other), other)
         };
-        if let Some(id) = series.get(&name) {
+        if let Some(id) = series.get(&key) {
             return Some(*id);
         }
-        let id = host.define_counter(&name)?;
-        series.insert(name, id);
+        let id = host.define_counter(family, &labels)?;
+        series.insert(key, id);
         Some(id)
     }
 }
@@ -552,7 +602,7 @@ mod tests {
     }
 
     /// Tier `default`: `allow-db` (ns `prod`), `deny.all`; tier `security`: none; profile.
-    fn engine() -> Rc<Engine> {
+    fn engine() -> Arc<Engine> {
         let a = pid("allow-db", "prod", "NetworkPolicy");
         let b = pid("deny.all", "", "GlobalNetworkPolicy");
         let rules = |action: &str| {
@@ -588,7 +638,7 @@ mod tests {
             }],
             ..Default::default()
         };
-        Rc::new(Engine::from_snapshot(7, &snapshot))
+        Arc::new(Engine::from_snapshot(7, &snapshot))
     }
 
     fn decision(verdict: Verdict, origin: Origin) -> Decision {

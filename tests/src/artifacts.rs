@@ -94,6 +94,45 @@ pub fn wasm() -> Result<PathBuf> {
     Ok(path)
 }
 
+/// Which artefact of the filter the tests run: `$ALP_ARTEFACT`, `wasm` (the default) or
+/// `native` (the Envoy dynamic module). `./test.sh` runs the end-to-end tests once with each.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Artefact {
+    Wasm,
+    Native,
+}
+
+impl Artefact {
+    pub fn from_env() -> Artefact {
+        match std::env::var("ALP_ARTEFACT").as_deref() {
+            Ok("native") => Artefact::Native,
+            _ => Artefact::Wasm,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Artefact::Wasm => "wasm",
+            Artefact::Native => "native",
+        }
+    }
+}
+
+/// The native module: `$ALP_NATIVE`, else `dist/libcalico_alp.so` (`./native-bundle.sh`).
+pub fn native_module() -> Result<PathBuf> {
+    let path = match std::env::var_os("ALP_NATIVE") {
+        Some(p) => PathBuf::from(p),
+        None => workspace_root().join("dist/libcalico_alp.so"),
+    };
+    if !path.is_file() {
+        bail!(
+            "the native module {} does not exist: build it first with ./native-bundle.sh",
+            path.display()
+        );
+    }
+    std::fs::canonicalize(&path).with_context(|| format!("native module {}", path.display()))
+}
+
 /// The `control` binary: `$ALP_CONTROL`, else `target/debug/control`.
 pub fn control() -> Result<PathBuf> {
     let (path, default) = match std::env::var_os("ALP_CONTROL") {

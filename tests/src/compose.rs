@@ -73,6 +73,7 @@ pub fn compose_params(etc: &Path, run: &Path) -> BootstrapParams {
         path_mode: PathMode::EnvoyNormalises,
         run_dir: run.to_path_buf(),
         wasm_filter: true,
+        native_module: None,
         direct_response: false,
         envoy_backend: true,
         plugin_options: String::new(),

@@ -65,6 +65,8 @@ pub struct BootstrapParams {
     pub workloads: Vec<WorkloadParams>,
     /// Include the wasm filter (false only for the benchmark's baseline).
     pub wasm_filter: bool,
+    /// The native module (`libcalico_alp.so`) in place of the wasm filter.
+    pub native_module: Option<PathBuf>,
     /// The inbound route answers itself instead of proxying to the backend (benchmark).
     pub direct_response: bool,
     /// Envoy serves each workload's backend sockets itself (HTTP: a direct response echoing the
@@ -83,6 +85,20 @@ impl BootstrapParams {
             .var("ADMIN_ADDRESS", &self.admin_address)
             .var("ADMIN_PORT", self.admin_port)
             .var("WASM_FILE", self.wasm_file.display())
+            .var(
+                "NATIVE_MODULE",
+                self.native_module
+                    .as_deref()
+                    .unwrap_or(Path::new("/nonexistent/libcalico_alp.so"))
+                    .display(),
+            )
+            .var(
+                "DECISION_STATE",
+                match self.native_module {
+                    Some(_) => "calico.alp_decision",
+                    None => "wasm.alp_decision",
+                },
+            )
             .var("CA_FILE", self.ca_file.display())
             .var("TRUST_DOMAIN", &self.trust_domain)
             .var("ACCESS_LOG", self.access_log.display())
@@ -95,7 +111,13 @@ impl BootstrapParams {
         let flag = |on: bool| if on { vec![Scope::new()] } else { vec![] };
         scope
             .lists
-            .insert("wasm_filter".into(), flag(self.wasm_filter));
+            .insert(
+                "wasm_filter".into(),
+                flag(self.wasm_filter && self.native_module.is_none()),
+            );
+        scope
+            .lists
+            .insert("native_filter".into(), flag(self.native_module.is_some()));
         scope
             .lists
             .insert("upstream_route".into(), flag(!self.direct_response));

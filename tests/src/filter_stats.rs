@@ -9,6 +9,11 @@
 //! [`parse_name`] takes such a name apart into (family, labels); [`AlpStats::metric`] sums the
 //! series of a family that carry the given labels, as a Prometheus query would.
 //!
+//! The native module's stats (`$ALP_ARTEFACT=native`) are Envoy's dynamic-module stats: in
+//! `/stats/prometheus` each family carries [`NATIVE_PROMETHEUS_PREFIX`] before its name, with the
+//! same labels. The tests read them from there and key them as the wasm filter's are, so every
+//! check holds for both artefacts.
+//!
 //! These are test steps: they panic (with what went wrong) instead of returning errors.
 
 use crate::envoy::Envoy;
@@ -18,6 +23,21 @@ use std::time::{Duration, Instant};
 
 /// The prefix Envoy gives the stats a wasm module defines.
 pub const PREFIX: &str = "wasmcustom.";
+/// The prefix of the native module's families in `/stats/prometheus` (Envoy's default
+/// `metrics_namespace` for dynamic modules, `dynamicmodulescustom`).
+pub const NATIVE_PROMETHEUS_PREFIX: &str = "envoy_dynamicmodulescustom_";
+
+fn native() -> bool {
+    crate::artifacts::Artefact::from_env() == crate::artifacts::Artefact::Native
+}
+
+/// Whether connections are counted per policy (`alp_policy_connections_total`,
+/// `alp_staged_policy_connections_total`): not by the native module, whose network filter can
+/// define only unlabeled counters, and only while Envoy creates its configuration, before any
+/// policy is known.
+pub fn connections_by_policy() -> bool {
+    !native()
+}
 
 /// Every family the filter defines (filter/src/metrics.rs); a Prometheus family `alp_*` of
 /// Envoy's not listed here is a mistake (a label left in a name, say). control's own metrics,
@@ -104,8 +124,22 @@ impl AlpStats {
         Self::read_envoy(&stack.envoy)
     }
 
-    /// Reads `/stats?filter=^wasmcustom\.` of `envoy` (a failed read panics).
+    /// Reads `/stats?filter=^wasmcustom\.` of `envoy` (a failed read panics); for the native
+    /// module its families in `/stats/prometheus`, keyed by the names the wasm filter uses.
     pub fn read_envoy(envoy: &Envoy) -> Self {
+        if native() {
+            return AlpStats(
+                read_prometheus(envoy)
+                    .into_iter()
+                    .map(|s| {
+                        let labels: Vec<(&str, &str)> =
+                            s.labels.iter().map(|(l, v)| (l.as_str(), v.as_str())).collect();
+                        let name = alp_filter_stat_name(&s.family, &labels);
+                        (name, s.value as u64)
+                    })
+                    .collect(),
+            );
+        }
         let r = envoy
             .admin_get("/stats?filter=%5Ewasmcustom%5C.")
             .unwrap_or_else(|e| panic!("admin /stats: {e:#}"));
@@ -262,15 +296,32 @@ fn parse_prom_line(line: &str) -> Option<PromSeries> {
     })
 }
 
-/// The `alp_*` series of `envoy`'s `/stats/prometheus` (a failed read panics).
+/// The `alp_*` series of `envoy`'s `/stats/prometheus` (a failed read panics); the native
+/// module's without their [`NATIVE_PROMETHEUS_PREFIX`].
 pub fn read_prometheus(envoy: &Envoy) -> Vec<PromSeries> {
     let r = envoy
         .admin_get("/stats/prometheus")
         .unwrap_or_else(|e| panic!("admin /stats/prometheus: {e:#}"));
+    let native = native();
     parse_prometheus(&r.body)
         .into_iter()
-        .filter(|s| s.family.starts_with("alp_"))
+        .filter_map(|mut s| {
+            if native {
+                s.family = s.family.strip_prefix(NATIVE_PROMETHEUS_PREFIX)?.to_string();
+            }
+            s.family.starts_with("alp_").then_some(s)
+        })
         .collect()
+}
+
+/// A stat name in the wasm filter's encoding (filter/src/metrics.rs, `stat_name`).
+fn alp_filter_stat_name(family: &str, labels: &[(&str, &str)]) -> String {
+    let mut name = String::new();
+    for (l, v) in labels {
+        name.push_str(&format!("{l}=.={v};.;"));
+    }
+    name.push_str(family);
+    name
 }
 
 /// `/stats` and the `alp_*` series of `/stats/prometheus` of `envoy` at one moment: read until

@@ -77,7 +77,8 @@ impl WorkloadSpec {
 /// Which HTTP filter protects the inbound listeners.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Filter {
-    /// The Calico application layer policy module (`artifacts::wasm()`).
+    /// The Calico application layer policy module: the artefact `$ALP_ARTEFACT` names
+    /// (`artifacts::wasm()`, or the native module `artifacts::native_module()`).
     Alp,
     /// Another proxy-wasm module at this path (the benchmark's no-op filter).
     Module(PathBuf),
@@ -210,7 +211,10 @@ impl Stack {
     /// default) waits until each in-sync workload enforces its first snapshot.
     pub fn start(opts: StackOptions) -> Result<Stack> {
         let envoy_bin = artifacts::envoy()?;
+        let native = opts.filter == Filter::Alp && artifacts::Artefact::from_env() == artifacts::Artefact::Native;
+        let native_module = if native { Some(artifacts::native_module()?) } else { None };
         let wasm = match &opts.filter {
+            Filter::Alp if native => PathBuf::from("/nonexistent/no-filter.wasm"),
             Filter::Alp => artifacts::wasm()?,
             Filter::Module(p) => p.clone(),
             Filter::Off => PathBuf::from("/nonexistent/no-filter.wasm"),
@@ -239,6 +243,7 @@ impl Stack {
             run_dir: run.clone(),
             workloads: vec![],
             wasm_filter: opts.filter != Filter::Off,
+            native_module,
             direct_response: opts.direct_response,
             envoy_backend: !opts.echo_backend,
             plugin_options: opts.plugin_options.clone(),

@@ -19,6 +19,7 @@ fn params(run: &Path, ca: &Ca, wasm: &Path, mode: PathMode, names: &[&str]) -> B
         path_mode: mode,
         run_dir: run.to_path_buf(),
         wasm_filter: true,
+        native_module: None,
         direct_response: false,
         envoy_backend: true,
         plugin_options: String::new(),

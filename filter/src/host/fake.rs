@@ -1,7 +1,7 @@
 //! A host for tests: properties, headers and callouts are set by the test; shared data is
 //! an `Rc` map that several `FakeHost`s (several "VMs") can share.
 
-use super::{CasMismatch, Host, HostError, Level, MethodAndPath};
+use super::{CasMismatch, Host, HostError, Level, MethodAndPath, Stats};
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -366,14 +366,18 @@ impl Host for FakeHost {
     fn log_enabled(&self, level: Level) -> bool {
         self.log_level.get().is_none_or(|min| level >= min)
     }
+}
 
+impl Stats for FakeHost {
     fn now_ms(&self) -> u64 {
         self.record("now_ms");
         self.now.get()
     }
 
-    fn define_counter(&self, name: &str) -> Option<u32> {
+    fn define_counter(&self, family: &str, labels: &[(&str, &str)]) -> Option<u32> {
         self.record("define_counter");
+        let name = crate::metrics::stat_name(family, labels);
+        let name = name.as_str();
         self.metric_calls.set(self.metric_calls.get() + 1);
         let mut counters = self.counters.borrow_mut();
         if let Some(i) = counters.iter().position(|(n, _)| n == name) {

@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 pub mod header_map;
+#[cfg(target_family = "wasm")]
 pub mod proxy;
 
 #[cfg(test)]
@@ -36,7 +37,7 @@ pub type MethodAndPath = (Option<Vec<u8>>, Option<Vec<u8>>);
 /// The host calls the filter makes. Reads of what a decision uses tell "absent" (`Ok(None)`)
 /// from "could not be read" (`Err`, D11); the rest is infallible from the caller's view (a host
 /// error reads as absent, or is reported in the result).
-pub trait Host {
+pub trait Host: Stats {
     /// An Envoy attribute (`["source", "address"]`), raw bytes; `Ok(None)` when absent.
     fn property(&self, path: &[&str]) -> Result<Option<Vec<u8>>, HostError>;
     /// `:method` and `:path` of the current HTTP stream. The real host reads both with one host
@@ -77,10 +78,18 @@ pub trait Host {
     fn log(&self, level: Level, message: &str);
     /// Whether a line at `level` would be logged: check before formatting a costly one.
     fn log_enabled(&self, level: Level) -> bool;
+}
+
+/// Envoy stats and the clock: what [`Metrics`](crate::metrics::Metrics) needs, also where
+/// nothing else of the host exists (the native module defines its stats while Envoy creates a
+/// filter configuration).
+pub trait Stats {
     /// Wall-clock time, milliseconds since the Unix epoch (the same clock in every VM).
     fn now_ms(&self) -> u64;
-    /// Defines (or finds) a counter metric.
-    fn define_counter(&self, name: &str) -> Option<u32>;
+    /// Defines (or finds) the counter of `family` with `labels` (label, value). proxy-wasm has
+    /// no labels: its host encodes them into the name (`metrics::stat_name`); the native module
+    /// gives them to Envoy as labels where the ABI allows.
+    fn define_counter(&self, family: &str, labels: &[(&str, &str)]) -> Option<u32>;
     fn increment_counter(&self, id: u32, by: u64);
     /// Defines (or finds) a gauge metric.
     fn define_gauge(&self, name: &str) -> Option<u32>;

@@ -3,7 +3,7 @@
 //! [`header_map::method_and_path`](super::header_map::method_and_path).
 
 use super::header_map::method_and_path;
-use super::{CasMismatch, Host, HostError, Level, MethodAndPath};
+use super::{CasMismatch, Host, HostError, Level, MethodAndPath, Stats};
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
@@ -174,7 +174,9 @@ impl Host for ProxyHost {
     fn log_enabled(&self, level: Level) -> bool {
         level as u8 >= LOG_LEVEL.load(Ordering::Relaxed)
     }
+}
 
+impl Stats for ProxyHost {
     fn now_ms(&self) -> u64 {
         proxy_wasm::hostcalls::get_current_time()
             .ok()
@@ -182,8 +184,9 @@ impl Host for ProxyHost {
             .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
     }
 
-    fn define_counter(&self, name: &str) -> Option<u32> {
-        proxy_wasm::hostcalls::define_metric(proxy_wasm::types::MetricType::Counter, name).ok()
+    fn define_counter(&self, family: &str, labels: &[(&str, &str)]) -> Option<u32> {
+        let name = crate::metrics::stat_name(family, labels);
+        proxy_wasm::hostcalls::define_metric(proxy_wasm::types::MetricType::Counter, &name).ok()
     }
 
     fn increment_counter(&self, id: u32, by: u64) {
