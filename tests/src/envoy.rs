@@ -109,12 +109,10 @@ impl BootstrapParams {
             .var("PLUGIN_OPTIONS", plugin_options(&self.plugin_options));
         scope.lists.insert("workload".into(), vec![]);
         let flag = |on: bool| if on { vec![Scope::new()] } else { vec![] };
-        scope
-            .lists
-            .insert(
-                "wasm_filter".into(),
-                flag(self.wasm_filter && self.native_module.is_none()),
-            );
+        scope.lists.insert(
+            "wasm_filter".into(),
+            flag(self.wasm_filter && self.native_module.is_none()),
+        );
         scope
             .lists
             .insert("native_filter".into(), flag(self.native_module.is_some()));

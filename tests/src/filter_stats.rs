@@ -132,8 +132,11 @@ impl AlpStats {
                 read_prometheus(envoy)
                     .into_iter()
                     .map(|s| {
-                        let labels: Vec<(&str, &str)> =
-                            s.labels.iter().map(|(l, v)| (l.as_str(), v.as_str())).collect();
+                        let labels: Vec<(&str, &str)> = s
+                            .labels
+                            .iter()
+                            .map(|(l, v)| (l.as_str(), v.as_str()))
+                            .collect();
                         let name = alp_filter_stat_name(&s.family, &labels);
                         (name, s.value as u64)
                     })

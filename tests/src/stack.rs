@@ -211,8 +211,13 @@ impl Stack {
     /// default) waits until each in-sync workload enforces its first snapshot.
     pub fn start(opts: StackOptions) -> Result<Stack> {
         let envoy_bin = artifacts::envoy()?;
-        let native = opts.filter == Filter::Alp && artifacts::Artefact::from_env() == artifacts::Artefact::Native;
-        let native_module = if native { Some(artifacts::native_module()?) } else { None };
+        let native = opts.filter == Filter::Alp
+            && artifacts::Artefact::from_env() == artifacts::Artefact::Native;
+        let native_module = if native {
+            Some(artifacts::native_module()?)
+        } else {
+            None
+        };
         let wasm = match &opts.filter {
             Filter::Alp if native => PathBuf::from("/nonexistent/no-filter.wasm"),
             Filter::Alp => artifacts::wasm()?,

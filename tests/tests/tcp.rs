@@ -10,8 +10,8 @@ use alp_e2e::decision_log::{
     access_log_decision, access_log_lines, decision_lines, logged_decisions, ts_unix_ms, Logged,
 };
 use alp_e2e::filter_stats::{
-    connections_by_policy,
-    prom_value, prometheus_mismatches, read_both, read_prometheus, settled, stats_until,
+    connections_by_policy, prom_value, prometheus_mismatches, read_both, read_prometheus, settled,
+    stats_until,
 };
 use alp_e2e::policy::{
     default_profiles, in_sync, ipset, namespace, policy, service_account, single_policy,
@@ -458,7 +458,11 @@ fn mtls_connections_by_identity_with_stats_and_decision_logs() {
         ),
     ] {
         if counted(family, 1) == 0 {
-            assert_eq!(prom_value(&prom, family, labels), None, "{family}: not counted");
+            assert_eq!(
+                prom_value(&prom, family, labels),
+                None,
+                "{family}: not counted"
+            );
             continue;
         }
         assert_eq!(
