@@ -1,13 +1,19 @@
 //! `--listen`: `HOST:PORT` (TCP) or `unix:PATH` (a Unix socket; Envoy reaches it with a
-//! `pipe` address).
+//! `pipe` address); and serving HTTP on it within [`ConnLimits`] (`--header-read-timeout`,
+//! `--max-connections`).
 
 use anyhow::{bail, Context, Result};
 use axum::Router;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
 use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
-use tokio::sync::watch;
-use tracing::{info, warn};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{watch, Semaphore};
+use tracing::{debug, info, warn};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Listen {
@@ -103,27 +109,160 @@ impl Bound {
         }
     }
 
-    /// Serves `app` until `shutdown` turns true, then finishes the requests in progress.
-    pub async fn serve(self, app: Router, mut shutdown: watch::Receiver<bool>) -> Result<()> {
-        let signal = async move {
-            let _ = shutdown.wait_for(|stop| *stop).await;
-        };
+    /// Serves `app` (HTTP/1.1) until `shutdown` turns true, then finishes the requests in
+    /// progress; a connection that has not sent its request headers within
+    /// `limits.header_read_timeout` is closed, and one beyond `limits.max_connections` is closed
+    /// as soon as it is accepted.
+    pub async fn serve_with(
+        self,
+        app: Router,
+        limits: ConnLimits,
+        shutdown: watch::Receiver<bool>,
+    ) -> Result<()> {
+        let address = self.address();
         match self {
-            Bound::Tcp(listener) => axum::serve(listener, app)
-                .with_graceful_shutdown(signal)
-                .await
-                .context("server"),
+            Bound::Tcp(listener) => accept_loop(listener, &address, app, limits, shutdown).await,
             Bound::Unix(listener, path) => {
-                let result = axum::serve(listener, app)
-                    .with_graceful_shutdown(signal)
-                    .await
-                    .context("server");
+                let result = accept_loop(listener, &address, app, limits, shutdown).await;
                 if tokio::fs::remove_file(&path).await.is_ok() {
                     info!(path = %path.display(), "removed socket");
                 }
                 result
             }
         }
+    }
+}
+
+/// What one listener lets a client hold: `--header-read-timeout` and `--max-connections`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnLimits {
+    /// How long a connection may take to send complete request headers (of its first request,
+    /// and of each next one on a kept-alive connection) before it is closed.
+    pub header_read_timeout: Duration,
+    /// Connections open at once on the listener; more are closed at once.
+    pub max_connections: usize,
+}
+
+impl ConnLimits {
+    pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+    pub const DEFAULT_MAX_CONNECTIONS: usize = 256;
+}
+
+impl Default for ConnLimits {
+    fn default() -> Self {
+        ConnLimits {
+            header_read_timeout: Self::DEFAULT_HEADER_READ_TIMEOUT,
+            max_connections: Self::DEFAULT_MAX_CONNECTIONS,
+        }
+    }
+}
+
+/// Connections closed because `--max-connections` were open (all listeners of the process).
+static REFUSED: AtomicU64 = AtomicU64::new(0);
+/// Connections closed because their request headers did not arrive in time.
+static HEADER_TIMEOUTS: AtomicU64 = AtomicU64::new(0);
+
+/// Connections refused at the `--max-connections` cap so far (for `/metrics`).
+pub fn connections_refused() -> u64 {
+    REFUSED.load(Ordering::Relaxed)
+}
+
+/// Connections closed at `--header-read-timeout` so far (for `/metrics`).
+pub fn header_timeouts() -> u64 {
+    HEADER_TIMEOUTS.load(Ordering::Relaxed)
+}
+
+/// At most one warning per this long about refused connections (a flood must not flood the log).
+const REFUSED_LOG_EVERY: Duration = Duration::from_secs(10);
+
+async fn accept_loop<L>(
+    mut listener: L,
+    address: &str,
+    app: Router,
+    limits: ConnLimits,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<()>
+where
+    L: axum::serve::Listener,
+{
+    // At most u32::MAX: all the slots are taken back at once when the server stops.
+    let max = limits.max_connections.clamp(1, u32::MAX as usize);
+    let slots = Arc::new(Semaphore::new(max));
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout);
+    let mut last_warned: Option<Instant> = None;
+    let mut refused_since_warned = 0u64;
+    loop {
+        let io = tokio::select! {
+            biased;
+            _ = async { let _ = shutdown.wait_for(|stop| *stop).await; } => break,
+            // Errors (out of file descriptors, ...) are logged and retried by the listener.
+            (io, _) = listener.accept() => io,
+        };
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            drop(io);
+            REFUSED.fetch_add(1, Ordering::Relaxed);
+            refused_since_warned += 1;
+            if last_warned.is_none_or(|t| t.elapsed() >= REFUSED_LOG_EVERY) {
+                warn!(
+                    listen = address,
+                    refused = refused_since_warned,
+                    "connection refused: {max} connections already open (--max-connections)"
+                );
+                last_warned = Some(Instant::now());
+                refused_since_warned = 0;
+            }
+            continue;
+        };
+        let conn = http.serve_connection(TokioIo::new(io), TowerToHyperService::new(app.clone()));
+        let mut stop = shutdown.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let mut conn = std::pin::pin!(conn);
+            let stopping = async move {
+                let _ = stop.wait_for(|stop| *stop).await;
+            };
+            let result = tokio::select! {
+                result = conn.as_mut() => result,
+                () = stopping => {
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
+                }
+            };
+            match result {
+                Err(e) if e.is_timeout() => {
+                    HEADER_TIMEOUTS.fetch_add(1, Ordering::Relaxed);
+                    debug!("connection closed: no complete request headers in time (--header-read-timeout)");
+                }
+                Err(e) => debug!("connection closed: {e}"),
+                Ok(()) => {}
+            }
+        });
+    }
+    // Every connection gives its slot back when it ends: wait for the requests in progress.
+    let _ = slots.acquire_many(max as u32).await;
+    Ok(())
+}
+
+/// A duration flag: `10s`, `500ms`, `2m`, or bare seconds (`10`, `0.5`).
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (number, unit) = match s.find(|c: char| !(c.is_ascii_digit() || c == '.')) {
+        Some(i) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let scale = match unit {
+        "ms" => 0.001,
+        "s" => 1.0,
+        "m" => 60.0,
+        _ => return Err(format!("{s:?}: give a duration such as 10s, 500ms or 2m")),
+    };
+    match number.parse::<f64>() {
+        Ok(n) if n.is_finite() && n > 0.0 => Ok(Duration::from_secs_f64(n * scale)),
+        _ => Err(format!(
+            "{s:?}: give a positive duration such as 10s, 500ms or 2m"
+        )),
     }
 }
 
@@ -150,6 +289,18 @@ mod tests {
         assert!("9400".parse::<Listen>().is_err());
         assert!(":9400".parse::<Listen>().is_err());
         assert!("host:http".parse::<Listen>().is_err());
+    }
+
+    #[test]
+    fn parses_durations() {
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("10"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("0.5"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        for bad in ["", "0", "0s", "-1s", "10h", "s", "1.2.3s", "inf"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[tokio::test]

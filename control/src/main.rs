@@ -38,6 +38,26 @@ Exit status:
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Largest policy YAML file (or standard input) the loader reads, in bytes; a larger one is
+    /// refused unparsed (a reload keeps the last good policy).
+    #[arg(
+        long,
+        global = true,
+        value_name = "BYTES",
+        default_value_t = alp_calico::limits::DEFAULT_MAX_POLICY_BYTES,
+        env = "ALP_MAX_POLICY_BYTES"
+    )]
+    max_policy_bytes: usize,
+    /// Deepest nesting (block and flow collections) of a policy YAML document, measured
+    /// before parsing; a deeper one is refused unparsed (a reload keeps the last good policy).
+    #[arg(
+        long,
+        global = true,
+        value_name = "N",
+        default_value_t = alp_calico::limits::DEFAULT_MAX_YAML_DEPTH,
+        env = "ALP_MAX_YAML_DEPTH"
+    )]
+    max_yaml_depth: usize,
 }
 
 #[derive(Subcommand)]
@@ -60,6 +80,10 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    alp_calico::limits::set_limits(alp_calico::limits::Limits {
+        max_bytes: cli.max_policy_bytes,
+        max_depth: cli.max_yaml_depth,
+    });
     let result = match cli.command {
         Command::Check(args) => check::run(&args),
         Command::Serve(args) => serve::run(&args),

@@ -8,6 +8,7 @@
 //! * [`load`]: files, directories or standard input of multi-document YAML (single resources,
 //!   `List`s) into a [`PolicySet`], with every [`Problem`] (file, line, resource, field, what is
 //!   wrong).
+//! * [`limits`]: the caps checked before parsing (`--max-policy-bytes`, `--max-yaml-depth`).
 //! * [`compile`](mod@compile): for one workload of the inventory, the `ToDataplane` messages
 //!   Felix would send, ending in `inSync`; feed them to `alp_felix::SyncState::replay` or
 //!   `alp_felix::engine_from_updates`.
@@ -23,6 +24,7 @@ pub mod compile;
 mod decode;
 mod document;
 mod k8s;
+pub mod limits;
 pub mod load;
 pub mod locate;
 pub mod model;

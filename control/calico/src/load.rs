@@ -8,6 +8,7 @@
 
 use crate::decode::{self, Dec};
 use crate::document::{split_documents, Document};
+use crate::limits::{self, BYTES_SETTING, DEPTH_SETTING};
 use crate::locate::{FieldPath, Locator};
 use crate::model::{
     EndpointSlice, Origin, Policy, PolicyKind, PolicySet, Problem, SlicePort, Tier, Workload,
@@ -62,6 +63,7 @@ pub fn load_all(paths: &[PathBuf], stdin: Option<&str>) -> (PolicySet, Vec<Probl
         }
     }
     files.dedup();
+    let max_bytes = limits::limits().max_bytes;
     let mut inputs = Vec::new();
     let mut read_stdin = None;
     for file in &files {
@@ -71,7 +73,11 @@ pub fn load_all(paths: &[PathBuf], stdin: Option<&str>) -> (PolicySet, Vec<Probl
                 (None, Some(text)) => String::clone(text),
                 (None, None) => {
                     let mut text = String::new();
-                    if let Err(e) = std::io::stdin().read_to_string(&mut text) {
+                    let stdin = std::io::stdin().lock();
+                    if let Err(e) = stdin
+                        .take(cap_plus_one(max_bytes))
+                        .read_to_string(&mut text)
+                    {
                         problems.push(Problem::unreadable(file, &e));
                     }
                     read_stdin = Some(text.clone());
@@ -81,8 +87,9 @@ pub fn load_all(paths: &[PathBuf], stdin: Option<&str>) -> (PolicySet, Vec<Probl
             inputs.push(("<stdin>".to_string(), text));
             continue;
         }
-        match std::fs::read_to_string(file) {
-            Ok(text) => inputs.push((file.display().to_string(), text)),
+        match read_capped(file, max_bytes) {
+            Ok(Ok(text)) => inputs.push((file.display().to_string(), text)),
+            Ok(Err(size)) => problems.push(too_large(&file.display().to_string(), size, max_bytes)),
             Err(e) => problems.push(Problem::unreadable(file, &e)),
         }
     }
@@ -94,6 +101,42 @@ pub fn load_all(paths: &[PathBuf], stdin: Option<&str>) -> (PolicySet, Vec<Probl
     problems.extend(more);
     set.files = files;
     (set, problems)
+}
+
+fn cap_plus_one(max_bytes: usize) -> u64 {
+    u64::try_from(max_bytes)
+        .unwrap_or(u64::MAX)
+        .saturating_add(1)
+}
+
+/// A file's text, or its size when it is over `max_bytes` (then no more than that is read).
+fn read_capped(path: &Path, max_bytes: usize) -> std::io::Result<Result<String, u64>> {
+    let file = std::fs::File::open(path)?;
+    let size = file.metadata()?.len();
+    if size > max_bytes as u64 {
+        return Ok(Err(size));
+    }
+    let mut text = String::new();
+    file.take(cap_plus_one(max_bytes))
+        .read_to_string(&mut text)?;
+    if text.len() > max_bytes {
+        // It grew while being read.
+        return Ok(Err(text.len() as u64));
+    }
+    Ok(Ok(text))
+}
+
+/// The problem of an input over `--max-policy-bytes`.
+fn too_large(file: &str, size: u64, max_bytes: usize) -> Problem {
+    Problem {
+        file: file.to_string(),
+        line: 0,
+        resource: None,
+        field: None,
+        message: format!(
+            "size {size} bytes exceeds the limit of {max_bytes} bytes (raise it with {BYTES_SETTING}); not parsed"
+        ),
+    }
 }
 
 fn collect_files(path: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
@@ -128,11 +171,38 @@ pub fn load_texts(files: &[(&str, &str)]) -> Result<PolicySet, Vec<Problem>> {
 pub fn load_texts_all(files: &[(&str, &str)]) -> (PolicySet, Vec<Problem>) {
     let mut set = PolicySet::default();
     let mut problems = Vec::new();
+    let caps = limits::limits();
     for (file, text) in files {
-        for doc in split_documents(text) {
+        if text.len() > caps.max_bytes {
+            problems.push(too_large(file, text.len() as u64, caps.max_bytes));
+            continue;
+        }
+        let docs = split_documents(text);
+        let many = docs.len() > 1;
+        for (index, doc) in docs.iter().enumerate() {
+            // Measured before parsing: the parser's time grows faster than the nesting.
+            let nesting = limits::nesting(doc.text, caps.max_depth);
+            if let Some(line) = nesting.over_at {
+                let which = if many {
+                    format!("document {}: ", index + 1)
+                } else {
+                    String::new()
+                };
+                problems.push(Problem {
+                    file: file.to_string(),
+                    line: doc.start_line + line,
+                    resource: None,
+                    field: None,
+                    message: format!(
+                        "{which}nesting depth {} exceeds the limit of {} (raise it with {DEPTH_SETTING}); not parsed",
+                        nesting.depth, caps.max_depth
+                    ),
+                });
+                continue;
+            }
             Loader {
                 file,
-                doc: &doc,
+                doc,
                 locator: Locator::new(doc.text),
                 set: &mut set,
                 problems: &mut problems,

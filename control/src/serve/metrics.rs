@@ -8,6 +8,8 @@
 //! | `alp_control_snapshot_bytes` | gauge | size of its envelope |
 //! | `alp_control_felix_reconnects_total` | counter | Felix streams that ended or could not start (each is followed by a reconnect) |
 //! | `alp_control_updates_applied_total` | counter | Felix Policy Sync messages applied to the store |
+//! | `alp_control_connections_refused_total` | counter | connections closed at once at `--max-connections` (all listeners) |
+//! | `alp_control_header_timeouts_total` | counter | connections closed at `--header-read-timeout` (all listeners) |
 //! | `alp_control_snapshot_build_seconds` | histogram | time to build each snapshot from the source's state (file sources: read, parse, replay) |
 
 use crate::source::counters::{Counted, Counters, BUILD_BUCKETS};
@@ -48,6 +50,18 @@ pub fn render(counters: &Counters, state: State) -> String {
         "gauge",
         "Size of the snapshot envelope served.",
         state.bytes.unwrap_or(0).to_string(),
+    );
+    metric(
+        "alp_control_connections_refused_total",
+        "counter",
+        "Connections closed at once because --max-connections were open on their listener.",
+        crate::listen::connections_refused().to_string(),
+    );
+    metric(
+        "alp_control_header_timeouts_total",
+        "counter",
+        "Connections closed because their request headers did not arrive within --header-read-timeout.",
+        crate::listen::header_timeouts().to_string(),
     );
     metric(
         "alp_control_felix_reconnects_total",

@@ -21,7 +21,7 @@ pub mod publish;
 #[cfg(test)]
 mod tests;
 
-use crate::listen::Listen;
+use crate::listen::{ConnLimits, Listen};
 use crate::running::Running;
 use crate::source::args::SourceArgs;
 use crate::source::{Outputs, Source};
@@ -49,8 +49,39 @@ pub struct ServeArgs {
     /// 0.0.0.0:9402 for a direct scrape. Off unless given (an empty value: off).
     #[arg(long, value_name = "ADDR", env = "ALP_METRICS_LISTEN")]
     pub metrics_listen: Option<OptionalListen>,
+    /// Close a connection that has not sent complete request headers this long after it
+    /// opened (or after its last response, on a kept-alive connection): 10s, 500ms, 2m or
+    /// bare seconds. A long-poll whose headers arrived is not cut. Applies to --listen and
+    /// --metrics-listen.
+    #[arg(
+        long,
+        value_name = "DURATION",
+        default_value = "10s",
+        value_parser = crate::listen::parse_duration,
+        env = "ALP_HEADER_READ_TIMEOUT"
+    )]
+    pub header_read_timeout: std::time::Duration,
+    /// Connections open at once on each listener (--listen, --metrics-listen); one more is
+    /// closed as soon as it is accepted (logged, counted in
+    /// alp_control_connections_refused_total).
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = ConnLimits::DEFAULT_MAX_CONNECTIONS,
+        value_parser = positive_count,
+        env = "ALP_MAX_CONNECTIONS"
+    )]
+    pub max_connections: usize,
     #[command(flatten)]
     pub source: SourceArgs,
+}
+
+/// A count of at least 1.
+fn positive_count(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!("{s:?}: give a whole number of at least 1")),
+    }
 }
 
 /// An address, or none for an empty value (so that `ALP_METRICS_LISTEN=` turns it off).
@@ -69,6 +100,14 @@ impl std::str::FromStr for OptionalListen {
 }
 
 impl ServeArgs {
+    /// What each listener lets a client hold.
+    pub fn conn_limits(&self) -> ConnLimits {
+        ConnLimits {
+            header_read_timeout: self.header_read_timeout,
+            max_connections: self.max_connections,
+        }
+    }
+
     /// Where to serve the metrics as well, if anywhere.
     pub fn metrics_listen(&self) -> Option<&Listen> {
         self.metrics_listen.as_ref().and_then(|m| m.0.as_ref())
@@ -80,7 +119,13 @@ pub fn run(args: &ServeArgs) -> Result<ExitCode> {
     crate::runtime::init_tracing();
     crate::runtime::runtime(2)?.block_on(async {
         let source = args.source.source()?;
-        let running = start_with(&args.listen, args.metrics_listen(), source).await?;
+        let running = start_limited(
+            &args.listen,
+            args.metrics_listen(),
+            args.conn_limits(),
+            source,
+        )
+        .await?;
         info!(listen = %running.address, "control serving");
         if let Some(metrics) = &running.metrics_address {
             info!(metrics_listen = %metrics, "serving /metrics and /healthz");
@@ -96,12 +141,24 @@ pub async fn start(listen: &Listen, source: Box<dyn Source>) -> Result<Running> 
     start_with(listen, None, source).await
 }
 
-/// [`start`], and with `metrics` the metrics-only server there too. Both addresses are bound
-/// before anything starts, so either failing to bind is an error here; a server that fails
-/// later stops the whole (as [`Running::finished`] reports).
+/// [`start_limited`] with the default limits.
+#[cfg(test)]
 pub async fn start_with(
     listen: &Listen,
     metrics: Option<&Listen>,
+    source: Box<dyn Source>,
+) -> Result<Running> {
+    start_limited(listen, metrics, ConnLimits::default(), source).await
+}
+
+/// Binds `listen` (and with `metrics` the metrics-only server there too), then starts the
+/// source, the publisher and the HTTP servers, each listener within `limits`. Both addresses
+/// are bound before anything starts, so either failing to bind is an error here; a server that
+/// fails later stops the whole (as [`Running::finished`] reports).
+pub async fn start_limited(
+    listen: &Listen,
+    metrics: Option<&Listen>,
+    limits: ConnLimits,
     source: Box<dyn Source>,
 ) -> Result<Running> {
     let bound = listen.bind().await?;
@@ -124,12 +181,12 @@ pub async fn start_with(
         in_sync: in_sync_rx,
         counters,
     };
-    let main_server = bound.serve(http::router(state.clone()), shutdown_rx.clone());
+    let main_server = bound.serve_with(http::router(state.clone()), limits, shutdown_rx.clone());
     let server = tokio::spawn(async move {
         match metrics_bound {
             None => main_server.await,
             Some(m) => {
-                let metrics_server = m.serve(http::metrics_router(state), shutdown_rx);
+                let metrics_server = m.serve_with(http::metrics_router(state), limits, shutdown_rx);
                 tokio::try_join!(main_server, metrics_server).map(|_| ())
             }
         }
