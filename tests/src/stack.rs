@@ -99,6 +99,9 @@ pub struct StackOptions {
     /// Extra arguments for every `control serve`.
     pub control_args: Vec<String>,
     pub filter: Filter,
+    /// Which artefact `Filter::Alp` is: the wasm module or the native module (default:
+    /// `$ALP_ARTEFACT`, see `artifacts::Artefact`).
+    pub artefact: artifacts::Artefact,
     /// A command Envoy runs under (e.g. `taskset -c 0`).
     pub envoy_wrapper: Vec<String>,
     /// Envoy's access log (default: `access.log` in the run directory).
@@ -125,6 +128,7 @@ impl Default for StackOptions {
             // control's defaults, as a user runs it.
             control_args: vec![],
             filter: Filter::Alp,
+            artefact: artifacts::Artefact::from_env(),
             envoy_wrapper: vec![],
             access_log: None,
             direct_response: false,
@@ -211,8 +215,7 @@ impl Stack {
     /// default) waits until each in-sync workload enforces its first snapshot.
     pub fn start(opts: StackOptions) -> Result<Stack> {
         let envoy_bin = artifacts::envoy()?;
-        let native = opts.filter == Filter::Alp
-            && artifacts::Artefact::from_env() == artifacts::Artefact::Native;
+        let native = opts.filter == Filter::Alp && opts.artefact == artifacts::Artefact::Native;
         let native_module = if native {
             Some(artifacts::native_module()?)
         } else {

@@ -194,10 +194,6 @@ pub type HttpFilterEnvoyPtr = *mut c_void;
 pub type HttpFilterModulePtr = *const c_void;
 /// Our per-route config (unused, but part of optional hook signatures).
 pub type HttpFilterPerRouteConfigModulePtr = *const c_void;
-/// Config scheduler created by Envoy for us; we must delete it.
-pub type HttpFilterConfigSchedulerModulePtr = *mut c_void;
-/// Per-stream scheduler created by Envoy for us; we must delete it.
-pub type HttpFilterSchedulerModulePtr = *mut c_void;
 
 /// `envoy_dynamic_module_type_http_header_type`.
 pub type HttpHeaderType = u32;
@@ -269,13 +265,6 @@ pub const EVENT_LOCAL_CLOSE: NetworkConnectionEvent = 1;
 pub const EVENT_CONNECTED: NetworkConnectionEvent = 2;
 pub const EVENT_CONNECTED_ZERO_RTT: NetworkConnectionEvent = 3;
 
-/// `envoy_dynamic_module_type_network_connection_state` (open/closing/closed only; says
-/// nothing about the TLS handshake).
-pub type NetworkConnectionState = u32;
-pub const CONNECTION_OPEN: NetworkConnectionState = 0;
-pub const CONNECTION_CLOSING: NetworkConnectionState = 1;
-pub const CONNECTION_CLOSED: NetworkConnectionState = 2;
-
 // =====================================================================================
 // Callbacks implemented by Envoy (exported from the envoy binary)
 // =====================================================================================
@@ -285,17 +274,8 @@ unsafe extern "C" {
 
     /// Log `message` on the `dynamic_modules` logger (1.40 keeps it; no source location).
     pub fn envoy_dynamic_module_callback_log(level: LogLevel, message: ModuleBuffer);
-    /// Log with a module source location (file, line) shown instead of Envoy's; preferred in 1.40.
-    pub fn envoy_dynamic_module_callback_log_v2(
-        level: LogLevel,
-        message: ModuleBuffer,
-        source_file: ModuleBuffer,
-        source_line: u32,
-    );
     /// True if `level` is enabled on the `dynamic_modules` logger (cheap; use before formatting).
     pub fn envoy_dynamic_module_callback_log_enabled(level: LogLevel) -> bool;
-    /// Current level of the `dynamic_modules` logger (a `LOG_LEVEL_*` value).
-    pub fn envoy_dynamic_module_callback_get_log_level() -> LogLevel;
 
     // ---------------------------------------------------------------- HTTP: headers
 
@@ -308,17 +288,6 @@ unsafe extern "C" {
         result: *mut EnvoyBuffer,
         index: usize,
         optional_size: *mut usize,
-    ) -> bool;
-    /// Number of entries in the given header map (0 if unavailable).
-    pub fn envoy_dynamic_module_callback_http_get_headers_size(
-        filter_envoy_ptr: HttpFilterEnvoyPtr,
-        header_type: HttpHeaderType,
-    ) -> usize;
-    /// Fill `result_headers` (caller-sized via `http_get_headers_size`) with every entry.
-    pub fn envoy_dynamic_module_callback_http_get_headers(
-        filter_envoy_ptr: HttpFilterEnvoyPtr,
-        header_type: HttpHeaderType,
-        result_headers: *mut EnvoyHttpHeader,
     ) -> bool;
     /// Replace all values of `key` with `value` (null `value` removes the header); works for `:path`.
     pub fn envoy_dynamic_module_callback_http_set_header(
@@ -360,13 +329,7 @@ unsafe extern "C" {
         attribute_id: AttributeId,
         result: *mut bool,
     ) -> bool;
-
-    // ---------------------------------------------------------------- HTTP: flow control, routing
-
-    /// Resume decoding after a hook returned a Stop status.
-    pub fn envoy_dynamic_module_callback_http_filter_continue_decoding(
-        filter_envoy_ptr: HttpFilterEnvoyPtr,
-    );
+    // ---------------------------------------------------------------- HTTP: routing
     /// Clear the cached route so the next filter (router) re-matches after a header change.
     pub fn envoy_dynamic_module_callback_http_clear_route_cache(
         filter_envoy_ptr: HttpFilterEnvoyPtr,
@@ -380,12 +343,6 @@ unsafe extern "C" {
         filter_envoy_ptr: HttpFilterEnvoyPtr,
         key: ModuleBuffer,
         value: ModuleBuffer,
-    ) -> bool;
-    /// Read back a bytes filter-state value (Envoy memory, valid until the hook returns).
-    pub fn envoy_dynamic_module_callback_http_get_filter_state_bytes(
-        filter_envoy_ptr: HttpFilterEnvoyPtr,
-        key: ModuleBuffer,
-        result: *mut EnvoyBuffer,
     ) -> bool;
 
     // ---------------------------------------------------------------- HTTP: metrics
@@ -414,14 +371,6 @@ unsafe extern "C" {
         label_values_len: usize,
         value: u64,
     ) -> MetricsResult;
-    /// Add `value` to a counter from the config (any time after definition, no stream needed).
-    pub fn envoy_dynamic_module_callback_http_filter_config_increment_counter(
-        filter_config_envoy_ptr: HttpFilterConfigEnvoyPtr,
-        id: usize,
-        label_values: *const ModuleBuffer,
-        label_values_len: usize,
-        value: u64,
-    ) -> MetricsResult;
     /// Set a gauge from the config (any thread-agnostic config context, e.g. a scheduled event).
     pub fn envoy_dynamic_module_callback_http_filter_config_set_gauge(
         filter_config_envoy_ptr: HttpFilterConfigEnvoyPtr,
@@ -438,24 +387,6 @@ unsafe extern "C" {
         label_values_len: usize,
         value: u64,
     ) -> MetricsResult;
-
-    // ---------------------------------------------------------------- HTTP: config scheduler
-
-    /// Create a scheduler that posts events to the main thread for this config (we delete it).
-    pub fn envoy_dynamic_module_callback_http_filter_config_scheduler_new(
-        filter_config_envoy_ptr: HttpFilterConfigEnvoyPtr,
-    ) -> HttpFilterConfigSchedulerModulePtr;
-    /// Post `event_id`; Envoy later calls `on_http_filter_config_scheduled` on the main thread.
-    /// Callable from any thread.
-    pub fn envoy_dynamic_module_callback_http_filter_config_scheduler_commit(
-        scheduler: HttpFilterConfigSchedulerModulePtr,
-        event_id: u64,
-    );
-    /// Free a scheduler from `http_filter_config_scheduler_new`.
-    pub fn envoy_dynamic_module_callback_http_filter_config_scheduler_delete(
-        scheduler: HttpFilterConfigSchedulerModulePtr,
-    );
-
     // ---------------------------------------------------------------- network: attributes
 
     /// String attribute of the connection (same ids and lifetime rule as the HTTP variant).
@@ -477,49 +408,13 @@ unsafe extern "C" {
         result: *mut bool,
     ) -> bool;
 
-    // ---------------------------------------------------------------- network: TLS, addresses
+    // ---------------------------------------------------------------- network: TLS
 
     /// True if the connection has a TLS transport (even before the handshake completes).
     pub fn envoy_dynamic_module_callback_network_filter_is_ssl(
         filter_envoy_ptr: NetworkFilterEnvoyPtr,
     ) -> bool;
-    /// Number of URI SANs in the peer certificate (0 without TLS or peer cert).
-    pub fn envoy_dynamic_module_callback_network_filter_get_ssl_uri_sans_size(
-        filter_envoy_ptr: NetworkFilterEnvoyPtr,
-    ) -> usize;
-    /// Fill `sans_out` (sized via `_size`) with the peer URI SANs; false without TLS.
-    pub fn envoy_dynamic_module_callback_network_filter_get_ssl_uri_sans(
-        filter_envoy_ptr: NetworkFilterEnvoyPtr,
-        sans_out: *mut EnvoyBuffer,
-    ) -> bool;
-    /// Peer (client) IP without port into `*address_out`, port into `*port_out`; false if not IP.
-    pub fn envoy_dynamic_module_callback_network_filter_get_remote_address(
-        filter_envoy_ptr: NetworkFilterEnvoyPtr,
-        address_out: *mut EnvoyBuffer,
-        port_out: *mut u32,
-    ) -> bool;
-    /// Local (listener side) IP without port and port; false if not IP.
-    pub fn envoy_dynamic_module_callback_network_filter_get_local_address(
-        filter_envoy_ptr: NetworkFilterEnvoyPtr,
-        address_out: *mut EnvoyBuffer,
-        port_out: *mut u32,
-    ) -> bool;
-    /// Envoy's connection id.
-    pub fn envoy_dynamic_module_callback_network_filter_get_connection_id(
-        filter_envoy_ptr: NetworkFilterEnvoyPtr,
-    ) -> u64;
-    /// Open/Closing/Closed (a `CONNECTION_*` value); not a TLS-handshake indicator.
-    pub fn envoy_dynamic_module_callback_network_filter_get_connection_state(
-        filter_envoy_ptr: NetworkFilterEnvoyPtr,
-    ) -> NetworkConnectionState;
-
     // ---------------------------------------------------------------- network: control
-
-    /// Close the connection (a `CLOSE_*` value).
-    pub fn envoy_dynamic_module_callback_network_filter_close(
-        filter_envoy_ptr: NetworkFilterEnvoyPtr,
-        close_type: NetworkCloseType,
-    );
     /// Close and record `details` as the connection termination details.
     pub fn envoy_dynamic_module_callback_network_filter_close_with_details(
         filter_envoy_ptr: NetworkFilterEnvoyPtr,
@@ -551,12 +446,6 @@ unsafe extern "C" {
     /// Add `value` to a counter from a connection.
     pub fn envoy_dynamic_module_callback_network_filter_increment_counter(
         filter_envoy_ptr: NetworkFilterEnvoyPtr,
-        id: usize,
-        value: u64,
-    ) -> MetricsResult;
-    /// Add `value` to a counter from the config.
-    pub fn envoy_dynamic_module_callback_network_filter_config_increment_counter(
-        config_envoy_ptr: NetworkFilterConfigEnvoyPtr,
         id: usize,
         value: u64,
     ) -> MetricsResult;

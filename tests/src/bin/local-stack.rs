@@ -54,6 +54,10 @@ struct Cli {
     /// Pass :path to the filter as the client sent it (no Envoy normalisation).
     #[arg(long)]
     raw_paths: bool,
+    /// Load the native Envoy module (dist/libcalico_alp.so, `./native-bundle.sh`) instead of
+    /// the wasm module: the same filters, decisions and demonstration.
+    #[arg(long)]
+    native: bool,
 }
 
 #[derive(Subcommand)]
@@ -115,6 +119,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
             yaobank_yaml_options()
         }
     };
+    if cli.native {
+        opts.artefact = alp_e2e::artifacts::Artefact::Native;
+        println!(
+            "local-stack: the native module (dist/libcalico_alp.so) in place of the wasm module"
+        );
+    }
     for (i, w) in opts.workloads.iter_mut().enumerate() {
         (w.port, w.tcp_port) = ports(cli.port, i)?;
     }
