@@ -305,12 +305,11 @@ pub fn read_prometheus(envoy: &Envoy) -> Vec<PromSeries> {
     let r = envoy
         .admin_get("/stats/prometheus")
         .unwrap_or_else(|e| panic!("admin /stats/prometheus: {e:#}"));
-    let native = native();
     parse_prometheus(&r.body)
         .into_iter()
         .filter_map(|mut s| {
-            if native {
-                s.family = s.family.strip_prefix(NATIVE_PROMETHEUS_PREFIX)?.to_string();
+            if let Some(family) = s.family.strip_prefix(NATIVE_PROMETHEUS_PREFIX) {
+                s.family = family.to_string();
             }
             s.family.starts_with("alp_").then_some(s)
         })

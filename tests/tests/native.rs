@@ -7,6 +7,7 @@
 use alp_e2e::artifacts::{self, Artefact};
 use alp_e2e::certs::Ca;
 use alp_e2e::envoy::{validate, BootstrapParams, PathMode, WorkloadParams};
+use alp_e2e::filter_stats::read_prometheus;
 use alp_e2e::policy::{single_policy, write_in_place};
 use alp_e2e::stack::{RunDir, StackOptions, Updates, WorkloadSpec};
 use alp_e2e::{Request, Stack};
@@ -78,6 +79,24 @@ fn one_program_per_process_compiled_once_per_version() {
         installs.len(),
         2,
         "one install per version for the whole process: {installs:#?}"
+    );
+
+    // The gauges move on the configuration's tick, without traffic.
+    let gauge = |name: &str| {
+        read_prometheus(&stack.envoy)
+            .iter()
+            .find(|s| s.family == name)
+            .map_or(0.0, |s| s.value)
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while gauge("alp_snapshot_age_seconds") < 2.0 {
+        assert!(Instant::now() < deadline, "the age gauge does not move: {}", stack.diagnostics("app"));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let version = gauge("alp_snapshot_version") as u64;
+    assert!(
+        installs[1].contains(&format!("policy version {version} installed")),
+        "alp_snapshot_version {version} is the version in force: {installs:#?}"
     );
 }
 

@@ -195,6 +195,9 @@ pub type HttpFilterModulePtr = *const c_void;
 /// Our per-route config (unused, but part of optional hook signatures).
 pub type HttpFilterPerRouteConfigModulePtr = *const c_void;
 
+/// A configuration's scheduler (`http_filter_config_scheduler_new`); the module deletes it.
+pub type HttpFilterConfigSchedulerModulePtr = *mut c_void;
+
 /// `envoy_dynamic_module_type_http_header_type`.
 pub type HttpHeaderType = u32;
 pub const HEADER_TYPE_REQUEST_HEADER: HttpHeaderType = 0;
@@ -387,6 +390,23 @@ unsafe extern "C" {
         label_values_len: usize,
         value: u64,
     ) -> MetricsResult;
+    // ---------------------------------------------------------------- HTTP: config scheduler
+
+    /// A scheduler that runs `on_http_filter_config_scheduled` on the main thread for this
+    /// configuration; the module deletes it.
+    pub fn envoy_dynamic_module_callback_http_filter_config_scheduler_new(
+        filter_config_envoy_ptr: HttpFilterConfigEnvoyPtr,
+    ) -> HttpFilterConfigSchedulerModulePtr;
+    /// Posts `event_id` to the main thread; callable from any thread.
+    pub fn envoy_dynamic_module_callback_http_filter_config_scheduler_commit(
+        scheduler: HttpFilterConfigSchedulerModulePtr,
+        event_id: u64,
+    );
+    /// Frees a scheduler made by `http_filter_config_scheduler_new`.
+    pub fn envoy_dynamic_module_callback_http_filter_config_scheduler_delete(
+        scheduler: HttpFilterConfigSchedulerModulePtr,
+    );
+
     // ---------------------------------------------------------------- network: attributes
 
     /// String attribute of the connection (same ids and lifetime rule as the HTTP variant).

@@ -7,7 +7,7 @@
 use std::ffi::CStr;
 
 /// Every callback the module calls (a unit test keeps this in step with the code).
-pub const REQUIRED: [&CStr; 24] = [
+pub const REQUIRED: [&CStr; 27] = [
     c"envoy_dynamic_module_callback_log",
     c"envoy_dynamic_module_callback_log_enabled",
     c"envoy_dynamic_module_callback_http_get_header",
@@ -23,6 +23,9 @@ pub const REQUIRED: [&CStr; 24] = [
     c"envoy_dynamic_module_callback_http_filter_config_set_gauge",
     c"envoy_dynamic_module_callback_http_filter_increment_counter",
     c"envoy_dynamic_module_callback_http_filter_set_gauge",
+    c"envoy_dynamic_module_callback_http_filter_config_scheduler_new",
+    c"envoy_dynamic_module_callback_http_filter_config_scheduler_commit",
+    c"envoy_dynamic_module_callback_http_filter_config_scheduler_delete",
     c"envoy_dynamic_module_callback_network_filter_get_attribute_string",
     c"envoy_dynamic_module_callback_network_filter_get_attribute_int",
     c"envoy_dynamic_module_callback_network_filter_get_attribute_bool",

@@ -1,6 +1,7 @@
 //! One filter configuration (`*_config_new`), shared by every worker thread: the parsed
 //! settings, the process's follower for them, and the stats Envoy defined for it.
 
+use crate::abi;
 use crate::follower::Follower;
 use crate::host::{self, ConfigHost, ConfigTarget};
 use crate::metric_table::{Definitions, Kind};
@@ -101,6 +102,41 @@ impl FilterConfig {
             definitions: definitions.into_inner(),
             metrics: Mutex::new(metrics),
         })
+    }
+
+    /// Sets `alp_snapshot_version` and `alp_snapshot_age_seconds` through the configuration
+    /// (its tick, on the main thread).
+    pub fn set_snapshot_gauges(&self, config_envoy_ptr: abi::HttpFilterConfigEnvoyPtr) {
+        let engine = alp_filter::vm_state::ProcessEngine::current(self.follower.as_ref());
+        let received = self.follower.stats.received_ms.load(Ordering::Relaxed);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        let values = [
+            ("alp_snapshot_version", engine.version()),
+            (
+                "alp_snapshot_age_seconds",
+                (received > 0).then(|| now.saturating_sub(received) / 1000),
+            ),
+        ];
+        for (name, value) in values {
+            let (Some(value), Some((_, envoy_id))) = (
+                value,
+                self.definitions.gauges.iter().find(|(n, _)| n == name),
+            ) else {
+                continue;
+            };
+            // SAFETY: the configuration's pointer during its scheduled event; no labels.
+            unsafe {
+                abi::envoy_dynamic_module_callback_http_filter_config_set_gauge(
+                    config_envoy_ptr,
+                    *envoy_id,
+                    std::ptr::null(),
+                    0,
+                    value,
+                );
+            }
+        }
     }
 
     /// A worker's own metrics: the configuration's ids, nothing counted.

@@ -11,6 +11,7 @@ use crate::filter_config::FilterConfig;
 use crate::guard;
 use crate::host::{self, ConfigTarget, Target};
 use crate::metric_table::Kind;
+use crate::ticker;
 use crate::worker::Worker;
 use alp_filter::decide::Action;
 use alp_filter::host::{Host, Level};
@@ -36,7 +37,11 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_config_new(
     // SAFETY: Envoy's configuration bytes for the duration of this call.
     let bytes = unsafe { guard::bytes(config) };
     guard::config_new("HTTP", || {
-        FilterConfig::new(Kind::Http, ConfigTarget::Http(config_envoy_ptr), &bytes)
+        let config = FilterConfig::new(Kind::Http, ConfigTarget::Http(config_envoy_ptr), &bytes)?;
+        if config.config.filter.metrics {
+            ticker::register(config.id, config_envoy_ptr);
+        }
+        Ok(config)
     })
 }
 
@@ -47,7 +52,30 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_config_destroy(
     config: abi::HttpFilterConfigModulePtr,
 ) {
     // SAFETY: as documented.
+    if let Some(c) = unsafe { guard::config_arc(config) } {
+        ticker::unregister(c.id);
+    }
+    // SAFETY: as documented.
     unsafe { guard::config_destroy(config) }
+}
+
+/// The configuration's tick (`ticker`), on the main thread: sets the snapshot gauges.
+///
+/// # Safety
+/// Envoy passes the configuration's pointers, live during the call.
+#[no_mangle]
+pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_config_scheduled(
+    config_envoy_ptr: abi::HttpFilterConfigEnvoyPtr,
+    config: abi::HttpFilterConfigModulePtr,
+    _event_id: u64,
+) {
+    // SAFETY: as documented.
+    let Some(config) = (unsafe { guard::config_arc(config) }) else {
+        return;
+    };
+    guard::catch("setting the snapshot gauges", (), || {
+        config.set_snapshot_gauges(config_envoy_ptr)
+    });
 }
 
 /// # Safety

@@ -21,6 +21,7 @@ pub mod host;
 mod http_filter;
 pub mod metric_table;
 mod network_filter;
+mod ticker;
 mod worker;
 
 /// Envoy calls this once when it loads the module. The answer is the ABI version this module

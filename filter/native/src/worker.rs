@@ -105,16 +105,15 @@ impl Worker {
             self.vm.metrics.count_suppressed_lines(suppressed);
         }
         let stats = &config.follower.stats;
-        let received = stats.received_ms.load(Ordering::Relaxed);
+        // Process-wide events: whichever worker flushes first counts them, once. The gauges
+        // are set on the configuration's tick (`ticker`), not per decision.
         let status = SnapshotStatus {
-            // Process-wide events: whichever worker flushes first counts them, once.
             events: Events {
                 reloads: stats.reloads.swap(0, Ordering::Relaxed),
                 refusals: stats.refusals.swap(0, Ordering::Relaxed),
             },
-            version: alp_filter::vm_state::ProcessEngine::current(config.follower.as_ref())
-                .version(),
-            received_ms: (received > 0).then_some(received),
+            version: None,
+            received_ms: None,
         };
         self.vm.metrics.flush_with(host, Some(status));
     }
