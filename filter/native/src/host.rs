@@ -524,3 +524,36 @@ impl Stats for ConfigHost<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every property `alp-filter` reads (attributes.rs, connection.rs) has its attribute, of
+    /// the type the wasm host returns it in.
+    #[test]
+    fn every_property_the_filter_reads_has_its_attribute() {
+        fn text(path: &[&str]) -> bool {
+            matches!(attribute(path), Some(Attribute::Text(_)))
+        }
+        for side in ["peer", "local"] {
+            for what in ["uri_san", "dns_san", "subject"] {
+                let name = format!("{what}_{side}_certificate");
+                assert!(text(&["connection", name.as_str()]), "{name}");
+            }
+        }
+        assert!(text(&["source", "address"]));
+        assert!(text(&["destination", "address"]));
+        assert!(text(&["connection", "tls_version"]));
+        assert!(matches!(
+            attribute(&["connection", "id"]),
+            Some(Attribute::Int(_))
+        ));
+        assert!(matches!(
+            attribute(&["connection", "mtls"]),
+            Some(Attribute::Flag(_))
+        ));
+        assert!(attribute(&["request", "headers"]).is_none());
+        assert!(attribute(&[]).is_none());
+    }
+}
