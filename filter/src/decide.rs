@@ -368,6 +368,43 @@ pub(crate) mod tests {
         );
     }
 
+    /// The native module's engine source: one program for the process.
+    #[derive(Debug)]
+    struct Process(std::sync::Mutex<Arc<Engine>>);
+
+    impl crate::vm_state::ProcessEngine for Process {
+        fn current(&self) -> Arc<Engine> {
+            Arc::clone(&self.0.lock().unwrap())
+        }
+    }
+
+    /// With a process engine, requests are decided with it and shared data is never read: the
+    /// native module's workers all follow the one program, swapped under them.
+    #[test]
+    fn a_process_engine_decides_without_shared_data() {
+        let host = host_with("GET", PRINCIPAL);
+        host.set_property_bytes("connection.id", &7u64.to_le_bytes());
+        let process = Arc::new(Process(std::sync::Mutex::new(Arc::new(
+            Engine::not_in_sync(),
+        ))));
+        let f = VmState {
+            process: Some(process.clone()),
+            ..filter(&host)
+        };
+        assert_eq!(f.on_request_headers(&host), Action::Replied);
+        assert_eq!(reply(&host).map(|r| r.status), Some(503), "not in sync");
+        *process.0.lock().unwrap() = Arc::new(Engine::from_snapshot(4, &get_only()));
+        assert_eq!(f.on_request_headers(&host), Action::Continue);
+        host.set_header(":method", "DELETE");
+        assert_eq!(f.on_request_headers(&host), Action::Replied);
+        assert_eq!(reply(&host).map(|r| r.status), Some(403));
+        assert!(
+            !host.host_calls.borrow().contains(&"shared_data"),
+            "{:?}",
+            host.host_calls.borrow()
+        );
+    }
+
     fn reply(host: &FakeHost) -> Option<Reply> {
         host.replies.borrow().last().cloned()
     }
