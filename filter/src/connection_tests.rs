@@ -46,7 +46,7 @@ fn summary_to_5432() -> Snapshot {
 
 fn vm(host: &FakeHost, dry_run: bool) -> VmState {
     VmState {
-        metrics: Rc::new(Metrics::define(host, dry_run, Subject::Connection)),
+        metrics: Arc::new(Metrics::define(host, dry_run, Subject::Connection)),
         settings: Rc::new(Settings {
             dry_run,
             log: DecisionLogger::new(DecisionLog::All, 1.0, 0, 5),

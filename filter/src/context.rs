@@ -8,7 +8,7 @@ use crate::connection::{ConnectionGate, Flow};
 use crate::decide::Action as FilterAction;
 use crate::decision_log::DecisionLogger;
 use crate::host::proxy::ProxyHost;
-use crate::host::{Host, Level, Stats};
+use crate::host::{Clock, Host, Level};
 use crate::metrics::{Metrics, Subject};
 use crate::relay::Relay;
 use crate::vm_state::{Settings, VmState};
@@ -115,7 +115,7 @@ impl RootContext for Root {
             FilterKind::Http => Subject::Request,
             FilterKind::Network => Subject::Connection,
         };
-        self.vm.metrics = Rc::new(if config.metrics {
+        self.vm.metrics = std::sync::Arc::new(if config.metrics {
             Metrics::define(&self.host, !config.enforce, subject)
         } else {
             Metrics::disabled()

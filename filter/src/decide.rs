@@ -318,7 +318,7 @@ pub(crate) mod tests {
 
     fn filter(host: &FakeHost) -> VmState {
         VmState {
-            metrics: Rc::new(Metrics::define(host, false, Subject::Request)),
+            metrics: Arc::new(Metrics::define(host, false, Subject::Request)),
             ..Default::default()
         }
     }
@@ -551,7 +551,7 @@ pub(crate) mod tests {
 
     fn configured(host: &FakeHost, dry_run: bool, log: DecisionLog, staged: bool) -> VmState {
         let f = VmState {
-            metrics: Rc::new(Metrics::define(host, dry_run, Subject::Request)),
+            metrics: Arc::new(Metrics::define(host, dry_run, Subject::Request)),
             settings: Rc::new(Settings {
                 dry_run,
                 log: DecisionLogger::new(log, 1.0, 0, 3),
@@ -928,7 +928,7 @@ pub(crate) mod tests {
 
     fn with_path_mode(host: &FakeHost, mode: NonCanonicalPath) -> VmState {
         VmState {
-            metrics: Rc::new(Metrics::define(host, false, Subject::Request)),
+            metrics: Arc::new(Metrics::define(host, false, Subject::Request)),
             settings: Rc::new(Settings {
                 log: DecisionLogger::new(DecisionLog::All, 1.0, 0, 3),
                 non_canonical_path: mode,

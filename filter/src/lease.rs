@@ -102,7 +102,7 @@ fn decode(bytes: &[u8]) -> Option<(u64, u64)> {
 mod tests {
     use super::*;
     use crate::host::fake::FakeHost;
-    use crate::host::Stats;
+    use crate::host::Clock;
 
     #[test]
     fn first_vm_takes_it_second_waits() {

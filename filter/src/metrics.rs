@@ -39,9 +39,9 @@ use crate::cache::{Events, SnapshotCache};
 use crate::host::Stats;
 use alp_engine::decision::Origin;
 use alp_engine::{CompiledPolicy, Decision, Engine, ProgramNames, Verdict};
-use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 /// Distinct per-policy series (enforced and staged together) one VM defines at most.
 pub const MAX_POLICY_SERIES: usize = 1000;
@@ -186,12 +186,12 @@ struct PolicyTable {
     /// `None`: an engine without a program (not in sync), which counts nothing per policy.
     names: Option<Arc<ProgramNames>>,
     program: Program,
-    counts: Vec<Cell<u64>>,
+    counts: Vec<u64>,
     /// Envoy metric ids per count, filled on first flush (`None`: not defined yet).
     ids: Vec<Option<u32>>,
     /// The counts that are not zero, so a flush visits only those (at 10 000 rules a table has
-    /// thousands of counts; the native module flushes after every decision).
-    dirty: RefCell<Vec<usize>>,
+    /// thousands of counts).
+    dirty: Vec<usize>,
 }
 
 impl PolicyTable {
@@ -201,13 +201,13 @@ impl PolicyTable {
         PolicyTable {
             names,
             program,
-            counts: vec![Cell::new(0); n],
+            counts: vec![0; n],
             ids: vec![None; n],
-            dirty: RefCell::new(Vec::new()),
+            dirty: Vec::new(),
         }
     }
 
-    fn add(&self, decision: &Decision) {
+    fn add(&mut self, decision: &Decision) {
         let Some(names) = self.names.as_deref() else {
             return;
         };
@@ -216,13 +216,11 @@ impl PolicyTable {
         else {
             return;
         };
-        if let Some(cell) = self.counts.get(i) {
-            if cell.get() == 0 {
-                if let Ok(mut dirty) = self.dirty.try_borrow_mut() {
-                    dirty.push(i);
-                }
+        if let Some(count) = self.counts.get_mut(i) {
+            if *count == 0 {
+                self.dirty.push(i);
             }
-            cell.set(cell.get() + 1);
+            *count += 1;
         }
     }
 }
@@ -304,23 +302,32 @@ pub struct SnapshotStatus {
     pub received_ms: Option<u64>,
 }
 
-/// The VM's counters and gauges.
+/// The VM's counters and gauges: counted where decisions are made, added to Envoy's stats by
+/// [`Metrics::flush`] (the wasm root context's tick; the native module's configuration tick on
+/// Envoy's main thread, for every worker's metrics), so they are `Sync`: atomics, and one lock
+/// for the per-policy tables (taken once per decision, by one worker and the tick at most).
 #[derive(Debug, Default)]
 pub struct Metrics {
     enabled: bool,
     subject: Subject,
     fixed: [Option<u32>; FIXED],
-    fixed_pending: [Cell<u64>; FIXED],
+    fixed_pending: [AtomicU64; FIXED],
     reasons: [Option<u32>; REASONS],
-    reasons_pending: [Cell<u64>; REASONS],
+    reasons_pending: [AtomicU64; REASONS],
     version_gauge: Option<u32>,
     age_gauge: Option<u32>,
-    enforced: RefCell<Option<PolicyTable>>,
-    staged: RefCell<Option<PolicyTable>>,
+    tables: Mutex<Tables>,
+}
+
+/// The per-policy counts and the series defined for them.
+#[derive(Debug, Default)]
+struct Tables {
+    enforced: Option<PolicyTable>,
+    staged: Option<PolicyTable>,
     /// Tables of versions no longer in force, still to flush.
-    retired: RefCell<Vec<PolicyTable>>,
+    retired: Vec<PolicyTable>,
     /// Per-policy series defined so far: name -> id.
-    series: RefCell<HashMap<String, u32>>,
+    series: HashMap<String, u32>,
 }
 
 impl Metrics {
@@ -378,9 +385,7 @@ impl Metrics {
 
     /// Decision lines the rate limit dropped (root context tick).
     pub fn count_suppressed_lines(&self, n: u64) {
-        if let Some(c) = self.fixed_pending.get(LOG_SUPPRESSED) {
-            c.set(c.get() + n);
-        }
+        self.add_fixed(LOG_SUPPRESSED, n);
     }
 
     /// A non-canonical request path, rewritten or refused. No host call.
@@ -402,9 +407,20 @@ impl Metrics {
     }
 
     fn bump(&self, i: usize) {
-        if let Some(c) = self.fixed_pending.get(i) {
-            c.set(c.get() + 1);
+        self.add_fixed(i, 1);
+    }
+
+    fn add_fixed(&self, i: usize, n: u64) {
+        if let (Some(c), true) = (self.fixed_pending.get(i), n > 0) {
+            c.fetch_add(n, Ordering::Relaxed);
         }
+    }
+
+    fn tables(&self) -> MutexGuard<'_, Tables> {
+        // A panic while counting leaves counts, not broken invariants: go on with them.
+        self.tables
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Counts one request or connection: its decision (a denial as `denied`, or `would_deny`
@@ -418,9 +434,16 @@ impl Metrics {
             .position(|v| *v == decision.verdict)
             .and_then(|i| self.reasons_pending.get(i))
         {
-            c.set(c.get() + 1);
+            c.fetch_add(1, Ordering::Relaxed);
         }
-        self.add(&self.enforced, engine, Program::Enforced, decision);
+        let mut tables = self.tables();
+        let Tables {
+            enforced,
+            staged: staged_table,
+            retired,
+            ..
+        } = &mut *tables;
+        add(enforced, retired, engine, Program::Enforced, decision);
         if let Some(s) = staged.filter(|s| s.verdict != decision.verdict) {
             self.bump(if s.verdict.is_allowed() {
                 STAGED_WOULD_ALLOW
@@ -429,36 +452,7 @@ impl Metrics {
             } else {
                 STAGED_OTHER_DENIAL
             });
-            self.add(&self.staged, engine, Program::Staged, s);
-        }
-    }
-
-    fn add(
-        &self,
-        table: &RefCell<Option<PolicyTable>>,
-        engine: &Arc<Engine>,
-        program: Program,
-        decision: &Decision,
-    ) {
-        let Ok(mut table) = table.try_borrow_mut() else {
-            return;
-        };
-        let names = program.of(engine).map(|p| p.names());
-        if !table.as_ref().is_some_and(|t| match (&t.names, names) {
-            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
-            (None, None) => true,
-            _ => false,
-        }) {
-            // A new version: its first request makes its table (once per version).
-            let old = table.replace(PolicyTable::new(engine, program));
-            if let (Some(old), Ok(mut retired)) = (old, self.retired.try_borrow_mut()) {
-                if retired.len() < MAX_RETIRED {
-                    retired.push(old);
-                }
-            }
-        }
-        if let Some(t) = table.as_ref() {
-            t.add(decision);
+            add(staged_table, retired, engine, Program::Staged, s);
         }
     }
 
@@ -481,11 +475,8 @@ impl Metrics {
         }
         if let Some(status) = status {
             let events = status.events;
-            for (i, n) in [(RELOADS, events.reloads), (REFUSALS, events.refusals)] {
-                if let Some(c) = self.fixed_pending.get(i) {
-                    c.set(c.get() + n);
-                }
-            }
+            self.add_fixed(RELOADS, events.reloads);
+            self.add_fixed(REFUSALS, events.refusals);
             if let (Some(id), Some(version)) = (self.version_gauge, status.version) {
                 host.set_gauge(id, version);
             }
@@ -498,92 +489,115 @@ impl Metrics {
             (&self.reasons[..], &self.reasons_pending[..]),
         ] {
             for (id, pending) in ids.iter().zip(pending) {
-                let n = pending.take();
+                let n = pending.swap(0, Ordering::Relaxed);
                 if let (Some(id), true) = (id, n > 0) {
                     host.increment_counter(*id, n);
                 }
             }
         }
-        let retired = self
-            .retired
-            .try_borrow_mut()
-            .map(|mut r| std::mem::take(&mut *r))
-            .unwrap_or_default();
-        for mut table in retired {
-            self.flush_table(host, &mut table);
+        let mut tables = self.tables();
+        let Tables {
+            enforced,
+            staged,
+            retired,
+            series,
+        } = &mut *tables;
+        for mut table in std::mem::take(retired) {
+            flush_table(host, self.subject, series, &mut table);
         }
-        for table in [&self.enforced, &self.staged] {
-            if let Ok(mut table) = table.try_borrow_mut() {
-                if let Some(table) = table.as_mut() {
-                    self.flush_table(host, table);
-                }
-            }
+        for table in [enforced, staged].into_iter().flatten() {
+            flush_table(host, self.subject, series, table);
         }
     }
+}
 
-    fn flush_table(&self, host: &dyn Stats, table: &mut PolicyTable) {
-        let Some(names) = table.names.clone() else {
-            return;
-        };
-        let family = table.program.family(self.subject);
-        let dirty = match table.dirty.try_borrow_mut() {
-            Ok(mut dirty) => std::mem::take(&mut *dirty),
-            Err(_) => return,
-        };
-        for i in dirty {
-            let (Some(count), Some(id)) = (table.counts.get(i), table.ids.get_mut(i)) else {
-                continue;
-            };
-            let n = count.take();
-            if n == 0 {
-                continue;
-            }
-            if id.is_none() {
-                let (tier, name) = slot_names(&names, i / 2);
-                let verdict = if i % 2 == 0 { "allow" } else { "deny" };
-                *id = self.series_id(host, family, &tier, &name, verdict);
-            }
-            if let Some(id) = id {
-                host.increment_counter(*id, n);
-            }
+/// Counts `decision` in `table`, which is replaced (and the old one kept in `retired` for its
+/// last flush) when the engine is a new version: its first decision makes its table.
+fn add(
+    table: &mut Option<PolicyTable>,
+    retired: &mut Vec<PolicyTable>,
+    engine: &Arc<Engine>,
+    program: Program,
+    decision: &Decision,
+) {
+    let names = program.of(engine).map(|p| p.names());
+    if !table.as_ref().is_some_and(|t| match (&t.names, names) {
+        (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+        (None, None) => true,
+        _ => false,
+    }) {
+        let old = table.replace(PolicyTable::new(engine, program));
+        if let Some(old) = old.filter(|_| retired.len() < MAX_RETIRED) {
+            retired.push(old);
         }
     }
+    if let Some(t) = table.as_mut() {
+        t.add(decision);
+    }
+}
 
-    /// The id of the series of `family` for (`tier`, `policy`, `action`), or of the `_other`
-    /// series once [`MAX_POLICY_SERIES`] are defined.
-    fn series_id(
-        &self,
-        host: &dyn Stats,
-        family: &str,
-        tier: &str,
-        policy: &str,
-        action: &str,
-    ) -> Option<u32> {
-        let mut series = self.series.try_borrow_mut().ok()?;
-        let labels = |tier, policy| {
-            [
-                ("alp_tier", tier),
-                ("alp_policy", policy),
-                ("alp_action", action),
-            ]
+fn flush_table(
+    host: &dyn Stats,
+    subject: Subject,
+    series: &mut HashMap<String, u32>,
+    table: &mut PolicyTable,
+) {
+    let Some(names) = table.names.clone() else {
+        return;
+    };
+    let family = table.program.family(subject);
+    for i in std::mem::take(&mut table.dirty) {
+        let (Some(count), Some(id)) = (table.counts.get_mut(i), table.ids.get_mut(i)) else {
+            continue;
         };
-        let key = stat_name(family, &labels(tier, policy));
-        if let Some(id) = series.get(&key) {
-            return Some(*id);
+        let n = std::mem::take(count);
+        if n == 0 {
+            continue;
         }
-        let (key, labels) = if series.len() < MAX_POLICY_SERIES {
-            (key, labels(tier, policy))
-        } else {
-            let other = labels("_other", "_other");
-            (stat_name(family, &other), other)
-        };
-        if let Some(id) = series.get(&key) {
-            return Some(*id);
+        if id.is_none() {
+            let (tier, name) = slot_names(&names, i / 2);
+            let verdict = if i % 2 == 0 { "allow" } else { "deny" };
+            *id = series_id(host, series, family, &tier, &name, verdict);
         }
-        let id = host.define_counter(family, &labels)?;
-        series.insert(key, id);
-        Some(id)
+        if let Some(id) = id {
+            host.increment_counter(*id, n);
+        }
     }
+}
+
+/// The id of the series of `family` for (`tier`, `policy`, `action`), or of the `_other`
+/// series once [`MAX_POLICY_SERIES`] are defined.
+fn series_id(
+    host: &dyn Stats,
+    series: &mut HashMap<String, u32>,
+    family: &str,
+    tier: &str,
+    policy: &str,
+    action: &str,
+) -> Option<u32> {
+    let labels = |tier, policy| {
+        [
+            ("alp_tier", tier),
+            ("alp_policy", policy),
+            ("alp_action", action),
+        ]
+    };
+    let key = stat_name(family, &labels(tier, policy));
+    if let Some(id) = series.get(&key) {
+        return Some(*id);
+    }
+    let (key, labels) = if series.len() < MAX_POLICY_SERIES {
+        (key, labels(tier, policy))
+    } else {
+        let other = labels("_other", "_other");
+        (stat_name(family, &other), other)
+    };
+    if let Some(id) = series.get(&key) {
+        return Some(*id);
+    }
+    let id = host.define_counter(family, &labels)?;
+    series.insert(key, id);
+    Some(id)
 }
 
 #[cfg(test)]
@@ -769,16 +783,23 @@ mod tests {
     #[test]
     fn series_are_capped() {
         let host = FakeHost::new();
-        let m = Metrics::define(&host, false, Subject::Request);
-        for i in 0..MAX_POLICY_SERIES + 5 {
-            m.series_id(
+        let mut series = HashMap::new();
+        let mut id = |tier: &str, policy: &str| {
+            series_id(
                 &host,
+                &mut series,
                 "alp_policy_requests_total",
-                "t",
-                &format!("p{i}"),
+                tier,
+                policy,
                 "allow",
-            );
+            )
+        };
+        for i in 0..MAX_POLICY_SERIES + 5 {
+            id("t", &format!("p{i}"));
         }
+        let other = id("t", "new");
+        assert_eq!(other, id("_other", "_other"));
+        assert!(id("t", "p3").is_some());
         let defined = host
             .counters
             .borrow()
@@ -786,20 +807,6 @@ mod tests {
             .filter(|(n, _)| n.ends_with(";.;alp_policy_requests_total"))
             .count();
         assert_eq!(defined, MAX_POLICY_SERIES + 1, "the cap plus `_other`");
-        let other = m.series_id(&host, "alp_policy_requests_total", "t", "new", "allow");
-        assert_eq!(
-            other,
-            m.series_id(
-                &host,
-                "alp_policy_requests_total",
-                "_other",
-                "_other",
-                "allow"
-            )
-        );
-        assert!(m
-            .series_id(&host, "alp_policy_requests_total", "t", "p3", "allow")
-            .is_some());
     }
 
     #[test]

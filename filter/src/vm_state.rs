@@ -43,7 +43,7 @@ pub trait ProcessEngine: Send + Sync + std::fmt::Debug {
 pub struct VmState {
     pub cache: Rc<RefCell<SnapshotCache>>,
     pub connections: Rc<RefCell<ConnectionCache>>,
-    pub metrics: Rc<Metrics>,
+    pub metrics: Arc<Metrics>,
     pub settings: Rc<Settings>,
     /// Set in the native module: decide with the process's program instead of `cache`'s copy.
     pub process: Option<Arc<dyn ProcessEngine>>,

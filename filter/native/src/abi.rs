@@ -247,6 +247,8 @@ pub type NetworkFilterConfigModulePtr = *const c_void;
 pub type NetworkFilterEnvoyPtr = *mut c_void;
 /// Our per-connection object returned from `network_filter_new`.
 pub type NetworkFilterModulePtr = *const c_void;
+/// A network configuration's scheduler; the module deletes it.
+pub type NetworkFilterConfigSchedulerModulePtr = *mut c_void;
 
 /// `envoy_dynamic_module_type_on_network_filter_data_status` (Network::FilterStatus).
 pub type NetworkDataStatus = u32;
@@ -366,9 +368,10 @@ unsafe extern "C" {
         label_names_len: usize,
         gauge_id: *mut usize,
     ) -> MetricsResult;
-    /// Add `value` to a counter from a stream; label count must equal the defined names.
-    pub fn envoy_dynamic_module_callback_http_filter_increment_counter(
-        filter_envoy_ptr: HttpFilterEnvoyPtr,
+    /// Adds `value` to a counter through the configuration (no stream needed: the main
+    /// thread's tick); `label_values` as many as the family was defined with.
+    pub fn envoy_dynamic_module_callback_http_filter_config_increment_counter(
+        filter_config_envoy_ptr: HttpFilterConfigEnvoyPtr,
         id: usize,
         label_values: *const ModuleBuffer,
         label_values_len: usize,
@@ -377,14 +380,6 @@ unsafe extern "C" {
     /// Set a gauge from the config (any thread-agnostic config context, e.g. a scheduled event).
     pub fn envoy_dynamic_module_callback_http_filter_config_set_gauge(
         filter_config_envoy_ptr: HttpFilterConfigEnvoyPtr,
-        id: usize,
-        label_values: *const ModuleBuffer,
-        label_values_len: usize,
-        value: u64,
-    ) -> MetricsResult;
-    /// Set a gauge from a stream.
-    pub fn envoy_dynamic_module_callback_http_filter_set_gauge(
-        filter_envoy_ptr: HttpFilterEnvoyPtr,
         id: usize,
         label_values: *const ModuleBuffer,
         label_values_len: usize,
@@ -405,6 +400,23 @@ unsafe extern "C" {
     /// Frees a scheduler made by `http_filter_config_scheduler_new`.
     pub fn envoy_dynamic_module_callback_http_filter_config_scheduler_delete(
         scheduler: HttpFilterConfigSchedulerModulePtr,
+    );
+
+    // ---------------------------------------------------------------- network: config scheduler
+
+    /// A scheduler that runs `on_network_filter_config_scheduled` on the main thread for this
+    /// configuration; the module deletes it.
+    pub fn envoy_dynamic_module_callback_network_filter_config_scheduler_new(
+        config_envoy_ptr: NetworkFilterConfigEnvoyPtr,
+    ) -> NetworkFilterConfigSchedulerModulePtr;
+    /// Posts `event_id` to the main thread; callable from any thread.
+    pub fn envoy_dynamic_module_callback_network_filter_config_scheduler_commit(
+        scheduler: NetworkFilterConfigSchedulerModulePtr,
+        event_id: u64,
+    );
+    /// Frees a scheduler made by `network_filter_config_scheduler_new`.
+    pub fn envoy_dynamic_module_callback_network_filter_config_scheduler_delete(
+        scheduler: NetworkFilterConfigSchedulerModulePtr,
     );
 
     // ---------------------------------------------------------------- network: attributes
@@ -463,9 +475,9 @@ unsafe extern "C" {
         name: ModuleBuffer,
         counter_id: *mut usize,
     ) -> MetricsResult;
-    /// Add `value` to a counter from a connection.
-    pub fn envoy_dynamic_module_callback_network_filter_increment_counter(
-        filter_envoy_ptr: NetworkFilterEnvoyPtr,
+    /// Adds `value` to a counter through the configuration (the main thread's tick).
+    pub fn envoy_dynamic_module_callback_network_filter_config_increment_counter(
+        config_envoy_ptr: NetworkFilterConfigEnvoyPtr,
         id: usize,
         value: u64,
     ) -> MetricsResult;

@@ -1,14 +1,16 @@
 //! One filter configuration (`*_config_new`), shared by every worker thread: the parsed
-//! settings, the process's follower for them, and the stats Envoy defined for it.
+//! settings, the process's follower for them, the stats Envoy defined for it, and each
+//! worker's metrics, which its tick (`tick`, on Envoy's main thread) adds to Envoy's stats.
 
-use crate::abi;
 use crate::follower::Follower;
-use crate::host::{self, ConfigHost, ConfigTarget};
-use crate::metric_table::{Definitions, Kind};
+use crate::host::{self, ConfigHost, ConfigTarget, TickHost};
+use crate::metric_table::{Definitions, Kind, RuntimeSeries};
 use crate::registry;
 use crate::settings::NativeConfig;
+use alp_filter::cache::Events;
 use alp_filter::host::Level;
-use alp_filter::metrics::{Metrics, Subject};
+use alp_filter::metrics::{Metrics, SnapshotStatus, Subject};
+use alp_filter::vm_state::ProcessEngine;
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -31,9 +33,20 @@ pub struct FilterConfig {
     pub config: NativeConfig,
     pub follower: Arc<Follower>,
     pub definitions: Definitions,
+    /// Envoy's configuration, for the tick's stats calls.
+    envoy: ConfigTarget,
     /// The metric ids as defined; each worker takes a copy with its own counts.
-    metrics: Mutex<Metrics>,
+    metrics: Metrics,
+    /// Every worker's metrics, flushed on the tick.
+    workers: Mutex<Vec<Arc<Metrics>>>,
+    /// Per-policy series made on the tick (main thread only; locked for `Sync`).
+    runtime: Mutex<RuntimeSeries>,
 }
+
+// SAFETY: `envoy` is Envoy's configuration pointer, used only on Envoy's main thread (the tick)
+// while the configuration lives; everything else is `Sync`.
+unsafe impl Send for FilterConfig {}
+unsafe impl Sync for FilterConfig {}
 
 impl FilterConfig {
     /// Parses `bytes` and defines the stats; the error is logged by the caller and makes Envoy
@@ -52,6 +65,7 @@ impl FilterConfig {
                 target,
                 definitions: &definitions,
             };
+
             let metrics = Metrics::define(&config_host, !config.filter.enforce, subject);
             if let (Kind::Http, Ok(mut d)) = (kind, definitions.try_borrow_mut()) {
                 for family in POLICY_FAMILIES {
@@ -100,50 +114,47 @@ impl FilterConfig {
             config,
             follower,
             definitions: definitions.into_inner(),
-            metrics: Mutex::new(metrics),
+            envoy: target,
+            metrics,
+            workers: Mutex::new(Vec::new()),
+            runtime: Mutex::new(RuntimeSeries::default()),
         })
     }
 
-    /// Sets `alp_snapshot_version` and `alp_snapshot_age_seconds` through the configuration
-    /// (its tick, on the main thread).
-    pub fn set_snapshot_gauges(&self, config_envoy_ptr: abi::HttpFilterConfigEnvoyPtr) {
-        let engine = alp_filter::vm_state::ProcessEngine::current(self.follower.as_ref());
-        let received = self.follower.stats.received_ms.load(Ordering::Relaxed);
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-        let values = [
-            ("alp_snapshot_version", engine.version()),
-            (
-                "alp_snapshot_age_seconds",
-                (received > 0).then(|| now.saturating_sub(received) / 1000),
-            ),
-        ];
-        for (name, value) in values {
-            let (Some(value), Some((_, envoy_id))) = (
-                value,
-                self.definitions.gauges.iter().find(|(n, _)| n == name),
-            ) else {
-                continue;
-            };
-            // SAFETY: the configuration's pointer during its scheduled event; no labels.
-            unsafe {
-                abi::envoy_dynamic_module_callback_http_filter_config_set_gauge(
-                    config_envoy_ptr,
-                    *envoy_id,
-                    std::ptr::null(),
-                    0,
-                    value,
-                );
-            }
-        }
+    /// A new worker's metrics: the configuration's ids, nothing counted, flushed on the tick.
+    pub fn worker_metrics(&self) -> Arc<Metrics> {
+        let metrics = Arc::new(self.metrics.with_same_ids());
+        lock(&self.workers).push(Arc::clone(&metrics));
+        metrics
     }
 
-    /// A worker's own metrics: the configuration's ids, nothing counted.
-    pub fn worker_metrics(&self) -> Metrics {
-        match self.metrics.lock() {
-            Ok(m) => m.with_same_ids(),
-            Err(poisoned) => poisoned.into_inner().with_same_ids(),
+    /// The tick (`ticker`, on Envoy's main thread): every worker's counts into Envoy's stats,
+    /// the process's snapshot events (counted once), and the snapshot gauges.
+    pub fn tick(&self) {
+        let runtime = lock(&self.runtime);
+        let host = TickHost {
+            target: self.envoy,
+            definitions: &self.definitions,
+            runtime: &runtime,
+        };
+        let stats = &self.follower.stats;
+        let received = stats.received_ms.load(Ordering::Relaxed);
+        let status = SnapshotStatus {
+            events: Events {
+                reloads: stats.reloads.swap(0, Ordering::Relaxed),
+                refusals: stats.refusals.swap(0, Ordering::Relaxed),
+            },
+            version: self.follower.current().version(),
+            received_ms: (received > 0).then_some(received),
+        };
+        // The configuration's own metrics count nothing: they carry the events and gauges.
+        self.metrics.flush_with(&host, Some(status));
+        for metrics in lock(&self.workers).iter() {
+            metrics.flush_with(&host, None);
         }
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }

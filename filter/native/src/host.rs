@@ -1,6 +1,7 @@
-//! `alp-filter`'s [`Host`] over Envoy's dynamic-module ABI: [`StreamHost`] for one HTTP stream
-//! or one connection (what a decision reads and does), [`ConfigHost`] while a filter
-//! configuration is created (the only time Envoy lets stats be defined).
+//! `alp-filter`'s hosts over Envoy's dynamic-module ABI: [`StreamHost`] for one HTTP stream or
+//! one connection (what a decision reads and does), and the stats of a filter configuration:
+//! [`ConfigHost`] while Envoy creates it (the only time Envoy lets stats be defined), and
+//! [`TickHost`] on its tick, when every worker's counts are added on Envoy's main thread.
 //!
 //! Attributes are read with the ABI's attribute getters, which answer "not there" and "could not
 //! be read" alike (`false`); both read as absent here, so a TLS attribute of a plaintext
@@ -10,7 +11,7 @@
 
 use crate::abi::{self, EnvoyBuffer, ModuleBuffer, ModuleHttpHeader};
 use crate::metric_table::{Define, Definitions, Kind, RuntimeSeries};
-use alp_filter::host::{CasMismatch, Host, HostError, Level, MethodAndPath, Stats};
+use alp_filter::host::{CasMismatch, Clock, Host, HostError, Level, MethodAndPath, Stats};
 use std::cell::RefCell;
 use std::time::Duration;
 
@@ -22,10 +23,8 @@ pub enum Target {
 }
 
 /// The host of one hook call on a stream or connection.
-pub struct StreamHost<'a> {
+pub struct StreamHost {
     pub target: Target,
-    pub definitions: &'a Definitions,
-    pub runtime: &'a RuntimeSeries,
     /// The filter-state key decisions go to (`decide::FILTER_STATE` under the module's prefix).
     pub filter_state_prefix: &'static str,
 }
@@ -114,7 +113,7 @@ fn attribute(path: &[&str]) -> Option<Attribute> {
     })
 }
 
-impl StreamHost<'_> {
+impl StreamHost {
     fn text_attribute(&self, id: abi::AttributeId) -> Option<Vec<u8>> {
         let mut out = EnvoyBuffer::null();
         // SAFETY: the filter pointer is the one of the current hook; `out` is ours.
@@ -198,7 +197,7 @@ impl StreamHost<'_> {
     }
 }
 
-impl Host for StreamHost<'_> {
+impl Host for StreamHost {
     fn property(&self, path: &[&str]) -> Result<Option<Vec<u8>>, HostError> {
         Ok(match (attribute(path), self.target) {
             // Reading `connection.tls_version` before a TLS handshake completes makes Envoy keep
@@ -346,71 +345,15 @@ impl Host for StreamHost<'_> {
     }
 }
 
-impl Stats for StreamHost<'_> {
+impl Clock for StreamHost {
     fn now_ms(&self) -> u64 {
         now_ms()
     }
-
-    fn define_counter(&self, family: &str, labels: &[(&str, &str)]) -> Option<u32> {
-        let kind = match self.target {
-            Target::Http(_) => Kind::Http,
-            Target::Connection(_) => Kind::Network,
-        };
-        self.definitions
-            .runtime_series(kind, self.runtime, family, labels)
-    }
-
-    fn increment_counter(&self, id: u32, by: u64) {
-        let Some(series) = self.definitions.series(self.runtime, id) else {
-            return;
-        };
-        let s = series.get();
-        let values: Vec<ModuleBuffer> = s.label_values.iter().map(|v| buffer(v)).collect();
-        // SAFETY: the current hook's filter pointer; the label values outlive the call.
-        unsafe {
-            match self.target {
-                Target::Http(f) => {
-                    abi::envoy_dynamic_module_callback_http_filter_increment_counter(
-                        f,
-                        s.envoy_id,
-                        values.as_ptr(),
-                        values.len(),
-                        by,
-                    );
-                }
-                Target::Connection(f) => {
-                    abi::envoy_dynamic_module_callback_network_filter_increment_counter(
-                        f, s.envoy_id, by,
-                    );
-                }
-            }
-        }
-    }
-
-    fn define_gauge(&self, _name: &str) -> Option<u32> {
-        None
-    }
-
-    fn set_gauge(&self, id: u32, value: u64) {
-        let (Target::Http(f), Some((_, envoy_id))) =
-            (self.target, self.definitions.gauges.get(id as usize))
-        else {
-            return;
-        };
-        // SAFETY: the current stream's filter pointer; no labels.
-        unsafe {
-            abi::envoy_dynamic_module_callback_http_filter_set_gauge(
-                f,
-                *envoy_id,
-                std::ptr::null(),
-                0,
-                value,
-            );
-        }
-    }
 }
 
-/// Envoy's stat definitions while a configuration is created.
+/// A filter configuration of Envoy's, for its stats: valid from its `config_new` to its
+/// `config_destroy` (the tick stops before that; `ticker`).
+#[derive(Debug, Clone, Copy)]
 pub enum ConfigTarget {
     Http(abi::HttpFilterConfigEnvoyPtr),
     Network(abi::NetworkFilterConfigEnvoyPtr),
@@ -482,10 +425,13 @@ impl ConfigHost<'_> {
     }
 }
 
-impl Stats for ConfigHost<'_> {
+impl Clock for ConfigHost<'_> {
     fn now_ms(&self) -> u64 {
         now_ms()
     }
+}
+
+impl Stats for ConfigHost<'_> {
     fn define_counter(&self, family: &str, labels: &[(&str, &str)]) -> Option<u32> {
         let kind = self.kind();
         self.definitions
@@ -501,27 +447,91 @@ impl Stats for ConfigHost<'_> {
             .define_gauge(&self.target, name)
     }
     fn set_gauge(&self, id: u32, value: u64) {
-        let ConfigTarget::Http(c) = self.target else {
-            return;
-        };
-        let Some(envoy_id) = self
-            .definitions
-            .try_borrow()
-            .ok()
-            .and_then(|d| d.gauges.get(id as usize).map(|(_, e)| *e))
-        else {
-            return;
-        };
-        // SAFETY: the configuration pointer of the current `config_new`; no labels.
-        unsafe {
-            abi::envoy_dynamic_module_callback_http_filter_config_set_gauge(
-                c,
-                envoy_id,
-                std::ptr::null(),
-                0,
-                value,
-            );
+        if let Ok(d) = self.definitions.try_borrow() {
+            set_config_gauge(self.target, &d, id, value);
         }
+    }
+}
+
+/// Adds a worker's counts to Envoy's stats through its configuration, on Envoy's main thread
+/// (the configuration's tick): Envoy does the work of a labeled counter (building its name)
+/// there, not on the request path. Per-policy series are made here too, in the configuration's
+/// runtime series.
+pub struct TickHost<'a> {
+    pub target: ConfigTarget,
+    pub definitions: &'a Definitions,
+    pub runtime: &'a RuntimeSeries,
+}
+
+impl Clock for TickHost<'_> {
+    fn now_ms(&self) -> u64 {
+        now_ms()
+    }
+}
+
+impl Stats for TickHost<'_> {
+    fn define_counter(&self, family: &str, labels: &[(&str, &str)]) -> Option<u32> {
+        let kind = match self.target {
+            ConfigTarget::Http(_) => Kind::Http,
+            ConfigTarget::Network(_) => Kind::Network,
+        };
+        self.definitions
+            .runtime_series(kind, self.runtime, family, labels)
+    }
+
+    fn increment_counter(&self, id: u32, by: u64) {
+        let Some(series) = self.definitions.series(self.runtime, id) else {
+            return;
+        };
+        let s = series.get();
+        let values: Vec<ModuleBuffer> = s.label_values.iter().map(|v| buffer(v)).collect();
+        // SAFETY: the configuration's pointer during its scheduled event; the label values
+        // outlive the call.
+        unsafe {
+            match self.target {
+                ConfigTarget::Http(c) => {
+                    abi::envoy_dynamic_module_callback_http_filter_config_increment_counter(
+                        c,
+                        s.envoy_id,
+                        values.as_ptr(),
+                        values.len(),
+                        by,
+                    );
+                }
+                ConfigTarget::Network(c) => {
+                    abi::envoy_dynamic_module_callback_network_filter_config_increment_counter(
+                        c, s.envoy_id, by,
+                    );
+                }
+            }
+        }
+    }
+
+    fn define_gauge(&self, _name: &str) -> Option<u32> {
+        None
+    }
+
+    fn set_gauge(&self, id: u32, value: u64) {
+        set_config_gauge(self.target, self.definitions, id, value);
+    }
+}
+
+/// Sets gauge `id` (of `definitions`) through an HTTP configuration (network ones have none).
+fn set_config_gauge(target: ConfigTarget, definitions: &Definitions, id: u32, value: u64) {
+    let (ConfigTarget::Http(c), Some((_, envoy_id))) =
+        (target, definitions.gauges.get(id as usize))
+    else {
+        return;
+    };
+    // SAFETY: a live configuration pointer (its `config_new`, or its tick); no labels.
+    unsafe {
+        abi::envoy_dynamic_module_callback_http_filter_config_set_gauge(
+            c,
+            *envoy_id,
+            std::ptr::null(),
+            0,
+            value,
+        );
     }
 }
 

@@ -17,11 +17,9 @@ use alp_filter::decide::Action;
 use alp_filter::host::{Host, Level};
 use std::ffi::c_void;
 use std::rc::Rc;
-use std::sync::Arc;
 
-/// One stream's filter: its configuration and this worker's state for it.
+/// One stream's filter: this worker's state for its configuration.
 struct HttpFilter {
-    config: Arc<FilterConfig>,
     worker: Rc<Worker>,
 }
 
@@ -39,7 +37,7 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_config_new(
     guard::config_new("HTTP", || {
         let config = FilterConfig::new(Kind::Http, ConfigTarget::Http(config_envoy_ptr), &bytes)?;
         if config.config.filter.metrics {
-            ticker::register(config.id, config_envoy_ptr);
+            ticker::register(config.id, Kind::Http, config_envoy_ptr);
         }
         Ok(config)
     })
@@ -59,7 +57,8 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_config_destroy(
     unsafe { guard::config_destroy(config) }
 }
 
-/// The configuration's tick (`ticker`), on the main thread: sets the snapshot gauges.
+/// The configuration's tick (`ticker`), on the main thread: the workers' counts and the
+/// snapshot gauges into Envoy's stats.
 ///
 /// # Safety
 /// Envoy passes the configuration's pointers, live during the call.
@@ -73,9 +72,8 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_config_scheduled(
     let Some(config) = (unsafe { guard::config_arc(config) }) else {
         return;
     };
-    guard::catch("setting the snapshot gauges", (), || {
-        config.set_snapshot_gauges(config_envoy_ptr)
-    });
+    let _ = config_envoy_ptr; // the configuration keeps its own pointer
+    guard::catch("adding the counts to Envoy's stats", (), || config.tick());
 }
 
 /// # Safety
@@ -91,7 +89,7 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_new(
     };
     guard::catch("creating an HTTP filter", std::ptr::null(), || {
         let worker = Worker::of(&config);
-        Box::into_raw(Box::new(HttpFilter { config, worker })) as *const c_void
+        Box::into_raw(Box::new(HttpFilter { worker })) as *const c_void
     })
 }
 
@@ -113,11 +111,9 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_request_headers(
         abi::HEADERS_STOP_ITERATION
     };
     guard::catch_with("deciding a request", refused, || {
-        let host = filter
-            .worker
-            .host(&filter.config, Target::Http(filter_envoy_ptr));
+        let host = filter.worker.host(Target::Http(filter_envoy_ptr));
         let action = filter.worker.vm.on_request_headers(&host);
-        filter.worker.after_decision(&filter.config, &host);
+        filter.worker.after_decision();
         match action {
             Action::Continue => abi::HEADERS_CONTINUE,
             Action::Replied => abi::HEADERS_STOP_ITERATION,
@@ -127,12 +123,8 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_request_headers(
 
 /// Fail closed: a request whose decision panicked is answered 500.
 fn refuse_after_panic(filter_envoy_ptr: abi::HttpFilterEnvoyPtr) {
-    let definitions = crate::metric_table::Definitions::default();
-    let runtime = crate::metric_table::RuntimeSeries::default();
     let host = host::StreamHost {
         target: Target::Http(filter_envoy_ptr),
-        definitions: &definitions,
-        runtime: &runtime,
         filter_state_prefix: crate::worker::FILTER_STATE_PREFIX,
     };
     host.log(

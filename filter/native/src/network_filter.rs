@@ -16,15 +16,14 @@ use crate::filter_config::FilterConfig;
 use crate::guard;
 use crate::host::{ConfigTarget, Target};
 use crate::metric_table::Kind;
+use crate::ticker;
 use crate::worker::Worker;
 use alp_filter::connection::{ConnectionGate, Flow};
 use std::cell::RefCell;
 use std::ffi::c_void;
 use std::rc::Rc;
-use std::sync::Arc;
 
 struct NetworkFilter {
-    config: Arc<FilterConfig>,
     worker: Rc<Worker>,
     gate: RefCell<ConnectionGate>,
     /// `new_connection` stopped the read chain; allowing resumes it.
@@ -59,9 +58,9 @@ impl NetworkFilter {
             Flow::Pause
         };
         guard::catch_with(what, failed, || {
-            let host = self.worker.host(&self.config, Target::Connection(envoy));
+            let host = self.worker.host(Target::Connection(envoy));
             let flow = step(&mut gate, &self.worker.vm, &host);
-            self.worker.after_decision(&self.config, &host);
+            self.worker.after_decision();
             flow
         })
     }
@@ -85,12 +84,33 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_network_filter_config_new(
     // SAFETY: Envoy's configuration bytes for the duration of this call.
     let bytes = unsafe { guard::bytes(config) };
     guard::config_new("network", || {
-        FilterConfig::new(
+        let config = FilterConfig::new(
             Kind::Network,
             ConfigTarget::Network(config_envoy_ptr),
             &bytes,
-        )
+        )?;
+        if config.config.filter.metrics {
+            ticker::register(config.id, Kind::Network, config_envoy_ptr);
+        }
+        Ok(config)
     })
+}
+
+/// The configuration's tick (`ticker`), on the main thread: the workers' counts into Envoy's
+/// stats. (Envoy passes no configuration pointer to this hook; the configuration keeps it.)
+///
+/// # Safety
+/// `config` is a live pointer from `config_new`.
+#[no_mangle]
+pub unsafe extern "C" fn envoy_dynamic_module_on_network_filter_config_scheduled(
+    config: abi::NetworkFilterConfigModulePtr,
+    _event_id: u64,
+) {
+    // SAFETY: as documented.
+    let Some(config) = (unsafe { guard::config_arc(config) }) else {
+        return;
+    };
+    guard::catch("adding the counts to Envoy's stats", (), || config.tick());
 }
 
 /// # Safety
@@ -99,6 +119,10 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_network_filter_config_new(
 pub unsafe extern "C" fn envoy_dynamic_module_on_network_filter_config_destroy(
     config: abi::NetworkFilterConfigModulePtr,
 ) {
+    // SAFETY: as documented.
+    if let Some(c) = unsafe { guard::config_arc(config) } {
+        ticker::unregister(c.id);
+    }
     // SAFETY: as documented.
     unsafe { guard::config_destroy(config) }
 }
@@ -117,7 +141,6 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_network_filter_new(
     guard::catch("creating a network filter", std::ptr::null(), || {
         let worker = Worker::of(&config);
         Box::into_raw(Box::new(NetworkFilter {
-            config,
             worker,
             gate: RefCell::new(ConnectionGate::new()),
             held: std::cell::Cell::new(false),

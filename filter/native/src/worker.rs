@@ -1,19 +1,16 @@
 //! What one worker thread keeps per filter configuration: the filter's `VmState` (its own
-//! metrics and decision-log budget, its connections' attributes, and the process's program as
-//! the engine), and the per-policy series it created. Envoy runs each stream and connection on
-//! one worker, so nothing here is shared between threads or locked.
+//! metrics, which the configuration's tick flushes, its decision-log budget, its connections'
+//! attributes, and the process's program as the engine). Envoy runs each stream and
+//! connection on one worker, so nothing else here is shared between threads.
 
 use crate::filter_config::FilterConfig;
 use crate::host::{StreamHost, Target};
-use crate::metric_table::RuntimeSeries;
-use alp_filter::cache::Events;
 use alp_filter::decision_log::DecisionLogger;
-use alp_filter::metrics::{SnapshotStatus, Subject};
+use alp_filter::metrics::Subject;
 use alp_filter::vm_state::{ProcessEngine, Settings, VmState};
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 
 /// The filter-state key prefix of the native module: decisions go to `calico.alp_decision`
@@ -25,7 +22,6 @@ const LOG_TICK_MS: u64 = 100;
 pub struct Worker {
     config: Weak<FilterConfig>,
     pub vm: VmState,
-    runtime: RuntimeSeries,
     last_tick_ms: Cell<u64>,
 }
 
@@ -42,7 +38,7 @@ impl Worker {
         };
         let process: Arc<dyn ProcessEngine> = config.follower.clone();
         let vm = VmState {
-            metrics: Rc::new(config.worker_metrics()),
+            metrics: config.worker_metrics(),
             settings: Rc::new(Settings {
                 dry_run: !filter.enforce,
                 log: DecisionLogger::new(
@@ -61,7 +57,6 @@ impl Worker {
         Worker {
             config: Arc::downgrade(config),
             vm,
-            runtime: RuntimeSeries::default(),
             last_tick_ms: Cell::new(now_ms()),
         }
     }
@@ -85,18 +80,16 @@ impl Worker {
     }
 
     /// The host of one hook call on `target`.
-    pub fn host<'a>(&'a self, config: &'a FilterConfig, target: Target) -> StreamHost<'a> {
+    pub fn host(&self, target: Target) -> StreamHost {
         StreamHost {
             target,
-            definitions: &config.definitions,
-            runtime: &self.runtime,
             filter_state_prefix: FILTER_STATE_PREFIX,
         }
     }
 
-    /// After a decision: refills the decision-log budget when due and adds the counts to
-    /// Envoy's stats (a native call each, so no batching on a tick is needed).
-    pub fn after_decision(&self, config: &FilterConfig, host: &StreamHost<'_>) {
+    /// After a decision: refills the decision-log budget when due (the wasm filter does it on
+    /// its tick; this worker's budget is its own).
+    pub fn after_decision(&self) {
         let now = now_ms();
         let elapsed = now.saturating_sub(self.last_tick_ms.get());
         if elapsed >= LOG_TICK_MS {
@@ -104,18 +97,6 @@ impl Worker {
             let suppressed = self.vm.settings.log.tick(elapsed);
             self.vm.metrics.count_suppressed_lines(suppressed);
         }
-        let stats = &config.follower.stats;
-        // Process-wide events: whichever worker flushes first counts them, once. The gauges
-        // are set on the configuration's tick (`ticker`), not per decision.
-        let status = SnapshotStatus {
-            events: Events {
-                reloads: stats.reloads.swap(0, Ordering::Relaxed),
-                refusals: stats.refusals.swap(0, Ordering::Relaxed),
-            },
-            version: None,
-            received_ms: None,
-        };
-        self.vm.metrics.flush_with(host, Some(status));
     }
 }
 

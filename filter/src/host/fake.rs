@@ -1,7 +1,7 @@
 //! A host for tests: properties, headers and callouts are set by the test; shared data is
 //! an `Rc` map that several `FakeHost`s (several "VMs") can share.
 
-use super::{CasMismatch, Host, HostError, Level, MethodAndPath, Stats};
+use super::{CasMismatch, Clock, Host, HostError, Level, MethodAndPath, Stats};
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -368,12 +368,14 @@ impl Host for FakeHost {
     }
 }
 
-impl Stats for FakeHost {
+impl Clock for FakeHost {
     fn now_ms(&self) -> u64 {
         self.record("now_ms");
         self.now.get()
     }
+}
 
+impl Stats for FakeHost {
     fn define_counter(&self, family: &str, labels: &[(&str, &str)]) -> Option<u32> {
         self.record("define_counter");
         let name = crate::metrics::stat_name(family, labels);

@@ -37,7 +37,7 @@ pub type MethodAndPath = (Option<Vec<u8>>, Option<Vec<u8>>);
 /// The host calls the filter makes. Reads of what a decision uses tell "absent" (`Ok(None)`)
 /// from "could not be read" (`Err`, D11); the rest is infallible from the caller's view (a host
 /// error reads as absent, or is reported in the result).
-pub trait Host: Stats {
+pub trait Host: Clock {
     /// An Envoy attribute (`["source", "address"]`), raw bytes; `Ok(None)` when absent.
     fn property(&self, path: &[&str]) -> Result<Option<Vec<u8>>, HostError>;
     /// `:method` and `:path` of the current HTTP stream. The real host reads both with one host
@@ -80,12 +80,16 @@ pub trait Host: Stats {
     fn log_enabled(&self, level: Level) -> bool;
 }
 
-/// Envoy stats and the clock: what [`Metrics`](crate::metrics::Metrics) needs, also where
-/// nothing else of the host exists (the native module defines its stats while Envoy creates a
-/// filter configuration).
-pub trait Stats {
+/// The host's clock.
+pub trait Clock {
     /// Wall-clock time, milliseconds since the Unix epoch (the same clock in every VM).
     fn now_ms(&self) -> u64;
+}
+
+/// Envoy stats: what [`Metrics`](crate::metrics::Metrics) defines and flushes into. The wasm
+/// module's hosts are both this and a [`Host`]; the native module flushes every worker's counts
+/// through its filter configuration, on Envoy's main thread, where no stream exists.
+pub trait Stats: Clock {
     /// Defines (or finds) the counter of `family` with `labels` (label, value). proxy-wasm has
     /// no labels: its host encodes them into the name (`metrics::stat_name`); the native module
     /// gives them to Envoy as labels where the ABI allows.

@@ -3,7 +3,7 @@
 //! [`header_map::method_and_path`](super::header_map::method_and_path).
 
 use super::header_map::method_and_path;
-use super::{CasMismatch, Host, HostError, Level, MethodAndPath, Stats};
+use super::{CasMismatch, Clock, Host, HostError, Level, MethodAndPath, Stats};
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
@@ -176,14 +176,16 @@ impl Host for ProxyHost {
     }
 }
 
-impl Stats for ProxyHost {
+impl Clock for ProxyHost {
     fn now_ms(&self) -> u64 {
         proxy_wasm::hostcalls::get_current_time()
             .ok()
             .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
             .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
     }
+}
 
+impl Stats for ProxyHost {
     fn define_counter(&self, family: &str, labels: &[(&str, &str)]) -> Option<u32> {
         let name = crate::metrics::stat_name(family, labels);
         proxy_wasm::hostcalls::define_metric(proxy_wasm::types::MetricType::Counter, &name).ok()
