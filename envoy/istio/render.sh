@@ -8,6 +8,8 @@
 #                 (kubectl patch felixconfiguration default --type merge --patch-file)
 #   wasmplugin/   the filter as WasmPlugins: kubectl apply -k DIR/wasmplugin (or -f DIR/wasmplugin/)
 #   envoyfilter/  the filter as one EnvoyFilter, *instead of* wasmplugin/ (never both)
+#   native/       only with --native-image: the OPTIONAL native module (libcalico_alp.so) as an
+#                 EnvoyFilter, instead of both wasm sets; its install overlays go to install/
 #   README.md     what is where, and the commands
 #
 # Each of wasmplugin/ and envoyfilter/ holds everything that variant needs (the control
@@ -22,6 +24,8 @@
 #   ... --tcp-port 5432 [--tcp-port 3306]   (default: 5432, the committed example)
 #   ... --no-tcp        (wasmplugin/ without the network WasmPlugin: no TCP port is decided)
 #   ... --wasm FILE     (default dist/calico-alp.wasm: whose .sha256 an https:// URL is pinned to)
+#   ... --native-image REF  (also write native/ and install/native-*.yaml, for the optional
+#                        native module: REF is the proxy image built from images/native/Dockerfile)
 #   ... --out DIR       (default dist/istio; replaced as a whole, so it must be new, empty, or
 #                        an earlier output of this script)
 #
@@ -49,7 +53,7 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 WASM="$ROOT/dist/calico-alp.wasm"
 OUT="$ROOT/dist/istio"
-URL="" IMAGE="" DIGEST="" NO_TCP=""
+URL="" IMAGE="" DIGEST="" NO_TCP="" NATIVE_IMAGE=""
 TRUST_DOMAINS=()
 TCP_PORTS=()
 SEEN=" "
@@ -72,6 +76,7 @@ while [[ $# -gt 0 ]]; do
         --tcp-port) value "$@"; TCP_PORTS+=("$2"); shift 2 ;;
         --no-tcp) NO_TCP=1; shift ;;
         --wasm) value "$@"; WASM=$2; shift 2 ;;
+        --native-image) value "$@"; NATIVE_IMAGE=$2; shift 2 ;;
         --out) value "$@"; OUT=$2; shift 2 ;;
         -h|--help) usage 0 ;;
         *) echo "render: error: unknown argument $1" >&2; usage 2 >&2 ;;
@@ -80,6 +85,7 @@ done
 [[ -n "$URL" ]] || die "--wasm-url is required (https://... or oci://...)"
 [[ -n "$IMAGE" ]] || die "--control-image is required (the image built from images/control/Dockerfile)"
 [[ "$IMAGE" =~ ^[A-Za-z0-9][A-Za-z0-9._/:@-]*$ ]] || die "--control-image $IMAGE is not an image reference"
+[[ -z "$NATIVE_IMAGE" || "$NATIVE_IMAGE" =~ ^[A-Za-z0-9][A-Za-z0-9._/:@-]*$ ]] || die "--native-image $NATIVE_IMAGE is not an image reference"
 [[ "$URL" =~ ^[A-Za-z0-9+.-]+://[^[:space:]\'\"]+$ ]] || die "--wasm-url $URL is not a URL"
 [[ -z "$NO_TCP" || ${#TCP_PORTS[@]} -eq 0 ]] || die "--no-tcp and --tcp-port exclude each other"
 
@@ -109,6 +115,7 @@ esac
 PLACEHOLDER_URL='https://calico-alp.invalid/calico-alp.wasm'
 PLACEHOLDER_SHA='0000000000000000000000000000000000000000000000000000000000000000'
 PLACEHOLDER_IMAGE='registry.invalid/calico-alp/control:dev'
+PLACEHOLDER_NATIVE_IMAGE='registry.invalid/calico-alp/proxyv2-native:dev'
 # The filter's trust_domains as committed: YAML in wasmplugin.yaml, JSON in envoyfilter-wasm.yaml.
 TD_YAML_FROM='trust_domains: ["cluster.local"]'
 TD_JSON_FROM='"trust_domains":["cluster.local"]'
@@ -138,7 +145,10 @@ INSTALL_FILES=(istio-operator.yaml istiod-values.yaml felix-policy-sync.yaml)
 SHARED_FILES=(control-cluster.yaml peer-authentication.yaml)
 WASMPLUGIN_FILES=(wasmplugin.yaml wasmplugin-tcp.yaml)
 ENVOYFILTER_FILES=(envoyfilter-wasm.yaml)
-listed=" ${INSTALL_FILES[*]} ${SHARED_FILES[*]} ${WASMPLUGIN_FILES[*]} ${ENVOYFILTER_FILES[*]} "
+# The optional native module (only with --native-image): its install overlays, its set.
+NATIVE_INSTALL_FILES=(native-operator.yaml native-values.yaml)
+NATIVE_FILES=(envoyfilter-native.yaml)
+listed=" ${INSTALL_FILES[*]} ${SHARED_FILES[*]} ${WASMPLUGIN_FILES[*]} ${ENVOYFILTER_FILES[*]} ${NATIVE_INSTALL_FILES[*]} ${NATIVE_FILES[*]} "
 for f in "$HERE"/*.yaml; do
     b=$(basename "$f")
     [[ "$listed" == *" $b "* ]] || die "envoy/istio/$b is in no list of render.sh: say where it goes"
@@ -160,7 +170,7 @@ if [[ -d "$OUT" ]]; then
     for e in "$OUT"/* "$OUT"/.[!.]*; do
         [[ -e "$e" || -L "$e" ]] || continue
         b=$(basename "$e")
-        [[ " README.md install wasmplugin envoyfilter $listed" == *" $b "* ]] ||
+        [[ " README.md install wasmplugin envoyfilter native $listed" == *" $b "* ]] ||
             die "--out $OUT holds $b, which render.sh did not write: give a new or empty directory"
     done
 fi
@@ -171,9 +181,9 @@ mkdir "$STAGE/all"
 for f in "$HERE"/*.yaml; do
     out="$STAGE/all/$(basename "$f")"
     # Literal replacements (no regular expressions: URLs and image names contain their syntax).
-    URL="$URL" SHA="$SHA" IMAGE="$IMAGE" TDYF="$TD_YAML_FROM" TDYT="$TD_YAML_TO" \
+    URL="$URL" SHA="$SHA" IMAGE="$IMAGE" NIMAGE="$NATIVE_IMAGE" TDYF="$TD_YAML_FROM" TDYT="$TD_YAML_TO" \
         TDJF="$TD_JSON_FROM" TDJT="$TD_JSON_TO" PF="$PORTS_FROM" PT="$PORTS_TO" awk \
-        -v pu="$PLACEHOLDER_URL" -v ps="$PLACEHOLDER_SHA" -v pi="$PLACEHOLDER_IMAGE" '
+        -v pu="$PLACEHOLDER_URL" -v ps="$PLACEHOLDER_SHA" -v pi="$PLACEHOLDER_IMAGE" -v pn="$PLACEHOLDER_NATIVE_IMAGE" '
         function repl(s, from, to,    i, r) {
             r = ""
             while ((i = index(s, from)) > 0) { r = r substr(s, 1, i - 1) to; s = substr(s, i + length(from)) }
@@ -181,11 +191,14 @@ for f in "$HERE"/*.yaml; do
         }
         {
             line = repl($0, pu, ENVIRON["URL"]); line = repl(line, ps, ENVIRON["SHA"]); line = repl(line, pi, ENVIRON["IMAGE"])
+            if (ENVIRON["NIMAGE"] != "") line = repl(line, pn, ENVIRON["NIMAGE"])
             line = repl(line, ENVIRON["TDYF"], ENVIRON["TDYT"]); line = repl(line, ENVIRON["TDJF"], ENVIRON["TDJT"])
             print repl(line, ENVIRON["PF"], ENVIRON["PT"])
         }
     ' "$f" > "$out"
-    if grep -qF -e "$PLACEHOLDER_URL" -e "$PLACEHOLDER_SHA" -e "$PLACEHOLDER_IMAGE" "$out"; then
+    if grep -qF -e "$PLACEHOLDER_URL" -e "$PLACEHOLDER_SHA" -e "$PLACEHOLDER_IMAGE" -e "$PLACEHOLDER_NATIVE_IMAGE" "$out"; then
+        # Without --native-image the native files are not written at all.
+        [[ -z "$NATIVE_IMAGE" && " ${NATIVE_INSTALL_FILES[*]} ${NATIVE_FILES[*]} " == *" $(basename "$f") "* ]] && continue
         die "a placeholder is left in $(basename "$f")"
     fi
 done
@@ -197,6 +210,11 @@ done
 [[ $(grep -cF -- "$TD_JSON_TO" "$STAGE/all/envoyfilter-wasm.yaml") -eq 2 ]] ||
     die "not two '$TD_JSON_FROM' (HTTP and network filter) in envoyfilter-wasm.yaml to render"
 grep -qF -- "$PORTS_TO" "$STAGE/all/wasmplugin-tcp.yaml" || die "no '$PORTS_FROM' in wasmplugin-tcp.yaml to render"
+[[ $(grep -cF -- "$TD_JSON_TO" "$STAGE/all/envoyfilter-native.yaml") -eq 2 ]] ||
+    die "not two '$TD_JSON_FROM' (HTTP and network filter) in envoyfilter-native.yaml to render"
+for f in "${NATIVE_INSTALL_FILES[@]}"; do
+    grep -qF -- "$PLACEHOLDER_NATIVE_IMAGE" "$HERE/$f" || die "no '$PLACEHOLDER_NATIVE_IMAGE' in $f to render"
+done
 
 # One directory per use. `Kustomization` is one of the names kustomize (kubectl apply -k)
 # reads; unlike kustomization.yaml, kubectl apply -f DIR/ does not take it for a manifest.
@@ -217,12 +235,28 @@ set_dir() { # name, comment line, files...
 }
 mkdir "$STAGE/install"
 for f in "${INSTALL_FILES[@]}"; do cp "$STAGE/all/$f" "$STAGE/install/$f"; done
+if [[ -n "$NATIVE_IMAGE" ]]; then
+    for f in "${NATIVE_INSTALL_FILES[@]}"; do cp "$STAGE/all/$f" "$STAGE/install/$f"; done
+fi
 set_dir wasmplugin "The calico-alp filter as WasmPlugins. Never together with ../envoyfilter." \
     "${SHARED_FILES[@]}" "${WASMPLUGIN_FILES[@]}"
 set_dir envoyfilter "The calico-alp filter as one EnvoyFilter, instead of ../wasmplugin (never both)." \
     "${SHARED_FILES[@]}" "${ENVOYFILTER_FILES[@]}"
+if [[ -n "$NATIVE_IMAGE" ]]; then
+    set_dir native "OPTIONAL: the calico-alp filter as the native module (EnvoyFilter), instead of ../wasmplugin and ../envoyfilter." \
+        "${SHARED_FILES[@]}" "${NATIVE_FILES[@]}"
+fi
 rm -rf "$STAGE/all"
 
+NATIVE_README=""
+if [[ -n "$NATIVE_IMAGE" ]]; then
+    NATIVE_README="
+Optional, the native module (docs/istio.md \"Native module (optional)\"; proxy image \`$NATIVE_IMAGE\`):
+install with \`istioctl install -y -f install/istio-operator.yaml -f install/native-operator.yaml\`
+(or \`helm install istiod istio/istiod -n istio-system --wait -f install/istiod-values.yaml -f install/native-values.yaml\`),
+then \`kubectl apply -k native\` *instead of* \`wasmplugin/\` and \`envoyfilter/\` (never together).
+"
+fi
 if [[ -n "$NO_TCP" ]]; then TCP_NOTE="none (--no-tcp)"; else TCP_NOTE="${TCP_PORTS[*]}"; fi
 cat > "$STAGE/README.md" <<EOF
 # calico-alp for Istio, rendered by envoy/istio/render.sh
@@ -241,6 +275,7 @@ directory.
 | \`wasmplugin/\` | the filter as WasmPlugins (${WASMPLUGIN_FILES[*]}), with ${SHARED_FILES[*]} | \`kubectl apply -k wasmplugin\` (or \`kubectl apply -f wasmplugin/\`) |
 | \`envoyfilter/\` | the filter as one EnvoyFilter (${ENVOYFILTER_FILES[*]}), with ${SHARED_FILES[*]} | instead of \`wasmplugin/\`, never both: \`kubectl apply -k envoyfilter\` |
 
+$NATIVE_README
 Each of \`wasmplugin/\` and \`envoyfilter/\` is complete by itself (the shared files are copied
 into both) and lists its files in \`Kustomization\`. To switch from one to the other, delete the
 filter files of the first (not its shared files), then apply the second.
@@ -258,6 +293,7 @@ echo "render: wrote $shown (module $URL, sha256 $SHA, control image $IMAGE, trus
 echo "  $(q "$shown/install")/: $(listing install) (install inputs: never kubectl apply)"
 echo "  $(q "$shown/wasmplugin")/: $(listing wasmplugin)"
 echo "  $(q "$shown/envoyfilter")/: $(listing envoyfilter) (instead of wasmplugin/, never both)"
+[[ -z "$NATIVE_IMAGE" ]] || echo "  $(q "$shown/native")/: $(listing native) (optional native module, instead of wasmplugin/ and envoyfilter/)"
 echo "  $(q "$shown/README.md")"
 echo "then (docs/istio.md steps 1, 3 and 4):"
 echo "  kubectl patch felixconfiguration default --type merge --patch-file $(q "$shown/install/felix-policy-sync.yaml")"
@@ -265,3 +301,9 @@ echo "  istioctl install -y -f $(q "$shown/install/istio-operator.yaml")"
 echo "    or: helm install istiod istio/istiod -n istio-system --wait -f $(q "$shown/install/istiod-values.yaml")"
 echo "  kubectl apply -k $(q "$shown/wasmplugin")"
 echo "    or, instead: kubectl apply -k $(q "$shown/envoyfilter")"
+if [[ -n "$NATIVE_IMAGE" ]]; then
+    echo "optional, the native module instead (docs/istio.md \"Native module (optional)\"):"
+    echo "  istioctl install -y -f $(q "$shown/install/istio-operator.yaml") -f $(q "$shown/install/native-operator.yaml")"
+    echo "    or: helm install istiod istio/istiod -n istio-system --wait -f $(q "$shown/install/istiod-values.yaml") -f $(q "$shown/install/native-values.yaml")"
+    echo "  kubectl apply -k $(q "$shown/native")   (instead of wasmplugin/ and envoyfilter/)"
+fi

@@ -39,7 +39,11 @@
 //!   filter's `config_discovery` must accept;
 //! * extension config discovery: Envoy gets the configuration from istiod (`ads`); here either
 //!   inline, or (`EcdsMode::File`) from a file through the same `config_discovery` stanza with a
-//!   path config source.
+//!   path config source;
+//! * the optional native module (`envoyfilter-native.yaml`): its dynamic module filters are
+//!   inserted as they are; only the pod paths in them (the module's `local.filename`, and the
+//!   `control_address` of the filter configuration) are mapped through the pod's [`PathMap`],
+//!   as the Unix socket paths of clusters are ([`map_native_paths`]).
 
 use crate::inject::PathMap;
 use crate::yaml::Doc;
@@ -65,6 +69,12 @@ pub const HTTP_RBAC_TYPE: &str = "type.googleapis.com/envoy.extensions.filters.h
 /// ... and of a network wasm filter.
 pub const NETWORK_RBAC_TYPE: &str =
     "type.googleapis.com/envoy.extensions.filters.network.rbac.v3.RBAC";
+/// The native module's HTTP filter configuration type (Envoy dynamic modules).
+pub const NATIVE_HTTP_TYPE: &str =
+    "type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter";
+/// ... and its network filter's.
+pub const NATIVE_NETWORK_TYPE: &str =
+    "type.googleapis.com/envoy.extensions.filters.network.dynamic_modules.v3.DynamicModuleNetworkFilter";
 /// The listener of the HTTP chain (Istio's inbound listener name).
 pub const INBOUND_LISTENER: &str = "virtualInbound";
 /// The listener of the TCP chain.
@@ -162,10 +172,20 @@ pub fn bootstrap(resources: &[&Doc], pod: &Pod, run_dir: &Path, ecds: EcdsMode) 
     }
 
     // Extension configs referenced by name (ECDS): network filters, and the HTTP filters of
-    // every connection manager.
+    // every connection manager. Dynamic module filters: the pod paths they name.
     let mut files = 0;
     for chain in &mut chains {
         for f in &mut chain.filters {
+            map_native_paths(f, &pod.paths)?;
+            if f["name"] == HCM {
+                for h in f["typed_config"]["http_filters"]
+                    .as_array_mut()
+                    .into_iter()
+                    .flatten()
+                {
+                    map_native_paths(h, &pod.paths)?;
+                }
+            }
             discover(f, &extension_configs, pod, run_dir, ecds, &mut files)?;
             if f["name"] == HCM {
                 let http = f["typed_config"]["http_filters"]
@@ -561,6 +581,37 @@ fn map_pipe_paths(v: &mut Value, paths: &PathMap) {
         Value::Array(a) => a.iter_mut().for_each(|c| map_pipe_paths(c, paths)),
         _ => {}
     }
+}
+
+/// A dynamic module filter (the native module) as the pod's Envoy sees it, with its pod paths
+/// mapped: the module file (`dynamic_module_config.module.local.filename`; a module given by
+/// `name` is looked up in `ENVOY_DYNAMIC_MODULES_SEARCH_PATH` and left alone) and the
+/// `control_address` (`unix:PATH`) of its JSON `filter_config`. Other filters are left alone.
+pub fn map_native_paths(f: &mut Value, paths: &PathMap) -> Result<()> {
+    let t = &mut f["typed_config"];
+    if t["@type"] != NATIVE_HTTP_TYPE && t["@type"] != NATIVE_NETWORK_TYPE {
+        return Ok(());
+    }
+    if let Some(Value::String(file)) = t.pointer_mut("/dynamic_module_config/module/local/filename")
+    {
+        *file = paths.map(file);
+    }
+    let Some(cfg) = t["filter_config"]["value"].as_str() else {
+        bail!("a dynamic module filter without a JSON filter_config (StringValue)");
+    };
+    let mut cfg: Value = serde_json::from_str(cfg).context("the filter_config JSON")?;
+    let Some(addr) = cfg["control_address"].as_str() else {
+        bail!("the native filter_config has no control_address");
+    };
+    cfg["control_address"] = json!(paths.map(addr));
+    t["filter_config"]["value"] = json!(serde_json::to_string(&cfg)?);
+    Ok(())
+}
+
+/// The JSON `filter_config` of a dynamic module filter (the native module's configuration).
+pub fn native_configuration(typed_config: &Value) -> Option<Value> {
+    let s = typed_config["filter_config"]["value"].as_str()?;
+    serde_json::from_str(s).ok()
 }
 
 /// Whether a WasmPlugin's `match` selects an inbound chain on `port`, as istiod decides it: no

@@ -33,8 +33,18 @@ use std::path::{Path, PathBuf};
 pub const WASMPLUGIN_SET: &str = "wasmplugin";
 /// The EnvoyFilter variant's directory.
 pub const ENVOYFILTER_SET: &str = "envoyfilter";
-/// The directories `kubectl apply` takes, one per variant of the filter.
+/// The directories `kubectl apply` takes, one per variant of the wasm filter (the default).
 pub const SETS: [&str; 2] = [WASMPLUGIN_SET, ENVOYFILTER_SET];
+/// The optional native module's set, written only with `render.sh --native-image`.
+pub const NATIVE_SET: &str = "native";
+/// Its install overlays, written into [`INSTALL_DIR`] with it.
+pub const NATIVE_INSTALL_INPUTS: [&str; 2] = ["native-operator.yaml", "native-values.yaml"];
+/// The committed manifests only the native render writes (`native/` and its install overlays).
+pub const NATIVE_FILES: [&str; 3] = [
+    "envoyfilter-native.yaml",
+    "native-operator.yaml",
+    "native-values.yaml",
+];
 /// The install inputs' directory (never applied).
 pub const INSTALL_DIR: &str = "install";
 /// The install inputs: IstioOperator (`istioctl install -f`), Helm values (`helm install -f`),
@@ -253,7 +263,8 @@ fn unique_ids(docs: &[Doc]) -> Result<()> {
 
 /// Which ways of installing the filter `docs` hold: `wasmplugin` for a WasmPlugin of the
 /// module, `envoyfilter` for an EnvoyFilter that carries a wasm filter (an EXTENSION_CONFIG or
-/// a filter patch whose configuration is a wasm filter). A set must hold exactly one.
+/// a filter patch whose configuration is a wasm filter), `native` for one that carries the
+/// native module (a dynamic module filter). A set must hold exactly one.
 pub fn filter_variants(docs: &[Doc]) -> BTreeSet<&'static str> {
     let mut out = BTreeSet::new();
     for d in docs {
@@ -272,6 +283,18 @@ pub fn filter_variants(docs: &[Doc]) -> BTreeSet<&'static str> {
                     });
                 if wasm {
                     out.insert(ENVOYFILTER_SET);
+                }
+                let native = d.value["spec"]["configPatches"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|p| {
+                        let t = &p["patch"]["value"]["typed_config"]["@type"];
+                        t == crate::istio::NATIVE_HTTP_TYPE
+                            || t == crate::istio::NATIVE_NETWORK_TYPE
+                    });
+                if native {
+                    out.insert(NATIVE_SET);
                 }
             }
             _ => {}

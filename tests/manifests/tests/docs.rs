@@ -2,7 +2,7 @@
 //! exists, everything they apply to a cluster is one of the checked manifests, and the YAO bank
 //! decisions they promise are the ones `control check` makes on the tutorial's policy.
 
-use alp_manifests::rendered::{INSTALL_DIR, SETS};
+use alp_manifests::rendered::{INSTALL_DIR, NATIVE_SET, SETS};
 use alp_manifests::yaml::markdown_blocks;
 use alp_manifests::{rel, render_istio_with, root};
 use serde_json::{json, Value};
@@ -45,7 +45,7 @@ fn repo_paths(text: &str) -> Vec<String> {
 }
 
 /// What envoy/istio/render.sh writes, rendered into `dir` for these checks (an oci:// module:
-/// no dist/calico-alp.wasm needed).
+/// no dist/calico-alp.wasm needed; with the optional native set, which the page documents too).
 fn render(dir: &Path) -> PathBuf {
     let out = dir.join("istio");
     let digest = format!("sha256:{}", "ab".repeat(32));
@@ -58,6 +58,8 @@ fn render(dir: &Path) -> PathBuf {
             &digest,
             "--control-image",
             "registry.example.com/calico-alp/control:v1",
+            "--native-image",
+            "registry.example.com/calico-alp/proxyv2-native:v1",
         ],
     )
     .unwrap();
@@ -75,6 +77,9 @@ fn source_of(path: &str, rendered: &Path) -> Option<PathBuf> {
     }
     match path {
         "dist/calico-alp.wasm" | "dist/calico-alp.wasm.sha256" => Some(root.join("wasm-bundle.sh")),
+        "dist/libcalico_alp.so" | "dist/libcalico_alp.so.sha256" => {
+            Some(root.join("native-bundle.sh"))
+        }
         p if p.starts_with("dist/oci/") => Some(root.join("images/wasm/oci-layout.sh")),
         p if p.starts_with("dist/") => None,
         p => Some(root.join(p)),
@@ -146,7 +151,7 @@ fn checked_use(flag: &str, target: &str, command: &str, rendered: &Path) -> Resu
             } else {
                 Ok(true)
             }
-        } else if SETS.contains(&top) && kubectl {
+        } else if (SETS.contains(&top) || top == NATIVE_SET) && kubectl {
             match (file, flag) {
                 // A set as a whole: kubectl apply -k DIR, or -f DIR.
                 (None, "-k" | "-f") => Ok(true),
@@ -201,6 +206,14 @@ fn everything_the_pages_apply_is_a_checked_manifest() {
                     line.contains("wasmplugin.yaml") || line.contains("dist/istio/wasmplugin");
                 let envoyfilter = line.contains("envoyfilter-wasm.yaml")
                     || line.contains("dist/istio/envoyfilter");
+                let native =
+                    line.contains("envoyfilter-native.yaml") || line.contains("dist/istio/native");
+                if line.contains("apply") && native && (wasmplugin || envoyfilter) {
+                    problems.push(format!(
+                        "{page}:{}: applies the native module with a wasm way",
+                        b.line
+                    ));
+                }
                 if line.contains("apply") && wasmplugin && envoyfilter {
                     problems.push(format!(
                         "{page}:{}: applies both the WasmPlugin and the EnvoyFilter alternative",
@@ -222,6 +235,13 @@ fn everything_the_pages_apply_is_a_checked_manifest() {
         "istioctl install -y -f dist/istio/install/istio-operator.yaml",
         "-f dist/istio/install/istiod-values.yaml",
         "--patch-file dist/istio/install/felix-policy-sync.yaml",
+        // The optional native module: its set, its install overlays, its image, the way back.
+        "kubectl apply -k dist/istio/native",
+        "-f dist/istio/install/istio-operator.yaml -f dist/istio/install/native-operator.yaml",
+        "-f dist/istio/install/istiod-values.yaml -f dist/istio/install/native-values.yaml",
+        "--native-image",
+        "-f images/native/Dockerfile",
+        "kubectl delete -f dist/istio/native/envoyfilter-native.yaml",
     ] {
         assert!(
             commands.iter().any(|c| c.contains(want)),

@@ -69,8 +69,18 @@ fn file_names(files: &[PathBuf]) -> BTreeSet<String> {
         .collect()
 }
 
+/// The committed manifests a render without `--native-image` places (the optional native
+/// module's are checked by tests/manifests/tests/native.rs).
 fn committed_yaml() -> BTreeSet<String> {
-    file_names(&alp_manifests::files_under(&root().join("envoy/istio"), &[".yaml"]).unwrap())
+    let mut out =
+        file_names(&alp_manifests::files_under(&root().join("envoy/istio"), &[".yaml"]).unwrap());
+    for f in rendered::NATIVE_FILES {
+        assert!(
+            out.remove(f),
+            "envoy/istio/{f} is gone: update rendered::NATIVE_FILES"
+        );
+    }
+    out
 }
 
 /// The documents' values, in an order that does not depend on the files'.
