@@ -35,5 +35,8 @@ cargo test --workspace --locked
 echo "== end-to-end tests again, with the native module (ALP_ARTEFACT=native)"
 ALP_ARTEFACT=native cargo test -p alp-e2e --locked
 
+echo "== fuzz: a bounded libFuzzer run of every target (cargo test replayed the corpus)"
+FUZZ_JOBS=2 fuzz/run.sh --seconds 4
+
 # What a clean run leaves on disk (CI runners have little to spare).
 echo "== done: target/ holds $(du -sh "${CARGO_TARGET_DIR:-target}" | cut -f1)"

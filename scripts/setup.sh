@@ -52,6 +52,8 @@ fi
 missing=()
 command -v wasm-opt >/dev/null 2>&1 || missing+=(binaryen)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
+# The fuzz targets build libFuzzer (C++).
+command -v c++ >/dev/null 2>&1 || missing+=(g++)
 if ((${#missing[@]})); then
   log "installing Debian packages: ${missing[*]}"
   if [ "$(id -u)" = 0 ]; then apt_get=(apt-get); else apt_get=(sudo apt-get); fi

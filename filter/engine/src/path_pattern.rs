@@ -83,12 +83,40 @@ pub fn compile_template(pattern: &str) -> Result<matchit::Router<()>, PatternErr
         pattern: pattern.to_string(),
         message: e.to_string(),
     };
+    // The router names parameters `a` to `z` and panics on a 26th (matchit 0.9).
+    if template_params(&text) > MAX_TEMPLATE_PARAMS {
+        return Err(PatternError::Template {
+            pattern: pattern.to_string(),
+            message: format!("more than {MAX_TEMPLATE_PARAMS} parameters"),
+        });
+    }
     let mut router = matchit::Router::new();
     router.insert(text.as_str(), ()).map_err(bad)?;
     if let Some(stem) = stem(&text, |last| last.starts_with("{*") && last.ends_with('}')) {
         router.insert(stem, ()).map_err(bad)?;
     }
     Ok(router)
+}
+
+/// Most `{name}` parameters a template may have (a catch-all `{*name}` not counted).
+pub const MAX_TEMPLATE_PARAMS: usize = 25;
+
+/// The `{name}` parameters of a template (`{{` is an escaped brace, `{*name}` a catch-all).
+fn template_params(text: &str) -> usize {
+    let bytes = text.as_bytes();
+    let (mut i, mut n) = (0, 0);
+    while i < bytes.len() {
+        match (bytes[i], bytes.get(i + 1)) {
+            (b'{', Some(b'{')) | (b'}', Some(b'}')) => i += 2,
+            (b'{', Some(b'*')) => i += 2,
+            (b'{', _) => {
+                n += 1;
+                i += 1;
+            }
+            _ => i += 1,
+        }
+    }
+    n
 }
 
 /// Whether a request's matching form matches a compiled glob.
@@ -193,6 +221,21 @@ mod tests {
         ));
         let message = compile_glob("/api/[a").unwrap_err().to_string();
         assert!(message.contains("/api/[a"), "{message}");
+    }
+
+    /// Found by fuzzing: the router panics on a 26th parameter; such a template is an error.
+    #[test]
+    fn templates_have_at_most_25_parameters() {
+        let template = |n: usize| {
+            let names: Vec<String> = (0..n).map(|i| format!("/{{p{i}}}")).collect();
+            names.concat()
+        };
+        let t = compile_template(&template(MAX_TEMPLATE_PARAMS)).unwrap();
+        assert!(template_matches(&t, &norm(&"/x".repeat(MAX_TEMPLATE_PARAMS))));
+        let err = compile_template(&template(MAX_TEMPLATE_PARAMS + 1)).unwrap_err();
+        assert!(err.to_string().contains("more than 25 parameters"), "{err}");
+        assert!(compile_template(&format!("{}/{{*rest}}", template(25))).is_ok());
+        assert_eq!(template_params("/{{a}}/{b}/{*c}"), 1);
     }
 
     /// What `compile_glob` and `glob_matches` did when they were built on globset (with the

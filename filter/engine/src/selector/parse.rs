@@ -21,6 +21,18 @@ use super::token::{shown, Kind, Lexer, Op, Token};
 /// Most `(` and `!` that may enclose any part of a selector.
 pub const MAX_DEPTH: usize = 128;
 
+/// The levels of `(` and `!` of `node`'s canonical form (`canonical`) on its deepest path. The
+/// tree is at most about twice as deep as the parser allows, so the recursion is bounded.
+fn canonical_depth(node: &Node) -> usize {
+    match node {
+        Node::Not(inner) => 1 + canonical_depth(inner),
+        Node::And(operands) | Node::Or(operands) => {
+            1 + operands.iter().map(canonical_depth).max().unwrap_or(0)
+        }
+        _ => 0,
+    }
+}
+
 pub(crate) fn parse(text: &str) -> Result<Node, SelectorError> {
     let mut parser = Parser {
         lexer: Lexer::new(text),
@@ -32,6 +44,15 @@ pub(crate) fn parse(text: &str) -> Result<Node, SelectorError> {
     let node = parser.or(0)?;
     let next = parser.next()?;
     match next.kind {
+        // The canonical form puts every `&&`/`||` chain in parentheses, so it can be nested
+        // deeper than the text was: a selector whose canonical form would not parse is refused.
+        Kind::End if canonical_depth(&node) > MAX_DEPTH => Err(SelectorError::new(
+            0,
+            format!(
+                "selector nested too deeply: its canonical form has more than {MAX_DEPTH} \
+                 levels of '(' and '!'"
+            ),
+        )),
         Kind::End => Ok(node),
         other => Err(SelectorError::new(
             next.pos,

@@ -406,6 +406,24 @@ fn nesting_limit() {
     let mixed = format!("{}(has(a)){}", "!(".repeat(half), ")".repeat(half));
     assert!(Selector::parse(&mixed).is_err());
 
+    // Found by fuzzing: each level of `(` here holds an `&&` chain inside an `||` chain, two
+    // levels of the canonical form, which must parse too.
+    let chains = |n: usize| {
+        let mut text = r#"c == "3""#.to_string();
+        for _ in 0..n {
+            text = format!(r#"b == "2" && ({text}) || c == "3""#);
+        }
+        text
+    };
+    for n in [10, 40, 63, 64, 65, 100] {
+        match Selector::parse(&chains(n)) {
+            Ok(s) => assert_eq!(Selector::parse(&s.to_string()).as_ref(), Ok(&s), "{n}"),
+            Err(err) => assert!(err.message.contains("canonical form"), "{n}: {err}"),
+        }
+    }
+    assert!(Selector::parse(&chains(10)).is_ok());
+    assert!(Selector::parse(&chains(65)).is_err());
+
     // Depth is per path, not cumulative: many sibling groups are fine.
     let siblings = vec![parens(MAX_DEPTH); 50].join(" && ");
     assert!(Selector::parse(&siblings).is_ok());
