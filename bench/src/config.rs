@@ -19,16 +19,20 @@ pub enum Config {
     Noop,
     /// Our filter (`dist/calico-alp.wasm`), fed by `control serve`.
     Alp,
+    /// The same filter as a native Envoy dynamic module (`dist/libcalico_alp.so`), fed by the
+    /// same `control serve`, which it polls itself over the unix socket (no Envoy cluster).
+    Native,
     /// Envoy's ext_authz gRPC filter to `control ext-authz` over a unix socket.
     ExtAuthz,
 }
 
 impl Config {
-    pub const ALL: [Config; 5] = [
+    pub const ALL: [Config; 6] = [
         Config::None,
         Config::Rbac,
         Config::Noop,
         Config::Alp,
+        Config::Native,
         Config::ExtAuthz,
     ];
 
@@ -38,6 +42,7 @@ impl Config {
             Config::Rbac => "rbac",
             Config::Noop => "noop",
             Config::Alp => "alp",
+            Config::Native => "native",
             Config::ExtAuthz => "ext_authz",
         }
     }
@@ -48,13 +53,22 @@ impl Config {
             Config::Rbac => "native RBAC",
             Config::Noop => "no-op wasm",
             Config::Alp => "calico-alp wasm",
+            Config::Native => "calico-alp native module",
             Config::ExtAuthz => "ext_authz (gRPC, unix socket)",
         }
     }
 
     /// Whether the configuration enforces the policy (and so depends on the rule count).
     pub fn has_policy(self) -> bool {
-        matches!(self, Config::Rbac | Config::Alp | Config::ExtAuthz)
+        matches!(
+            self,
+            Config::Rbac | Config::Alp | Config::Native | Config::ExtAuthz
+        )
+    }
+
+    /// Whether `control serve` feeds it (our filter, either artefact).
+    pub fn uses_control(self) -> bool {
+        matches!(self, Config::Alp | Config::Native)
     }
 
     pub fn parse(s: &str) -> Result<Config, String> {
@@ -62,7 +76,7 @@ impl Config {
             .into_iter()
             .find(|c| c.key() == s || (s == "ext-authz" && *c == Config::ExtAuthz))
             .ok_or_else(|| {
-                format!("unknown configuration {s:?} (none, rbac, noop, alp, ext_authz)")
+                format!("unknown configuration {s:?} (none, rbac, noop, alp, native, ext_authz)")
             })
     }
 }
@@ -117,6 +131,8 @@ pub struct Paths {
     pub server_key: PathBuf,
     pub ca_file: PathBuf,
     pub alp_wasm: PathBuf,
+    /// The native module (`Config::Native`), absolute.
+    pub native_module: PathBuf,
     pub noop_wasm: PathBuf,
     pub control_socket: PathBuf,
     pub authz_socket: PathBuf,
@@ -155,6 +171,29 @@ fn alp_configuration(layer: Layer) -> String {
     format!(
         r#"{{{filter}"control_cluster":"alp_control","control_authority":"alp-control","poll_timeout_ms":20000,"retry_interval_ms":500,"tick_ms":100}}"#
     )
+}
+
+/// The native module's filter (`envoy.filters.{http,network}.dynamic_modules`): the same
+/// configuration on both layers (the filter kind comes from the Envoy filter type); it connects
+/// to control's socket itself, so it needs no cluster.
+fn native_filter(layer: Layer, paths: &Paths) -> Value {
+    let (kind, message) = match layer {
+        Layer::Http => ("http", "DynamicModuleFilter"),
+        Layer::Tcp => ("network", "DynamicModuleNetworkFilter"),
+    };
+    let configuration = format!(
+        r#"{{"control_address":"unix:{}","poll_timeout_ms":20000,"retry_interval_ms":500}}"#,
+        paths.control_socket.display()
+    );
+    json!({"name": format!("envoy.filters.{kind}.dynamic_modules"), "typed_config": {
+        "@type": format!("type.googleapis.com/envoy.extensions.filters.{kind}.dynamic_modules.v3.{message}"),
+        "dynamic_module_config": {
+            "module": {"local": {"filename": paths.native_module.display().to_string()}},
+            "do_not_close": true
+        },
+        "filter_name": "calico_alp",
+        "filter_config": {"@type": "type.googleapis.com/google.protobuf.StringValue", "value": configuration}
+    }})
 }
 
 fn pipe_cluster(name: &str, socket: &Path, http2: bool) -> Value {
@@ -196,6 +235,7 @@ pub fn filters_and_clusters(
             )],
             vec![pipe_cluster("alp_control", &paths.control_socket, false)],
         ),
+        Config::Native => (vec![native_filter(Layer::Http, paths)], vec![]),
         Config::ExtAuthz => (
             vec![
                 json!({"name": "envoy.filters.http.ext_authz", "typed_config": {
@@ -242,6 +282,7 @@ pub fn network_filters_and_clusters(
             )],
             vec![pipe_cluster("alp_control", &paths.control_socket, false)],
         ),
+        Config::Native => (vec![native_filter(Layer::Tcp, paths)], vec![]),
         Config::ExtAuthz => (
             vec![
                 json!({"name": "envoy.filters.network.ext_authz", "typed_config": {
@@ -321,4 +362,67 @@ pub fn bootstrap(
         scope.lists.insert(l.key().to_string(), items);
     }
     render(&text, &scope).with_context(|| format!("rendering {}", template.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn paths() -> Paths {
+        let p = |s: &str| PathBuf::from(s);
+        Paths {
+            plain_port: 1,
+            mtls_port: 2,
+            tcp_plain_port: 3,
+            tcp_mtls_port: 4,
+            echo_socket: p("/r/echo.sock"),
+            server_cert: p("/r/s.pem"),
+            server_key: p("/r/s.key"),
+            ca_file: p("/r/ca.pem"),
+            alp_wasm: p("/d/calico-alp.wasm"),
+            native_module: p("/d/libcalico_alp.so"),
+            noop_wasm: p("/d/noop.wasm"),
+            control_socket: p("/r/control.sock"),
+            authz_socket: p("/r/authz.sock"),
+        }
+    }
+
+    #[test]
+    fn native_is_a_policy_configuration_fed_by_control() {
+        assert_eq!(Config::parse("native"), Ok(Config::Native));
+        assert!(Config::Native.has_policy() && Config::Native.uses_control());
+        assert!(Config::ALL.contains(&Config::Native));
+        assert_eq!(Config::Native.label(), "calico-alp native module");
+    }
+
+    #[test]
+    fn the_native_module_runs_before_the_router_and_tcp_proxy_without_a_cluster() {
+        let value = r#"{"control_address":"unix:/r/control.sock","poll_timeout_ms":20000,"retry_interval_ms":500}"#;
+        let (filters, clusters) = filters_and_clusters(Config::Native, &paths(), &[]);
+        assert!(clusters.is_empty());
+        assert_eq!(filters.len(), 2);
+        assert_eq!(filters[1]["name"], "envoy.filters.http.router");
+        assert_eq!(
+            filters[0],
+            json!({"name": "envoy.filters.http.dynamic_modules", "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter",
+                "dynamic_module_config": {"module": {"local": {"filename": "/d/libcalico_alp.so"}}, "do_not_close": true},
+                "filter_name": "calico_alp",
+                "filter_config": {"@type": "type.googleapis.com/google.protobuf.StringValue", "value": value}
+            }})
+        );
+        let (plain, mtls, clusters) = network_filters_and_clusters(Config::Native, &paths(), &[]);
+        // Only the echo backend's cluster.
+        assert_eq!(clusters.len(), 1);
+        for chain in [&plain, &mtls] {
+            assert_eq!(chain.len(), 2);
+            assert_eq!(chain[0]["name"], "envoy.filters.network.dynamic_modules");
+            assert_eq!(
+                chain[0]["typed_config"]["@type"],
+                "type.googleapis.com/envoy.extensions.filters.network.dynamic_modules.v3.DynamicModuleNetworkFilter"
+            );
+            assert_eq!(chain[0]["typed_config"]["filter_config"]["value"], value);
+            assert_eq!(chain[1]["name"], "envoy.filters.network.tcp_proxy");
+        }
+    }
 }

@@ -1,5 +1,5 @@
-//! `alp-bench`: our filter against no filter, native RBAC, a no-op wasm filter and the same
-//! engine behind ext_authz, in one run on one Envoy build. Run it through `bench/run.sh`, which
+//! `alp-bench`: our filter (as wasm and as a native dynamic module) against no filter, native
+//! RBAC, a no-op wasm filter and the same engine behind ext_authz, in one run on one Envoy build. Run it through `bench/run.sh`, which
 //! builds the release artefacts first; see the README's "Benchmarks" section.
 //!
 //! For each configuration (and rule count, where it has a policy) one Envoy is started with
@@ -28,6 +28,12 @@
 //! Profile (`--profile`): where Envoy's CPU per request goes, by DSO, from `perf record` on the
 //! Envoy process during one extra closed-loop wrk window per setup (plaintext, default traffic,
 //! the first rule count; `perf.rs`, `report/profile.rs`).
+//!
+//! Our filter runs as two configurations: `alp`, the proxy-wasm module, and `native`, the same
+//! filter as an Envoy dynamic module; `control serve` feeds both (the wasm filter through an
+//! Envoy cluster, the native module over the socket itself). Propagation (`--propagation`, on
+//! by default): for both, with `--concurrency 2`, the time from a policy change to its
+//! enforcement on every worker (`propagation.rs`, `report/propagation.rs`).
 
 mod config;
 mod headers;
@@ -37,6 +43,7 @@ mod perf;
 mod plot;
 mod policy;
 mod procstat;
+mod propagation;
 mod report;
 mod tcp;
 mod variant;
@@ -66,7 +73,7 @@ use variant::{ConnMode, HttpVersion, RuleSel, Variant};
 #[derive(Parser)]
 #[command(
     name = "alp-bench",
-    about = "Envoy with no filter, native RBAC, no-op wasm, calico-alp and ext_authz, in one run"
+    about = "Envoy with no filter, native RBAC, no-op wasm, calico-alp (wasm and native) and ext_authz, in one run"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -91,10 +98,11 @@ enum Cmd {
 #[derive(Parser, Clone, Debug)]
 #[command(after_help = "\
 The default run (no options): the full matrix of default cells (minimal headers, HTTP/1.1, \
-keep-alive; closed and open loop) for none, rbac, noop, alp, ext_authz at 1, 100, 1000 and \
-10000 rules, plaintext and mTLS: 28 cells; in the same Envoys the three variants (realistic \
+keep-alive; closed and open loop) for none, rbac, noop, alp, native, ext_authz at 1, 100, 1000 and \
+10000 rules, plaintext and mTLS: 36 cells; in the same Envoys the three variants (realistic \
 headers, HTTP/2, a connection per request), one dimension at a time, closed loop, at 1 and 10000 \
-rules (none and noop always): 8 setups x 2 transports x 3 = 48 cells; then raw TCP: 28 cells. About 12-13 \
+rules (none and noop always): 10 setups x 2 transports x 3 = 60 cells; propagation of 20 policy \
+changes for alp and native at 1 and 10000 rules (--concurrency 2); then raw TCP: 36 cells. About 16-17 \
 minutes on 2 cores. --variant-rules all (or more values, --cross) widens the variants, \
 --headers minimal --http 1 --connection keepalive drops them, --concurrency 1,2 adds the \
 memory-only Envoys (about 5 s per setup and worker count), --profile one perf-sampled window per \
@@ -115,8 +123,9 @@ pub struct RunArgs {
     /// Rule counts (configurations with a policy run once per count).
     #[arg(long, value_delimiter = ',', default_value = "1,100,1000,10000")]
     rules: Vec<usize>,
-    /// Configurations: none, rbac, noop, alp, ext_authz.
-    #[arg(long, value_delimiter = ',', default_value = "none,rbac,noop,alp,ext_authz", value_parser = Config::parse)]
+    /// Configurations: none, rbac, noop, alp (the wasm filter), native (the same filter as an
+    /// Envoy dynamic module), ext_authz.
+    #[arg(long, value_delimiter = ',', default_value = "none,rbac,noop,alp,native,ext_authz", value_parser = Config::parse)]
     configs: Vec<Config>,
     /// Transports: plaintext, mtls.
     #[arg(long, value_delimiter = ',', default_value = "plaintext,mtls")]
@@ -190,6 +199,9 @@ pub struct RunArgs {
     /// The filter module.
     #[arg(long, env = "ALP_WASM", default_value = "dist/calico-alp.wasm")]
     wasm: PathBuf,
+    /// The native filter module (`./native-bundle.sh`), for the `native` configuration.
+    #[arg(long, env = "ALP_NATIVE", default_value = "dist/libcalico_alp.so")]
+    native: PathBuf,
     /// The no-op filter module.
     #[arg(
         long,
@@ -225,6 +237,17 @@ pub struct RunArgs {
     /// First round only.
     #[arg(long)]
     profile: bool,
+    /// Propagation: for alp and native at each --propagation-rules count, an Envoy of its own
+    /// with `--concurrency 2` (not pinned) and control watching its updates file every 10 ms;
+    /// the policy is flipped this many times (the allowed request denied, then allowed again,
+    /// ...) and each flip timed from the file's replacement until requests on keep-alive
+    /// connections held by every worker see the new decision (and, apart, until control
+    /// publishes it). 0: not measured.
+    #[arg(long, default_value_t = 20)]
+    propagation: usize,
+    /// The rule counts the propagation is measured at.
+    #[arg(long, value_delimiter = ',', default_value = "1,10000")]
+    propagation_rules: Vec<usize>,
 }
 
 fn main() -> ExitCode {
@@ -304,12 +327,14 @@ fn run(args: &RunArgs) -> Result<()> {
     let started = Instant::now();
     let root = alp_e2e::artifacts::workspace_root();
     let envoy = alp_e2e::artifacts::envoy()?;
-    for (what, path) in [
-        ("filter module", &args.wasm),
-        ("no-op module", &args.noop_wasm),
-        ("control", &args.control),
+    let wants = |c: Config| args.configs.contains(&c);
+    for (what, path, needed) in [
+        ("filter module", &args.wasm, true),
+        ("native module", &args.native, wants(Config::Native)),
+        ("no-op module", &args.noop_wasm, true),
+        ("control", &args.control, true),
     ] {
-        if !path.is_file() {
+        if needed && !path.is_file() {
             bail!(
                 "the {what} {} does not exist: run bench/run.sh (it builds everything first)",
                 path.display()
@@ -365,6 +390,8 @@ fn run(args: &RunArgs) -> Result<()> {
         server_key: server.key,
         ca_file: ca.cert_file.clone(),
         alp_wasm: std::fs::canonicalize(&args.wasm)?,
+        native_module: std::fs::canonicalize(&args.native)
+            .or_else(|_| std::path::absolute(&args.native))?,
         noop_wasm: std::fs::canonicalize(&args.noop_wasm)?,
         control_socket: dir.path.join("control.sock"),
         authz_socket: dir.path.join("authz.sock"),
@@ -399,6 +426,7 @@ fn run(args: &RunArgs) -> Result<()> {
     let mut variant_rows = Vec::new();
     let mut memory_rows = Vec::new();
     let mut tcp_rows = Vec::new();
+    let mut propagation_rows = Vec::new();
     let mut notes: Vec<String> = profile_note.into_iter().collect();
     let mut setups: Vec<(Config, Option<usize>)> = Vec::new();
     for c in [Config::None, Config::Noop] {
@@ -407,7 +435,7 @@ fn run(args: &RunArgs) -> Result<()> {
         }
     }
     for &rules in &args.rules {
-        for c in [Config::Rbac, Config::Alp, Config::ExtAuthz] {
+        for c in [Config::Rbac, Config::Alp, Config::Native, Config::ExtAuthz] {
             if args.configs.contains(&c) {
                 setups.push((c, Some(rules)));
             }
@@ -415,6 +443,17 @@ fn run(args: &RunArgs) -> Result<()> {
     }
     let http = args.layers.contains(&Layer::Http);
     let tcp = args.layers.contains(&Layer::Tcp);
+    // Propagation: our filter's artefacts among --configs, on the HTTP listeners.
+    let mut propagation_setups: Vec<(Config, usize)> = Vec::new();
+    if http && args.propagation > 0 {
+        for &rules in &args.propagation_rules {
+            for c in [Config::Alp, Config::Native] {
+                if args.configs.contains(&c) {
+                    propagation_setups.push((c, rules));
+                }
+            }
+        }
+    }
     // Memory-only Envoys unless one worker (the throughput Envoy's) is all that is asked.
     let memory_counts: Vec<u32> = if args.concurrency.iter().all(|&c| c == 1) {
         vec![]
@@ -446,7 +485,9 @@ fn run(args: &RunArgs) -> Result<()> {
         } else {
             format!("also with {memory_counts:?} workers")
         },
-        estimate_seconds(args, &setups, variant_setups, variants.len(), &memory_counts) / 60.0
+        (estimate_seconds(args, &setups, variant_setups, variants.len(), &memory_counts)
+            + propagation_setups.len() as f64 * (6.0 + 0.15 * args.propagation as f64))
+            / 60.0
     );
     println!(
         "alp-bench: {} setups x {} transports x {}; HTTP {:.0}s windows after {:.0}s warm-up, {} connections, open loop at {:.0}/s; \
@@ -510,6 +551,17 @@ fn run(args: &RunArgs) -> Result<()> {
                 memory_rows.push(m);
             }
         }
+        for (config, rules) in propagation_setups.iter().filter(|_| round == 0) {
+            let t = Instant::now();
+            let row = propagation::measure(&ctx, *config, *rules, args.propagation)
+                .with_context(|| format!("propagation of {} at {rules} rules", config.label()))?;
+            println!(
+                "  {}  ({:.1}s)",
+                report::propagation_line(&row),
+                t.elapsed().as_secs_f64()
+            );
+            propagation_rows.push(row);
+        }
         for (config, rules) in setups.iter().filter(|_| tcp) {
             let t = Instant::now();
             let measured = measure_tcp_setup(&ctx, *config, *rules)
@@ -550,6 +602,11 @@ fn run(args: &RunArgs) -> Result<()> {
     )
     .is_empty();
     let wasm_bytes = std::fs::read(&args.wasm)?;
+    let native_bytes = if args.configs.contains(&Config::Native) {
+        Some(std::fs::read(&args.native)?)
+    } else {
+        None
+    };
     let meta = Meta {
         date_utc: command_output("date", &["-u", "+%Y-%m-%dT%H:%M:%SZ"]),
         git: format!(
@@ -583,6 +640,8 @@ fn run(args: &RunArgs) -> Result<()> {
         pinned: pin,
         wasm_bytes: wasm_bytes.len() as u64,
         wasm_fnv64: format!("{:016x}", fnv64(&wasm_bytes)),
+        native_bytes: native_bytes.as_ref().map(|b| b.len() as u64),
+        native_fnv64: native_bytes.as_ref().map(|b| format!("{:016x}", fnv64(b))),
         load_before,
         load_after: procstat::loadavg(),
         seconds: started.elapsed().as_secs_f64(),
@@ -611,7 +670,8 @@ fn run(args: &RunArgs) -> Result<()> {
             seconds: memory_seconds(args),
         }),
     };
-    let run = RunReport::new(meta, rows, tcp_rows, variant_rows, memory_rows);
+    let run = RunReport::new(meta, rows, tcp_rows, variant_rows, memory_rows)
+        .with_propagation(propagation_rows);
     if let Some(parent) = args.out.parent() {
         std::fs::create_dir_all(parent)?;
     }
@@ -734,7 +794,7 @@ struct Servers {
 }
 
 /// The servers `config` needs and an Envoy with its HTTP listeners (`pin`: the taskset prefix,
-/// `concurrency`: its workers), under `dir`.
+/// `concurrency`: its workers; `control_args`: more flags for `control serve`), under `dir`.
 fn start_http_setup(
     ctx: &Ctx,
     config: Config,
@@ -742,8 +802,9 @@ fn start_http_setup(
     dir: &Path,
     pin: &[String],
     concurrency: u32,
+    control_args: &[String],
 ) -> Result<(Servers, Envoy)> {
-    let servers = start_servers(ctx, config, rules, Layer::Http, dir)?;
+    let servers = start_servers(ctx, config, rules, Layer::Http, dir, control_args)?;
     let yaml = config::bootstrap(
         &ctx.template,
         Layer::Http,
@@ -765,13 +826,15 @@ fn start_http_setup(
 }
 
 /// Writes `layer`'s policy for `rules` under `dir` and starts what `config` needs: `control
-/// serve` for our filter, `control ext-authz` (pinned with Envoy) for ext_authz.
+/// serve` (with `control_args`) for our filter, as wasm or native, `control ext-authz` (pinned
+/// with Envoy) for ext_authz.
 fn start_servers(
     ctx: &Ctx,
     config: Config,
     rules: Option<usize>,
     layer: Layer,
     dir: &Path,
+    control_args: &[String],
 ) -> Result<Servers> {
     std::fs::create_dir_all(dir)?;
     let ports = match layer {
@@ -805,12 +868,12 @@ fn start_servers(
 
     // Policy servers first (the filter fetches at start; ext_authz connects on first request).
     let control = match (config, &updates) {
-        (Config::Alp, Some(file)) => Some(Control::start(
+        (c, Some(file)) if c.uses_control() => Some(Control::start(
             &ctx.args.control,
             "bench",
             &alp_e2e::control::Source::Updates(file.clone()),
             &ctx.paths.control_socket,
-            &[],
+            control_args,
             &dir.join("control.log"),
             Duration::from_secs(60),
         )?),
@@ -928,7 +991,7 @@ fn measure_setup(
 ) -> Result<(Vec<Row>, Vec<VariantRow>)> {
     let dir = ctx.run_dir.join(format!("{config}-{}", rules.unwrap_or(0)));
     let (Servers { control, authz, .. }, envoy) =
-        start_http_setup(ctx, config, rules, &dir, &taskset(ctx.envoy_cpu), 1)?;
+        start_http_setup(ctx, config, rules, &dir, &taskset(ctx.envoy_cpu), 1, &[])?;
 
     let (plain, mtls) = http_targets(ctx);
     wait_allowed(ctx, &envoy, &plain)?;
@@ -1138,7 +1201,7 @@ fn measure_memory(
         rules.unwrap_or(0)
     ));
     let (Servers { control, authz, .. }, envoy) =
-        start_http_setup(ctx, config, rules, &dir, &[], concurrency)?;
+        start_http_setup(ctx, config, rules, &dir, &[], concurrency, &[])?;
     let (plain, mtls) = http_targets(ctx);
     wait_allowed(ctx, &envoy, &plain)?;
     let worker_connections = warm::every_worker(
@@ -1521,7 +1584,7 @@ fn measure_tcp_setup(ctx: &Ctx, config: Config, rules: Option<usize>) -> Result<
         rbac,
         control,
         authz,
-    } = start_servers(ctx, config, rules, Layer::Tcp, &dir)?;
+    } = start_servers(ctx, config, rules, Layer::Tcp, &dir, &[])?;
     let _ = std::fs::remove_file(&ctx.paths.echo_socket);
     let yaml = config::bootstrap(&ctx.template, Layer::Tcp, config, &ctx.paths, &rbac)?;
     let config_file = dir.join("envoy.yaml");

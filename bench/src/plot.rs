@@ -1,5 +1,6 @@
 //! The results as a PNG: closed-loop throughput and open-loop p99 latency per rule count, then
 //! (raw TCP) the connection rate and the long connections' throughput, one column per transport;
+//! bars for native RBAC, our filter as wasm and as the native module, and ext_authz;
 //! no filter and the no-op wasm filter (rule-independent) as lines. Shapes
 //! are drawn with plotters' bitmap backend; text with the public-domain 8x8 bitmap font of
 //! `font8x8`, so no system font is needed; the PNG is encoded with `png`.
@@ -22,6 +23,7 @@ const NONE: RGBColor = RGBColor(90, 90, 90);
 const NOOP: RGBColor = RGBColor(150, 90, 190);
 const RBAC: RGBColor = RGBColor(60, 110, 200);
 const ALP: RGBColor = RGBColor(235, 130, 30);
+const NATIVE: RGBColor = RGBColor(40, 160, 90);
 const AUTHZ: RGBColor = RGBColor(200, 50, 50);
 const GRID: RGBColor = RGBColor(225, 225, 225);
 const INK: RGBColor = RGBColor(30, 30, 30);
@@ -131,7 +133,15 @@ impl<'a> Panel<'a> {
 /// row without a value (saturated), else `Some(Some(v))`.
 type Lookup<'a> = &'a dyn Fn(&str, Option<usize>) -> Option<Option<f64>>;
 
-const BARS: [(&str, RGBColor); 3] = [("rbac", RBAC), ("alp", ALP), ("ext_authz", AUTHZ)];
+const BARS: [(&str, RGBColor); 4] = [
+    ("rbac", RBAC),
+    ("alp", ALP),
+    ("native", NATIVE),
+    ("ext_authz", AUTHZ),
+];
+
+/// The label above a bar of ours (`alp`, `native`) at a rule count (a ratio), if any.
+type Above<'a> = &'a dyn Fn(&str, usize) -> Option<String>;
 
 /// A step of 1, 2 or 5 times a power of ten giving at most 8 grid lines up to `top`.
 fn nice_step(top: f64) -> f64 {
@@ -151,7 +161,7 @@ fn linear_panel(
     counts: &[usize],
     lookup: Lookup<'_>,
     unit: &str,
-    above: &dyn Fn(usize) -> Option<String>,
+    above: Above<'_>,
 ) {
     let mut top: f64 = 1.0;
     for (c, _) in BARS.iter().chain([("none", NONE), ("noop", NOOP)].iter()) {
@@ -192,8 +202,8 @@ fn linear_panel(
 fn throughput_panel(panel: &Panel<'_>, run: &RunReport, transport: &str) {
     let lookup =
         |c: &str, n: Option<usize>| find_row(run, transport, c, n).map(|r| Some(r.closed.rps));
-    let above = |n: usize| {
-        let a = find_row(run, transport, "alp", Some(n))?;
+    let above = |c: &str, n: usize| {
+        let a = find_row(run, transport, c, Some(n))?;
         let b = find_row(run, transport, "rbac", Some(n))?;
         Some(format!("{:.2}xRBAC", a.closed.rps / b.closed.rps))
     };
@@ -225,8 +235,8 @@ fn find_tcp<'r>(
 fn tcp_rate_panel(panel: &Panel<'_>, run: &RunReport, transport: &str) {
     let lookup =
         |c: &str, n: Option<usize>| find_tcp(run, transport, c, n).map(|r| Some(r.connect.rps));
-    let above = |n: usize| {
-        let a = find_tcp(run, transport, "alp", Some(n))?;
+    let above = |c: &str, n: usize| {
+        let a = find_tcp(run, transport, c, Some(n))?;
         let b = find_tcp(run, transport, "rbac", Some(n))?;
         Some(format!("{:.2}xRBAC", a.connect.rps / b.connect.rps))
     };
@@ -237,8 +247,8 @@ fn tcp_stream_panel(panel: &Panel<'_>, run: &RunReport, transport: &str) {
     let lookup = |c: &str, n: Option<usize>| {
         find_tcp(run, transport, c, n).map(|r| r.stream.as_ref().map(|t| t.mb_per_s))
     };
-    let above = |n: usize| {
-        let a = find_tcp(run, transport, "alp", Some(n))?.stream.as_ref()?;
+    let above = |c: &str, n: usize| {
+        let a = find_tcp(run, transport, c, Some(n))?.stream.as_ref()?;
         let b = find_tcp(run, transport, "none", None)?.stream.as_ref()?;
         Some(format!("{:.2}xnone", a.mb_per_s / b.mb_per_s))
     };
@@ -295,7 +305,7 @@ fn latency_panel(panel: &Panel<'_>, run: &RunReport, transport: &str) {
     let lookup = |c: &str, n: Option<usize>| {
         find_row(run, transport, c, n).map(|r| (!r.open_saturated(rate)).then_some(r.open.p99_us))
     };
-    draw_groups(panel, &counts, &lookup, &y, &|_| None);
+    draw_groups(panel, &counts, &lookup, &y, &|_, _| None);
     baselines(panel, &lookup, &y);
     panel.frame();
 }
@@ -320,17 +330,20 @@ fn baselines(panel: &Panel<'_>, lookup: Lookup<'_>, y: &dyn Fn(f64) -> i32) {
     }
 }
 
-/// Bars per rule count; above our filter's bar `above(rules)` (a ratio), if any.
+/// Bars per rule count; above our filters' bars (wasm, native) `above(config, rules)` (a
+/// ratio), if any, the second label moved up when it would run into the first.
 fn draw_groups(
     panel: &Panel<'_>,
     counts: &[usize],
     lookup: Lookup<'_>,
     y: &dyn Fn(f64) -> i32,
-    above: &dyn Fn(usize) -> Option<String>,
+    above: Above<'_>,
 ) {
+    let bars = BARS.len() as i32;
     for (gi, &n) in counts.iter().enumerate() {
         let (gx, gw) = panel.group_x(gi, counts.len());
-        let bw = gw * 2 / 9;
+        let bw = gw * 3 / (4 * bars);
+        let mut last_label: Option<i32> = None;
         let label = format!("{n} rules");
         text(
             &panel.area,
@@ -344,22 +357,27 @@ fn draw_groups(
             let Some(value) = lookup(config, Some(n)) else {
                 continue;
             };
-            let bx = gx + gw / 2 - 3 * bw / 2 + bi as i32 * bw;
+            let bx = gx + gw / 2 - bars * bw / 2 + bi as i32 * bw;
             match value.filter(|v| v.is_finite()) {
                 Some(v) => {
                     let _ = panel.area.draw(&Rectangle::new(
                         [(bx + 2, y(v)), (bx + bw - 2, panel.y1)],
                         color.filled(),
                     ));
-                    if *config == "alp" {
-                        if let Some(t) = above(n) {
+                    if *config == "alp" || *config == "native" {
+                        if let Some(t) = above(config, n) {
+                            let mut ly = y(v) - 12;
+                            if let Some(prev) = last_label.filter(|p| (ly - p).abs() < 10) {
+                                ly = prev - 10;
+                            }
+                            last_label = Some(ly);
                             text(
                                 &panel.area,
                                 bx + bw / 2 - text_width(&t, 1) / 2,
-                                y(v) - 12,
+                                ly,
                                 &t,
                                 1,
-                                &INK,
+                                color,
                             );
                         }
                     }
@@ -438,6 +456,7 @@ pub fn draw(run: &RunReport, path: &Path) -> Result<()> {
             ("no-op wasm", NOOP),
             ("native RBAC", RBAC),
             ("calico-alp wasm", ALP),
+            ("calico-alp native", NATIVE),
             ("ext_authz gRPC", AUTHZ),
         ] {
             let _ = root.draw(&Rectangle::new([(lx, 52), (lx + 12, 62)], color.filled()));

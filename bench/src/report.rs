@@ -1,22 +1,32 @@
 //! The results: the JSON model, the markdown tables with ratios to the baselines of the same run,
 //! and the targets. The traffic variants' tables are in `report/traffic.rs`, the memory table in
-//! `report/memory.rs`, the perf profile's (`--profile`) in `report/profile.rs`. Fields added
+//! `report/memory.rs`, the perf profile's (`--profile`) in `report/profile.rs`, propagation's
+//! (`--propagation`) in `report/propagation.rs`. Fields added
 //! since the first results default when absent, so older JSON (`bench/results/before.json`)
 //! still renders.
 
 mod memory;
 mod profile;
+mod propagation;
 mod traffic;
 
 pub use memory::{one_line as memory_line, MemoryMeta, MemoryRow};
 pub use profile::{one_line as profile_line, DsoShare, Profile};
+pub use propagation::{one_line as propagation_line, PropagationRow};
 pub use traffic::{best_variants_of_rounds, one_line as traffic_line, TrafficMeta, VariantRow};
 
 use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
 
-/// Rule count the targets are judged at.
+/// Rule count the wasm filter's targets are judged at.
 pub const TARGET_RULES: usize = 1000;
+/// The native module's targets: throughput at least this times native RBAC's at one rule, and
+/// this times no filter's at every rule count; Envoy's RSS at [`NATIVE_RSS_RULES`] rules at most
+/// no filter's + [`NATIVE_RSS_EXTRA_MB`], whatever the worker count.
+pub const NATIVE_X_RBAC: f64 = 1.0;
+pub const NATIVE_X_NONE: f64 = 0.95;
+pub const NATIVE_RSS_RULES: usize = 10_000;
+pub const NATIVE_RSS_EXTRA_MB: f64 = 25.0;
 /// A window during which other processes used more of Envoy's CPU than this is flagged.
 pub const FOREIGN_CPU_FLAG_PCT: f64 = 5.0;
 
@@ -196,6 +206,11 @@ pub struct Meta {
     pub pinned: bool,
     pub wasm_bytes: u64,
     pub wasm_fnv64: String,
+    /// The native module's size and hash, when it was measured.
+    #[serde(default)]
+    pub native_bytes: Option<u64>,
+    #[serde(default)]
+    pub native_fnv64: Option<String>,
     pub load_before: f64,
     pub load_after: f64,
     pub seconds: f64,
@@ -300,6 +315,9 @@ pub struct RunReport {
     /// The memory-only Envoys' rows.
     #[serde(default)]
     pub memory: Vec<MemoryRow>,
+    /// `--propagation`: policy change to enforcement on every worker.
+    #[serde(default)]
+    pub propagation: Vec<PropagationRow>,
 }
 
 impl RunReport {
@@ -317,9 +335,17 @@ impl RunReport {
             tcp_rows,
             variants,
             memory,
+            propagation: vec![],
         };
         run.targets = targets(&run);
         run
+    }
+
+    /// With propagation's rows (and the targets judged again).
+    pub fn with_propagation(mut self, rows: Vec<PropagationRow>) -> Self {
+        self.propagation = rows;
+        self.targets = targets(&self);
+        self
     }
 
     pub fn find(&self, config: &str, rules: Option<usize>, transport: &str) -> Option<&Row> {
@@ -505,7 +531,167 @@ fn targets(run: &RunReport) -> Vec<TargetCheck> {
             false,
         ));
     }
+    native_targets(run, &mut out);
     out
+}
+
+fn check(
+    transport: &str,
+    target: String,
+    measured: String,
+    value: Option<f64>,
+    limit: f64,
+    at_least: bool,
+) -> TargetCheck {
+    TargetCheck {
+        transport: transport.into(),
+        target,
+        measured,
+        value: value.unwrap_or(f64::NAN),
+        limit,
+        met: value.map(|v| if at_least { v >= limit } else { v <= limit }),
+    }
+}
+
+/// The native module's targets (when it was measured): throughput against RBAC at one rule and
+/// against no filter at every rule count, per transport; Envoy's RSS at 10 000 rules against no
+/// filter's at every worker count; propagation from control's publication to every worker.
+fn native_targets(run: &RunReport, out: &mut Vec<TargetCheck>) {
+    let measured = run.rows.iter().any(|r| r.config == "native")
+        || run.memory.iter().any(|r| r.config == "native")
+        || run.propagation.iter().any(|r| r.config == "native");
+    if !measured {
+        return;
+    }
+    for t in run.transports() {
+        let native = run.find("native", Some(1), &t);
+        let rbac = run.find("rbac", Some(1), &t);
+        let r = match (native, rbac) {
+            (Some(a), Some(b)) => Some(a.closed.rps / b.closed.rps),
+            _ => None,
+        };
+        out.push(check(
+            &t,
+            format!("native module: throughput >= {NATIVE_X_RBAC:.2} x native RBAC at 1 rule"),
+            match (native, rbac, r) {
+                (Some(a), Some(b), Some(r)) => format!(
+                    "{r:.2} x ({:.0} vs {:.0} req/s)",
+                    a.closed.rps, b.closed.rps
+                ),
+                _ => "not measured".into(),
+            },
+            r,
+            NATIVE_X_RBAC,
+            true,
+        ));
+        let none = run.find("none", None, &t);
+        let ratios: Vec<(usize, f64)> = match none {
+            Some(z) => run
+                .rows
+                .iter()
+                .filter(|r| r.config == "native" && r.transport == t)
+                .filter_map(|r| Some((r.rules?, r.closed.rps / z.closed.rps)))
+                .collect(),
+            None => vec![],
+        };
+        let worst = ratios.iter().copied().min_by(|a, b| a.1.total_cmp(&b.1));
+        out.push(check(
+            &t,
+            format!(
+                "native module: throughput >= {NATIVE_X_NONE:.2} x no filter at every rule count"
+            ),
+            match worst {
+                Some((n, w)) => format!(
+                    "min {w:.2} x at {} ({})",
+                    rules_text(Some(n)),
+                    ratios
+                        .iter()
+                        .map(|(n, r)| format!("{}: {r:.2}", rules_text(Some(*n))))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                None => "not measured".into(),
+            },
+            worst.map(|w| w.1),
+            NATIVE_X_NONE,
+            true,
+        ));
+    }
+    // RSS: the memory-only Envoys at each worker count, else the throughput Envoys (1 worker).
+    let mb = |kb: u64| kb as f64 / 1024.0;
+    let mut over: Vec<(u32, f64)> = Vec::new();
+    let mut counts: Vec<u32> = run.memory.iter().map(|r| r.concurrency).collect();
+    counts.sort_unstable();
+    counts.dedup();
+    for &c in &counts {
+        let at = |config: &str, rules: Option<usize>| {
+            run.memory
+                .iter()
+                .find(|r| r.config == config && r.rules == rules && r.concurrency == c)
+        };
+        if let (Some(a), Some(z)) = (at("native", Some(NATIVE_RSS_RULES)), at("none", None)) {
+            over.push((c, mb(a.envoy_rss_kb) - mb(z.envoy_rss_kb)));
+        }
+    }
+    if counts.is_empty() {
+        let max_rss = |config: &str, rules: Option<usize>| {
+            run.rows
+                .iter()
+                .filter(|r| r.config == config && r.rules == rules)
+                .map(|r| r.envoy_rss_kb)
+                .max()
+        };
+        if let (Some(a), Some(z)) = (
+            max_rss("native", Some(NATIVE_RSS_RULES)),
+            max_rss("none", None),
+        ) {
+            over.push((1, mb(a) - mb(z)));
+        }
+    }
+    let worst = over.iter().map(|o| o.1).max_by(f64::total_cmp);
+    out.push(check(
+        "–",
+        format!(
+            "native module: Envoy RSS at {} rules <= no filter + {NATIVE_RSS_EXTRA_MB:.0} MB, every worker count",
+            rules_text(Some(NATIVE_RSS_RULES))
+        ),
+        if over.is_empty() {
+            "not measured".into()
+        } else {
+            over.iter()
+                .map(|(c, d)| format!("{d:+.1} MB ({c} worker{})", if *c == 1 { "" } else { "s" }))
+                .collect::<Vec<_>>()
+                .join(", ")
+        },
+        worst,
+        NATIVE_RSS_EXTRA_MB,
+        false,
+    ));
+    let p99s: Vec<(usize, f64)> = run
+        .propagation
+        .iter()
+        .filter(|r| r.config == "native")
+        .map(|r| (r.rules, propagation::summary(&r.after_publication_ms())[1]))
+        .collect();
+    let worst = p99s.iter().map(|p| p.1).max_by(f64::total_cmp);
+    out.push(check(
+        "plaintext",
+        format!(
+            "native module: propagation p99, control's publication to every worker, <= {:.0} ms",
+            propagation::TARGET_P99_MS
+        ),
+        if p99s.is_empty() {
+            "not measured".into()
+        } else {
+            p99s.iter()
+                .map(|(n, p)| format!("{p:.1} ms at {} rules", rules_text(Some(*n))))
+                .collect::<Vec<_>>()
+                .join(", ")
+        },
+        worst,
+        propagation::TARGET_P99_MS,
+        false,
+    ));
 }
 
 fn transport_title(t: &str) -> &str {
@@ -641,7 +827,7 @@ fn tcp_markdown(run: &RunReport, s: &mut String) {
         s,
         "Two listeners in an Envoy of their own per setup (plaintext; mTLS requiring the client certificate), each running the \
          configuration's network filter (`envoy.filters.network.rbac`, the no-op module and ours as `envoy.filters.network.wasm`, \
-         `envoy.filters.network.ext_authz`) before `tcp_proxy` to Envoy's echo filter on a unix-socket listener of the same Envoy \
+         our native module as `envoy.filters.network.dynamic_modules`, `envoy.filters.network.ext_authz`) before `tcp_proxy` to Envoy's echo filter on a unix-socket listener of the same Envoy \
          (so Envoy's CPU includes the upstream's accept and echo, the same in every row). The policy is the HTTP one's L4 form \
          (the same rules without HTTP clauses, for other ports but the last, which allows the connection). \
          **Connection rate**: {} concurrent workers in a closed loop, each connection one {}-byte request echoed back, then closed{}; \
@@ -660,30 +846,62 @@ fn tcp_markdown(run: &RunReport, s: &mut String) {
         t.warmup_s,
     );
     let counts = run.tcp_rule_counts();
-    if run.tcp_rows.iter().any(|r| r.config == "alp") {
-        let _ = writeln!(s, "Ours against the others (same run):\n");
-        let _ = writeln!(
-            s,
-            "| transport | rules | conn/s × no filter | × RBAC | × ext_authz | MB/s × no filter | × RBAC | × ext_authz |\n|---|---:|---:|---:|---:|---:|---:|---:|"
-        );
+    for (config, title) in [
+        ("alp", "Ours against the others"),
+        (
+            "native",
+            "The native module against the others (× wasm: against calico-alp wasm)",
+        ),
+    ] {
+        if !run.tcp_rows.iter().any(|r| r.config == config) {
+            continue;
+        }
+        // The native module's table adds the ratios to the wasm filter.
+        let others: &[&str] = if config == "native" {
+            &["none", "rbac", "alp", "ext_authz"]
+        } else {
+            &["none", "rbac", "ext_authz"]
+        };
+        let name = |c: &str| match c {
+            "none" => "no filter",
+            "rbac" => "RBAC",
+            "alp" => "wasm",
+            _ => "ext_authz",
+        };
+        let _ = writeln!(s, "{title} (same run):\n");
+        let mut head = String::from("| transport | rules |");
+        for (i, c) in others.iter().enumerate() {
+            let _ = write!(
+                head,
+                " {}× {} |",
+                if i == 0 { "conn/s " } else { "" },
+                name(c)
+            );
+        }
+        for (i, c) in others.iter().enumerate() {
+            let _ = write!(
+                head,
+                " {}× {} |",
+                if i == 0 { "MB/s " } else { "" },
+                name(c)
+            );
+        }
+        let _ = writeln!(s, "{head}\n|---|---:|{}", "---:|".repeat(2 * others.len()));
         for tr in run.tcp_transports() {
             for &n in &counts {
-                let Some(a) = run.find_tcp("alp", Some(n), &tr) else {
+                let Some(a) = run.find_tcp(config, Some(n), &tr) else {
                     continue;
                 };
                 let rate = |c: &str| run.find_tcp(c, Some(n), &tr).map(|r| r.connect.rps);
                 let mb = |c: &str| run.find_tcp(c, Some(n), &tr).and_then(TcpRow::mb_per_s);
-                let _ = writeln!(
-                    s,
-                    "| {tr} | {} | {} | {} | {} | {} | {} | {} |",
-                    rules_text(Some(n)),
-                    ratio_text(Some(a.connect.rps), rate("none")),
-                    ratio_text(Some(a.connect.rps), rate("rbac")),
-                    ratio_text(Some(a.connect.rps), rate("ext_authz")),
-                    ratio_text(a.mb_per_s(), mb("none")),
-                    ratio_text(a.mb_per_s(), mb("rbac")),
-                    ratio_text(a.mb_per_s(), mb("ext_authz")),
-                );
+                let mut cells = String::new();
+                for c in others {
+                    let _ = write!(cells, " {} |", ratio_text(Some(a.connect.rps), rate(c)));
+                }
+                for c in others {
+                    let _ = write!(cells, " {} |", ratio_text(a.mb_per_s(), mb(c)));
+                }
+                let _ = writeln!(s, "| {tr} | {} |{cells}", rules_text(Some(n)));
             }
         }
         let _ = writeln!(s);
@@ -787,11 +1005,22 @@ fn tcp_markdown(run: &RunReport, s: &mut String) {
     }
 }
 
+/// The targets' heading: the wasm filter's are judged at [`TARGET_RULES`], the native module's
+/// at the rule counts they name.
+fn targets_heading(run: &RunReport) -> String {
+    let mut h = format!("Targets at {} rules", thousands(TARGET_RULES as f64));
+    if run
+        .targets
+        .iter()
+        .any(|t| t.target.starts_with("native module:"))
+    {
+        h.push_str(" (the native module's: as each says)");
+    }
+    h
+}
+
 pub fn targets_text(run: &RunReport) -> String {
-    let mut s = format!(
-        "Targets at {} rules (same run):\n",
-        thousands(TARGET_RULES as f64)
-    );
+    let mut s = format!("{} (same run):\n", targets_heading(run));
     for t in &run.targets {
         let verdict = match t.met {
             Some(true) => "met",
@@ -805,6 +1034,75 @@ pub fn targets_text(run: &RunReport) -> String {
         );
     }
     s
+}
+
+/// The header's mention of the native module, when it was measured.
+fn native_module_text(m: &Meta) -> String {
+    match (m.native_bytes, &m.native_fnv64) {
+        (Some(b), Some(h)) => format!(", native module {b} bytes (fnv64 {h})"),
+        _ => String::new(),
+    }
+}
+
+/// The native module against every other configuration, with the default traffic, where the
+/// report compares the wasm filter to the baselines: throughput ratios (× wasm: against
+/// calico-alp wasm at the same rule count), CPU and memory beside the wasm filter's.
+fn native_markdown(run: &RunReport, s: &mut String) {
+    if !run.rows.iter().any(|r| r.config == "native") {
+        return;
+    }
+    let _ = writeln!(
+        s,
+        "## The native module against the others
+"
+    );
+    let _ = writeln!(
+        s,
+        "calico-alp as a native Envoy dynamic module (`libcalico_alp.so`, the same engine and filter logic, polling the same `control serve` itself) against the rows above: closed-loop throughput ratios (× wasm: against calico-alp wasm at the same rule count), its CPU per request and Envoy's RSS beside the wasm filter's, the open loop's p99 beside no filter's.\n"
+    );
+    let _ = writeln!(
+        s,
+        "| transport | rules | req/s | × no filter | × RBAC | × no-op | × wasm | × ext_authz | CPU µs/req | wasm's CPU µs/req | open p99 µs | no filter's open p99 µs | RSS MB | wasm's RSS MB |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    );
+    let rate = run.meta.open_rate;
+    let open_p99 = |r: &Row| {
+        if r.open_saturated(rate) {
+            "saturated".to_string()
+        } else {
+            us(r.open.p99_us)
+        }
+    };
+    for t in run.transports() {
+        for r in run
+            .rows
+            .iter()
+            .filter(|r| r.config == "native" && r.transport == t)
+        {
+            let at = |c: &str| run.find(c, r.rules, &t);
+            let rps = Some(r.closed.rps);
+            let x = |c: &str| ratio_text(rps, at(c).map(|o| o.closed.rps));
+            let wasm = at("alp");
+            let none = at("none");
+            let _ = writeln!(
+                s,
+                "| {t} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                rules_text(r.rules),
+                thousands(r.closed.rps),
+                x("none"),
+                x("rbac"),
+                x("noop"),
+                x("alp"),
+                x("ext_authz"),
+                cpu_text(&r.closed),
+                wasm.map_or("–".into(), |w| cpu_text(&w.closed)),
+                open_p99(r),
+                none.map_or("–".into(), open_p99),
+                rss_mb(r.envoy_rss_kb, None),
+                wasm.map_or("–".into(), |w| rss_mb(w.envoy_rss_kb, None)),
+            );
+        }
+    }
+    let _ = writeln!(s);
 }
 
 /// The markdown report.
@@ -831,10 +1129,11 @@ pub fn markdown(run: &RunReport) -> String {
         let _ = writeln!(
             s,
             "Envoy `--concurrency 1`{}; raw TCP only. \
-             Filter module {} bytes (fnv64 {}). Load average {:.2} before, {:.2} after; {:.0} s in all.\n",
+             Filter module {} bytes (fnv64 {}){}. Load average {:.2} before, {:.2} after; {:.0} s in all.\n",
             if m.pinned { " pinned to CPU 0, load generator on CPU 1" } else { "" },
             m.wasm_bytes,
             m.wasm_fnv64,
+            native_module_text(m),
             m.load_before,
             m.load_after,
             m.seconds
@@ -849,7 +1148,7 @@ pub fn markdown(run: &RunReport) -> String {
              CPU: Envoy's (ext_authz: plus the authz server's, on the same CPU) per request in the closed loop. \
              RSS: Envoy's resident memory with its one worker (ext_authz: + the server's). \
              Ratios are closed-loop throughput against the baselines of this run. \
-             Filter module {} bytes (fnv64 {}). Load average {:.2} before, {:.2} after; {:.0} s in all.\n",
+             Filter module {} bytes (fnv64 {}){}. Load average {:.2} before, {:.2} after; {:.0} s in all.\n",
             if m.pinned { " pinned to CPU 0, load generator on CPU 1" } else { "" },
             m.connections,
             m.duration_s,
@@ -862,17 +1161,14 @@ pub fn markdown(run: &RunReport) -> String {
             m.open_rate,
             m.wasm_bytes,
             m.wasm_fnv64,
+            native_module_text(m),
             m.load_before,
             m.load_after,
             m.seconds
         );
     }
     if !run.targets.is_empty() {
-        let _ = writeln!(
-            s,
-            "## Targets at {} rules\n",
-            thousands(TARGET_RULES as f64)
-        );
+        let _ = writeln!(s, "## {}\n", targets_heading(run));
         let _ = writeln!(
             s,
             "| transport | target | measured | met |\n|---|---|---|---|"
@@ -964,9 +1260,11 @@ pub fn markdown(run: &RunReport) -> String {
             flagged.join("; ")
         );
     }
+    native_markdown(run, &mut s);
     profile::markdown(run, &mut s);
     traffic::markdown(run, &mut s);
     memory::markdown(run, &mut s);
+    propagation::markdown(run, &mut s);
     tcp_markdown(run, &mut s);
     for n in &m.notes {
         let _ = writeln!(s, "{n}\n");
@@ -1019,6 +1317,8 @@ pub(crate) mod sample {
             pinned: true,
             wasm_bytes: 1,
             wasm_fnv64: "0".into(),
+            native_bytes: None,
+            native_fnv64: None,
             load_before: 0.0,
             load_after: 0.0,
             seconds: 1.0,

@@ -38,7 +38,10 @@ pub fn every_worker(
         let mut per_worker = Vec::new();
         for round in 1..=ROUNDS {
             let o = load::run(target, &settings)?;
-            if o.errors > 0 || o.non_2xx > 0 || o.requests == 0 {
+            // No response within the window is no failure by itself (native RBAC at 10 000 rules
+            // on a busy machine answers in about a second): the workers accepted the connections
+            // and are deciding their first requests. Errors and denials are failures.
+            if o.errors > 0 || o.non_2xx > 0 {
                 bail!(
                     "warm-up on {listener}: {} responses, {} non-2xx, {} errors",
                     o.requests,

@@ -138,7 +138,7 @@ pub fn markdown(run: &RunReport, s: &mut String) {
         "{head} samples |\n|---|---:|---:|---:|{}---:|",
         "---:|".repeat(COLUMNS.len())
     );
-    let order = ["none", "rbac", "noop", "alp", "ext_authz"];
+    let order = ["none", "rbac", "noop", "alp", "native", "ext_authz"];
     let rank = |c: &str| order.iter().position(|o| *o == c).unwrap_or(order.len());
     let mut sorted = rows.clone();
     sorted.sort_by_key(|(r, _)| rank(&r.config));
@@ -171,6 +171,26 @@ pub fn markdown(run: &RunReport, s: &mut String) {
             alp.window.envoy_cpu_us_per_req - noop.window.envoy_cpu_us_per_req,
             parts.join("; ")
         );
+    }
+    // The native module has no wasm floor: what it adds is over no filter; and against the wasm
+    // filter, what running natively saves.
+    for (base, what) in [
+        ("none", "what the native module adds over no filter"),
+        ("alp", "native against wasm"),
+    ] {
+        if let (Some(native), Some(b)) = (find("native"), find(base)) {
+            let parts: Vec<String> = COLUMNS
+                .iter()
+                .map(|(k, name)| format!("{name} {:+.2}", native.us_per_req(k) - b.us_per_req(k)))
+                .collect();
+            let _ = writeln!(
+                s,
+                "native − {} ({what}), µs/req: CPU {:+.2}; {}.\n",
+                if base == "none" { "no filter" } else { "wasm" },
+                native.window.envoy_cpu_us_per_req - b.window.envoy_cpu_us_per_req,
+                parts.join("; ")
+            );
+        }
     }
     if sorted.iter().any(|(_, p)| p.window.disturbed()) {
         let _ = writeln!(

@@ -256,16 +256,39 @@ pub fn markdown(run: &RunReport, s: &mut String) {
 }
 
 /// Ours against the others for the default traffic and every variant, at the variants' rule
-/// counts.
+/// counts; then the native module's, with its ratio to the wasm filter.
 fn summary(run: &RunReport, variants: &[Variant], counts: &[usize], s: &mut String) {
-    if !run.variants.iter().any(|r| r.config == "alp") {
+    summary_of(run, "alp", variants, counts, s);
+    summary_of(run, "native", variants, counts, s);
+}
+
+fn summary_of(
+    run: &RunReport,
+    config: &str,
+    variants: &[Variant],
+    counts: &[usize],
+    s: &mut String,
+) {
+    if !run.variants.iter().any(|r| r.config == config) {
         return;
     }
-    let _ = writeln!(s, "### Ours against the others, by traffic\n");
-    let _ = writeln!(
-        s,
-        "| traffic | transport | rules | req/s | × no filter | × RBAC | × no-op | × ext_authz | CPU µs/req | no filter's CPU µs/req |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"
-    );
+    let native = config == "native";
+    if native {
+        let _ = writeln!(
+            s,
+            "### The native module against the others, by traffic (× wasm: against calico-alp wasm)\n"
+        );
+        let _ = writeln!(
+            s,
+            "| traffic | transport | rules | req/s | × no filter | × RBAC | × no-op | × wasm | × ext_authz | CPU µs/req | wasm's CPU µs/req | no filter's CPU µs/req |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        );
+    } else {
+        let _ = writeln!(s, "### Ours against the others, by traffic\n");
+        let _ = writeln!(
+            s,
+            "| traffic | transport | rules | req/s | × no filter | × RBAC | × no-op | × ext_authz | CPU µs/req | no filter's CPU µs/req |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+        );
+    }
     let all: Vec<Variant> = std::iter::once(Variant::DEFAULT)
         .chain(variants.iter().copied())
         .collect();
@@ -273,13 +296,23 @@ fn summary(run: &RunReport, variants: &[Variant], counts: &[usize], s: &mut Stri
         for t in run.transports() {
             for &n in counts {
                 let at = |c: &str| run.find_closed(v, c, Some(n), &t);
-                let Some(a) = at("alp") else {
+                let Some(a) = at(config) else {
                     continue;
                 };
                 let rps = Some(a.rps);
+                let wasm = if native {
+                    format!(" {} |", ratio_text(rps, at("alp").map(|m| m.rps)))
+                } else {
+                    String::new()
+                };
+                let wasm_cpu = if native {
+                    format!(" {} |", at("alp").map_or("–".into(), cpu_text))
+                } else {
+                    String::new()
+                };
                 let _ = writeln!(
                     s,
-                    "| {} | {t} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                    "| {} | {t} | {} | {} | {} | {} | {} |{wasm} {} | {} |{wasm_cpu} {} |",
                     v.title(),
                     rules_text(Some(n)),
                     thousands(a.rps),
