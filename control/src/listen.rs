@@ -6,48 +6,15 @@ use anyhow::{bail, Context, Result};
 use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
-use std::fmt;
 use std::path::PathBuf;
-use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{watch, Semaphore};
 use tracing::{debug, info, warn};
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Listen {
-    Tcp(String),
-    Unix(PathBuf),
-}
-
-impl FromStr for Listen {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        if let Some(path) = s.strip_prefix("unix:") {
-            if path.is_empty() {
-                return Err("unix: needs a socket path (unix:/run/alp/control.sock)".to_string());
-            }
-            return Ok(Listen::Unix(PathBuf::from(path)));
-        }
-        match s.rsplit_once(':') {
-            Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {
-                Ok(Listen::Tcp(s.to_string()))
-            }
-            _ => Err(format!("{s:?} is neither HOST:PORT nor unix:PATH")),
-        }
-    }
-}
-
-impl fmt::Display for Listen {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Listen::Tcp(addr) => f.write_str(addr),
-            Listen::Unix(path) => write!(f, "unix:{}", path.display()),
-        }
-    }
-}
+/// `--listen`: the relay contract's address (`alp_engine::relay_contract::Address`).
+pub use alp_engine::relay_contract::Address as Listen;
 
 /// A bound listener, not yet serving.
 pub enum Bound {
@@ -55,8 +22,13 @@ pub enum Bound {
     Unix(tokio::net::UnixListener, PathBuf),
 }
 
-impl Listen {
-    pub async fn bind(&self) -> Result<Bound> {
+/// Binds a listener: `Listen::bind` (the address type is the relay contract's, in the engine).
+pub trait Bind {
+    async fn bind(&self) -> Result<Bound>;
+}
+
+impl Bind for Listen {
+    async fn bind(&self) -> Result<Bound> {
         match self {
             Listen::Tcp(addr) => {
                 let listener = tokio::net::TcpListener::bind(addr.as_str())

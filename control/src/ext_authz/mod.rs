@@ -37,7 +37,7 @@ mod service;
 mod tests;
 
 use crate::decide::EngineArgs;
-use crate::listen::{Bound, Listen};
+use crate::listen::{Bind, Bound, Listen};
 use crate::running::Running;
 use crate::source::args::SourceArgs;
 use crate::source::{Outputs, Policy, Source};

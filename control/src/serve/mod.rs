@@ -21,7 +21,7 @@ pub mod publish;
 #[cfg(test)]
 mod tests;
 
-use crate::listen::{ConnLimits, Listen};
+use crate::listen::{Bind, ConnLimits, Listen};
 use crate::running::Running;
 use crate::source::args::SourceArgs;
 use crate::source::{Outputs, Source};

@@ -16,6 +16,9 @@
 //!
 //! The body is [`crate::envelope`]: magic, schema, version and the postcard-encoded snapshot.
 
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
 use std::time::Duration;
 
 /// The long-poll's path.
@@ -32,6 +35,42 @@ pub const CONTENT_TYPE: &str = "application/octet-stream";
 pub const DEFAULT_WAIT_MS: u64 = 20_000;
 /// The longest wait control holds a poll; the filter accepts no longer `poll_timeout_ms`.
 pub const MAX_WAIT_MS: u64 = 60_000;
+
+/// Where `control serve` listens (`--listen`) and a filter reaches it: `HOST:PORT` (TCP) or
+/// `unix:PATH` (a Unix socket).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Address {
+    Tcp(String),
+    Unix(PathBuf),
+}
+
+impl FromStr for Address {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        if let Some(path) = s.strip_prefix("unix:") {
+            if path.is_empty() {
+                return Err("unix: needs a socket path (unix:/run/alp/control.sock)".to_string());
+            }
+            return Ok(Address::Unix(PathBuf::from(path)));
+        }
+        match s.rsplit_once(':') {
+            Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {
+                Ok(Address::Tcp(s.to_string()))
+            }
+            _ => Err(format!("{s:?} is neither HOST:PORT nor unix:PATH")),
+        }
+    }
+}
+
+impl fmt::Display for Address {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Address::Tcp(addr) => f.write_str(addr),
+            Address::Unix(path) => write!(f, "unix:{}", path.display()),
+        }
+    }
+}
 
 /// A request header that is not a decimal number (the 400's body names it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]

@@ -3,13 +3,13 @@
 //! thread is the only caller, and a poll per connection keeps the client small. The response
 //! parser ([`parse_response`]) is pure, so it is tested without a socket.
 
+pub use alp_engine::relay_contract::Address;
 use alp_engine::relay_contract::{
     self, HAVE_VERSION_HEADER, SNAPSHOT_PATH, VERSION_HEADER, WAIT_HEADER,
 };
 use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::os::unix::net::UnixStream;
-use std::path::PathBuf;
 use std::time::Duration;
 
 /// The largest response accepted: a 10 000-rule snapshot is about 1 MB.
@@ -18,39 +18,6 @@ pub const MAX_RESPONSE_BYTES: usize = 256 << 20;
 const MAX_HEAD_BYTES: usize = 16 << 10;
 /// How long connecting may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// Where control serves the relay: `unix:PATH` or `HOST:PORT` (`control serve --listen`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Address {
-    Unix(PathBuf),
-    Tcp(String),
-}
-
-impl Address {
-    pub fn parse(text: &str) -> Result<Address, String> {
-        if let Some(path) = text.strip_prefix("unix:") {
-            if path.is_empty() {
-                return Err("unix: needs a socket path (unix:/run/alp/control.sock)".to_string());
-            }
-            return Ok(Address::Unix(PathBuf::from(path)));
-        }
-        match text.rsplit_once(':') {
-            Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {
-                Ok(Address::Tcp(text.to_string()))
-            }
-            _ => Err(format!("{text:?} is neither unix:PATH nor HOST:PORT")),
-        }
-    }
-}
-
-impl std::fmt::Display for Address {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Address::Unix(path) => write!(f, "unix:{}", path.display()),
-            Address::Tcp(addr) => f.write_str(addr),
-        }
-    }
-}
 
 /// What a poll returned.
 #[derive(Debug, PartialEq, Eq)]
@@ -216,21 +183,6 @@ fn dechunk(mut rest: &[u8]) -> Result<Vec<u8>, PollError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn parses_addresses() {
-        assert_eq!(
-            Address::parse("unix:/run/alp.sock"),
-            Ok(Address::Unix(PathBuf::from("/run/alp.sock")))
-        );
-        assert_eq!(
-            Address::parse("127.0.0.1:9000"),
-            Ok(Address::Tcp("127.0.0.1:9000".to_string()))
-        );
-        for bad in ["unix:", "nothing", ":80", "host:port"] {
-            assert!(Address::parse(bad).is_err(), "{bad}");
-        }
-    }
 
     #[test]
     fn the_request_follows_the_relay_contract() {

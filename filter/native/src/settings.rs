@@ -36,7 +36,8 @@ impl NativeConfig {
             return Err("filter configuration must be a JSON object".to_string());
         };
         let control = match object.remove("control_address") {
-            Some(serde_json::Value::String(address)) => Address::parse(&address)
+            Some(serde_json::Value::String(address)) => address
+                .parse::<Address>()
                 .map_err(|e| format!("filter configuration key \"control_address\": {e}"))?,
             Some(_) => {
                 return Err(
@@ -97,7 +98,7 @@ mod tests {
             (br#"{"control_address":5}"#, "must be a string"),
             (
                 br#"{"control_address":"nowhere"}"#,
-                "neither unix:PATH nor HOST:PORT",
+                "neither HOST:PORT nor unix:PATH",
             ),
             (
                 br#"{"control_address":"unix:/s","enforce":"yes"}"#,
