@@ -35,6 +35,11 @@ cargo test --workspace --locked
 echo "== end-to-end tests again, with the native module (ALP_ARTEFACT=native)"
 ALP_ARTEFACT=native cargo test -p alp-e2e --locked
 
+echo "== reliability: 60-second soaks (wasm, native) and the chaos cases that fit in a minute"
+scripts/soak.sh --minutes 1 --filter wasm
+scripts/soak.sh --minutes 1 --filter native
+scripts/chaos.sh --quick
+
 echo "== fuzz: a bounded libFuzzer run of every target (cargo test replayed the corpus)"
 FUZZ_JOBS=2 fuzz/run.sh --seconds 4
 

@@ -114,6 +114,10 @@ pub struct Config {
     pub filter: FilterKind,
     /// Write each decision to Envoy filter state `wasm.alp_decision` for access logs.
     pub filter_state: bool,
+    /// Chaos testing only (cargo feature `chaos`; a released module refuses the key as unknown):
+    /// a request for exactly this path aborts the VM (`scripts/chaos.sh`).
+    #[cfg(feature = "chaos")]
+    pub debug_abort_path: Option<String>,
 }
 
 impl Default for Config {
@@ -134,6 +138,34 @@ impl Default for Config {
             non_canonical_path: NonCanonicalPath::Rewrite,
             filter: FilterKind::Http,
             filter_state: false,
+            #[cfg(feature = "chaos")]
+            debug_abort_path: None,
+        }
+    }
+}
+
+/// The crash switch of chaos builds (`--features chaos`): `debug_abort_path` is kept for the
+/// whole VM (the HTTP and network filters of a workload share it).
+#[cfg(feature = "chaos")]
+pub mod chaos {
+    use std::sync::Mutex;
+
+    static ABORT_PATH: Mutex<Option<String>> = Mutex::new(None);
+
+    pub fn set_abort_path(path: &str) {
+        if let Ok(mut p) = ABORT_PATH.lock() {
+            *p = Some(path.to_string());
+        }
+    }
+
+    /// Aborts the VM (a trap: Envoy's failure_policy applies) when `path` is the switch's path.
+    pub fn abort_if(path: &str) {
+        let hit = ABORT_PATH
+            .lock()
+            .map(|p| p.as_deref() == Some(path))
+            .unwrap_or(false);
+        if hit {
+            std::process::abort();
         }
     }
 }
@@ -174,6 +206,10 @@ impl Config {
         let config: Config =
             serde_json::from_str(text).map_err(|e| ConfigError::Json(e.to_string()))?;
         config.validate()?;
+        #[cfg(feature = "chaos")]
+        if let Some(p) = &config.debug_abort_path {
+            chaos::set_abort_path(p);
+        }
         Ok(config)
     }
 
@@ -323,5 +359,14 @@ mod tests {
         assert!(err(r#"{"decision_log_sample":-0.1}"#).contains("\"decision_log_sample\""));
         assert!(err(r#"{"enforce":"no"}"#).contains("invalid type"));
         assert_eq!(Config::parse(Some(&[0xff])), Err(ConfigError::NotUtf8));
+    }
+
+    #[cfg(not(feature = "chaos"))]
+    #[test]
+    fn the_crash_switch_is_unknown_without_the_chaos_feature() {
+        let err = Config::parse(Some(br#"{"debug_abort_path":"/__alp_abort"}"#))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown field `debug_abort_path`"), "{err}");
     }
 }

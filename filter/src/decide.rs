@@ -54,6 +54,10 @@ impl VmState {
                 verdict: None,
             },
         };
+        #[cfg(feature = "chaos")]
+        if let Some(http) = &read.http {
+            crate::config::chaos::abort_if(&http.path);
+        }
         // `read` holds both the connection and the request, or neither.
         let request = engine_request(
             read.connection.as_deref(),

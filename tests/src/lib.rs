@@ -31,6 +31,7 @@ pub mod load;
 pub mod policy;
 pub mod probe;
 pub mod process;
+pub mod reliability;
 pub mod stack;
 pub mod stats;
 pub mod tcp_backend;

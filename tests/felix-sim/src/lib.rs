@@ -33,6 +33,9 @@ use tonic::{Request, Response, Status};
 
 pub use alp_felix::wire::felix;
 
+/// A hostile Felix (undecodable messages, resets mid-message, stalls) for chaos tests.
+pub mod raw;
+
 /// How many messages may wait in a session before `send` waits for the client.
 const SESSION_BUFFER: usize = 1024;
 
