@@ -90,7 +90,11 @@ fn one_program_per_process_compiled_once_per_version() {
     };
     let deadline = Instant::now() + Duration::from_secs(20);
     while gauge("alp_snapshot_age_seconds") < 2.0 {
-        assert!(Instant::now() < deadline, "the age gauge does not move: {}", stack.diagnostics("app"));
+        assert!(
+            Instant::now() < deadline,
+            "the age gauge does not move: {}",
+            stack.diagnostics("app")
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
     let version = gauge("alp_snapshot_version") as u64;

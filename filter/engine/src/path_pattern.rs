@@ -231,7 +231,10 @@ mod tests {
             names.concat()
         };
         let t = compile_template(&template(MAX_TEMPLATE_PARAMS)).unwrap();
-        assert!(template_matches(&t, &norm(&"/x".repeat(MAX_TEMPLATE_PARAMS))));
+        assert!(template_matches(
+            &t,
+            &norm(&"/x".repeat(MAX_TEMPLATE_PARAMS))
+        ));
         let err = compile_template(&template(MAX_TEMPLATE_PARAMS + 1)).unwrap_err();
         assert!(err.to_string().contains("more than 25 parameters"), "{err}");
         assert!(compile_template(&format!("{}/{{*rest}}", template(25))).is_ok());
