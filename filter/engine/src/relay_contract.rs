@@ -14,7 +14,8 @@
 //! -> 400  a request header that is not a decimal number ([`NotANumber`])
 //! ```
 //!
-//! The body is [`crate::envelope`]: magic, schema, version and the postcard-encoded snapshot.
+//! The body is [`crate::envelope`]: magic, schema, version, checksum and the postcard-encoded
+//! snapshot.
 
 use std::fmt;
 use std::path::PathBuf;
