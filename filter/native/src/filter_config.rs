@@ -43,11 +43,6 @@ pub struct FilterConfig {
     runtime: Mutex<RuntimeSeries>,
 }
 
-// SAFETY: `envoy` is Envoy's configuration pointer, used only on Envoy's main thread (the tick)
-// while the configuration lives; everything else is `Sync`.
-unsafe impl Send for FilterConfig {}
-unsafe impl Sync for FilterConfig {}
-
 impl FilterConfig {
     /// Parses `bytes` and defines the stats; the error is logged by the caller and makes Envoy
     /// refuse the configuration.

@@ -359,6 +359,11 @@ pub enum ConfigTarget {
     Network(abi::NetworkFilterConfigEnvoyPtr),
 }
 
+// SAFETY: only a handle: the module passes it back to Envoy from `config_new` and from the
+// configuration's scheduled events, both on Envoy's main thread, while the configuration lives.
+unsafe impl Send for ConfigTarget {}
+unsafe impl Sync for ConfigTarget {}
+
 impl Define for ConfigTarget {
     fn counter(&self, name: &str, label_names: &[&str]) -> Option<usize> {
         let mut id = 0usize;

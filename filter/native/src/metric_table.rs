@@ -2,24 +2,24 @@
 //! creates a filter configuration (`*_config_new`; later definitions are refused as frozen), so:
 //!
 //! * every fixed stat (`Metrics::define`) is defined then, on the main thread, into the
-//!   configuration's [`Definitions`], which never change afterwards and are read by every
-//!   worker without a lock;
+//!   configuration's [`Definitions`], which never change afterwards;
 //! * the HTTP filter's per-policy families (`alp_policy_requests_total`, ...) are declared then
-//!   with their label names; each (tier, policy, action) series is a set of label values,
-//!   created when a worker first counts it, in that worker's own [`RuntimeSeries`];
+//!   with their label names; each (tier, policy, action) series is a set of label values, made
+//!   when the configuration's tick first adds a count to it, in the configuration's
+//!   [`RuntimeSeries`];
 //! * the network filter's counters take no labels in this ABI: its fixed stats carry their
 //!   labels in the name as the wasm filter's do (`metrics::stat_name`, cut into Prometheus
 //!   labels by the same tag extractors), and it has no per-policy series (nothing can be
 //!   defined once connections flow) and no gauges.
 //!
 //! Ids handed to `alp-filter`'s `Metrics` index [`Definitions::series`]; ids from
-//! [`RUNTIME_BASE`] on index the worker's runtime series.
+//! [`RUNTIME_BASE`] on index the runtime series.
 
 use alp_filter::metrics::stat_name;
 use std::cell::RefCell;
-use std::rc::Rc;
+use std::sync::Arc;
 
-/// The first id of a worker's runtime series.
+/// The first id of a runtime series.
 pub const RUNTIME_BASE: u32 = 1 << 24;
 
 /// Which ABI defines and counts.
@@ -103,7 +103,7 @@ impl Definitions {
         u32::try_from(self.series.len() - 1).ok()
     }
 
-    /// Declares a labeled family whose series workers create later (HTTP only).
+    /// Declares a labeled family whose series the tick makes later (HTTP only).
     pub fn declare_family(&mut self, define: &dyn Define, family: &str, label_names: &[&str]) {
         let _ = self.family(define, family, label_names);
     }
@@ -134,8 +134,8 @@ impl Definitions {
         u32::try_from(self.gauges.len() - 1).ok()
     }
 
-    /// A worker's new series of a declared family (`None`: not declared with these labels,
-    /// or a network filter).
+    /// A new series of a declared family (`None`: not declared with these labels, or a
+    /// network filter).
     pub fn runtime_series(
         &self,
         kind: Kind,
@@ -159,7 +159,7 @@ impl Definitions {
         let i = match all.iter().position(|s| **s == series) {
             Some(i) => i,
             None => {
-                all.push(Rc::new(series));
+                all.push(Arc::new(series));
                 all.len() - 1
             }
         };
@@ -172,7 +172,7 @@ impl Definitions {
             None => self.series.get(id as usize).map(SeriesRef::Fixed),
             Some(i) => {
                 let all = runtime.0.try_borrow().ok()?;
-                Some(SeriesRef::Runtime(Rc::clone(all.get(i as usize)?)))
+                Some(SeriesRef::Runtime(Arc::clone(all.get(i as usize)?)))
             }
         }
     }
@@ -182,7 +182,7 @@ impl Definitions {
 #[derive(Debug)]
 pub enum SeriesRef<'a> {
     Fixed(&'a Series),
-    Runtime(Rc<Series>),
+    Runtime(Arc<Series>),
 }
 
 impl SeriesRef<'_> {
@@ -194,9 +194,9 @@ impl SeriesRef<'_> {
     }
 }
 
-/// One worker's per-policy series.
+/// A configuration's per-policy series (made on its tick, on Envoy's main thread).
 #[derive(Debug, Default)]
-pub struct RuntimeSeries(RefCell<Vec<Rc<Series>>>);
+pub struct RuntimeSeries(RefCell<Vec<Arc<Series>>>);
 
 #[cfg(test)]
 mod tests {
@@ -272,7 +272,7 @@ mod tests {
     }
 
     #[test]
-    fn workers_make_series_of_declared_families_only() {
+    fn runtime_series_are_of_declared_families_only() {
         let envoy = FakeEnvoy::default();
         let mut d = Definitions::default();
         d.declare_family(
