@@ -782,7 +782,12 @@ fn envoy_refuses_the_native_envoyfilter_when_the_module_cannot_load() {
                 std::fs::copy(artifacts::native_module().unwrap(), &module).unwrap();
             }),
             by_name(&docs),
-            vec!["env".into(), format!("--unset={SEARCH_PATH_VAR}")],
+            // Nor the library path cargo gives tests (it holds target/debug/libcalico_alp.so).
+            vec![
+                "env".into(),
+                format!("--unset={SEARCH_PATH_VAR}"),
+                "--unset=LD_LIBRARY_PATH".into(),
+            ],
         ),
     ];
     for (i, (what, prepare, docs, wrapper)) in cases.into_iter().enumerate() {
