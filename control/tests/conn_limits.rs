@@ -9,34 +9,11 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const UPDATES: &str = concat!(
-    r#"{"workloadEndpointUpdate":{"id":{"workloadId":"default/pod"},"endpoint":{"profileIds":["kns.default"]}}}"#,
-    "\n",
-    r#"{"inSync":{}}"#,
-    "\n"
-);
-
-/// How long any one step may take on a loaded machine before the test gives up.
-const PATIENCE: Duration = Duration::from_secs(30);
-
-/// Kills the server it holds when dropped (a failing assertion must not leave it running).
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// A TCP port nobody listens on right now.
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind :0");
-    l.local_addr().expect("addr").port()
-}
+mod common;
+use common::{free_port, Server, PATIENCE, UPDATES};
 
 /// Starts `control serve` on a TCP port with `flags`, logging to `log`; returns once it answers.
 fn serve(dir: &Path, flags: &[&str], log: &Path) -> (Server, String) {

@@ -3,31 +3,11 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const UPDATES: &str = concat!(
-    r#"{"workloadEndpointUpdate":{"id":{"workloadId":"default/pod"},"endpoint":{"profileIds":["kns.default"]}}}"#,
-    "\n",
-    r#"{"inSync":{}}"#,
-    "\n"
-);
-
-/// Kills the server it holds when dropped (a failing assertion must not leave it running).
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// A TCP port nobody listens on right now.
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind :0");
-    l.local_addr().expect("addr").port()
-}
+mod common;
+use common::{free_port, Server, UPDATES};
 
 /// `GET path` over TCP: status line and body, or None while nobody answers.
 fn get(addr: &str, path: &str) -> Option<(String, String)> {

@@ -4,27 +4,14 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+mod common;
+use common::{free_port, Server, PATIENCE};
 
 const POLICY: &str = "apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata:\n  name: p\nspec:\n  selector: app == 'a'\n  ingress:\n    - action: Allow\n";
 const WORKLOAD: &str = "apiVersion: projectcalico.org/v3\nkind: WorkloadEndpoint\nmetadata:\n  name: a\n  namespace: default\n  labels: {app: a}\nspec:\n  ipNetworks: [10.0.0.1/32]\n";
-
-const PATIENCE: Duration = Duration::from_secs(30);
-
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind :0");
-    l.local_addr().expect("addr").port()
-}
 
 /// The version of the snapshot served now, if any.
 fn version(addr: &str) -> Option<u64> {
