@@ -29,16 +29,8 @@ while [ $# -gt 0 ]; do
 done
 case "$filter" in wasm|native) ;; *) echo "chaos.sh: --filter wasm or native" >&2; exit 2 ;; esac
 
-target=${CARGO_TARGET_DIR:-target}
-case "$target" in /*) ;; *) target=$PWD/$target ;; esac
-export ALP_WASM=${ALP_WASM:-$PWD/dist/calico-alp.wasm}
-export ALP_NATIVE=${ALP_NATIVE:-$PWD/dist/libcalico_alp.so}
-if [ "$filter" = wasm ] && [ ! -f "$ALP_WASM" ]; then ./wasm-bundle.sh; fi
-if [ "$filter" = native ] && [ ! -f "$ALP_NATIVE" ]; then ./native-bundle.sh; fi
-if [ -z "${ALP_CONTROL:-}" ]; then
-  timeout 1200 cargo build -q -p alp-control
-  export ALP_CONTROL="$target/debug/control"
-fi
+source scripts/reliability.sh
+reliability_prepare "$filter"
 if [ "$filter" = wasm ] && [ -z "${ALP_CHAOS_WASM:-}" ]; then
   # Its own target directory: the module with the crash switch never lands where a released
   # module is looked for (target/wasm32-wasip1/release/alp_filter.wasm).
@@ -51,19 +43,4 @@ report=$(mktemp /tmp/alp-chaos-report.XXXXXX)
 export ALP_CHAOS_REPORT=$report
 limit=$([ "$quick" = 1 ] && echo 600 || echo 1500)
 echo "== chaos: $([ "$quick" = 1 ] && echo quick || echo full), filter $filter (report also in $report)"
-status=0
-timeout --kill-after=30 "$limit" \
-  cargo test -q -p alp-e2e --test chaos -- --ignored --nocapture --test-threads 1 > "$report.log" 2>&1 || status=$?
-if [ "$status" -eq 124 ] || [ "$status" -eq 137 ]; then
-  tail -40 "$report.log"
-  echo "chaos.sh: the run did not finish within $limit s"
-  exit 1
-fi
-if [ ! -s "$report" ]; then
-  tail -60 "$report.log"
-  echo "chaos.sh: chaos failed before its report (exit $status; log $report.log)"
-  exit 1
-fi
-grep -E "panicked|assertion" "$report.log" | head -5 || true
-cat "$report"
-exit "$status"
+reliability_run chaos.sh chaos "$limit" "$report"

@@ -29,33 +29,10 @@ done
 case "$filter" in wasm|native) ;; *) echo "soak.sh: --filter wasm or native" >&2; exit 2 ;; esac
 if [ "$seconds" -lt 30 ]; then echo "soak.sh: at least 30 seconds" >&2; exit 2; fi
 
-target=${CARGO_TARGET_DIR:-target}
-case "$target" in /*) ;; *) target=$PWD/$target ;; esac
-export ALP_WASM=${ALP_WASM:-$PWD/dist/calico-alp.wasm}
-export ALP_NATIVE=${ALP_NATIVE:-$PWD/dist/libcalico_alp.so}
-if [ "$filter" = wasm ] && [ ! -f "$ALP_WASM" ]; then ./wasm-bundle.sh; fi
-if [ "$filter" = native ] && [ ! -f "$ALP_NATIVE" ]; then ./native-bundle.sh; fi
-if [ -z "${ALP_CONTROL:-}" ]; then
-  timeout 1200 cargo build -q -p alp-control
-  export ALP_CONTROL="$target/debug/control"
-fi
+source scripts/reliability.sh
+reliability_prepare "$filter"
 export ALP_ARTEFACT=$filter ALP_SOAK_SECONDS=$seconds
 report=$(mktemp /tmp/alp-soak-report.XXXXXX)
 export ALP_SOAK_REPORT=$report
 echo "== soak: $seconds s, filter $filter (report also in $report)"
-status=0
-timeout --kill-after=30 $((seconds + 900)) \
-  cargo test -q -p alp-e2e --test soak -- --ignored --nocapture --test-threads 1 > "$report.log" 2>&1 || status=$?
-if [ "$status" -eq 124 ] || [ "$status" -eq 137 ]; then
-  tail -40 "$report.log"
-  echo "soak.sh: the run did not finish within $((seconds + 900)) s"
-  exit 1
-fi
-if [ ! -s "$report" ]; then
-  tail -60 "$report.log"
-  echo "soak.sh: the soak failed before its report (exit $status; log $report.log)"
-  exit 1
-fi
-grep -E "panicked|assertion" "$report.log" | head -5 || true
-cat "$report"
-exit "$status"
+reliability_run soak.sh soak $((seconds + 900)) "$report"
